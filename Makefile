@@ -1,0 +1,57 @@
+# Two entry points do all set-up on a fresh Debian 12 machine with Python 3.11:
+#   make demo   -- install everything, run the main job end to end on zoo:fashion-mt
+#   make test   -- install everything, run pytest and the C++ tests (ctest)
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+OUT    ?= out
+JOBS   ?= 2
+
+# Build-time pins: the extension links against this openvino, so it must match the runtime pin.
+BUILD_PINS := scikit-build-core==1.1.2 pybind11==3.1.0 openvino==2026.4.1
+
+.PHONY: all system venv install test test-py test-cpp demo check-tensorrt bench bench-runtime clean
+
+all: install
+
+system:
+	@bash scripts/setup-system.sh
+
+$(VENV)/.deps: pyproject.toml | system
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install $(BUILD_PINS)
+	# deps first, torch pinned exactly (a looser torch pulls a multi-GB CUDA build)
+	$(PIP) install "torch==2.13.0" $$($(PY) scripts/deps.py pyproject.toml)
+	touch $@
+
+# Non-editable install: tests import the installed package, extension included.
+$(VENV)/.installed: $(VENV)/.deps $(shell find toolchain csrc -type f -not -path '*/__pycache__/*') CMakeLists.txt
+	$(PIP) install --no-build-isolation --no-deps .
+	touch $@
+
+install: system $(VENV)/.installed
+
+build/cpp/CMakeCache.txt: CMakeLists.txt $(VENV)/.deps
+	cmake -S . -B build/cpp -G Ninja -DMTEDGE_BUILD_TESTS=ON -DMTEDGE_BUILD_PYTHON=OFF \
+	  -DPython_EXECUTABLE=$(abspath $(PY))
+
+test-cpp: install build/cpp/CMakeCache.txt
+	cmake --build build/cpp -j $(JOBS)
+	cd build/cpp && MTEDGE_PYTHON=$(abspath $(PY)) ctest --output-on-failure -j $(JOBS)
+
+test-py: install
+	cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider
+
+test: test-py test-cpp check-tensorrt
+
+check-tensorrt: build/cpp/CMakeCache.txt
+	@bash scripts/check-tensorrt.sh
+
+demo: install
+	$(VENV)/bin/mtedge demo --out $(OUT)
+
+clean:
+	rm -rf build $(OUT) $(VENV)

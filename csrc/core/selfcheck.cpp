@@ -1,0 +1,20 @@
+#include "mtedge/selfcheck.h"
+
+#include <openvino/openvino.hpp>
+
+namespace mtedge {
+
+SelfCheck self_check() {
+  SelfCheck out;
+  out.mtedge_version = "0.1.0";
+  const ov::Version v = ov::get_openvino_version();
+  out.openvino_version = v.buildNumber;
+  ov::Core core;
+  out.openvino_devices = core.get_available_devices();
+#ifdef MTEDGE_WITH_TENSORRT
+  out.tensorrt_enabled = true;
+#endif
+  return out;
+}
+
+}  // namespace mtedge

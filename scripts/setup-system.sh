@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# System packages mtedge needs on Debian 12: compilers and CMake for the C++ runtime,
+# nlohmann-json and GoogleTest for csrc/, and the real Fashion-MNIST images.
+set -euo pipefail
+PKGS=(g++ cmake ninja-build nlohmann-json3-dev libgtest-dev dataset-fashion-mnist)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "installing system packages: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,73 @@
+"""The `mtedge` command. Each subcommand lives in toolchain/commands/<name>.py."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from toolchain.errors import MtedgeError
+
+# (module, attribute) of every subcommand, in the order `mtedge --help` lists them.
+_COMMANDS = [
+    ("toolchain.commands.doctor", "doctor"),
+    ("toolchain.commands.train", "train"),
+    ("toolchain.commands.inspect", "inspect"),
+    ("toolchain.commands.export", "export"),
+    ("toolchain.commands.export", "verify"),
+    ("toolchain.commands.runtime", "run"),
+    ("toolchain.commands.runtime", "bench"),
+    ("toolchain.commands.demo", "demo"),
+]
+
+
+class _LazyGroup(click.Group):
+    """Imports a subcommand's module only when it runs: `mtedge --help` stays fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for _, name in _COMMANDS if self._available(name)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        for module, attr in _COMMANDS:
+            if attr == name:
+                try:
+                    return getattr(importlib.import_module(module), attr)
+                except ModuleNotFoundError as e:
+                    if e.name == module:  # command not built yet in this checkout
+                        return None
+                    raise
+        return None
+
+    def _available(self, name: str) -> bool:
+        module = next(m for m, a in _COMMANDS if a == name)
+        return importlib.util.find_spec(module) is not None
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mtedge")
+def cli() -> None:
+    """mtedge: put multitask networks on Jetson-class edge devices."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="mtedge", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except MtedgeError as e:
+        click.secho(f"error: {e}", fg="red", err=True)
+        return 2
+    except SystemExit as e:  # a command chose its exit code
+        return int(e.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

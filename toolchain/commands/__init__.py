@@ -1,0 +1,1 @@
+"""One module per `mtedge` subcommand; registered in toolchain/cli.py."""
