@@ -1,0 +1,160 @@
+// OpenVINO backend: one ov::CompiledModel + one ov::InferRequest per segment, created at load.
+// Boundary tensors are ov::Tensor objects allocated at load and set on both the producer's
+// output port and every consumer's input port, so heads read the trunk's output in place.
+#include "openvino_backend.h"
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <openvino/openvino.hpp>
+
+#include "mtedge/errors.h"
+
+namespace mtedge {
+namespace {
+
+ov::element::Type ov_type(DType t) {
+  return t == DType::kFloat32 ? ov::element::f32 : ov::element::f16;
+}
+
+ov::Shape ov_shape(const Shape& s) { return ov::Shape(s.begin(), s.end()); }
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+class OvBuffer final : public Buffer {
+ public:
+  explicit OvBuffer(const TensorSpec& spec)
+      : Buffer(spec), tensor_(ov_type(spec.dtype), ov_shape(spec.shape)) {}
+  void copy_to_host(void* dst) const override {
+    std::memcpy(dst, tensor_.data(), spec().bytes());
+  }
+  const ov::Tensor& tensor() const { return tensor_; }
+
+ private:
+  ov::Tensor tensor_;  // owns host memory for the runtime's lifetime
+};
+
+class OvSegment final : public Segment {
+ public:
+  OvSegment(ov::CompiledModel model, const SegmentSource& src)
+      : model_(std::move(model)), request_(model_.create_infer_request()), name_(src.name) {
+    for (const auto& t : src.inputs) specs_.emplace(t.name, t);
+  }
+
+  void bind(const std::string& tensor, Buffer& buf) override {
+    try {
+      request_.set_tensor(tensor, static_cast<OvBuffer&>(buf).tensor());
+    } catch (const ov::Exception& e) {
+      throw BackendError("segment '" + name_ + "': cannot bind tensor '" + tensor +
+                         "' of shape " + shape_str(buf.spec().shape) + ": " + e.what());
+    }
+  }
+
+  void set_external_input(const std::string& tensor, const void* host_data) override {
+    const TensorSpec& spec = specs_.at(tensor);
+    // Wraps caller memory without copying; OpenVINO only reads inputs.
+    request_.set_tensor(tensor, ov::Tensor(ov_type(spec.dtype), ov_shape(spec.shape),
+                                           const_cast<void*>(host_data)));
+  }
+
+  void run() override {
+    try {
+      request_.infer();
+    } catch (const ov::Exception& e) {
+      throw BackendError("segment '" + name_ + "' failed in OpenVINO: " + e.what());
+    }
+  }
+
+ private:
+  ov::CompiledModel model_;
+  ov::InferRequest request_;
+  std::string name_;
+  std::map<std::string, TensorSpec> specs_;
+};
+
+class OpenVinoBackend final : public Backend {
+ public:
+  explicit OpenVinoBackend(const BackendOptions& opts) : device_(opts.device) {
+    if (opts.precision == "f32")
+      config_.emplace(ov::hint::inference_precision(ov::element::f32));
+    else if (opts.precision == "bf16")
+      config_.emplace(ov::hint::inference_precision(ov::element::bf16));
+    else if (opts.precision == "f16")
+      config_.emplace(ov::hint::inference_precision(ov::element::f16));
+    else
+      throw InputError("precision '" + opts.precision +
+                       "' is not supported by the OpenVINO backend; use 'f32' (parity) or 'bf16'");
+    if (opts.threads < 0)
+      throw InputError("threads=" + std::to_string(opts.threads) + " must be >= 0 (0: default)");
+    if (opts.threads > 0) config_.emplace(ov::inference_num_threads(opts.threads));
+    config_.emplace(ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY));
+    if (!opts.cache_dir.empty()) core_.set_property(ov::cache_dir(opts.cache_dir));
+  }
+
+  std::string name() const override { return "openvino"; }
+  bool zero_copy_input() const override { return true; }
+
+  std::unique_ptr<Buffer> allocate(const TensorSpec& spec) override {
+    return std::make_unique<OvBuffer>(spec);
+  }
+
+  std::unique_ptr<Segment> load(const SegmentSource& src) override {
+    try {
+      ov::CompiledModel compiled;
+      if (ends_with(src.path, ".onnx") || ends_with(src.path, ".xml")) {
+        std::shared_ptr<ov::Model> model = core_.read_model(src.path);
+        check_names(*model, src);
+        // Dynamic-batch exports: fix every input to the manifest's static shape.
+        std::map<std::string, ov::PartialShape> shapes;
+        for (const auto& t : src.inputs)
+          if (model->input(t.name).get_partial_shape().is_dynamic())
+            shapes.emplace(t.name, ov::PartialShape(ov_shape(t.shape)));
+        if (!shapes.empty()) model->reshape(shapes);
+        compiled = core_.compile_model(model, device_, config_);
+      } else {  // an OpenVINO compiled blob from engines.<target>
+        std::ifstream blob(src.path, std::ios::binary);
+        compiled = core_.import_model(blob, device_, config_);
+      }
+      return std::make_unique<OvSegment>(std::move(compiled), src);
+    } catch (const ov::Exception& e) {
+      throw BackendError("OpenVINO cannot compile segment '" + src.name + "' from '" + src.path +
+                         "' on " + device_ + ": " + e.what());
+    }
+  }
+
+ private:
+  // The ONNX input/output names are the manifest's tensor names (bundle-format.md).
+  static void check_names(const ov::Model& model, const SegmentSource& src) {
+    auto check = [&](const auto& ports, const std::vector<TensorSpec>& want, const char* what) {
+      std::set<std::string> have;
+      for (const auto& p : ports)
+        for (const auto& n : p.get_names()) have.insert(n);
+      for (const auto& t : want)
+        if (!have.count(t.name)) {
+          std::string list;
+          for (const auto& p : ports) list += (list.empty() ? "" : ", ") + p.get_any_name();
+          throw BundleError("segment file '" + src.path + "' has no " + what + " named '" +
+                            t.name + "' (it has: " + list +
+                            "); the file does not match the manifest: re-export the bundle");
+        }
+    };
+    check(model.inputs(), src.inputs, "input");
+    check(model.outputs(), src.outputs, "output");
+  }
+
+  ov::Core core_;
+  std::string device_;
+  ov::AnyMap config_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_openvino_backend(const BackendOptions& opts) {
+  return std::make_unique<OpenVinoBackend>(opts);
+}
+
+}  // namespace mtedge

@@ -1,0 +1,39 @@
+"""Options and helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from toolchain.bundle.files import write_json_atomic
+from toolchain.errors import SpecError
+from toolchain.model import LoadedModel, load
+from toolchain.recipe import Recipe, load_recipe
+
+model_argument = click.argument("model", metavar="MODEL")
+checkpoint_option = click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+                                 help="weights for MODEL (a state dict or an mtedge checkpoint)")
+recipe_option = click.option("--recipe", type=click.Path(dir_okay=False), default=None,
+                             help="recipe YAML (default: the model's own recipe, for zoo models and mtedge checkpoints)")
+
+
+def load_model_and_recipe(model: str, checkpoint: str | None, recipe: str | None) -> tuple[LoadedModel, Recipe]:
+    loaded = load(model, checkpoint)
+    if recipe is not None:
+        return loaded, load_recipe(recipe)
+    if loaded.recipe is None:
+        raise SpecError(f"{model} has no built-in recipe; pass --recipe FILE (see docs/recipes.md)")
+    return loaded, loaded.recipe
+
+
+def write_json(path: str | Path | None, doc: Any) -> None:
+    if path:
+        write_json_atomic(path, doc)
+        click.echo(f"wrote {path}", err=True)
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, indent=2)

@@ -1,0 +1,27 @@
+"""`mtedge inspect`: the task tree with FLOPs and parameters per shared segment and task branch."""
+
+from __future__ import annotations
+
+import click
+
+from toolchain.commands.common import checkpoint_option, dumps, load_model_and_recipe, model_argument, recipe_option
+
+
+@click.command()
+@model_argument
+@checkpoint_option
+@recipe_option
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+def inspect(model, checkpoint, recipe, as_json):
+    """Show which layers each task shares, where each task branches off, and what each part costs."""
+    import torch
+
+    from toolchain.inspection import inspect_model, render
+
+    loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
+    example = torch.zeros((1, *rec.input.shape[1:]))
+    report, _ = inspect_model(loaded.module, example)
+    if as_json:
+        click.echo(dumps(report))
+    else:
+        render(report)

@@ -1,0 +1,51 @@
+"""Per-task evaluation of a multitask model, against labels or (label-free) a reference model."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from toolchain.data.loaders import Batch
+from toolchain.metrics import FIDELITY_METRIC, make_metric
+from toolchain.recipe import Recipe
+
+
+def task_metric_name(recipe: Recipe, task: str, label_free: bool) -> str:
+    t = recipe.task(task)
+    return FIDELITY_METRIC[t.kind] if label_free else t.metric
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    recipe: Recipe,
+    data: Iterable[Batch],
+    reference: nn.Module | None = None,
+    tasks: Iterable[str] | None = None,
+) -> dict[str, float]:
+    """Metric per task. With `reference`, targets are the reference's outputs (fidelity mode);
+    otherwise batches must carry labels."""
+    model.eval()
+    names = list(tasks) if tasks is not None else list(recipe.tasks)
+    label_free = reference is not None
+    metrics = {t: make_metric(task_metric_name(recipe, t, label_free)) for t in names}
+    for x, targets in data:
+        out = model(x)
+        if label_free:
+            targets = reference(x)
+        elif targets is None:
+            raise ValueError("data has no labels: pass reference= for label-free evaluation")
+        for t in names:
+            metrics[t].update(out[t], targets[t])
+    return {t: m.value() for t, m in metrics.items()}
+
+
+def drops(before: dict[str, float], after: dict[str, float], recipe: Recipe, label_free: bool = False) -> dict[str, float]:
+    """How much worse each task got, in its metric's unit (positive = worse)."""
+    out = {}
+    for t in after:
+        hib = make_metric(task_metric_name(recipe, t, label_free)).higher_is_better
+        out[t] = (before[t] - after[t]) if hib else (after[t] - before[t])
+    return out

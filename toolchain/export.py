@@ -1,0 +1,233 @@
+"""Export a multitask model as a bundle of task segments (docs/bundle-format.md).
+
+    trace -> partition into segments -> one ONNX per segment -> onnx.checker -> onnxruntime
+    parity against torch on real samples -> golden I/O -> manifest (schema-validated) ->
+    atomic publication of NAME.mtb/
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from toolchain import __version__
+from toolchain.bundle.files import file_ref, staged_directory, write_bytes_atomic, write_json_atomic
+from toolchain.bundle.manifest import Bundle, validate_manifest
+from toolchain.bundle.reference import ReferenceExecutor
+from toolchain.data.loaders import batches
+from toolchain.errors import SpecError, VerificationError
+from toolchain.graph.partition import INPUT_NAME, Partition, partition, segment_module
+from toolchain.graph.tracing import trace
+from toolchain.model import LoadedModel
+from toolchain.progress import progress_bar
+from toolchain.recipe import Recipe
+
+OPSET = 17
+FP32_TOLERANCE = 1e-4
+
+
+class TaskSubset(nn.Module):
+    """Wraps a multitask model so that it returns only some tasks (the rest is never traced)."""
+
+    def __init__(self, model: nn.Module, tasks: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.keep = tuple(tasks)
+        # a fresh module is in training mode; exporters restore that mode recursively afterwards,
+        # which would flip the wrapped model's batch norms into training mode
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.model(x)
+        return {t: out[t] for t in self.keep}
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    max_abs_error: dict[str, float]  # onnxruntime chain vs torch, per task, on the golden samples
+    partition: Partition
+
+
+def onnx_bytes(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str],
+               dynamic_batch: bool = False) -> bytes:
+    """Export `module` to ONNX (opset 17, weights inside the file) and return the bytes."""
+    if module.training:
+        raise ValueError("export a module in eval mode (call .eval() first)")
+    buf = io.BytesIO()
+    dynamic_axes = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module, args, buf, opset_version=OPSET, input_names=input_names, output_names=output_names,
+            dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
+        )
+    model = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(model, full_check=True)
+    return buf.getvalue()
+
+
+def _tensor_spec(name: str, shape: Sequence[int]) -> dict[str, Any]:
+    return {"name": name, "shape": [int(s) for s in shape], "dtype": "float32"}
+
+
+def _golden_samples(recipe: Recipe, n: int) -> tuple[np.ndarray, str]:
+    x, _ = next(batches(recipe, "test", count=n, batch_size=n))
+    source = {
+        "fashion-mnist": f"fashion-mnist test split, images 0..{n - 1} (noisy input)",
+        "photos": f"scikit-image photos, {n} deterministic crops",
+        "random": f"{n} standard-normal images (seeded)",
+    }[recipe.data.kind]
+    return x.numpy().astype(np.float32), source
+
+
+def export_bundle(
+    model: LoadedModel | nn.Module,
+    recipe: Recipe,
+    out: str | Path,
+    tasks: Sequence[str] | None = None,
+    dynamic_batch: bool = False,
+    task_models: bool = False,
+    golden_samples: int = 4,
+    name: str | None = None,
+    force: bool = False,
+    tolerance: float = FP32_TOLERANCE,
+) -> ExportResult:
+    """Write bundle `out` (e.g. `fashion-mt.mtb`) for `model` under `recipe`.
+
+    Raises VerificationError if chaining the segments in onnxruntime differs from torch by more
+    than `tolerance` on any task; nothing is published then.
+    """
+    loaded = model if isinstance(model, LoadedModel) else None
+    module = (loaded.module if loaded else model).eval()
+    spec = loaded.spec if loaded else type(module).__name__
+    all_tasks = list(recipe.tasks)
+    tasks = list(tasks) if tasks else all_tasks
+    unknown = [t for t in tasks if t not in recipe.tasks]
+    if unknown:
+        raise SpecError(f"unknown task(s) {', '.join(unknown)}; recipe {recipe.name!r} has tasks: {', '.join(all_tasks)}")
+    out = Path(out)
+    bundle_name = name or out.name.removesuffix(".mtb")
+
+    shape = tuple(recipe.input.shape)
+    golden_x, golden_source = _golden_samples(recipe, golden_samples)
+    example = torch.from_numpy(golden_x[: shape[0]].copy())
+    if tuple(example.shape) != shape:
+        raise SpecError(f"recipe input.shape {list(shape)} does not match the data's sample shape {list(example.shape)}")
+
+    wrapped = TaskSubset(module, tasks)
+    with torch.no_grad():
+        model_out = module(example)
+    missing = [t for t in tasks if t not in model_out]
+    if missing:
+        raise SpecError(f"the model returns {sorted(model_out)}; recipe task(s) {', '.join(missing)} are not among them")
+    part = partition(trace(wrapped, example), strip_prefix="model.")
+
+    with staged_directory(out, overwrite=force) as tmp, progress_bar(transient=True) as progress:
+        job = progress.add_task(f"exporting {bundle_name}", total=len(part.segments) + (len(tasks) if task_models else 0) + 2)
+        seg_entries: dict[str, Any] = {}
+        variant_segments: dict[str, Any] = {}
+        for seg_name, seg in part.segments.items():
+            gm = segment_module(part, seg_name)
+            args = tuple(torch.zeros(part.tensor_shapes[t]) for t in seg.inputs)
+            data = onnx_bytes(gm, args, seg.inputs, seg.outputs, dynamic_batch)
+            path = tmp / "segments" / f"{seg_name}.onnx"
+            write_bytes_atomic(path, data)
+            seg_entries[seg_name] = {"inputs": seg.inputs, "outputs": seg.outputs, "tasks": [t for t in tasks if t in seg.tasks],
+                                     "shared": seg.shared, "flops": int(seg.flops), "params": int(seg.params)}
+            variant_segments[seg_name] = {
+                **file_ref(tmp, path),
+                "inputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in seg.inputs],
+                "outputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in seg.outputs],
+            }
+            progress.advance(job)
+
+        task_model_refs = {}
+        if task_models:
+            for t in tasks:
+                data = onnx_bytes(TaskSubset(module, [t]), (example,), [INPUT_NAME], [t], dynamic_batch)
+                path = tmp / "tasks" / f"{t}.onnx"
+                write_bytes_atomic(path, data)
+                task_model_refs[t] = file_ref(tmp, path)
+                progress.advance(job)
+
+        # golden I/O: torch fp32 outputs on real samples
+        with torch.no_grad():
+            golden_out = {t: [] for t in tasks}
+            for i in range(0, len(golden_x), shape[0]):
+                o = module(torch.from_numpy(golden_x[i : i + shape[0]].copy()))
+                for t in tasks:
+                    golden_out[t].append(o[t].numpy())
+        (tmp / "golden").mkdir()
+        np.save(tmp / "golden" / "input.npy", golden_x)
+        golden_refs = {}
+        for t in tasks:
+            np.save(tmp / "golden" / f"{t}.npy", np.concatenate(golden_out[t]).astype(np.float32))
+            golden_refs[t] = file_ref(tmp, tmp / "golden" / f"{t}.npy")
+        progress.advance(job)
+
+        task_entries = {}
+        for t in tasks:
+            ts = recipe.tasks[t]
+            task_entries[t] = {"kind": ts.kind, "metric": ts.metric, "higher_is_better": ts.higher_is_better,
+                               "allowed_drop": ts.allowed_drop, "output": part.task_outputs[t],
+                               "segments": part.task_segments[t]}
+        norm = recipe.input
+        manifest: dict[str, Any] = {
+            "format": "mtedge-bundle",
+            "format_version": 1,
+            "name": bundle_name,
+            "input": {"name": INPUT_NAME, "shape": list(shape), "dtype": "float32", "layout": "NCHW",
+                      "dynamic_batch": dynamic_batch,
+                      "normalization": {"scale": norm.scale, "mean": list(norm.mean), "std": list(norm.std)}},
+            "tasks": task_entries,
+            "segments": seg_entries,
+            "default_variant": "fp32",
+            "variants": {"fp32": {"precision": "fp32", "config": None,
+                                  "tolerance": {t: tolerance for t in tasks}, "segments": variant_segments}},
+            "engines": {},
+            "golden": {"input": file_ref(tmp, tmp / "golden" / "input.npy"), "outputs": golden_refs,
+                       "samples": len(golden_x), "source": golden_source},
+            "provenance": {"model": spec, "model_sha256": loaded.sha256 if loaded else _state_sha(module),
+                           "recipe": recipe.to_dict(),
+                           "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "tools": _tool_versions()},
+        }
+        if task_model_refs:
+            manifest["task_models"] = task_model_refs
+        validate_manifest(manifest)
+        write_json_atomic(tmp / "manifest.json", manifest)  # last file written; the rename publishes it
+        # numerics before publication: the onnxruntime chain must reproduce torch
+        got, expected = ReferenceExecutor(Bundle(tmp, manifest)).run_golden()
+        errors = {t: float(np.max(np.abs(got[t] - expected[t]))) for t in tasks}
+        bad = {t: e for t, e in errors.items() if not e <= tolerance}
+        if bad:
+            raise VerificationError(
+                "onnxruntime output differs from torch beyond " f"{tolerance:g}: "
+                + ", ".join(f"{t}: max abs error {e:.3g}" for t, e in bad.items())
+            )
+        progress.advance(job)
+    return ExportResult(out, errors, part)
+
+
+def _state_sha(module: nn.Module) -> str:
+    from toolchain.model import state_sha256
+
+    return state_sha256(module)
+
+
+def _tool_versions() -> dict[str, str]:
+    import onnxruntime
+    import openvino
+
+    return {"mtedge": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "openvino": openvino.__version__.split("-")[0]}

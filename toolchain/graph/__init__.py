@@ -1,0 +1,1 @@
+"""Traced multitask graphs: tracing, per-node cost, and the partition into task segments."""

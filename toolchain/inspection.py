@@ -1,0 +1,103 @@
+"""`mtedge inspect`: the task tree of a multitask model, with FLOPs and parameters per part."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from toolchain.graph.partition import Partition, partition
+from toolchain.graph.tracing import trace
+
+
+def inspect_model(module: nn.Module, example: torch.Tensor) -> tuple[dict[str, Any], Partition]:
+    """A JSON-ready description of which layers serve which tasks, and what each part costs.
+
+    `example` should have batch 1: FLOPs are per image.
+    """
+    part = partition(trace(module, example))
+    gm = part.traced.gm
+    segments = {}
+    for name, seg in part.segments.items():
+        layers = [str(n.target) for n in seg.nodes if n.op == "call_module"]
+        segments[name] = {
+            "tasks": sorted(seg.tasks, key=part.tasks.index),
+            "shared": seg.shared,
+            "inputs": seg.inputs,
+            "outputs": seg.outputs,
+            "branches_from": sorted({part.producer(t) or "input" for t in seg.inputs}),
+            "flops": int(seg.flops),
+            "params": int(seg.params),
+            "layers": len(layers),
+            "first_layer": layers[0] if layers else None,
+            "last_layer": layers[-1] if layers else None,
+        }
+    tasks = {}
+    for t in part.tasks:
+        path = part.task_segments[t]
+        own = [s for s in path if not part.segments[s].shared]
+        taps = sorted({i for s in own for i in part.segments[s].inputs})
+        tasks[t] = {
+            "segments": path,
+            "taps": taps,  # tensors where the task's own branch reads the shared part
+            "flops": int(sum(part.segments[s].flops for s in path)),
+            "branch_flops": int(sum(part.segments[s].flops for s in own)),
+            "branch_params": int(sum(part.segments[s].params for s in own)),
+        }
+    total_params = sum(p.numel() for p in gm.parameters())
+    report = {
+        "model": type(module).__name__,
+        "input_shape": list(example.shape),
+        "tasks": tasks,
+        "segments": segments,
+        "total_flops": int(sum(s.flops for s in part.segments.values())),
+        "total_params": int(total_params),
+        "shared_flops": int(sum(s.flops for s in part.segments.values() if s.shared)),
+    }
+    return report, part
+
+
+def render(report: dict[str, Any]) -> None:
+    """Print the task tree and the per-segment table with rich."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.tree import Tree
+
+    console = Console()
+    segs = report["segments"]
+    tree = Tree(f"[bold]{report['model']}[/] input {report['input_shape']}")
+    nodes = {"input": tree}
+    for name, s in segs.items():  # topological: parents exist before children
+        parent = nodes.get(s["branches_from"][0], tree) if s["branches_from"] else tree
+        label = (f"[{'cyan' if s['shared'] else 'green'}]{name}[/] "
+                 f"({'shared by ' + ', '.join(s['tasks']) if s['shared'] else 'task ' + s['tasks'][0]}) "
+                 f"{_fmt(s['flops'])}FLOPs {_fmt(s['params'])} params")
+        if len(s["branches_from"]) > 1:
+            label += f"  [dim]reads {', '.join(s['inputs'])}[/]"
+        nodes[name] = parent.add(label)
+    console.print(tree)
+
+    table = Table(title="segments")
+    for col in ("segment", "tasks", "inputs", "outputs", "MFLOPs", "params", "% FLOPs"):
+        table.add_column(col, justify="right" if col in ("MFLOPs", "params", "% FLOPs") else "left")
+    total = max(report["total_flops"], 1)
+    for name, s in segs.items():
+        table.add_row(name, ", ".join(s["tasks"]), ", ".join(s["inputs"]), ", ".join(s["outputs"]),
+                      f"{s['flops'] / 1e6:.2f}", f"{s['params']:,}", f"{100 * s['flops'] / total:.1f}")
+    table.add_row("[bold]total", "", "", "", f"[bold]{report['total_flops'] / 1e6:.2f}", f"[bold]{report['total_params']:,}", "100.0")
+    console.print(table)
+
+    tt = Table(title="tasks")
+    for col in ("task", "segments", "branches off at", "MFLOPs (whole task)", "MFLOPs (own branch)"):
+        tt.add_column(col)
+    for t, d in report["tasks"].items():
+        tt.add_row(t, " -> ".join(d["segments"]), ", ".join(d["taps"]), f"{d['flops'] / 1e6:.2f}", f"{d['branch_flops'] / 1e6:.2f}")
+    console.print(tt)
+
+
+def _fmt(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:.0f}"

@@ -1,0 +1,153 @@
+"""Recipes: a YAML file that names each task, its kind, metric and allowed drop, and the data.
+
+```yaml
+name: fashion-mt
+model: zoo:fashion-mt            # optional: the model this recipe was written for
+input:
+  shape: [1, 1, 28, 28]          # export shape, NCHW
+  normalization: {scale: 0.00392156862745098, mean: [0.286], std: [0.353]}
+data:
+  kind: fashion-mnist            # fashion-mnist | photos | random
+  val_count: 2000                # held-out images for the pruning/quantization oracle
+  calibration_count: 300
+tasks:
+  garment:    {kind: classification, metric: accuracy, allowed_drop: 1.0}
+  silhouette: {kind: segmentation,   metric: miou,     allowed_drop: 1.0}
+```
+
+`allowed_drop` is in the metric's own unit (points for accuracy/mIoU, dB for PSNR); for a metric
+where lower is better it bounds the rise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from toolchain.errors import SpecError
+from toolchain.metrics import FIDELITY_METRIC, METRICS
+
+TASK_KINDS = ("classification", "segmentation", "depth", "regression", "keypoints", "reconstruction")
+DATA_KINDS = ("fashion-mnist", "photos", "random")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: str
+    metric: str
+    allowed_drop: float
+    higher_is_better: bool
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    shape: tuple[int, ...]
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    layout: str = "NCHW"
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str
+    val_count: int = 2000
+    calibration_count: int = 300
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    input: InputSpec
+    data: DataSpec
+    tasks: dict[str, TaskSpec]
+    model: str | None = None
+    source: str | None = None  # the file it came from
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML form: `parse_recipe(r.to_dict())` gives back an equal recipe."""
+        i = self.input
+        return {
+            "name": self.name,
+            "model": self.model,
+            "input": {"shape": list(i.shape), "layout": i.layout,
+                      "normalization": {"scale": i.scale, "mean": list(i.mean), "std": list(i.std)}},
+            "data": {"kind": self.data.kind, "val_count": self.data.val_count,
+                     "calibration_count": self.data.calibration_count, **self.data.options},
+            "tasks": {n: {"kind": t.kind, "metric": t.metric, "allowed_drop": t.allowed_drop}
+                      for n, t in self.tasks.items()},
+        }
+
+    def task(self, name: str) -> TaskSpec:
+        if name not in self.tasks:
+            raise SpecError(f"unknown task {name!r}; recipe {self.name!r} has tasks: {', '.join(self.tasks)}")
+        return self.tasks[name]
+
+
+def _require(d: dict, key: str, where: str, types: type | tuple[type, ...]) -> Any:
+    if not isinstance(d, dict) or key not in d:
+        raise SpecError(f"recipe: missing '{where}.{key}'" if where else f"recipe: missing '{key}'")
+    value = d[key]
+    if not isinstance(value, types):
+        names = types.__name__ if isinstance(types, type) else " or ".join(t.__name__ for t in types)
+        raise SpecError(f"recipe: '{where + '.' if where else ''}{key}' must be {names}, got {value!r}")
+    return value
+
+
+def parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
+    if not isinstance(doc, dict):
+        raise SpecError(f"recipe {source or ''}: expected a YAML mapping at the top level, got {type(doc).__name__}")
+    name = str(doc.get("name", Path(source).stem if source else "model"))
+    inp = _require(doc, "input", "", dict)
+    shape = _require(inp, "shape", "input", list)
+    if len(shape) != 4 or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise SpecError(f"recipe: 'input.shape' must be 4 positive ints [N, C, H, W], got {shape}")
+    norm = inp.get("normalization", {}) or {}
+    mean = tuple(float(v) for v in norm.get("mean", [0.0] * shape[1]))
+    std = tuple(float(v) for v in norm.get("std", [1.0] * shape[1]))
+    if len(mean) not in (1, shape[1]) or len(std) not in (1, shape[1]) or any(s <= 0 for s in std):
+        raise SpecError(
+            f"recipe: 'input.normalization' mean/std need 1 or {shape[1]} values (std > 0), got mean={mean} std={std}"
+        )
+    input_spec = InputSpec(tuple(shape), float(norm.get("scale", 1.0 / 255.0)), mean, std, str(inp.get("layout", "NCHW")))
+
+    data = _require(doc, "data", "", dict)
+    kind = _require(data, "kind", "data", str)
+    if kind not in DATA_KINDS:
+        raise SpecError(f"recipe: 'data.kind' is {kind!r}; expected one of {', '.join(DATA_KINDS)}")
+    extra = {k: v for k, v in data.items() if k not in ("kind", "val_count", "calibration_count")}
+    data_spec = DataSpec(kind, int(data.get("val_count", 2000)), int(data.get("calibration_count", 300)), extra)
+
+    tasks_doc = _require(doc, "tasks", "", dict)
+    if not tasks_doc:
+        raise SpecError("recipe: 'tasks' is empty; name at least one task")
+    tasks: dict[str, TaskSpec] = {}
+    for tname, t in tasks_doc.items():
+        where = f"tasks.{tname}"
+        tkind = _require(t, "kind", where, str)
+        if tkind not in TASK_KINDS:
+            raise SpecError(f"recipe: '{where}.kind' is {tkind!r}; expected one of {', '.join(TASK_KINDS)}")
+        metric = t.get("metric", FIDELITY_METRIC[tkind])
+        if metric not in METRICS:
+            raise SpecError(f"recipe: '{where}.metric' is {metric!r}; known metrics: {', '.join(sorted(METRICS))}")
+        drop = _require(t, "allowed_drop", where, (int, float))
+        if drop < 0:
+            raise SpecError(f"recipe: '{where}.allowed_drop' must be >= 0, got {drop}")
+        tasks[tname] = TaskSpec(tname, tkind, metric, float(drop), METRICS[metric]().higher_is_better)
+    return Recipe(name, input_spec, data_spec, tasks, doc.get("model"), source)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"recipe file {path} not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"recipe {path} is not valid YAML: {e}") from None
+    return parse_recipe(doc, str(path))

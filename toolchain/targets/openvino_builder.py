@@ -1,0 +1,72 @@
+"""CPU engines through OpenVINO: compile each segment, export the compiled blob, re-import to verify.
+
+A blob is ``CompiledModel.export_model()``; load it with
+``ov.Core().import_model(stream, "CPU", config)`` using the same OpenVINO version and the
+``built_with.config`` recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from toolchain.targets.bundle_io import check_file, write_bytes_atomic
+from toolchain.targets.plan import EngineBuildStep
+from toolchain.targets.verify import Runner
+
+
+def _core() -> Any:
+    import openvino as ov
+
+    return ov.Core()
+
+
+def openvino_version() -> str:
+    import openvino as ov
+
+    return ov.get_version().split("-")[0]
+
+
+def build_blob(core: Any, step: EngineBuildStep, bundle: Path, out: Path) -> None:
+    """Compile ``step.onnx`` for the CPU with the step's config and write the exported blob to ``out``."""
+    src = bundle / step.onnx
+    model = core.read_model(str(src))
+    compiled = core.compile_model(model, "CPU", dict(step.ov_config))
+    blob = compiled.export_model()
+    data = blob.getvalue() if isinstance(blob, io.BytesIO) else bytes(blob)
+    write_bytes_atomic(out, data)
+
+
+def build_steps(steps: list[EngineBuildStep], bundle: Path, manifest: dict[str, Any], staging: Path,
+                on_step: Callable[[EngineBuildStep], None] = lambda s: None) -> dict[str, Path]:
+    """Build every step into ``staging`` after checking each ONNX file's sha256."""
+    core = _core()
+    built = {}
+    for step in steps:
+        check_file(bundle, manifest["variants"][step.variant]["segments"][step.segment])
+        out = staging / step.engine_path
+        build_blob(core, step, bundle, out)
+        built[step.engine_path] = out
+        on_step(step)
+    return built
+
+
+def blob_runner(core: Any, blob: Path, config: dict[str, Any]) -> Runner:
+    """A runner over an exported blob: feeds by tensor name, returns copies by tensor name."""
+    compiled = core.import_model(io.BytesIO(blob.read_bytes()), "CPU", config)
+    request = compiled.create_infer_request()
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        res = request.infer(feeds)
+        return {port.get_any_name(): np.array(value, copy=True) for port, value in res.items()}
+
+    return run
+
+
+def runners_for(steps: list[EngineBuildStep], files: dict[str, Path]) -> dict[str, Runner]:
+    """{segment: runner} over the built blobs of one variant."""
+    core = _core()
+    return {s.segment: blob_runner(core, files[s.engine_path], dict(s.ov_config)) for s in steps}

@@ -1,0 +1,103 @@
+"""Check built engines against the bundle's golden I/O by running the segment DAG.
+
+Tolerances per variant precision (max |out - golden| over all samples and elements):
+
+* ``fp32``: 1e-4 * max(1, max |golden|)
+* ``fp16``: 1e-2 * max(1, max |golden|)   (relative to the output's scale)
+* ``int8`` / ``mixed``: the variant's ``tolerance[task]`` (absolute; the exporter records it)
+
+A variant's ``tolerance[task]``, when present, overrides the default for any precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from toolchain.errors import BundleError
+from toolchain.targets.bundle_io import check_file, topo_segments
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+DEFAULT_RELATIVE = {"fp32": 1e-4, "fp16": 1e-2}
+
+
+@dataclass(frozen=True)
+class TaskCheck:
+    task: str
+    max_abs_err: float
+    tolerance: float
+    passed: bool
+
+
+def load_golden(bundle: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(inputs [samples, ...], {task: outputs [samples, ...]}) after checking sha256 and size."""
+    g = manifest["golden"]
+    x = np.load(check_file(bundle, g["input"]))
+    outs = {}
+    for task, ref in g["outputs"].items():
+        outs[task] = np.load(check_file(bundle, ref))
+    return x, outs
+
+
+def tolerance_for(manifest: dict[str, Any], variant: str, task: str, golden: np.ndarray) -> float:
+    """Absolute tolerance for ``task``'s output of ``variant`` (see the module docstring)."""
+    v = manifest["variants"][variant]
+    explicit = (v.get("tolerance") or {}).get(task)
+    if explicit is not None:
+        return float(explicit)
+    if v["precision"] in DEFAULT_RELATIVE:
+        return DEFAULT_RELATIVE[v["precision"]] * max(1.0, float(np.abs(golden).max()))
+    raise BundleError(f"variant {variant!r} ({v['precision']}) records no tolerance for task {task!r}; "
+                      f"the exporter writes variants.{variant}.tolerance — re-export, or build with --no-verify")
+
+
+def run_dag(manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner], x: np.ndarray) -> dict[str, np.ndarray]:
+    """Run one sample (batch as in the manifest) through every segment; returns all named tensors.
+
+    Tensors are cast to the dtype each segment file declares (fp16 variants pass float16 between
+    segments) and task outputs are returned as float32.
+    """
+    env: dict[str, np.ndarray] = {manifest["input"]["name"]: x.astype(np.float32)}
+    vsegs = manifest["variants"][variant]["segments"]
+    for seg in topo_segments(manifest):
+        spec = vsegs[seg]
+        feeds = {t["name"]: np.ascontiguousarray(env[t["name"]].astype(t["dtype"])) for t in spec["inputs"]}
+        outs = runners[seg](feeds)
+        for t in spec["outputs"]:
+            if t["name"] not in outs:
+                raise BundleError(f"segment {seg!r} of variant {variant!r} produced no tensor {t['name']!r}; "
+                                  f"it produced {', '.join(outs)}")
+            env[t["name"]] = np.asarray(outs[t["name"]])
+    return env
+
+
+def verify_variant(bundle: Path, manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner]) -> list[TaskCheck]:
+    """Run every golden sample through ``runners`` and compare each task's output."""
+    x, golden = load_golden(bundle, manifest)
+    batch = manifest["input"]["shape"][0]
+    per_task: dict[str, list[np.ndarray]] = {t: [] for t in manifest["tasks"]}
+    for i in range(0, x.shape[0], batch):
+        env = run_dag(manifest, variant, runners, x[i:i + batch])
+        for task, tdata in manifest["tasks"].items():
+            per_task[task].append(env[tdata["output"]].astype(np.float32))
+    checks = []
+    for task, chunks in per_task.items():
+        if task not in golden:
+            continue
+        got, ref = np.concatenate(chunks), golden[task]
+        if got.shape != ref.shape:
+            raise BundleError(f"task {task!r}: engines produce shape {list(got.shape)}, golden is {list(ref.shape)}")
+        err = float(np.abs(got - ref).max())
+        tol = tolerance_for(manifest, variant, task, ref)
+        checks.append(TaskCheck(task, err, tol, bool(err <= tol)))
+    return checks
+
+
+def report(checks: list[TaskCheck], samples: int) -> dict[str, Any]:
+    """JSON-able verification record for the manifest's ``engines`` entry."""
+    return {"status": "passed" if all(c.passed for c in checks) else "failed", "samples": samples,
+            "tasks": {c.task: {"max_abs_err": c.max_abs_err, "tolerance": c.tolerance, "passed": c.passed}
+                      for c in checks}}

@@ -1,0 +1,116 @@
+"""Built-in trainer for zoo models on real data (Fashion-MNIST), with optional distillation.
+
+Used by `mtedge train` and, after pruning, by `mtedge compress` for recovery fine-tuning.
+A user's own model brings its own loop through the recipe hook (see toolchain.compress).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolchain.data.loaders import batches
+from toolchain.errors import SpecError
+from toolchain.evaluate import evaluate
+from toolchain.progress import progress_bar
+from toolchain.recipe import Recipe
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 3.0  # fractional epochs train on a prefix of the shuffled data
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    limit: int | None = None  # use at most this many training images (tiny runs in tests)
+    distill_weight: float = 0.0  # >0: also match a teacher's outputs (recovery after pruning)
+    seed: int = 0
+
+
+def task_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if kind in ("classification", "segmentation"):
+        return F.cross_entropy(pred, target)
+    if kind in ("reconstruction", "depth", "regression", "keypoints"):
+        return F.l1_loss(pred, target)
+    raise SpecError(f"no built-in loss for task kind {kind!r}")
+
+
+def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    if kind in ("classification", "segmentation"):
+        t = temperature
+        return F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean") * t * t / (
+            student[0, 0].numel()
+        )
+    return F.l1_loss(student, teacher)
+
+
+def train(
+    model: nn.Module,
+    recipe: Recipe,
+    config: TrainConfig = TrainConfig(),
+    teacher: nn.Module | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    description: str = "training",
+) -> nn.Module:
+    """Train `model` in place on the recipe's training split (needs labels)."""
+    if recipe.data.kind != "fashion-mnist":
+        raise SpecError(
+            f"the built-in trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
+            f"data.kind={recipe.data.kind!r}: bring your own loop through the recipe hook"
+        )
+    from toolchain.data import fashion
+
+    torch.manual_seed(config.seed)
+    full = fashion.load_split("train")
+    train_part = full.subset(len(full) - recipe.data.val_count)
+    if config.limit:
+        train_part = train_part.subset(config.limit)
+    steps_per_epoch = (len(train_part) + config.batch_size - 1) // config.batch_size
+    total_steps = max(1, int(round(config.epochs * steps_per_epoch)))
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15)
+    kinds = {t: recipe.tasks[t].kind for t in recipe.tasks}
+    if teacher is not None:
+        teacher.eval()
+    model.train()
+    step = 0
+    with progress_bar() as progress:
+        job = progress.add_task(description, total=total_steps)
+        epoch = 0
+        while step < total_steps:
+            for x, targets in fashion.iterate(train_part, config.batch_size, shuffle=True, seed=config.seed + epoch):
+                out = model(x)
+                loss = sum(task_loss(kinds[t], out[t], targets[t]) for t in kinds)
+                if teacher is not None and config.distill_weight > 0:
+                    with torch.no_grad():
+                        ref = teacher(x)
+                    loss = loss + config.distill_weight * sum(distill_loss(kinds[t], out[t], ref[t]) for t in kinds)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                progress.update(job, advance=1, description=f"{description} loss {loss.item():.3f}")
+                if on_step:
+                    on_step(step, loss.item())
+                if step >= total_steps:
+                    break
+            epoch += 1
+    model.eval()
+    return model
+
+
+def test_metrics(model: nn.Module, recipe: Recipe, count: int | None = None) -> dict[str, float]:
+    """Per-task metrics on the test split (all 10,000 images unless `count`)."""
+    return evaluate(model, recipe, batches(recipe, "test", count=count, batch_size=500))
+
+
+def timed(fn, *a, **kw):
+    t0 = time.perf_counter()
+    out = fn(*a, **kw)
+    return out, time.perf_counter() - t0
