@@ -1,5 +1,1 @@
-"""Helpers for tests and benchmarks that need bundles without running the exporter."""
-
-from toolchain.testing.toy_bundle import make_toy_bundle, reference_outputs
-
-__all__ = ["make_toy_bundle", "reference_outputs"]
+"""Small multitask architectures of known shapes, used by tests and benchmarks."""
