@@ -11,7 +11,7 @@ JOBS   ?= 2
 # Build-time pins: the extension links against this openvino, so it must match the runtime pin.
 BUILD_PINS := scikit-build-core==1.1.2 pybind11==3.1.0 openvino==2026.4.1
 
-.PHONY: all system venv install test test-py test-cpp demo check-tensorrt bench bench-runtime clean
+.PHONY: all system venv install test test-py test-cpp demo check-tensorrt bench bench-runtime bench-quant clean
 
 all: install
 
@@ -47,11 +47,14 @@ test-py: install
 
 test: test-py test-cpp check-tensorrt
 
-check-tensorrt: build/cpp/CMakeCache.txt
+check-tensorrt:
 	@bash scripts/check-tensorrt.sh
 
 demo: install
 	$(VENV)/bin/mtedge demo --out $(OUT)
+
+bench-quant: install
+	$(VENV)/bin/python bench/quant.py
 
 clean:
 	rm -rf build $(OUT) $(VENV)

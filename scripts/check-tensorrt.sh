@@ -35,7 +35,6 @@ if [[ ${#sets[@]} -eq 0 ]]; then
   exit 0
 fi
 
-ov_inc="$("$root/.venv/bin/python" -c 'import openvino,os;print(os.path.join(os.path.dirname(openvino.__file__),"include"))' 2>/dev/null || true)"
 units=(csrc/backends/tensorrt/tensorrt_backend.cpp csrc/core/backend_factory.cpp)
 failed=0
 for inc in "${sets[@]}"; do
@@ -44,7 +43,7 @@ for inc in "${sets[@]}"; do
   for u in "${units[@]}"; do
     if ! "$cxx" -std=c++17 -fsyntax-only -Wall -Wextra -Werror -Wno-deprecated-declarations \
         -DMTEDGE_WITH_TENSORRT -I"$root/csrc/include" -isystem "$inc" -isystem "$cuda_inc" \
-        ${ov_inc:+-isystem "$ov_inc"} "$root/$u"; then
+        "$root/$u"; then
       ok=0
     fi
   done

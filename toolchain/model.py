@@ -111,6 +111,8 @@ def load(spec: str, checkpoint: str | Path | None = None) -> LoadedModel:
             factory = getattr(importlib.import_module(mod_name), attr)
         except (ImportError, AttributeError) as e:
             raise SpecError(f"cannot import factory {spec!r} ({e}); expected package.module:callable") from None
+        if not callable(factory):
+            raise SpecError(f"{spec} is a {type(factory).__name__}, not a callable; expected package.module:factory")
         module = factory()
         if not isinstance(module, nn.Module):
             raise SpecError(f"factory {spec} returned {type(module).__name__}; expected a torch.nn.Module")

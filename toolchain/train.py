@@ -105,7 +105,7 @@ def train(
     return model
 
 
-def test_metrics(model: nn.Module, recipe: Recipe, count: int | None = None) -> dict[str, float]:
+def evaluate_on_test(model: nn.Module, recipe: Recipe, count: int | None = None) -> dict[str, float]:
     """Per-task metrics on the test split (all 10,000 images unless `count`)."""
     return evaluate(model, recipe, batches(recipe, "test", count=count, batch_size=500))
 

@@ -24,7 +24,7 @@ def train(model, checkpoint, recipe, output, epochs, limit, test_count, threads,
     import torch
 
     from toolchain.model import save_checkpoint
-    from toolchain.train import TrainConfig, test_metrics
+    from toolchain.train import TrainConfig, evaluate_on_test
     from toolchain.train import train as run_training
 
     if threads:
@@ -33,7 +33,7 @@ def train(model, checkpoint, recipe, output, epochs, limit, test_count, threads,
     t0 = time.perf_counter()
     run_training(loaded.module, rec, TrainConfig(epochs=epochs, limit=limit), description=f"training {model}")
     seconds = time.perf_counter() - t0
-    metrics = test_metrics(loaded.module, rec, count=test_count)
+    metrics = evaluate_on_test(loaded.module, rec, count=test_count)
     save_checkpoint(output, loaded.module, loaded.origin, rec, metrics=metrics, train_seconds=seconds)
     print_metrics(rec, metrics, title=f"{model} test metrics after {seconds:.0f} s of training")
     write_json(json_path, {"model": model, "checkpoint": str(output), "train_seconds": seconds, "test_metrics": metrics})

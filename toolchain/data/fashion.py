@@ -27,7 +27,7 @@ GROUPS = ("top", "full-length", "footwear", "bag")
 # garment label -> group label
 GROUP_OF = np.array([0, 1, 0, 1, 0, 2, 0, 2, 3, 2], dtype=np.int64)
 SILHOUETTE_THRESHOLD = 0.1  # pixel intensity in [0, 1] above which a pixel belongs to the garment
-NOISE_SIGMA = 0.2  # std of the Gaussian noise added to the model input, in [0, 1] pixel units
+NOISE_SIGMA = 0.1  # std of the Gaussian noise added to the model input, in [0, 1] pixel units
 MEAN, STD = 0.2860, 0.3530  # training-split statistics of clean pixels
 
 
@@ -88,7 +88,7 @@ def make_batch(
 
     Noise comes from `generator` (training) or from `seed` (evaluation: the same noise every run).
     """
-    clean = torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
+    clean = torch.tensor(images, dtype=torch.float32).div_(255.0).unsqueeze(1)
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
     noisy = (clean + NOISE_SIGMA * torch.randn(clean.shape, generator=generator)).clamp_(0.0, 1.0)

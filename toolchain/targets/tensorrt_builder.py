@@ -52,7 +52,7 @@ def build_engine(trt: ModuleType, step: EngineBuildStep, bundle: Path, out: Path
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(step.workspace_mb or 1024) << 20)
     for flag in step.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    if not step.tf32 and not step.strongly_typed:
+    if not step.tf32:  # fp32 layers stay IEEE fp32 (golden parity at 1e-4)
         config.clear_flag(trt.BuilderFlag.TF32)
     if step.dla_core is not None:
         config.default_device_type = trt.DeviceType.DLA

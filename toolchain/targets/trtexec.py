@@ -40,8 +40,8 @@ def trtexec_args(step: EngineBuildStep, engine_out: str | None = None) -> list[s
         args.append("--stronglyTyped")
     else:
         args += [f"--{f.lower()}" for f in step.builder_flags if f in ("FP16", "INT8")]
-        if not step.tf32:
-            args.append("--noTF32")
+    if not step.tf32:
+        args.append("--noTF32")
     if step.dla_core is not None:
         args.append(f"--useDLACore={step.dla_core}")
         if "GPU_FALLBACK" in step.builder_flags:

@@ -7,6 +7,11 @@ Tolerances per variant precision (max |out - golden| over all samples and elemen
 * ``int8`` / ``mixed``: the variant's ``tolerance[task]`` (absolute; the exporter records it)
 
 A variant's ``tolerance[task]``, when present, overrides the default for any precision.
+
+Reference: the golden outputs are those of the full model, so they are the reference for variants
+without a width configuration (``config: null``). A variant with a width configuration (slimmable
+or pruned widths) computes something else by design; its engines are compared with the variant's
+own ONNX files run in onnxruntime on the golden inputs (same tolerances).
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ def load_golden(bundle: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, dic
     return x, outs
 
 
+def reference_kind(manifest: dict[str, Any], variant: str) -> str:
+    """``"golden"`` or ``"onnxruntime"`` (width-configured variants; see the module docstring)."""
+    return "onnxruntime" if manifest["variants"][variant].get("config") else "golden"
+
+
 def tolerance_for(manifest: dict[str, Any], variant: str, task: str, golden: np.ndarray) -> float:
     """Absolute tolerance for ``task``'s output of ``variant`` (see the module docstring)."""
     v = manifest["variants"][variant]
@@ -74,20 +84,43 @@ def run_dag(manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner
     return env
 
 
-def verify_variant(bundle: Path, manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner]) -> list[TaskCheck]:
-    """Run every golden sample through ``runners`` and compare each task's output."""
-    x, golden = load_golden(bundle, manifest)
+def onnxruntime_runners(bundle: Path, manifest: dict[str, Any], variant: str) -> dict[str, Runner]:
+    """Runners over a variant's ONNX files in onnxruntime (the independent reference executor)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    runners: dict[str, Runner] = {}
+    for seg in topo_segments(manifest):
+        spec = manifest["variants"][variant]["segments"][seg]
+        sess = ort.InferenceSession(str(check_file(bundle, spec)), opts, providers=["CPUExecutionProvider"])
+        names = [t["name"] for t in spec["outputs"]]
+        runners[seg] = lambda feeds, sess=sess, names=names: dict(zip(names, sess.run(names, feeds)))
+    return runners
+
+
+def _outputs(manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner], x: np.ndarray) -> dict[str, np.ndarray]:
     batch = manifest["input"]["shape"][0]
     per_task: dict[str, list[np.ndarray]] = {t: [] for t in manifest["tasks"]}
     for i in range(0, x.shape[0], batch):
         env = run_dag(manifest, variant, runners, x[i:i + batch])
         for task, tdata in manifest["tasks"].items():
             per_task[task].append(env[tdata["output"]].astype(np.float32))
+    return {t: np.concatenate(v) for t, v in per_task.items()}
+
+
+def verify_variant(bundle: Path, manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner]) -> list[TaskCheck]:
+    """Run every golden sample through ``runners`` and compare each task's output with the reference
+    (golden outputs, or onnxruntime on the variant's ONNX for width-configured variants)."""
+    x, golden = load_golden(bundle, manifest)
+    if manifest["variants"][variant].get("config"):
+        golden = _outputs(manifest, variant, onnxruntime_runners(bundle, manifest, variant), x)
+    got_all = _outputs(manifest, variant, runners, x)
     checks = []
-    for task, chunks in per_task.items():
+    for task, got in got_all.items():
         if task not in golden:
             continue
-        got, ref = np.concatenate(chunks), golden[task]
+        ref = golden[task]
         if got.shape != ref.shape:
             raise BundleError(f"task {task!r}: engines produce shape {list(got.shape)}, golden is {list(ref.shape)}")
         err = float(np.abs(got - ref).max())
@@ -96,8 +129,9 @@ def verify_variant(bundle: Path, manifest: dict[str, Any], variant: str, runners
     return checks
 
 
-def report(checks: list[TaskCheck], samples: int) -> dict[str, Any]:
+def report(checks: list[TaskCheck], samples: int, reference: str = "golden") -> dict[str, Any]:
     """JSON-able verification record for the manifest's ``engines`` entry."""
     return {"status": "passed" if all(c.passed for c in checks) else "failed", "samples": samples,
+            "reference": reference,
             "tasks": {c.task: {"max_abs_err": c.max_abs_err, "tolerance": c.tolerance, "passed": c.passed}
                       for c in checks}}

@@ -48,7 +48,7 @@ class FashionMT(nn.Module):
         w = width
         self.encoder = FashionEncoder(w)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.garment_fc = nn.Linear(4 * w, 10)
+        self.garment_fc = nn.Sequential(nn.Linear(4 * w, 4 * w), nn.ReLU(inplace=True), nn.Linear(4 * w, 10))
         self.group_fc = nn.Sequential(nn.Linear(4 * w, 2 * w), nn.ReLU(inplace=True), nn.Linear(2 * w, 4))
         self.sil_reduce = conv_bn_relu(4 * w, 2 * w)
         self.sil_fuse = conv_bn_relu(4 * w, w)  # cat(stage2 reduced, stage1)

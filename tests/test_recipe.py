@@ -1,0 +1,52 @@
+import pytest
+
+from toolchain import zoo
+from toolchain.errors import SpecError
+from toolchain.recipe import load_recipe, parse_recipe
+
+
+def base():
+    return {"name": "r", "input": {"shape": [1, 3, 32, 32]}, "data": {"kind": "random"},
+            "tasks": {"seg": {"kind": "segmentation", "metric": "miou", "allowed_drop": 1.0}}}
+
+
+@pytest.mark.parametrize("name", sorted(zoo.ZOO))
+def test_zoo_recipes_parse_and_round_trip(name):
+    r = load_recipe(zoo.get(name).recipe_path)
+    assert r.tasks and r.input.shape[0] == 1
+    assert parse_recipe(r.to_dict()) == parse_recipe(r.to_dict())
+    assert parse_recipe(r.to_dict()).tasks == r.tasks
+
+
+def test_fashion_recipe_bounds_are_the_documented_ones():
+    r = load_recipe(zoo.get("fashion-mt").recipe_path)
+    assert {t: s.allowed_drop for t, s in r.tasks.items()} == {"garment": 1.0, "group": 1.0, "silhouette": 1.0, "denoise": 0.3}
+    assert r.tasks["denoise"].metric == "psnr" and r.tasks["denoise"].higher_is_better
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.pop("tasks"), "missing 'tasks'"),
+        (lambda d: d["tasks"]["seg"].update(kind="segmentatoin"), "'tasks.seg.kind' is 'segmentatoin'; expected one of"),
+        (lambda d: d["tasks"]["seg"].update(metric="iou"), "known metrics"),
+        (lambda d: d["tasks"]["seg"].update(allowed_drop=-1), "must be >= 0"),
+        (lambda d: d["tasks"]["seg"].pop("allowed_drop"), "missing 'tasks.seg.allowed_drop'"),
+        (lambda d: d["input"].update(shape=[3, 32, 32]), "4 positive ints"),
+        (lambda d: d["data"].update(kind="imagenet"), "'data.kind' is 'imagenet'"),
+    ],
+)
+def test_bad_recipes_name_the_field(mutate, message):
+    doc = base()
+    mutate(doc)
+    with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_recipe(doc)
+
+
+def test_missing_and_invalid_recipe_files(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [unclosed")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_recipe(bad)

@@ -1,0 +1,278 @@
+"""`mtedge bench`: what the resident multitask runtime buys, measured side by side in one run.
+
+Everything runs on the same machine, the same input and the same OpenVINO settings
+(CPU, INFERENCE_PRECISION_HINT f32 unless asked otherwise, LATENCY hint, same thread count):
+
+- per-task latency of ``Runtime.run`` (median, p90);
+- switch overhead: cycling through the tasks vs repeating one task;
+- reload baseline: a per-task whole model (the task's segments merged into one ONNX file)
+  compiled again on every task switch, as a one-model-per-task deployment does;
+- multitask: all tasks in one ``run`` (trunk once) vs each task's whole model (trunk per task);
+- runtime overhead vs raw OpenVINO on the same compiled segments (Python API, intermediates
+  shared with ``set_tensor``: no copies between segments there either);
+- Python call overhead: wall time of ``run()`` minus the C++-measured time of the same call;
+- resident memory in clean subprocesses: all tasks loaded vs separate per-task whole models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from toolchain.runtime import Runtime
+
+
+def _stats_ms(samples: list[float]) -> dict[str, float]:
+    a = np.asarray(samples)
+    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)), "n": int(a.size)}
+
+
+def task_model(bundle: str | os.PathLike, task: str, variant: str | None = None) -> onnx.ModelProto:
+    """The task's segments merged into one ONNX model (input -> task output).
+
+    Segment files share only boundary tensor names; everything internal is prefixed with the
+    segment name so that initializers and intermediate values of different segments never clash."""
+    root = Path(bundle)
+    m = json.loads((root / "manifest.json").read_text())
+    variant = variant or m["default_variant"]
+    order = [s for s in m["segments"] if s in m["tasks"][task]["segments"]]
+    nodes, inits, value_info, opsets = [], [], [], {}
+    graph_input = graph_output = None
+    ir_version = 8
+    for seg in order:
+        model = onnx.load(root / m["variants"][variant]["segments"][seg]["file"])
+        g = model.graph
+        ir_version = max(ir_version, model.ir_version)
+        for op in model.opset_import:
+            opsets[op.domain] = max(opsets.get(op.domain, 0), op.version)
+        boundary = {v.name for v in g.input} | {v.name for v in g.output}
+        rename = {n: f"{seg}/{n}" for n in [i.name for i in g.initializer] +
+                  [o for node in g.node for o in node.output] if n and n not in boundary}
+        for node in g.node:
+            if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                raise NotImplementedError(f"segment {seg!r} has control flow ({node.op_type}); cannot merge")
+            node.input[:] = [rename.get(n, n) for n in node.input]
+            node.output[:] = [rename.get(n, n) for n in node.output]
+            if node.name:
+                node.name = f"{seg}/{node.name}"
+            nodes.append(node)
+        for init in g.initializer:
+            init.name = rename.get(init.name, init.name)
+            inits.append(init)
+        for vi in g.value_info:
+            vi.name = rename.get(vi.name, vi.name)
+            value_info.append(vi)
+        for vi in g.input:
+            if vi.name == m["input"]["name"] and graph_input is None:
+                graph_input = vi
+        for vi in g.output:
+            if vi.name == m["tasks"][task]["output"]:
+                graph_output = vi
+    graph = onnx.helper.make_graph(nodes, f"{m['name']}-{task}", [graph_input], [graph_output], inits,
+                                   value_info=value_info)
+    merged = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
+    merged.ir_version = ir_version
+    return merged
+
+
+def _ov_config(threads: int | None, precision: str) -> dict:
+    cfg = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        cfg["INFERENCE_NUM_THREADS"] = threads
+    return cfg
+
+
+def _timeit(fn: Callable[[], object], n: int, advance: Callable[[], None] | None = None) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+        if advance:
+            advance()
+    return out
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: str, variant: str) -> None:
+    """Subprocess entry: prints {"baseline_mb", "loaded_mb"} for one deployment style."""
+    import openvino as ov  # noqa: F401  imported in both modes so the baselines match
+
+    from toolchain import _runtime  # noqa: F401
+
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    x = np.load(Path(bundle) / m["golden"]["input"]["file"])[:1].astype(np.float32)
+    base = _rss_mb()
+    if mode == "runtime":
+        rt = Runtime(bundle, backend="openvino", threads=threads or None, variant=variant or None, precision=precision)
+        rt.run(x)
+        keep = [rt]
+    else:
+        core = ov.Core()
+        keep = [core]
+        for t in m["tasks"]:
+            cm = core.compile_model(str(Path(model_dir) / f"{t}.onnx"), "CPU", _ov_config(threads, precision))
+            req = cm.create_infer_request()
+            req.infer({0: x})
+            keep += [cm, req]
+    print(json.dumps({"baseline_mb": base, "loaded_mb": _rss_mb()}))
+
+
+def _run_probe(mode: str, bundle: str, model_dir: str, threads: int | None, precision: str, variant: str) -> dict:
+    code = ("import sys; from toolchain.bench_runtime import rss_probe; "
+            "rss_probe(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])")
+    out = subprocess.run([sys.executable, "-c", code, mode, bundle, model_dir, str(threads or 0), precision,
+                          variant or ""], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, threads: int | None = None,
+                 precision: str = "f32", variant: str | None = None, reload_iters: int | None = None,
+                 rss: bool = True, progress: bool = True) -> dict:
+    """Runs every measurement and returns the report (the `mtedge bench --json` document)."""
+    import openvino as ov
+
+    from toolchain.progress import progress_bar
+
+    bundle = str(bundle)
+    rt = Runtime(bundle, backend="openvino", threads=threads, variant=variant, precision=precision)
+    tasks = rt.tasks
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    var = rt.variants[0]
+    shape = tuple(rt.input_spec()["shape"])
+    golden = np.load(Path(bundle) / m["golden"]["input"]["file"]).astype(np.float32)
+    x = np.ascontiguousarray(golden[: shape[0]].reshape(shape)) if golden.size >= np.prod(shape) else \
+        np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    cfg = _ov_config(threads, precision)
+    reload_iters = reload_iters or max(2 * len(tasks), min(40, iters // 2))
+    bar = progress_bar(transient=True)
+    if not progress:
+        bar.disable = True
+    report: dict = {"bundle": bundle, "name": rt.name, "backend": rt.backend, "variant": var,
+                    "precision": precision, "threads": threads, "iters": iters, "tasks": {}}
+    with tempfile.TemporaryDirectory(prefix="mtedge-bench-") as tmp, bar:
+        # Per-task whole models for the baselines, written once like N deployed single-task models.
+        for t in tasks:
+            onnx.save(task_model(bundle, t, var), Path(tmp) / f"{t}.onnx")
+        core = ov.Core()
+
+        for _ in range(warmup):
+            rt.run(x)
+        job = bar.add_task("runtime: one task repeated", total=len(tasks) * iters)
+        py_minus_cpp = []
+        for t in tasks:
+            samples = []
+            for _ in range(iters):
+                t0 = time.perf_counter()
+                rt.run(x, task=t)
+                wall = (time.perf_counter() - t0) * 1e3
+                samples.append(wall)
+                py_minus_cpp.append(wall * 1e3 - rt.stats()["last_run_us"])
+                bar.advance(job)
+            report["tasks"][t] = _stats_ms(samples)
+
+        job = bar.add_task("runtime: tasks alternating", total=len(tasks) * iters)
+        alt: dict[str, list[float]] = {t: [] for t in tasks}
+        for i in range(len(tasks) * iters):
+            t = tasks[i % len(tasks)]
+            t0 = time.perf_counter()
+            rt.run(x, task=t)
+            alt[t].append((time.perf_counter() - t0) * 1e3)
+            bar.advance(job)
+        for t in tasks:
+            report["tasks"][t]["alternating_median_ms"] = float(np.median(alt[t]))
+        repeat_sum = sum(report["tasks"][t]["median_ms"] for t in tasks)
+        alt_sum = sum(float(np.median(alt[t])) for t in tasks)
+        alt_all = [v for t in tasks for v in alt[t]]
+
+        job = bar.add_task("runtime: all tasks per call", total=iters)
+        all_in_one = _timeit(lambda: rt.run(x), iters, lambda: bar.advance(job))
+
+        # Separate per-task whole models, each with its own copy of the trunk, all resident.
+        whole = {t: core.compile_model(str(Path(tmp) / f"{t}.onnx"), "CPU", cfg).create_infer_request()
+                 for t in tasks}
+        for req in whole.values():
+            req.infer({0: x})
+        job = bar.add_task("baseline: separate whole models", total=iters)
+        separate = _timeit(lambda: [np.array(req.infer({0: x})[0]) for req in whole.values()], iters,
+                           lambda: bar.advance(job))
+
+        # Reload baseline: every switch compiles the next task's whole model from its file.
+        job = bar.add_task("baseline: reload on every switch", total=reload_iters)
+        reload = []
+        for i in range(reload_iters):
+            t = tasks[i % len(tasks)]
+            t0 = time.perf_counter()
+            req = core.compile_model(str(Path(tmp) / f"{t}.onnx"), "CPU", cfg).create_infer_request()
+            np.array(req.infer({0: x})[0])
+            reload.append((time.perf_counter() - t0) * 1e3)
+            bar.advance(job)
+
+        # Raw OpenVINO on the same segments, wired like the runtime (shared tensors, no copies).
+        plan = rt.plan(tasks)
+        reqs, tensors = [], {m["input"]["name"]: ov.Tensor(x, shared_memory=True)}
+        for seg in plan:
+            spec = m["variants"][var]["segments"][seg]
+            req = core.compile_model(str(Path(bundle) / spec["file"]), "CPU", cfg).create_infer_request()
+            for o in spec["outputs"]:
+                tensors[o["name"]] = ov.Tensor(ov.Type.f32 if o["dtype"] == "float32" else ov.Type.f16, o["shape"])
+            for name in m["segments"][seg]["inputs"] + m["segments"][seg]["outputs"]:
+                req.set_tensor(name, tensors[name])
+            reqs.append(req)
+        outs = [m["tasks"][t]["output"] for t in tasks]
+
+        def raw_frame() -> list[np.ndarray]:
+            for r in reqs:
+                r.infer()
+            return [tensors[o].data.copy() for o in outs]
+
+        raw_frame()
+        job = bar.add_task("baseline: raw OpenVINO segments", total=iters)
+        raw = _timeit(raw_frame, iters, lambda: bar.advance(job))
+        raw_check = raw_frame()
+        ours = rt.run(x)
+        report["raw_openvino_max_abs_diff"] = float(max(np.abs(a - ours[t]).max() for a, t in zip(raw_check, tasks)))
+
+        if rss:
+            job = bar.add_task("memory: subprocesses", total=2)
+            r_rt = _run_probe("runtime", bundle, tmp, threads, precision, var)
+            bar.advance(job)
+            r_sep = _run_probe("separate", bundle, tmp, threads, precision, var)
+            bar.advance(job)
+
+    med = lambda v: float(np.median(v))  # noqa: E731
+    report.update({
+        "all_tasks_one_call": _stats_ms(all_in_one),
+        "separate_models_per_frame": _stats_ms(separate),
+        "alternating": _stats_ms(alt_all),
+        "reload_per_switch": _stats_ms(reload),
+        "raw_openvino_all_tasks": _stats_ms(raw),
+        "switch_overhead_pct": 100.0 * (alt_sum / repeat_sum - 1.0),
+        "reload_speedup": med(reload) / med(alt_all),
+        "multitask_speedup": med(separate) / med(all_in_one),
+        "runtime_overhead_pct": 100.0 * (med(all_in_one) / med(raw) - 1.0),
+        "python_call_overhead_us": med(py_minus_cpp),
+        "load_ms": rt.stats()["load_ms"],
+    })
+    if rss:
+        report.update({"rss_baseline_mb": r_rt["baseline_mb"], "rss_all_tasks_mb": r_rt["loaded_mb"],
+                       "rss_separate_models_mb": r_sep["loaded_mb"],
+                       "rss_all_tasks_delta_mb": r_rt["loaded_mb"] - r_rt["baseline_mb"],
+                       "rss_separate_models_delta_mb": r_sep["loaded_mb"] - r_sep["baseline_mb"]})
+    return report
