@@ -276,3 +276,36 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
                        "rss_all_tasks_delta_mb": r_rt["loaded_mb"] - r_rt["baseline_mb"],
                        "rss_separate_models_delta_mb": r_sep["loaded_mb"] - r_sep["baseline_mb"]})
     return report
+
+
+def render_report(r: dict, iters: int) -> None:
+    """Print the bench report as two rich tables (per task; side by side comparisons)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    t = Table(title=f"{r['name']}: per-task latency ({r['backend']}, {r['precision']}, {iters} calls, medians)")
+    for col in ("task", "median ms", "p90 ms", "alternating median ms"):
+        t.add_column(col, justify="right" if col != "task" else "left")
+    for name, s in r["tasks"].items():
+        t.add_row(name, f"{s['median_ms']:.3f}", f"{s['p90_ms']:.3f}", f"{s['alternating_median_ms']:.3f}")
+    console.print(t)
+    c = Table(title="side by side (medians)")
+    c.add_column("measurement")
+    c.add_column("runtime", justify="right")
+    c.add_column("baseline", justify="right")
+    c.add_column("result", justify="right")
+    c.add_row("task switch: alternating vs repeating", f"{r['alternating']['median_ms']:.3f} ms", "",
+              f"{r['switch_overhead_pct']:+.1f}%")
+    c.add_row("switch vs reload-per-switch model", f"{r['alternating']['median_ms']:.3f} ms",
+              f"{r['reload_per_switch']['median_ms']:.2f} ms", f"{r['reload_speedup']:.0f}x faster")
+    c.add_row("all tasks: one call vs per-task whole models", f"{r['all_tasks_one_call']['median_ms']:.3f} ms",
+              f"{r['separate_models_per_frame']['median_ms']:.3f} ms", f"{r['multitask_speedup']:.2f}x faster")
+    c.add_row("all tasks vs raw OpenVINO (Python) segments", f"{r['all_tasks_one_call']['median_ms']:.3f} ms",
+              f"{r['raw_openvino_all_tasks']['median_ms']:.3f} ms", f"{r['runtime_overhead_pct']:+.1f}%")
+    c.add_row("Python call overhead per run()", "", "", f"{r['python_call_overhead_us']:.1f} us")
+    if "rss_all_tasks_mb" in r:
+        c.add_row("resident memory (process RSS)", f"{r['rss_all_tasks_mb']:.1f} MB",
+                  f"{r['rss_separate_models_mb']:.1f} MB",
+                  f"+{r['rss_all_tasks_delta_mb']:.1f} vs +{r['rss_separate_models_delta_mb']:.1f} MB")
+    console.print(c)

@@ -104,38 +104,10 @@ def run(bundle, tasks, input_path, output, backend, variant, threads, precision)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="write the report as JSON")
 def bench(bundle, iters, threads, precision, variant, no_memory, json_path):
     """Measure task switching, multitask sharing and runtime overhead on BUNDLE (OpenVINO, CPU)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from toolchain.bench_runtime import bench_bundle
+    from toolchain.bench_runtime import bench_bundle, render_report
 
     if iters < 5:
         raise SpecError(f"--iters {iters} is too few for a median; use 5 or more")
     r = bench_bundle(bundle, iters=iters, threads=threads, precision=precision, variant=variant, rss=not no_memory)
-    console = Console()
-    t = Table(title=f"{r['name']}: per-task latency ({r['backend']}, {r['precision']}, {iters} calls, medians)")
-    for col in ("task", "median ms", "p90 ms", "alternating median ms"):
-        t.add_column(col, justify="right" if col != "task" else "left")
-    for name, s in r["tasks"].items():
-        t.add_row(name, f"{s['median_ms']:.3f}", f"{s['p90_ms']:.3f}", f"{s['alternating_median_ms']:.3f}")
-    console.print(t)
-    c = Table(title="side by side (medians)")
-    c.add_column("measurement")
-    c.add_column("runtime", justify="right")
-    c.add_column("baseline", justify="right")
-    c.add_column("result", justify="right")
-    c.add_row("task switch: alternating vs repeating", f"{r['alternating']['median_ms']:.3f} ms", "",
-              f"{r['switch_overhead_pct']:+.1f}%")
-    c.add_row("switch vs reload-per-switch model", f"{r['alternating']['median_ms']:.3f} ms",
-              f"{r['reload_per_switch']['median_ms']:.2f} ms", f"{r['reload_speedup']:.0f}x faster")
-    c.add_row("all tasks: one call vs per-task whole models", f"{r['all_tasks_one_call']['median_ms']:.3f} ms",
-              f"{r['separate_models_per_frame']['median_ms']:.3f} ms", f"{r['multitask_speedup']:.2f}x faster")
-    c.add_row("all tasks vs raw OpenVINO (Python) segments", f"{r['all_tasks_one_call']['median_ms']:.3f} ms",
-              f"{r['raw_openvino_all_tasks']['median_ms']:.3f} ms", f"{r['runtime_overhead_pct']:+.1f}%")
-    c.add_row("Python call overhead per run()", "", "", f"{r['python_call_overhead_us']:.1f} us")
-    if "rss_all_tasks_mb" in r:
-        c.add_row("resident memory (process RSS)", f"{r['rss_all_tasks_mb']:.1f} MB",
-                  f"{r['rss_separate_models_mb']:.1f} MB",
-                  f"+{r['rss_all_tasks_delta_mb']:.1f} vs +{r['rss_separate_models_delta_mb']:.1f} MB")
-    console.print(c)
+    render_report(r, iters)
     write_json(json_path, r)

@@ -1,0 +1,117 @@
+"""`mtedge demo`: the main job end to end on the built-in default, zoo:fashion-mt.
+
+train on real Fashion-MNIST -> inspect -> export a bundle -> verify -> run every task in the
+C++ runtime on real test images, switching tasks -> bench. Each later capability adds a step.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+def _step(console, title: str) -> None:
+    console.rule(f"[bold cyan]{title}")
+
+
+@click.command()
+@click.option("--out", default="out", show_default=True, type=click.Path(file_okay=False), help="working directory")
+@click.option("--epochs", default=4.0, show_default=True, help="training epochs for zoo:fashion-mt")
+@click.option("--limit", type=int, default=None, help="train on at most N images (quick runs)")
+@click.option("--bench-iters", default=200, show_default=True, help="timed calls per bench measurement")
+@click.option("--reuse", is_flag=True, help="reuse out/fashion-mt.pt if it exists instead of training again")
+def demo(out, epochs, limit, bench_iters, reuse):
+    """Train, inspect, export, verify, run and bench zoo:fashion-mt."""
+    import numpy as np
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from toolchain.bench_runtime import bench_bundle, render_report
+    from toolchain.commands.train import print_metrics
+    from toolchain.data import fashion
+    from toolchain.export import export_bundle
+    from toolchain.inspection import inspect_model, render
+    from toolchain.model import load, save_checkpoint
+    from toolchain.runtime import Runtime
+    from toolchain.train import TrainConfig, evaluate_on_test, train
+    from toolchain.verify import verify_bundle
+
+    console = Console()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "fashion-mt.pt"
+    t_start = time.perf_counter()
+
+    _step(console, "1. train zoo:fashion-mt on Fashion-MNIST (real images, Debian's dataset-fashion-mnist)")
+    if reuse and ckpt.exists():
+        model = load(str(ckpt))
+        console.print(f"reusing {ckpt}")
+    else:
+        model = load("zoo:fashion-mt")
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        train(model.module, model.recipe, TrainConfig(epochs=epochs, limit=limit), description="training fashion-mt")
+        metrics = evaluate_on_test(model.module, model.recipe)
+        save_checkpoint(ckpt, model.module, "zoo:fashion-mt", model.recipe, metrics=metrics,
+                        train_seconds=time.perf_counter() - t0)
+        model = load(str(ckpt))
+    metrics = model.meta.get("metrics") or evaluate_on_test(model.module, model.recipe)
+    recipe = model.recipe
+    print_metrics(recipe, metrics, title="fashion-mt test metrics (10,000 test images)")
+
+    _step(console, "2. inspect: the task tree")
+    report, _ = inspect_model(model.module, torch.zeros(1, *recipe.input.shape[1:]))
+    render(report)
+
+    _step(console, "3. export task segments to a bundle, then verify it")
+    bundle = out / "fashion-mt.mtb"
+    result = export_bundle(model, recipe, bundle, task_models=True, force=True)
+    console.print(f"wrote {bundle}: segments {', '.join(result.partition.segments)}")
+    v = verify_bundle(bundle)
+    console.print(f"verify: {v['files_checked']} files ok; max abs error vs torch "
+                  + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in v["variants"]["fp32"].items())
+                  + (" [green]PASS" if v["ok"] else " [red]FAIL"))
+    if not v["ok"]:
+        raise SystemExit(1)
+
+    _step(console, "4. run every task in the C++ runtime on real test images, switching tasks")
+    rt = Runtime(bundle, backend="openvino")
+    test = fashion.load_split("test").subset(8)
+    x_all, targets = fashion.make_batch(test.images, test.labels, seed=3)
+    table = Table(title=f"runtime ({rt.backend}): one image at a time, tasks switched every call")
+    for col in ("image", "true garment", "task", "segments run", "result"):
+        table.add_column(col)
+    order = ["garment", "silhouette", "group", "denoise"]
+    for i in range(len(test)):
+        x = np.ascontiguousarray(x_all[i : i + 1].numpy())
+        task = order[i % len(order)]
+        y = rt.run(x, task=task)[task]
+        if task == "garment":
+            res = f"predicted {fashion.GARMENTS[int(y.argmax())]}"
+        elif task == "group":
+            res = f"predicted {fashion.GROUPS[int(y.argmax())]} (true {fashion.GROUPS[int(targets['group'][i])]})"
+        elif task == "silhouette":
+            iou = _iou(y[0].argmax(0), targets["silhouette"][i].numpy())
+            res = f"garment IoU {100 * iou:.1f}%"
+        else:
+            mse = float(np.mean((y[0, 0] - targets["denoise"][i, 0].numpy()) ** 2))
+            res = f"PSNR {10 * np.log10(1 / max(mse, 1e-12)):.2f} dB"
+        table.add_row(str(i), fashion.GARMENTS[int(test.labels[i])], task, " -> ".join(rt.plan(task)), res)
+    console.print(table)
+    both = rt.run(np.ascontiguousarray(x_all[:1].numpy()), tasks=["garment", "silhouette"])
+    console.print(f"garment + silhouette in one call runs {' -> '.join(rt.plan(['garment', 'silhouette']))} "
+                  f"(trunk once): shapes {[list(a.shape) for a in both.values()]}")
+
+    _step(console, "5. bench: task switching, sharing, overheads (OpenVINO CPU, f32)")
+    r = bench_bundle(bundle, iters=bench_iters)
+    render_report(r, bench_iters)
+    console.rule(f"[bold green]demo done in {time.perf_counter() - t_start:.0f} s; artifacts in {out}/")
+
+
+def _iou(pred, target) -> float:
+    inter = ((pred == 1) & (target == 1)).sum()
+    union = ((pred == 1) | (target == 1)).sum()
+    return float(inter / union) if union else 1.0
