@@ -140,13 +140,17 @@ def export_bundle(
             gm = segment_module(part, seg_name)
             args = tuple(torch.zeros(part.tensor_shapes[t]) for t in seg.inputs)
             data = onnx_bytes(gm, args, seg.inputs, seg.outputs, dynamic_batch)
+            # An input read only for its (static) shape is folded away by the exporter; the
+            # segment then simply does not read that tensor.
+            kept = {i.name for i in onnx.load_from_string(data).graph.input}
+            inputs = [t for t in seg.inputs if t in kept]
             path = tmp / "segments" / f"{seg_name}.onnx"
             write_bytes_atomic(path, data)
-            seg_entries[seg_name] = {"inputs": seg.inputs, "outputs": seg.outputs, "tasks": [t for t in tasks if t in seg.tasks],
+            seg_entries[seg_name] = {"inputs": inputs, "outputs": seg.outputs, "tasks": [t for t in tasks if t in seg.tasks],
                                      "shared": seg.shared, "flops": int(seg.flops), "params": int(seg.params)}
             variant_segments[seg_name] = {
                 **file_ref(tmp, path),
-                "inputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in seg.inputs],
+                "inputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in inputs],
                 "outputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in seg.outputs],
             }
             progress.advance(job)

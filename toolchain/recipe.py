@@ -68,6 +68,7 @@ class Recipe:
     tasks: dict[str, TaskSpec]
     model: str | None = None
     source: str | None = None  # the file it came from
+    hooks: dict[str, str] = field(default_factory=dict)  # e.g. {finetune: "package.module:function"}
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form: `parse_recipe(r.to_dict())` gives back an equal recipe."""
@@ -81,6 +82,7 @@ class Recipe:
                      "calibration_count": self.data.calibration_count, **self.data.options},
             "tasks": {n: {"kind": t.kind, "metric": t.metric, "allowed_drop": t.allowed_drop}
                       for n, t in self.tasks.items()},
+            **({"hooks": dict(self.hooks)} if self.hooks else {}),
         }
 
     def task(self, name: str) -> TaskSpec:
@@ -139,7 +141,10 @@ def parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
         if drop < 0:
             raise SpecError(f"recipe: '{where}.allowed_drop' must be >= 0, got {drop}")
         tasks[tname] = TaskSpec(tname, tkind, metric, float(drop), METRICS[metric]().higher_is_better)
-    return Recipe(name, input_spec, data_spec, tasks, doc.get("model"), source)
+    hooks = doc.get("hooks") or {}
+    if not isinstance(hooks, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in hooks.items()):
+        raise SpecError(f"recipe: 'hooks' must map hook names to 'package.module:function' strings, got {hooks!r}")
+    return Recipe(name, input_spec, data_spec, tasks, doc.get("model"), source, dict(hooks))
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -103,11 +103,29 @@ class SingleLayerBranch(nn.Module):
         return {"edge": self.edge(f), "cls": self.cls(f)}
 
 
+class HeadSizedByAnotherStage(nn.Module):
+    """A dense head reads stage 1 only for its spatial size (`size=s1.shape[-2:]`): after
+    constant folding the ONNX file of that head no longer has stage 1 as an input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.s1, self.s2 = cbr(3, 8, 2), cbr(8, 16, 2)
+        self.seg = nn.Conv2d(16, 3, 1)
+        self.cls = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        s1 = self.s1(x)
+        s2 = self.s2(s1)
+        seg = F.interpolate(self.seg(s2), size=s1.shape[-2:], mode="bilinear", align_corners=False)
+        return {"seg": seg, "cls": self.cls(s2)}
+
+
 EXPORT_SHAPES = {
     "branches_at_different_depths": BranchesAtDifferentDepths,
     "head_concatenates_two_stages": HeadConcatenatesTwoStages,
     "resnet_fpn_neck_shared_by_two_heads": ResNetFPNTwoHeads,
     "single_layer_branch": SingleLayerBranch,
+    "head_sized_by_another_stage": HeadSizedByAnotherStage,
 }
 
 

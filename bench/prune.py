@@ -1,0 +1,159 @@
+"""Acceptance measurements for PAGCP (`make bench-prune`); writes bench/results/prune.json atomically.
+
+- zoo:fashion-mt (trained; /tmp/fashion4.pt, else MTEDGE_FASHION_CHECKPOINT, else a 4-epoch training
+  run): PAGCP to 35% of the FLOPs + distillation fine-tuning, per-task test metrics against the
+  unpruned model and the recipe's allowed drops; the same for global L1 pruning at the same FLOPs
+  with the same fine-tuning.
+- zoo:mobilenetv2-mt at 224x224 (untrained, label-free): PAGCP to the same FLOPs budget, fidelity to
+  the unpruned model on held-out photos, and OpenVINO CPU latency (f32 hint) of unpruned, PAGCP and L1
+  models measured side by side (interleaved runs, medians).
+
+Environment: BENCH_PRUNE_ONLY=fashion|mobilenet runs one model; BENCH_FINETUNE_EPOCHS (default 2).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from toolchain.bundle.files import write_json_atomic  # noqa: E402
+from toolchain.data.loaders import batches, example_input  # noqa: E402
+from toolchain.evaluate import drops, evaluate  # noqa: E402
+from toolchain.model import load  # noqa: E402
+from toolchain.prune import cost  # noqa: E402
+from toolchain.prune.baseline import l1_prune  # noqa: E402
+from toolchain.prune.pagcp import PruneConfig, prune  # noqa: E402
+from toolchain.prune.recovery import finetune  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "prune.json"
+KEEP = 0.35
+
+
+def _tasks(recipe, before, after, label_free):
+    d = drops(before, after, recipe, label_free)
+    return {t: {"metric_before": before[t], "metric_after": after[t], "drop": d[t],
+                "allowed_drop": recipe.tasks[t].allowed_drop, "within_bound": d[t] <= recipe.tasks[t].allowed_drop}
+            for t in recipe.tasks}
+
+
+def fashion(epochs: float) -> dict:
+    ckpt = os.environ.get("MTEDGE_FASHION_CHECKPOINT", "/tmp/fashion4.pt")
+    if not Path(ckpt).exists():
+        from toolchain.train import TrainConfig, train
+        from toolchain.model import save_checkpoint
+
+        lm = load("zoo:fashion-mt")
+        train(lm.module, lm.recipe, TrainConfig(epochs=4))
+        ckpt = "/tmp/fashion_bench.pt"
+        save_checkpoint(ckpt, lm.module, "zoo:fashion-mt", lm.recipe)
+    lm = load(ckpt)
+    recipe, model = lm.recipe, lm.module
+    example = example_input(recipe)
+    test = list(batches(recipe, "test", batch_size=1000))
+    before = evaluate(model, recipe, test)
+    t0 = time.perf_counter()
+    res = prune(model, recipe, PruneConfig(keep_flops=KEEP, val_count=1000, batch_size=500))
+    pruned_test = evaluate(res.model, recipe, test)
+    finetune(res.model, recipe, epochs, teacher=model)
+    after = evaluate(res.model, recipe, test)
+    wall = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    base = l1_prune(model, example, res.flops_after, round_to=8)
+    base_pruned_test = evaluate(base.model, recipe, test)
+    finetune(base.model, recipe, epochs, teacher=model)
+    base_after = evaluate(base.model, recipe, test)
+    return {
+        "checkpoint": ckpt, "keep_flops_goal": KEEP, "finetune_epochs": epochs, "distill": True, "split": "test",
+        "flops_before": res.flops_before, "flops_after": res.flops_after,
+        "flops_removed_pct": 100 * res.flops_removed, "params_removed_pct": 100 * (1 - res.params_after / res.params_before),
+        "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "wall_seconds": wall,
+        "prune_seconds": res.seconds, "channels": res.channels, "notes": res.notes,
+        "tasks": _tasks(recipe, before, after, False),
+        "tasks_before_finetune": _tasks(recipe, before, pruned_test, False),
+        "l1_baseline": {"flops_after": base.flops_after, "flops_removed_pct": 100 * base.flops_removed,
+                        "params_removed_pct": 100 * (1 - base.params_after / base.params_before),
+                        "channels": base.channels, "wall_seconds": time.perf_counter() - t1,
+                        "tasks": _tasks(recipe, before, base_after, False),
+                        "tasks_before_finetune": _tasks(recipe, before, base_pruned_test, False)},
+    }
+
+
+def mobilenet() -> dict:
+    lm = load("zoo:mobilenetv2-mt")
+    recipe, model = lm.recipe, lm.module
+    torch.manual_seed(0)
+    example = example_input(recipe)
+    test = list(batches(recipe, "test", count=32, batch_size=16))
+    t0 = time.perf_counter()
+    res = prune(model, recipe, PruneConfig(keep_flops=KEEP, val_count=16, batch_size=8, taylor_batches=1,
+                                           label_free=True))
+    wall = time.perf_counter() - t0
+    after = evaluate(res.model, recipe, test, reference=model)
+    before = evaluate(model, recipe, test, reference=model)
+    base = l1_prune(model, example, res.flops_after, round_to=8)
+    base_after = evaluate(base.model, recipe, test, reference=model)
+    lat = cost.host_latency_ms({"unpruned": model, "pagcp": res.model, "l1": base.model}, example, runs=40)
+    flops_ratio = res.flops_before / res.flops_after
+    return {
+        "keep_flops_goal": KEEP, "label_free": True, "split": "test (photos, fidelity to the unpruned model)",
+        "flops_before": res.flops_before, "flops_after": res.flops_after,
+        "flops_removed_pct": 100 * res.flops_removed, "params_removed_pct": 100 * (1 - res.params_after / res.params_before),
+        "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "wall_seconds": wall,
+        "channels": res.channels, "notes": res.notes,
+        "latency_ms": lat, "latency_speedup": lat["unpruned"] / lat["pagcp"], "flops_ratio": flops_ratio,
+        "speedup_over_flops_ratio": (lat["unpruned"] / lat["pagcp"]) / flops_ratio,
+        "latency_measurement": "OpenVINO CPU, INFERENCE_PRECISION_HINT=f32, batch 1 at 224x224, 40 interleaved runs, median",
+        "tasks": _tasks(recipe, before, after, True),
+        "l1_baseline": {"flops_after": base.flops_after, "flops_removed_pct": 100 * base.flops_removed,
+                        "params_removed_pct": 100 * (1 - base.params_after / base.params_before),
+                        "latency_speedup": lat["unpruned"] / lat["l1"], "channels": base.channels,
+                        "tasks": _tasks(recipe, before, base_after, True)},
+    }
+
+
+def main() -> int:
+    os.environ.setdefault("MTEDGE_NO_PROGRESS", "0")
+    only = os.environ.get("BENCH_PRUNE_ONLY")
+    epochs = float(os.environ.get("BENCH_FINETUNE_EPOCHS", "2"))
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results.setdefault("models", {})
+    if only in (None, "", "fashion"):
+        results["models"]["zoo:fashion-mt"] = fashion(epochs)
+        write_json_atomic(OUT, results)
+    if only in (None, "", "mobilenet"):
+        results["models"]["zoo:mobilenetv2-mt"] = mobilenet()
+        write_json_atomic(OUT, results)
+    results["host"] = {"cpus": os.cpu_count(), "torch": torch.__version__}
+    write_json_atomic(OUT, results)
+
+    table = Table(title="PAGCP vs global L1 (test split; drops in metric units, positive = worse)")
+    for col in ("model", "task", "before", "pagcp", "pagcp drop", "l1 drop", "allowed", "ok"):
+        table.add_column(col)
+    for name, r in results["models"].items():
+        for t, v in r["tasks"].items():
+            b = r["l1_baseline"]["tasks"][t]
+            table.add_row(name, t, f"{v['metric_before']:.2f}", f"{v['metric_after']:.2f}", f"{v['drop']:.2f}",
+                          f"{b['drop']:.2f}", f"{v['allowed_drop']:.1f}", "yes" if v["within_bound"] else "NO")
+        extra = f"FLOPs removed {r['flops_removed_pct']:.1f}%, oracle evaluations {r['oracle_evaluations']}, {r['wall_seconds']:.0f} s"
+        if "latency_speedup" in r:
+            extra += f", speedup {r['latency_speedup']:.2f}x vs FLOPs ratio {r['flops_ratio']:.2f}x"
+        table.add_row(name, "", "", "", "", "", "", extra)
+    Console().print(table)
+    print(f"wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

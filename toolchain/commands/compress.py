@@ -1,0 +1,127 @@
+"""`mtedge compress`: prune (PAGCP or global L1), fine-tune / distill, report; optionally quantize a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolchain.commands.common import checkpoint_option, load_model_and_recipe, model_argument, recipe_option
+from toolchain.errors import MtedgeError, SpecError
+
+
+@click.command()
+@model_argument
+@checkpoint_option
+@recipe_option
+@click.option("--prune", "method", type=click.Choice(["pagcp", "l1"]), default=None,
+              help="pruning method: pagcp (performance-aware, per-task oracle) or l1 (global magnitude baseline)")
+@click.option("--keep-flops", type=float, default=None, help="global goal: keep this fraction of the FLOPs (e.g. 0.35)")
+@click.option("--target-latency-ms", type=float, default=None,
+              help="global goal: host latency in ms (OpenVINO CPU, f32; measured)")
+@click.option("--target", "target", default=None, help="target profile (targets/*.toml): its channel multiple is the default --round-to")
+@click.option("--round-to", type=int, default=None, help="channel counts become multiples of N, never below N (default: target's, else 8)")
+@click.option("--order", type=click.Choice(["flops", "latency"]), default="flops", show_default=True,
+              help="prune the groups that save the most FLOPs, or the most measured host milliseconds, first")
+@click.option("--finetune-epochs", type=float, default=0.0, show_default=True, help="recovery fine-tuning epochs after pruning")
+@click.option("--finetune-limit", type=int, default=None, help="fine-tune on at most this many images (quick runs)")
+@click.option("--distill", is_flag=True, help="fine-tune with the unpruned model as teacher")
+@click.option("--label-free", is_flag=True, help="judge tasks by fidelity to the unpruned model (no labels needed)")
+@click.option("--val-count", type=int, default=512, show_default=True, help="oracle subset of the val split")
+@click.option("--ignore", "ignored", multiple=True, help="layer whose output channels must stay (repeatable)")
+@click.option("--quantize", "quantize", type=click.Choice(["int8", "fp16"]), multiple=True,
+              help="after pruning, export a bundle (-o NAME.mtb) and quantize it")
+@click.option("-o", "--output", required=True, type=click.Path(), help="pruned checkpoint (.pt), or a bundle NAME.mtb with --quantize")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="write report.json, report.md and pruning_path.png here")
+@click.option("--test-count", type=int, default=None, help="evaluate before/after on the first N test samples")
+@click.option("--threads", type=int, default=None, help="torch CPU threads")
+def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, finetune_epochs,
+             finetune_limit, distill, label_free, val_count, ignored, quantize, output, report_dir, test_count, threads):
+    """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
+    import torch
+
+    from toolchain.data.loaders import batches, example_input, has_labels
+    from toolchain.evaluate import evaluate
+    from toolchain.model import save_checkpoint
+    from toolchain.prune import cost
+    from toolchain.progress import console
+
+    if threads:
+        torch.set_num_threads(threads)
+    if method is None and not quantize:
+        raise SpecError("nothing to do: pass --prune pagcp|l1 and/or --quantize int8|fp16")
+    if quantize and not str(output).endswith(".mtb"):
+        raise SpecError(f"with --quantize, -o must be a bundle directory NAME.mtb, got {output}")
+    if method is not None and keep_flops is None and target_latency_ms is None:
+        raise SpecError("--prune needs a goal: --keep-flops F (e.g. 0.35) or --target-latency-ms X")
+    quantize_bundle = None
+    if quantize:
+        try:
+            from toolchain.quantize import quantize_bundle  # noqa: F811
+        except ImportError as e:
+            raise MtedgeError(f"quantization is not available in this build ({e}); run compress without --quantize") from None
+    loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
+    label_free = label_free or not has_labels(rec)
+    if round_to is None:
+        round_to = 8
+        if target:
+            from toolchain.targets.profile import load_profile
+
+            round_to = load_profile(target).channel_multiple(quantize[0] if quantize else "fp32")
+    unpruned = loaded.module.eval()
+    example = example_input(rec)
+    test = list(batches(rec, "test", count=test_count, batch_size=256))
+
+    def metrics(m):
+        return evaluate(m, rec, test, reference=unpruned if label_free else None)
+
+    result = None
+    pruned = unpruned
+    if method is not None:
+        from toolchain.prune.baseline import l1_prune
+        from toolchain.prune.pagcp import PruneConfig, prune
+
+        config = PruneConfig(keep_flops=keep_flops, target_latency_ms=target_latency_ms, round_to=round_to, order=order,
+                             val_count=val_count, label_free=label_free, ignored=tuple(ignored))
+        if order == "latency":
+            config.latency_cost = cost.measured_latency_cost(example, round_to)
+        if method == "pagcp":
+            result = prune(unpruned, rec, config, example=example)
+        else:
+            config.check()
+            goal = cost.model_flops(unpruned, example) * (keep_flops if keep_flops is not None else 0.5)
+            result = l1_prune(unpruned, example, int(goal), round_to=round_to, ignored=tuple(ignored))
+        pruned = result.model
+        if finetune_epochs > 0:
+            from toolchain.prune.recovery import finetune
+
+            finetune(pruned, rec, finetune_epochs, teacher=unpruned if distill else None, limit=finetune_limit)
+        console.print(f"pruned: FLOPs {result.flops_before:,} -> {result.flops_after:,} "
+                      f"({100 * result.flops_removed:.1f}% removed), oracle evaluations {result.oracle_evaluations}")
+    if not quantize:
+        save_checkpoint(output, pruned, loaded.origin, rec, pruning=_summary(result))
+        click.echo(f"wrote {output}", err=True)
+    if report_dir and result is not None:
+        from toolchain.prune.report import report_doc, write_report
+
+        before, after = metrics(unpruned), metrics(pruned)
+        lat = cost.host_latency_ms({"before": unpruned, "after": pruned}, example)
+        doc = report_doc(result, rec, before, after, lat, {"model": model, "output": str(output), "round_to": round_to,
+                                                           "finetune_epochs": finetune_epochs, "distill": distill})
+        paths = write_report(doc, report_dir)
+        click.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}", err=True)
+    if quantize:
+        from toolchain.export import export_bundle
+
+        export_bundle(pruned, rec, output, force=True)
+        quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free)
+        click.echo(f"wrote {output}", err=True)
+
+
+def _summary(result) -> dict | None:
+    if result is None:
+        return None
+    return {"method": result.method, "flops_before": result.flops_before, "flops_after": result.flops_after,
+            "params_before": result.params_before, "params_after": result.params_after,
+            "channels": {k: list(v) for k, v in result.channels.items()}, "oracle_evaluations": result.oracle_evaluations}

@@ -1,0 +1,1 @@
+"""Structured channel pruning (PAGCP) for multitask networks; see docs/pruning.md."""

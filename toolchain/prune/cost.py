@@ -1,0 +1,155 @@
+"""What a channel costs: FLOPs per layer (torch.utils.flop_counter's convention), parameters, and
+measured host latency (OpenVINO CPU, f32 precision hint, median of interleaved runs).
+
+FLOPs are 2 x multiply-accumulates of Conv/ConvTranspose/Linear layers, as in toolchain/graph/cost.py;
+element-wise ops, pooling and normalization are not counted.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from toolchain.prune.groups import ChannelGroup
+
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+@torch.no_grad()
+def layer_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """FLOPs of every Conv/ConvTranspose/Linear layer (by module name) for one forward of `example`."""
+    flops: dict[str, int] = {}
+    hooks = []
+
+    def hook(name: str):
+        def fn(mod: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            if isinstance(mod, nn.ConvTranspose2d):
+                kh, kw = mod.kernel_size
+                f = 2 * inputs[0].numel() * (mod.out_channels // mod.groups) * kh * kw
+            elif isinstance(mod, (nn.Conv1d, nn.Conv2d)):
+                f = 2 * out.numel() * (mod.in_channels // mod.groups) * int(torch.tensor(mod.kernel_size).prod())
+            else:
+                f = 2 * out.numel() * mod.in_features
+            flops[name] = flops.get(name, 0) + int(f)
+        return fn
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, _COUNTED):
+            hooks.append(mod.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(example[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return flops
+
+
+def model_flops(model: nn.Module, example: torch.Tensor) -> int:
+    return sum(layer_flops(model, example).values())
+
+
+def model_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_channel(model: nn.Module, group: ChannelGroup, flops: dict[str, int]) -> float:
+    """FLOPs one channel of `group` costs: its share of every coupled layer's FLOPs.
+
+    A layer whose outputs shrink loses flops/out_channels per channel; one whose inputs shrink
+    loses flops/(in_channels/groups) per channel (a depthwise conv is counted once, as output)."""
+    total = 0.0
+    seen: set[str] = set()
+    for name in group.out_layers:
+        mod = model.get_submodule(name)
+        if name in flops and name not in seen:
+            seen.add(name)
+            out_ch = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
+            total += flops[name] / out_ch
+    for name in group.in_layers:
+        mod = model.get_submodule(name)
+        if name in flops and name not in seen:
+            seen.add(name)
+            in_ch = mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels
+            total += flops[name] / in_ch
+    return total
+
+
+class _Outputs(nn.Module):
+    """dict outputs -> tuple, in a fixed task order (ONNX export of a whole model)."""
+
+    def __init__(self, model: nn.Module, tasks: list[str]) -> None:
+        super().__init__()
+        self.model, self.tasks = model, tasks
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(x)
+        return tuple(out[t] for t in self.tasks)
+
+
+def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | None = None):
+    """The whole model as an OpenVINO CPU compiled model, f32 precision hint, latency mode."""
+    import openvino as ov
+
+    from toolchain.export import onnx_bytes
+
+    model = model.eval()
+    with torch.no_grad():
+        tasks = list(model(example))
+    data = onnx_bytes(_Outputs(model, tasks).eval(), (example,), ["input"], tasks)
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "model.onnx"
+        path.write_bytes(data)
+        ov_model = core.read_model(str(path))
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    return core.compile_model(ov_model, "CPU", config)
+
+
+def host_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, runs: int = 30, warmup: int = 5,
+                    threads: int | None = None) -> dict[str, float]:
+    """Median latency (ms) of each model on the host CPU with OpenVINO, measured side by side.
+
+    Runs are interleaved (A, B, A, B, ...) so that load from other processes hits every model
+    alike; returns {name: median ms}."""
+    compiled = {n: compile_openvino(m, example, threads) for n, m in models.items()}
+    requests = {n: c.create_infer_request() for n, c in compiled.items()}
+    x = example.numpy()
+    for _ in range(warmup):
+        for r in requests.values():
+            r.infer({0: x})
+    times: dict[str, list[float]] = {n: [] for n in models}
+    for _ in range(runs):
+        for n, r in requests.items():
+            t0 = time.perf_counter()
+            r.infer({0: x})
+            times[n].append((time.perf_counter() - t0) * 1e3)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+def measured_latency_cost(example: torch.Tensor, round_to: int = 8, runs: int = 15):
+    """A `latency_cost(model, group) -> ms per channel` for PAGCP's latency ordering, measured on
+    the host: the model and a copy with half the group's channels removed run side by side in
+    OpenVINO; the time saved is divided by the channels removed."""
+    import copy
+
+    def latency_cost(model: nn.Module, group: ChannelGroup) -> float:
+        keep = max(round_to, round_to * (group.channels // 2 // round_to))
+        if keep >= group.channels:
+            return 0.0
+        cut = copy.deepcopy(model)
+        group.prune(cut, list(range(group.channels - keep)), example=example)
+        lat = host_latency_ms({"full": model, "cut": cut}, example, runs=runs, warmup=3)
+        return max(lat["full"] - lat["cut"], 0.0) / (group.channels - keep)
+
+    return latency_cost

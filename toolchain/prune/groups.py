@@ -1,0 +1,201 @@
+"""Channel groups: the units structured pruning removes channels from.
+
+A *channel group* is a set of layers whose channels are coupled: removing output channel ``i`` of
+the group's root layer forces removing the same channel from every layer in the group (its batch
+norm, the next layers' input channels, every other producer feeding the same residual add, the
+matching slice of a concatenation, a depthwise conv's channel, ...). The couplings come from
+Torch-Pruning's ``DependencyGraph``, so pruning any subset of a group's channels (all but at least
+one) leaves a valid, smaller, dense model.
+
+Task outputs (the last Conv/Linear before each task's output: class count, segmentation classes,
+the 1-channel depth map) are never pruned: :func:`output_layers` finds them and every group that
+would change them is left out.
+
+Contract used by the exactness checker (toolchain/prune/exactness.py) and by the pruner::
+
+    groups = channel_groups(model, example)            # list[ChannelGroup], full channel range
+    g.prune(model, idxs)                                # removes channels `idxs` of g's root, in place
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import torch
+import torch.fx as fx
+import torch_pruning as tp
+from torch import nn
+
+from toolchain.errors import SpecError
+
+_PRODUCERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Conv1d)
+
+
+@dataclass
+class ChannelGroup:
+    """One set of coupled channels, rooted at a producer layer (its output channels).
+
+    `tp_group` is Torch-Pruning's group over the full channel range of the root, bound to the
+    model the groups were built from; :meth:`prune` works on any model with the same module
+    names (a copy, a reloaded checkpoint), because it resolves the root by name.
+    """
+
+    name: str  # the root layer's module name, e.g. "encoder.stage1.0.0"
+    root_module: nn.Module
+    channels: int  # current output channels of the root
+    tp_group: tp.dependency.Group
+    layers: list[str]  # every coupled layer (module names), the root first
+    out_layers: list[str] = field(default_factory=list)  # layers whose outputs shrink
+    in_layers: list[str] = field(default_factory=list)  # layers whose inputs shrink
+
+    def prune(self, model: nn.Module, idxs: Sequence[int], example: torch.Tensor | None = None,
+              graph: tp.DependencyGraph | None = None) -> None:
+        """Remove output channels `idxs` of this group's root (and every coupled channel) from
+        `model`, in place. `model` may be the model the group came from or a copy of it; for a copy,
+        pass `example` (a dependency graph is built for it) or a `graph` already built on it."""
+        idxs = sorted({int(i) for i in idxs})
+        if not idxs:
+            return
+        if len(idxs) >= self.channels:
+            raise SpecError(f"cannot remove all {self.channels} channels of group {self.name}; keep at least one")
+        if graph is None:
+            if model is self.tp_group._DG.model:
+                graph = self.tp_group._DG
+            elif example is None:
+                raise SpecError(f"pruning group {self.name} on another model needs `example` to build its dependency graph")
+            else:
+                graph = dependency_graph(model, example)
+        root = _module(model, self.name)
+        pruner = graph.get_pruner_of_module(root)
+        group = graph.get_pruning_group(root, pruner.prune_out_channels, idxs)
+        if not graph.check_pruning_group(group):
+            raise SpecError(f"pruning {len(idxs)} channels of {self.name} would empty a coupled layer")
+        group.prune()
+
+
+def _module(model: nn.Module, name: str) -> nn.Module:
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        raise SpecError(f"model has no layer {name!r} (was it built from another architecture?)") from None
+
+
+def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+    """Torch-Pruning's dependency graph of `model` traced on `example` (forward returns {task: tensor})."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():  # the graph is traced through autograd
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=example, output_transform=_flatten_outputs, verbose=False
+            )
+    finally:
+        model.train(was_training)
+
+
+def _flatten_outputs(out: object) -> torch.Tensor:
+    # a scalar touching every task output: Torch-Pruning traces the autograd graph from it
+    if isinstance(out, dict):
+        return sum(v.float().sum() for v in out.values())
+    if isinstance(out, (list, tuple)):
+        return sum(v.float().sum() for v in out)
+    return out.sum()
+
+
+def output_layers(model: nn.Module, example: torch.Tensor | None = None) -> dict[str, list[str]]:
+    """Task name -> names of the layers whose output channels are that task's output channels.
+
+    Walks back from each task output through channel-preserving operations (activations, batch
+    norm, resizing, pooling, flatten, element-wise maths, concatenation) to the Conv/Linear layers
+    that produce the channels. These layers are never pruned: their width is the task's contract.
+    """
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as e:
+        raise SpecError(
+            f"cannot trace {type(model).__name__} with torch.fx to find its output layers ({type(e).__name__}: {e}); "
+            "pass ignored=[layer names] explicitly"
+        ) from None
+    modules = dict(gm.named_modules())
+    out_node = next(n for n in gm.graph.nodes if n.op == "output")
+    result = out_node.args[0]
+    if not isinstance(result, dict):
+        raise SpecError(f"{type(model).__name__}.forward must return a dict {{task: tensor}}, got {type(result).__name__}")
+    found: dict[str, list[str]] = {}
+    for task, node in result.items():
+        names: list[str] = []
+        stack, seen = [node], set()
+        while stack:
+            n = stack.pop()
+            if not isinstance(n, fx.Node) or n in seen:
+                continue
+            seen.add(n)
+            if n.op == "call_module":
+                mod = modules[str(n.target)]
+                if isinstance(mod, _PRODUCERS):
+                    names.append(str(n.target))
+                    continue
+                # any other module (activation, norm, pooling, a user's parameter-free op) is read
+                # through: its output channels are its input's channels
+            if n.op in ("placeholder", "get_attr"):
+                continue
+            stack.extend(a for a in n.all_input_nodes)
+        found[task] = sorted(set(names))
+    return found
+
+
+def channel_groups(
+    model: nn.Module,
+    example: torch.Tensor,
+    ignored: Iterable[str] = (),
+    graph: tp.DependencyGraph | None = None,
+    protect_outputs: bool = True,
+    skipped: dict[str, str] | None = None,
+) -> list[ChannelGroup]:
+    """Every prunable channel group of `model` (a multitask module returning {task: tensor}).
+
+    `ignored`: layer names that must keep their output channels (a group touching one is left
+    out). Groups through a grouped (non-depthwise) convolution are left out too: removing single
+    channels would break its group structure; with `skipped`, they are recorded there with the reason. With `protect_outputs` (default) the task output layers from :func:`output_layers` are
+    added to `ignored`. Groups come in the graph's order; each covers its root's full channel range.
+    """
+    ignored = set(ignored)
+    names = {m: n for n, m in model.named_modules()}
+    unknown = [n for n in ignored if n not in dict(model.named_modules())]
+    if unknown:
+        raise SpecError(f"ignored layer(s) {', '.join(sorted(unknown))} are not in {type(model).__name__}")
+    if protect_outputs:
+        for layers in output_layers(model, example).values():
+            ignored.update(layers)
+    graph = graph or dependency_graph(model, example)
+    ignored_modules = [model.get_submodule(n) for n in ignored]
+    groups: list[ChannelGroup] = []
+    for g in graph.get_all_groups(ignored_layers=ignored_modules, root_module_types=(nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
+        root = g[0].dep.target.module
+        out_layers: list[str] = []
+        in_layers: list[str] = []
+        for dep, _ in g:
+            mod = dep.target.module
+            if not isinstance(mod, nn.Module) or mod not in names:
+                continue
+            if graph.is_out_channel_pruning_fn(dep.handler):
+                out_layers.append(names[mod])
+            elif graph.is_in_channel_pruning_fn(dep.handler):
+                in_layers.append(names[mod])
+        out_layers = list(dict.fromkeys(out_layers))
+        in_layers = list(dict.fromkeys(in_layers))
+        if any(n in ignored for n in out_layers):
+            continue
+        channels = graph.get_out_channels(root)
+        if channels is None or channels < 2:
+            continue
+        grouped = [names[m] for m in (dep.target.module for dep, _ in g)
+                   if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels and m in names]
+        if grouped:
+            if skipped is not None:
+                skipped[names[root]] = f"couples grouped convolution {grouped[0]} (groups > 1, not depthwise)"
+            continue
+        layers = list(dict.fromkeys([names[root], *out_layers, *in_layers]))
+        groups.append(ChannelGroup(names[root], root, int(channels), g, layers, out_layers, in_layers))
+    return groups

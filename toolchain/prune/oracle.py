@@ -1,0 +1,216 @@
+"""The performance-aware oracle: how much each task loses when a candidate is pruned.
+
+For a candidate (a copy of the current model with some channels of one group removed) the oracle
+returns every task's metric drop on a *fixed* subset of the held-out ``val`` split, measured against
+the unpruned model (so drops accumulate along the pruning path), and says whether every drop is
+within that task's budget.
+
+Keeping it cheap:
+
+- the evaluation subset is drawn once and held in memory, with its labels or (label-free) the
+  unpruned model's outputs as targets;
+- **suffix re-execution**: the current model is traced with torch.fx once per accepted step; for a
+  group, every graph node that does not depend on a layer of the group is unchanged by pruning it,
+  so the values on the frontier (unchanged nodes read by changed ones) are cached over the whole
+  subset with one forward, and each candidate re-runs only the changed nodes that lead to the
+  tasks the group feeds. Tasks the group cannot reach keep their current metric without running.
+  When a group's layers cannot be found in the fx graph (a custom leaf module), the oracle falls
+  back to a full forward of the candidate: slower, same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from toolchain.data.loaders import Batch
+from toolchain.evaluate import task_metric_name
+from toolchain.metrics import make_metric
+from toolchain.prune.groups import ChannelGroup
+from toolchain.recipe import Recipe
+
+
+@dataclass
+class Verdict:
+    metrics: dict[str, float]  # per task, on the oracle subset
+    drops: dict[str, float]  # against the unpruned model (positive = worse)
+    ok: bool  # every drop within its budget
+
+
+@dataclass
+class _Suffix:
+    gm: fx.GraphModule
+    nodes: list[fx.Node]  # nodes to re-run, in graph order
+    tasks: list[str]  # tasks whose outputs depend on the group
+    frontier: list[list[Any]] | None  # per batch: values of the frontier nodes (same order as frontier_nodes)
+    frontier_nodes: list[fx.Node] = field(default_factory=list)
+    outputs: dict[str, fx.Node] = field(default_factory=dict)
+
+
+class Oracle:
+    """Per-task drops of candidates against `unpruned` on a fixed list of batches.
+
+    `budgets` bounds each task's drop (metric units); `label_free` scores fidelity to `unpruned`
+    instead of labels. `evaluations` counts the candidates judged."""
+
+    def __init__(self, unpruned: nn.Module, recipe: Recipe, data: Sequence[Batch], budgets: dict[str, float],
+                 label_free: bool) -> None:
+        self.recipe = recipe
+        self.label_free = label_free
+        self.budgets = dict(budgets)
+        self.evaluations = 0
+        self.tasks = list(recipe.tasks)
+        self.metric_names = {t: task_metric_name(recipe, t, label_free) for t in self.tasks}
+        self.hib = {t: make_metric(self.metric_names[t]).higher_is_better for t in self.tasks}
+        unpruned.eval()
+        with torch.no_grad():
+            if label_free:
+                self.data = [(x, {t: v.clone() for t, v in unpruned(x).items()}) for x, _ in data]
+            else:
+                self.data = [(x, y) for x, y in data]
+        self.before = self.score(unpruned)
+        self._current: dict[str, float] = dict(self.before)
+        self._gm: fx.GraphModule | None = None
+        self._out: dict[str, fx.Node] = {}
+
+    # -- plain evaluation ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def score(self, model: nn.Module, tasks: Sequence[str] | None = None) -> dict[str, float]:
+        """Metrics of `model` on the subset (full forwards)."""
+        model.eval()
+        tasks = list(tasks or self.tasks)
+        ms = {t: make_metric(self.metric_names[t]) for t in tasks}
+        for x, y in self.data:
+            out = model(x)
+            for t in tasks:
+                ms[t].update(out[t], y[t])
+        return {t: m.value() for t, m in ms.items()}
+
+    def drops(self, metrics: dict[str, float]) -> dict[str, float]:
+        return {t: (self.before[t] - v) if self.hib[t] else (v - self.before[t]) for t, v in metrics.items()}
+
+    def within(self, drops: dict[str, float], scale: float = 1.0) -> bool:
+        return all(d <= self.budgets[t] * scale + 1e-9 for t, d in drops.items())
+
+    # -- the current model and its cached prefixes -----------------------------------------------
+
+    def set_current(self, model: nn.Module, metrics: dict[str, float] | None = None) -> None:
+        """The model candidates are derived from (after each accepted step)."""
+        model.eval()
+        self._current = dict(metrics) if metrics is not None else self.score(model)
+        try:
+            self._gm = fx.symbolic_trace(model)
+            out_node = next(n for n in self._gm.graph.nodes if n.op == "output")
+            self._out = dict(out_node.args[0]) if isinstance(out_node.args[0], dict) else {}
+        except Exception:  # untraceable models are still judged, by full forwards
+            self._gm, self._out = None, {}
+
+    @property
+    def current(self) -> dict[str, float]:
+        return dict(self._current)
+
+    @torch.no_grad()
+    def prepare(self, model: nn.Module, group: ChannelGroup) -> _Suffix | None:
+        """Cache the frontier values of `group` on the subset (one forward of the current `model`)."""
+        gm = self._gm
+        if gm is None or set(self._out) != set(self.tasks):
+            return None
+        targets = {str(n.target): n for n in gm.graph.nodes if n.op == "call_module"}
+        if not all(name in targets for name in group.layers if _has_weights(model, name)):
+            return None
+        changed: set[fx.Node] = set()
+        for n in gm.graph.nodes:  # topological order: a node changes if it is a group layer or reads a changed node
+            if (n.op == "call_module" and str(n.target) in group.layers) or any(a in changed for a in n.all_input_nodes):
+                changed.add(n)
+        tasks = [t for t in self.tasks if self._out[t] in changed]
+        needed: set[fx.Node] = set()
+        stack = [self._out[t] for t in tasks]
+        while stack:  # only changed nodes on the way to an affected task's output
+            n = stack.pop()
+            if n in needed or n not in changed:
+                continue
+            needed.add(n)
+            stack.extend(n.all_input_nodes)
+        nodes = [n for n in gm.graph.nodes if n in needed]
+        frontier_nodes = list(dict.fromkeys(a for n in nodes for a in n.all_input_nodes if a not in needed))
+        suffix = _Suffix(gm, nodes, tasks, None, frontier_nodes, {t: self._out[t] for t in tasks})
+        if not tasks:
+            suffix.frontier = []
+            return suffix
+        want = set(frontier_nodes)
+        suffix.frontier = []
+        for x, _ in self.data:
+            env = _run(gm, [n for n in gm.graph.nodes if n.op != "output"], {}, x, stop_when=want)
+            suffix.frontier.append([_detach(env[n]) for n in frontier_nodes])
+        return suffix
+
+    @torch.no_grad()
+    def judge(self, candidate: nn.Module, suffix: _Suffix | None, budget_scale: float = 1.0) -> Verdict:
+        """Metrics, drops and verdict of `candidate` (the current model with one group pruned)."""
+        self.evaluations += 1
+        candidate.eval()
+        if suffix is None:
+            metrics = self.score(candidate)
+        else:
+            metrics = dict(self._current)
+            if suffix.tasks:
+                gm = fx.GraphModule(candidate, suffix.gm.graph)  # the candidate's modules, the traced graph
+                ms = {t: make_metric(self.metric_names[t]) for t in suffix.tasks}
+                for (x, y), values in zip(self.data, suffix.frontier or []):
+                    # fresh copies: an in-place op in the suffix (`out += identity`) must not edit the cache
+                    env = {n: _detach(v) for n, v in zip(suffix.frontier_nodes, values)}
+                    env = _run(gm, suffix.nodes, env, x)
+                    for t in suffix.tasks:
+                        ms[t].update(env[suffix.outputs[t]], y[t])
+                metrics.update({t: m.value() for t, m in ms.items()})
+        d = self.drops(metrics)
+        return Verdict(metrics, d, self.within(d, budget_scale))
+
+
+def _has_weights(model: nn.Module, name: str) -> bool:
+    return any(True for _ in model.get_submodule(name).parameters(recurse=False))
+
+
+def _detach(v: Any) -> Any:
+    return v.detach().clone() if isinstance(v, torch.Tensor) else v
+
+
+def _run(gm: fx.GraphModule, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], x: torch.Tensor,
+         stop_when: set[fx.Node] | None = None) -> dict[fx.Node, Any]:
+    """Execute `nodes` (graph order) of `gm` with values in `env` (modified, returned)."""
+    remaining = set(stop_when) if stop_when else None
+    for n in nodes:
+        if n in env:
+            continue
+        if n.op == "placeholder":
+            env[n] = x
+        elif n.op == "get_attr":
+            obj: Any = gm
+            for part in str(n.target).split("."):
+                obj = getattr(obj, part)
+            env[n] = obj
+        else:
+            args = fx.node.map_arg(n.args, lambda a: env[a] if a in env else _value(gm, a, env, x))
+            kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a] if a in env else _value(gm, a, env, x))
+            if n.op == "call_module":
+                env[n] = gm.get_submodule(str(n.target))(*args, **kwargs)
+            elif n.op == "call_function":
+                env[n] = n.target(*args, **kwargs)
+            elif n.op == "call_method":
+                env[n] = getattr(args[0], str(n.target))(*args[1:], **kwargs)
+        if remaining is not None:
+            remaining.discard(n)
+            if not remaining:
+                break
+    return env
+
+
+def _value(gm: fx.GraphModule, node: fx.Node, env: dict[fx.Node, Any], x: torch.Tensor) -> Any:
+    # placeholders and constants read by a re-run node without being on the cached frontier
+    _run(gm, [node], env, x)
+    return env[node]

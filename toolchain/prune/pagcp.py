@@ -1,0 +1,278 @@
+"""PAGCP: performance-aware global channel pruning for multitask networks (Ye et al., TPAMI 2023),
+as built here (docs/pruning.md says what differs from the paper and why).
+
+Sequentially greedy over channel groups, in rounds::
+
+    budget scale s = budget_fraction
+    repeat (at most max_rounds):
+        groups  <- Torch-Pruning channel groups of the current model, exactness-checked
+        scores  <- channel saliency (group magnitude + per-task-normalized Taylor, max over tasks)
+        for each group, most FLOPs (or measured ms) saved first:
+            keep counts: multiples of round_to, >= round_to, >= (1 - max_step) x channels,
+                         no fewer than the global goal still needs
+            bisection over the keep count: the fewest channels for which the oracle says every
+                         task's drop (val subset, against the unpruned model) <= s x allowed_drop
+            prune the lowest-scoring channels; stop when the global goal is reached
+        s <- s x relax      (the cumulative budget grows slowly, so pruning spreads over layers
+                             instead of the first group taking the whole budget)
+
+The result is a dense, smaller ``nn.Module`` of the same class (Torch-Pruning edits layers in place).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from toolchain.data.loaders import Batch, batches, example_input, has_labels
+from toolchain.errors import SpecError
+from toolchain.progress import progress_bar
+from toolchain.prune import cost
+from toolchain.prune.groups import ChannelGroup, channel_groups
+from toolchain.prune.importance import channel_scores, lowest
+from toolchain.prune.oracle import Oracle
+from toolchain.recipe import Recipe
+
+
+@dataclass
+class PruneConfig:
+    keep_flops: float | None = 0.35  # global goal: keep this fraction of the FLOPs ...
+    target_latency_ms: float | None = None  # ... or reach this host latency (OpenVINO CPU, f32)
+    round_to: int = 8  # channel counts are multiples of this (and never below it)
+    order: str = "flops"  # "flops": most FLOPs saved first; "latency": most measured ms saved first
+    val_count: int = 512  # oracle subset of the val split (fixed for the whole run)
+    batch_size: int = 128
+    taylor_batches: int = 2  # val batches for the Taylor saliency
+    budget_fraction: float = 1.0  # the oracle's first budget, as a multiple of each allowed drop
+    relax: float = 2.0  # budget growth per round (fine-tuning recovers what pruning costs beyond 1x)
+    max_rounds: int = 6
+    max_step: float = 0.5  # at most this fraction of a group's channels per round
+    label_free: bool = False  # fidelity to the unpruned model instead of labels
+    ignored: tuple[str, ...] = ()  # layers whose output channels must stay
+    use_taylor: bool = True
+    latency_cost: Callable[[nn.Module, ChannelGroup], float] | None = None  # ms per channel, for order="latency"
+
+    def check(self) -> None:
+        if (self.keep_flops is None) == (self.target_latency_ms is None):
+            raise SpecError("give exactly one global goal: keep_flops (e.g. 0.35) or target_latency_ms")
+        if self.keep_flops is not None and not 0.0 < self.keep_flops < 1.0:
+            raise SpecError(f"keep_flops must be in (0, 1), got {self.keep_flops}; e.g. 0.35 keeps 35% of the FLOPs")
+        if self.target_latency_ms is not None and self.target_latency_ms <= 0:
+            raise SpecError(f"target latency must be > 0 ms, got {self.target_latency_ms}")
+        if self.round_to < 1:
+            raise SpecError(f"round_to must be >= 1, got {self.round_to}")
+        if self.order not in ("flops", "latency"):
+            raise SpecError(f"order must be 'flops' or 'latency', got {self.order!r}")
+
+
+@dataclass
+class PathPoint:
+    """The model after one accepted pruning step."""
+
+    step: int
+    round: int
+    group: str
+    channels: tuple[int, int]  # before, after
+    flops: int
+    params: int
+    metrics: dict[str, float]  # on the oracle's val subset
+    drops: dict[str, float]
+
+
+@dataclass
+class PruneResult:
+    model: nn.Module
+    method: str
+    flops_before: int
+    flops_after: int
+    params_before: int
+    params_after: int
+    channels: dict[str, tuple[int, int]]  # group root -> channels before, after
+    group_layers: dict[str, list[str]]
+    path: list[PathPoint]
+    oracle_evaluations: int
+    refused: dict[str, str]  # group root -> why the exactness check refused it
+    goal_reached: bool
+    label_free: bool
+    val_metrics_before: dict[str, float]
+    val_metrics_after: dict[str, float]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flops_removed(self) -> float:
+        return 1.0 - self.flops_after / self.flops_before
+
+
+def oracle_data(recipe: Recipe, config: PruneConfig) -> list[Batch]:
+    return list(batches(recipe, "val", count=config.val_count, batch_size=config.batch_size))
+
+
+def exactness_refusals(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> dict[str, str]:
+    """group root -> reason, for the groups toolchain.prune.exactness refuses (none if it is absent)."""
+    try:
+        from toolchain.prune.exactness import check_groups
+    except ImportError:
+        return {}
+    result = check_groups(model, example, groups)
+    refused = getattr(result, "refused", result)
+    out: dict[str, str] = {}
+    items = refused.items() if isinstance(refused, dict) else refused
+    for item in items:
+        if isinstance(item, tuple) and len(item) == 2:
+            key, reason = item
+        else:
+            key, reason = getattr(item, "group", item), getattr(item, "reason", "refused")
+        name = key if isinstance(key, str) else getattr(key, "name", str(key))
+        out[name] = str(reason)
+    return out
+
+
+def _keep_candidates(channels: int, m: int, max_step: float, need_flops: float, per_channel: float) -> list[int]:
+    """Keep counts to try for a group, most kept first (the first is `channels`: no pruning)."""
+    if channels <= m:
+        return [channels]
+    floor_keep = max(m, m * math.ceil((1.0 - max_step) * channels / m))
+    if per_channel > 0 and need_flops > 0:
+        # no more than the goal still needs: the most channels kept that still reach it
+        goal_keep = max(m, m * math.floor(max(channels - need_flops / per_channel, 0.0) / m))
+        floor_keep = max(floor_keep, min(goal_keep, channels))
+    keeps = [k for k in range(m * ((channels - 1) // m), floor_keep - 1, -m) if k >= m]
+    return [channels, *keeps]
+
+
+def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
+          example: torch.Tensor | None = None, data: list[Batch] | None = None) -> PruneResult:
+    """Prune a copy of `model` with PAGCP until the global goal (`model` itself is left as it was);
+    the pruned model is `result.model`.
+
+    Raises SpecError for a bad goal. The goal may be missed (``goal_reached=False``) when every
+    round's budget is exhausted; the result is still valid, just larger."""
+    config = config or PruneConfig()
+    config.check()
+    t0 = time.perf_counter()
+    model.eval()
+    example = example if example is not None else example_input(recipe)
+    label_free = config.label_free or not has_labels(recipe)
+    unpruned = copy.deepcopy(model)
+    data = data if data is not None else oracle_data(recipe, config)
+    oracle = Oracle(unpruned, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, label_free)
+    taylor_data = data[: config.taylor_batches]
+    flops0, params0 = cost.model_flops(model, example), cost.model_params(model)
+    notes: list[str] = []
+
+    goal_flops = flops0 * config.keep_flops if config.keep_flops is not None else None
+    latency = None
+    if config.target_latency_ms is not None:
+        latency = cost.host_latency_ms({"model": model}, example)["model"]
+        goal_flops = flops0 * min(1.0, config.target_latency_ms / latency)
+        notes.append(f"host latency before: {latency:.3f} ms; first FLOPs goal {goal_flops / flops0:.1%}")
+
+    groups = channel_groups(model, example, ignored=config.ignored)
+    start_channels = {g.name: g.channels for g in groups}
+    layers_of = {g.name: g.layers for g in groups}
+    refused = exactness_refusals(model, example, groups)
+    for name, reason in refused.items():
+        warnings.warn(f"pruning group {name} skipped: the exactness check refused it ({reason})", stacklevel=2)
+    latency_per_channel: dict[str, float] = {}
+    if config.order == "latency":
+        if config.latency_cost is None:
+            raise SpecError("order='latency' needs a latency cost (a measured or target latency table)")
+        latency_per_channel = {g.name: config.latency_cost(model, g) for g in groups if g.name not in refused}
+
+    oracle.set_current(model, oracle.before)
+    path: list[PathPoint] = []
+    scale = config.budget_fraction
+    flops_now = flops0
+    step = 0
+    reached = False
+    with progress_bar(transient=True) as progress:
+        job = progress.add_task("pagcp", total=config.max_rounds)
+        for rnd in range(config.max_rounds):
+            groups = [g for g in channel_groups(model, example, ignored=config.ignored) if g.name not in refused]
+            scores = channel_scores(model, groups, recipe, taylor_data, unpruned if label_free else None,
+                                    config.use_taylor)
+            flops = cost.layer_flops(model, example)
+            per_channel = {g.name: cost.flops_per_channel(model, g, flops) for g in groups}
+            saving = {g.name: (latency_per_channel.get(g.name, 0.0) if config.order == "latency" else per_channel[g.name])
+                      * max(g.channels - config.round_to, 0) for g in groups}
+            order = sorted((g.name for g in groups), key=lambda n: -saving[n])
+            current = {g.name: g for g in groups}
+            for i, name in enumerate(order):
+                progress.update(job, description=f"pagcp round {rnd + 1} budget x{scale:.2f} group {i + 1}/{len(order)} "
+                                f"FLOPs {flops_now / flops0:.0%}")
+                if goal_flops is not None and flops_now <= goal_flops:
+                    break
+                g = current.get(name)
+                if g is None:
+                    continue
+                need = flops_now - goal_flops if goal_flops is not None else 0.0
+                keeps = _keep_candidates(g.channels, config.round_to, config.max_step, need, per_channel[name])
+                if len(keeps) < 2:
+                    continue
+                s = scores[name] if len(scores[name]) == g.channels else torch.arange(g.channels, dtype=torch.float)
+                suffix = oracle.prepare(model, g)
+                verdicts: dict[int, Any] = {}
+                candidates: dict[int, nn.Module] = {}
+
+                def feasible(keep: int) -> bool:
+                    cand = copy.deepcopy(model)
+                    g.prune(cand, lowest(s, g.channels - keep), example=example)
+                    v = oracle.judge(cand, suffix, scale)
+                    verdicts[keep] = v
+                    if v.ok:
+                        candidates.clear()
+                        candidates[keep] = cand
+                    return v.ok
+
+                lo, hi = 0, len(keeps) - 1  # keeps[lo] feasible (no pruning); find the last feasible index
+                if feasible(keeps[hi]):
+                    lo = hi
+                else:
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        if feasible(keeps[mid]):
+                            lo = mid
+                        else:
+                            hi = mid
+                if lo == 0:
+                    continue
+                keep = keeps[lo]
+                model = candidates[keep] if keep in candidates else model
+                if keep not in candidates:  # cannot happen: the last feasible keep is always kept
+                    raise RuntimeError(f"pagcp lost the candidate for {name} keep {keep}")
+                step += 1
+                flops_now = cost.model_flops(model, example)
+                v = verdicts[keep]
+                oracle.set_current(model, v.metrics)
+                # the groups are bound to the pruned model's dependency graph: rebuild them
+                current = {g.name: g for g in channel_groups(model, example, ignored=config.ignored)}
+                path.append(PathPoint(step, rnd + 1, name, (g.channels, keep), flops_now, cost.model_params(model),
+                                      v.metrics, v.drops))
+            progress.advance(job)
+            if goal_flops is not None and flops_now <= goal_flops:
+                if config.target_latency_ms is not None:
+                    latency = cost.host_latency_ms({"model": model}, example)["model"]
+                    if latency > config.target_latency_ms:  # FLOPs were a proxy: tighten from the measurement
+                        goal_flops = flops_now * config.target_latency_ms / latency
+                        notes.append(f"round {rnd + 1}: {latency:.3f} ms measured; FLOPs goal now {goal_flops / flops0:.1%}")
+                        continue
+                reached = True
+                break
+            scale *= config.relax
+    final = {g.name: g.channels for g in channel_groups(model, example, ignored=config.ignored)}
+    channels = {n: (c, final.get(n, c)) for n, c in start_channels.items()}
+    notes.append(f"final oracle budget: {scale:.2f} x allowed drop")
+    if not reached:
+        notes.append("global goal not reached within max_rounds: every task's budget was exhausted first")
+    model.eval()
+    return PruneResult(model, "pagcp", flops0, cost.model_flops(model, example), params0, cost.model_params(model),
+                       channels, layers_of, path, oracle.evaluations, refused, reached, label_free, oracle.before,
+                       oracle.current, time.perf_counter() - t0, notes)

@@ -1,0 +1,110 @@
+"""The compression report: report.json, report.md and pruning_path.png (FLOPs vs each task's metric).
+
+Contents: channels before/after per group, per-task metrics before/after (test split; fidelity to
+the unpruned model when label-free) with drops against the allowed drops, FLOPs, parameters and
+measured host latency (OpenVINO CPU, f32 hint, median of interleaved runs) before/after, the
+pruning path, oracle evaluations, and groups the exactness check refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from toolchain.bundle.files import write_bytes_atomic, write_json_atomic
+from toolchain.prune.pagcp import PruneResult
+from toolchain.recipe import Recipe
+
+
+def report_doc(result: PruneResult, recipe: Recipe, before: dict[str, float], after: dict[str, float],
+               latency_ms: dict[str, float] | None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    from toolchain.evaluate import drops
+
+    d = drops(before, after, recipe, result.label_free)
+    return {
+        "format": "mtedge-prune-report", "format_version": 1, "method": result.method, "label_free": result.label_free,
+        "flops": {"before": result.flops_before, "after": result.flops_after, "removed_pct": 100 * result.flops_removed},
+        "params": {"before": result.params_before, "after": result.params_after,
+                   "removed_pct": 100 * (1 - result.params_after / result.params_before)},
+        "latency_ms": latency_ms,
+        "latency_speedup": (latency_ms["before"] / latency_ms["after"]) if latency_ms else None,
+        "tasks": {t: {"metric": recipe.tasks[t].metric, "before": before[t], "after": after[t], "drop": d[t],
+                      "allowed_drop": recipe.tasks[t].allowed_drop, "within_bound": d[t] <= recipe.tasks[t].allowed_drop}
+                  for t in before},
+        "groups": {n: {"channels_before": b, "channels_after": a, "layers": result.group_layers.get(n, [])}
+                   for n, (b, a) in result.channels.items()},
+        "refused_groups": result.refused,
+        "oracle_evaluations": result.oracle_evaluations,
+        "goal_reached": result.goal_reached,
+        "prune_seconds": result.seconds,
+        "val_metrics": {"before": result.val_metrics_before, "after_pruning": result.val_metrics_after},
+        "path": [{"step": p.step, "round": p.round, "group": p.group, "channels": list(p.channels), "flops": p.flops,
+                  "params": p.params, "metrics": p.metrics, "drops": p.drops} for p in result.path],
+        "notes": result.notes,
+        **(extra or {}),
+    }
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    lines = [f"# Compression report ({doc['method']})", ""]
+    f, p = doc["flops"], doc["params"]
+    lines += [f"- FLOPs: {f['before']:,} -> {f['after']:,} ({f['removed_pct']:.1f}% removed)",
+              f"- parameters: {p['before']:,} -> {p['after']:,} ({p['removed_pct']:.1f}% removed)"]
+    if doc.get("latency_ms"):
+        lat = doc["latency_ms"]
+        lines.append(f"- host latency (OpenVINO CPU, f32, median): {lat['before']:.3f} ms -> {lat['after']:.3f} ms "
+                     f"({doc['latency_speedup']:.2f}x)")
+    lines += [f"- oracle evaluations: {doc['oracle_evaluations']}; goal reached: {doc['goal_reached']}", "",
+              "| task | metric | before | after | drop | allowed | within |", "|---|---|---|---|---|---|---|"]
+    for t, v in doc["tasks"].items():
+        lines.append(f"| {t} | {v['metric']}{' (fidelity)' if doc['label_free'] else ''} | {v['before']:.3f} | "
+                     f"{v['after']:.3f} | {v['drop']:.3f} | {v['allowed_drop']:.2f} | {'yes' if v['within_bound'] else 'NO'} |")
+    lines += ["", "| group (root layer) | channels before | after |", "|---|---|---|"]
+    for n, g in doc["groups"].items():
+        lines.append(f"| {n} | {g['channels_before']} | {g['channels_after']} |")
+    if doc["refused_groups"]:
+        lines += ["", "Groups the exactness check refused (not pruned):", ""]
+        lines += [f"- {n}: {why}" for n, why in doc["refused_groups"].items()]
+    if doc["notes"]:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in doc["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot_path(doc: dict[str, Any], path: Path) -> None:
+    """FLOPs (x, fraction kept) vs each task's val metric along the pruning path, one panel per task."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = doc["path"]
+    tasks = list(doc["tasks"])
+    f0 = doc["flops"]["before"]
+    before = doc["val_metrics"]["before"]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.0), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        xs = [1.0] + [p["flops"] / f0 for p in points]
+        ys = [before.get(t, float("nan"))] + [p["metrics"].get(t, float("nan")) for p in points]
+        ax.plot(xs, ys, marker="o", markersize=3)
+        ax.invert_xaxis()
+        ax.set_title(t)
+        ax.set_xlabel("FLOPs kept")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("val metric" + (" (fidelity)" if doc["label_free"] else ""))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def write_report(doc: dict[str, Any], directory: str | Path) -> dict[str, Path]:
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {"json": d / "report.json", "markdown": d / "report.md", "plot": d / "pruning_path.png"}
+    write_json_atomic(paths["json"], doc)
+    write_bytes_atomic(paths["markdown"], markdown(doc).encode())
+    plot_path(doc, paths["plot"])
+    return paths
