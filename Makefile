@@ -56,5 +56,11 @@ demo: install
 bench-quant: install
 	$(VENV)/bin/python bench/quant.py
 
+bench-prune: install
+	$(VENV)/bin/python bench/prune.py
+
+bench-slim: install
+	$(VENV)/bin/python bench/slim.py
+
 clean:
 	rm -rf build $(OUT) $(VENV)

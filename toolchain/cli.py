@@ -16,9 +16,15 @@ _COMMANDS = [
     ("toolchain.commands.inspect", "inspect"),
     ("toolchain.commands.export", "export"),
     ("toolchain.commands.export", "verify"),
+    ("toolchain.commands.quantize", "quantize"),
     ("toolchain.commands.runtime", "run"),
     ("toolchain.commands.runtime", "bench"),
     ("toolchain.commands.demo", "demo"),
+    ("toolchain.commands.targets", "targets"),
+    ("toolchain.commands.targets", "build"),
+    ("toolchain.commands.targets", "profile"),
+    ("toolchain.commands.compress", "compress"),
+    ("toolchain.commands.slim", "slim"),
 ]
 
 

@@ -23,6 +23,8 @@ from toolchain.errors import MtedgeError, SpecError
 @click.option("--round-to", type=int, default=None, help="channel counts become multiples of N, never below N (default: target's, else 8)")
 @click.option("--order", type=click.Choice(["flops", "latency"]), default="flops", show_default=True,
               help="prune the groups that save the most FLOPs, or the most measured host milliseconds, first")
+@click.option("--latency-table", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="latency table of this model from `mtedge profile`: orders groups by ms saved and judges --target-latency-ms")
 @click.option("--finetune-epochs", type=float, default=0.0, show_default=True, help="recovery fine-tuning epochs after pruning")
 @click.option("--finetune-limit", type=int, default=None, help="fine-tune on at most this many images (quick runs)")
 @click.option("--distill", is_flag=True, help="fine-tune with the unpruned model as teacher")
@@ -36,7 +38,7 @@ from toolchain.errors import MtedgeError, SpecError
               help="write report.json, report.md and pruning_path.png here")
 @click.option("--test-count", type=int, default=None, help="evaluate before/after on the first N test samples")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, finetune_epochs,
+def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, latency_table, finetune_epochs,
              finetune_limit, distill, label_free, val_count, ignored, quantize, output, report_dir, test_count, threads):
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
     import torch
@@ -84,7 +86,14 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
 
         config = PruneConfig(keep_flops=keep_flops, target_latency_ms=target_latency_ms, round_to=round_to, order=order,
                              val_count=val_count, label_free=label_free, ignored=tuple(ignored))
-        if order == "latency":
+        if latency_table:
+            from toolchain.targets.latency import load_table
+
+            table = cost.TableLatency(load_table(latency_table), unpruned, example)
+            config.order, config.latency_cost, config.latency_of = "latency", table.cost_per_channel, table.estimate_ms
+            console.print(f"latency table {latency_table} ({table.table.source}, {table.table.target}): "
+                          f"{table.total_ms:.3f} ms, {len(table.names)} prunable layers matched by name")
+        elif order == "latency":
             config.latency_cost = cost.measured_latency_cost(example, round_to)
         if method == "pagcp":
             result = prune(unpruned, rec, config, example=example)

@@ -153,3 +153,71 @@ def measured_latency_cost(example: torch.Tensor, round_to: int = 8, runs: int = 
         return max(lat["full"] - lat["cut"], 0.0) / (group.channels - keep)
 
     return latency_cost
+
+
+def table_layer_names(table, module_names: list[str]) -> dict[str, str]:
+    """module name -> node name in a latency table (`mtedge profile`).
+
+    The ONNX exporter names a layer's node after the tail of its module path
+    (`encoder.stage1.0.0` -> `/stage1.0.0/Conv`): the longest dotted suffix of the module name
+    that appears as a node's scope wins. Unmatched modules are left out."""
+    scopes: dict[str, str] = {}
+    for node in table.layers:
+        parts = node.split("/")
+        if len(parts) >= 3:
+            scopes.setdefault(parts[-2], node)
+    out = {}
+    for name in module_names:
+        pieces = name.split(".")
+        for i in range(len(pieces)):
+            if ".".join(pieces[i:]) in scopes:
+                out[name] = scopes[".".join(pieces[i:])]
+                break
+    return out
+
+
+class TableLatency:
+    """Latency of a model and of its channels, from a latency table of the *unpruned* model.
+
+    A prunable layer's time scales with its FLOPs (what pruning changes); everything else in the
+    table (pooling, resizes, non-prunable layers, per-segment overhead) stays fixed. Layers the
+    table does not name are priced at the table's time per FLOP of their op type."""
+
+    def __init__(self, table, model: nn.Module, example: torch.Tensor) -> None:
+        self.table = table
+        self.example = example
+        self.flops0 = layer_flops(model, example)
+        self.names = table_layer_names(table, list(self.flops0))
+        # Per-layer times (profiling counters) and per-segment wall times are measured apart and
+        # need not add up: layer times are rescaled so that they sum to the wall-clock total.
+        layers_ms = sum(table.layers.values())
+        total = sum(table.segments.values()) or layers_ms
+        scale = total / layers_ms if layers_ms > 0 else 1.0
+        self.ms0: dict[str, float] = {}
+        for name, f in self.flops0.items():
+            mod = model.get_submodule(name)
+            op = "Gemm" if isinstance(mod, nn.Linear) else "Conv"
+            self.ms0[name] = scale * table.layer_cost(self.names.get(name, ""), op=op, flops=f)
+        self.fixed_ms = max(total - sum(self.ms0[n] for n in self.names), 0.0)
+        self.total_ms = total
+
+    def estimate_ms(self, model: nn.Module) -> float:
+        flops = layer_flops(model, self.example)
+        return self.fixed_ms + sum(self.ms0[n] * flops.get(n, 0) / f0 for n, f0 in self.flops0.items() if f0)
+
+    def cost_per_channel(self, model: nn.Module, group: ChannelGroup) -> float:
+        """ms one channel of `group` costs now: its FLOPs share of each coupled layer, priced
+        at that layer's table time per FLOP."""
+        flops = layer_flops(model, self.example)
+        total = 0.0
+        for name in dict.fromkeys(group.out_layers + group.in_layers):
+            if name not in flops or not self.flops0.get(name):
+                continue
+            per_flop = self.ms0[name] / self.flops0[name]
+            mod = model.get_submodule(name)
+            if name in group.out_layers:
+                ch = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
+            else:
+                ch = mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels
+            total += per_flop * flops[name] / max(ch, 1)
+        return total

@@ -58,6 +58,9 @@ class PruneConfig:
     ignored: tuple[str, ...] = ()  # layers whose output channels must stay
     use_taylor: bool = True
     latency_cost: Callable[[nn.Module, ChannelGroup], float] | None = None  # ms per channel, for order="latency"
+    # how target_latency_ms is judged: None measures the host (OpenVINO CPU); a latency table's
+    # estimate (cost.TableLatency.estimate_ms) judges it for the table's target instead
+    latency_of: Callable[[nn.Module], float] | None = None
 
     def check(self) -> None:
         if (self.keep_flops is None) == (self.target_latency_ms is None):
@@ -135,6 +138,12 @@ def exactness_refusals(model: nn.Module, example: torch.Tensor, groups: list[Cha
     return out
 
 
+def _latency(config: PruneConfig, model: nn.Module, example: torch.Tensor) -> float:
+    if config.latency_of is not None:
+        return config.latency_of(model)
+    return cost.host_latency_ms({"model": model}, example)["model"]
+
+
 def _keep_candidates(channels: int, m: int, max_step: float, need_flops: float, per_channel: float) -> list[int]:
     """Keep counts to try for a group, most kept first (the first is `channels`: no pruning)."""
     if channels <= m:
@@ -171,7 +180,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     goal_flops = flops0 * config.keep_flops if config.keep_flops is not None else None
     latency = None
     if config.target_latency_ms is not None:
-        latency = cost.host_latency_ms({"model": model}, example)["model"]
+        latency = _latency(config, model, example)
         goal_flops = flops0 * min(1.0, config.target_latency_ms / latency)
         notes.append(f"host latency before: {latency:.3f} ms; first FLOPs goal {goal_flops / flops0:.1%}")
 
@@ -259,7 +268,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
             progress.advance(job)
             if goal_flops is not None and flops_now <= goal_flops:
                 if config.target_latency_ms is not None:
-                    latency = cost.host_latency_ms({"model": model}, example)["model"]
+                    latency = _latency(config, model, example)
                     if latency > config.target_latency_ms:  # FLOPs were a proxy: tighten from the measurement
                         goal_flops = flops_now * config.target_latency_ms / latency
                         notes.append(f"round {rnd + 1}: {latency:.3f} ms measured; FLOPs goal now {goal_flops / flops0:.1%}")

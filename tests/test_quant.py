@@ -1,0 +1,199 @@
+"""Quantization: int8 (NNCF Q/DQ) and fp16 variants with per-task accuracy control.
+
+Tiny test networks (toolchain/testing/architectures.py) on random, label-free data keep this fast.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, numpy_helper
+
+from toolchain.bundle import Bundle
+from toolchain.errors import SpecError
+from toolchain.export import export_bundle
+from toolchain.quantize import QuantizeOptions, quantize_bundle
+from toolchain.quantize.int8 import check_symmetric
+from toolchain.recipe import parse_recipe
+from toolchain.testing.architectures import ResNetFPNTwoHeads, SingleLayerBranch, recipe_for
+from toolchain.verify import verify_bundle
+
+os.environ["MTEDGE_NO_PROGRESS"] = "1"
+FAST = QuantizeOptions(latency_runs=0, test_count=0)
+
+
+def _export(model: torch.nn.Module, out: Path, drops: dict[str, float] | None = None):
+    torch.manual_seed(0)
+    recipe = recipe_for(model)
+    if drops:
+        doc = recipe.to_dict()
+        for t, d in drops.items():
+            doc["tasks"][t]["allowed_drop"] = d
+        recipe = parse_recipe(doc)
+    export_bundle(model, recipe, out, golden_samples=2)
+    return recipe
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[Path, object]:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("q") / "single.mtb"
+    recipe = _export(SingleLayerBranch().eval(), path, {"edge": 50.0, "cls": 50.0})
+    return path, recipe
+
+
+@pytest.fixture
+def bundle(base, tmp_path) -> tuple[Path, object]:
+    path, recipe = base
+    dst = tmp_path / path.name
+    shutil.copytree(path, dst)
+    return dst, recipe
+
+
+def test_int8_variant_is_symmetric_qdq_and_verifies(bundle, tmp_path):
+    path, recipe = bundle
+    report = quantize_bundle(path, recipe, ("int8",), calibration_count=8, report_dir=tmp_path / "rep", options=FAST)
+    assert report["ok"] and report["mode"] == "label-free"
+    b = Bundle.open(path)
+    v = b.variant("int8")
+    assert v["precision"] == "int8" and set(v["segments"]) == set(b.manifest["segments"])
+    assert v["calibration"]["samples"] == 8 and v["calibration"]["split"] == "calib"
+    assert set(v["tolerance"]) == set(b.tasks) and all(t >= 1e-2 for t in v["tolerance"].values())
+    qdq = 0
+    for seg, entry in v["segments"].items():
+        assert entry["precision"] in ("int8", "mixed", "fp32")
+        model = onnx.load(str(b.path(entry)))
+        check_symmetric(model, seg)  # int8 zero points of 0 only: what TensorRT accepts
+        qdq += sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+        assert all(s["dtype"] == "float32" for s in entry["inputs"] + entry["outputs"])
+    assert qdq > 0
+    int8_bytes = sum(e["bytes"] for e in v["segments"].values())
+    assert int8_bytes < sum(e["bytes"] for e in b.variant("fp32")["segments"].values())
+    result = verify_bundle(path)
+    assert result["ok"] and set(result["variants"]) == {"fp32", "int8"}
+    doc = json.loads((tmp_path / "rep" / "quant.json").read_text())
+    assert doc["variants"]["int8"]["written"] is True
+    assert "Layers kept in float" in (tmp_path / "rep" / "quant.md").read_text()
+
+
+def test_requantizing_replaces_the_variant_and_its_files(bundle):
+    path, recipe = bundle
+    quantize_bundle(path, recipe, ("int8",), calibration_count=4, options=FAST)
+    first = {e["file"] for e in Bundle.open(path).variant("int8")["segments"].values()}
+    b = Bundle.open(path)
+    b.manifest["engines"] = {"host-cpu@int8": {"backend": "openvino", "variant": "int8", "segments": {}}}
+    b.save_manifest()
+    report = quantize_bundle(path, recipe, ("int8",), calibration_count=12, options=FAST)
+    b = Bundle.open(path)
+    second = {e["file"] for e in b.variant("int8")["segments"].values()}
+    assert b.variant("int8")["calibration"]["samples"] == 12
+    assert "host-cpu@int8" not in b.manifest["engines"] and any("rebuild" in n for n in report["notes"])
+    for f in first - second:  # files of the replaced variant are gone, the fp32 ones stay
+        assert not (path / f).exists()
+    assert b.verify_files()
+
+
+def test_fp16_variant_types_and_boundaries(bundle):
+    path, recipe = bundle
+    report = quantize_bundle(path, recipe, ("fp16",), options=FAST)
+    assert report["ok"]
+    b = Bundle.open(path)
+    v = b.variant("fp16")
+    task_outputs = {t["output"] for t in b.manifest["tasks"].values()}
+    for seg, entry in v["segments"].items():
+        model = onnx.load(str(b.path(entry)))
+        onnx.checker.check_model(model, full_check=True)
+        assert entry["precision"] == "fp16"
+        floats = [i for i in model.graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
+        assert floats and all(i.data_type == TensorProto.FLOAT16 for i in floats), seg
+        for spec in entry["inputs"] + entry["outputs"]:  # docs/bundle-format.md rule 3
+            boundary32 = spec["name"] == "image" or spec["name"] in task_outputs
+            assert spec["dtype"] == ("float32" if boundary32 else "float16"), (seg, spec)
+    result = verify_bundle(path, ["fp16"])
+    assert result["ok"]
+    assert all(r["max_abs_error"] > 0 for r in result["variants"]["fp16"].values())  # really float16 weights
+
+
+def test_tight_bound_keeps_a_layer_in_float_until_the_task_is_within_it(tmp_path):
+    torch.manual_seed(3)
+    model = ResNetFPNTwoHeads().eval()
+    path = tmp_path / "fpn.mtb"
+    loose = _export(model, path, {"seg": 100.0, "depth": 100.0, "cls": 100.0})
+    exact = QuantizeOptions(latency_runs=0, test_count=0, margin=0.0)
+    probe_dir = tmp_path / "probe.mtb"
+    shutil.copytree(path, probe_dir)
+    probe = quantize_bundle(probe_dir, loose, ("int8",), calibration_count=8, options=exact)
+    all_int8_drop = probe["variants"]["int8"]["scores"]["val"]["depth"]["drop"]
+    assert all_int8_drop > 0 and not probe["variants"]["int8"]["decisions"]
+
+    doc = copy.deepcopy(loose.to_dict())
+    doc["tasks"]["depth"]["allowed_drop"] = all_int8_drop / 2
+    tight = parse_recipe(doc)
+    report = quantize_bundle(path, tight, ("int8",), calibration_count=8, options=exact)
+    int8 = report["variants"]["int8"]
+    assert report["ok"], report["notes"]
+    assert int8["decisions"], "a bound at half the all-int8 drop must keep at least one layer in float"
+    assert all(d["task"] == "depth" for d in int8["decisions"])
+    depth_segments = set(Bundle.open(path).manifest["tasks"]["depth"]["segments"])
+    assert {d["segment"] for d in int8["decisions"]} <= depth_segments  # only segments depth runs
+    assert int8["scores"]["val"]["depth"]["drop"] <= all_int8_drop / 2
+    v = Bundle.open(path).variant("int8")
+    recorded = {(s, name) for s, e in v["segments"].items() for name in e.get("float_layers", [])}
+    assert {(d["segment"], d["layer"]) for d in int8["decisions"]} == recorded
+    assert all(v["segments"][s]["precision"] == "mixed" for s, _ in recorded)
+    assert v["metrics"]["tasks"]["depth"]["within_bound"] is True
+    assert verify_bundle(path)["ok"]
+
+
+def test_errors_name_the_bad_thing(bundle):
+    path, recipe = bundle
+    with pytest.raises(SpecError, match="int4"):
+        quantize_bundle(path, recipe, ("int4",), options=FAST)
+    with pytest.raises(SpecError, match="no labels"):
+        quantize_bundle(path, recipe, ("int8",), label_free=False, options=FAST)
+    doc = recipe.to_dict()
+    del doc["tasks"]["edge"]
+    with pytest.raises(SpecError, match="edge"):
+        quantize_bundle(path, parse_recipe(doc), ("int8",), options=FAST)
+    assert set(Bundle.open(path).variants) == {"fp32"}  # nothing written on error
+
+
+def test_cli_uses_the_recipe_recorded_in_the_bundle(bundle, tmp_path):
+    from toolchain.cli import main
+
+    path, _ = bundle
+    rc = main(["quantize", str(path), "--precision", "fp16", "--report", str(tmp_path / "r"),
+               "--latency-runs", "3"])
+    assert rc == 0
+    doc = json.loads((tmp_path / "r" / "quant.json").read_text())
+    assert doc["variants"]["fp16"]["written"] and doc["variants"]["fp16"]["latency"]["latency_ms"] > 0
+    assert "fp16" in Bundle.open(path).variants
+
+
+def test_fp16_keeps_resize_scales_float32_and_refuses_overflow():
+    from toolchain.quantize.fp16 import Fp16ConversionError, to_fp16
+
+    x = onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])
+    y = onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 6, 6])
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
+    nodes = [onnx.helper.make_node("Conv", ["x", "w"], ["c"]),
+             onnx.helper.make_node("Resize", ["c", "", "scales"], ["y"], mode="nearest")]
+    model = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [x], [y], [scales, w]),
+                                   opset_imports=[onnx.helper.make_opsetid("", 17)])
+    half = to_fp16(model)
+    types = {i.name: i.data_type for i in half.graph.initializer}
+    assert types == {"scales": TensorProto.FLOAT, "w": TensorProto.FLOAT16}
+    assert half.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    w.CopyFrom(numpy_helper.from_array(np.full((2, 2, 1, 1), 1e6, np.float32), "w"))
+    model.graph.initializer[1].CopyFrom(w)
+    with pytest.raises(Fp16ConversionError, match="w"):
+        to_fp16(model)

@@ -1,0 +1,79 @@
+"""`mtedge quantize`: add int8 / fp16 variants to a bundle, each task within its allowed drop."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(file_okay=False))
+@click.option("--recipe", type=click.Path(dir_okay=False), default=None,
+              help="recipe YAML (default: the recipe recorded in the bundle's provenance)")
+@click.option("--precision", default="int8", show_default=True, help="comma-separated: int8, fp16")
+@click.option("--label-free", is_flag=True, default=None,
+              help="score tasks by fidelity to the fp32 bundle instead of labels (default: only when the data has no labels)")
+@click.option("--calibration", "calibration", type=int, default=None,
+              help="calibration samples (default: the recipe's data.calibration_count)")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
+              help="write quant.json and quant.md into this directory")
+@click.option("--margin", type=float, default=None, help="fraction of each allowed drop held back on val (default 0.2)")
+@click.option("--latency-runs", type=int, default=30, show_default=True, help="OpenVINO CPU latency iterations (0: skip)")
+@click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime / OpenVINO threads")
+def quantize(bundle, recipe, precision, label_free, calibration, report_dir, margin, latency_runs, threads):
+    """Quantize BUNDLE (NAME.mtb) in place: int8 (NNCF Q/DQ, per-task accuracy control) and/or fp16.
+
+    Exit status 1 when a requested variant could not keep every task within its bound (it is
+    then not written).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from toolchain.bundle import Bundle
+    from toolchain.errors import SpecError
+    from toolchain.quantize import QuantizeOptions, quantize_bundle
+    from toolchain.recipe import load_recipe, parse_recipe
+
+    if recipe is not None:
+        rec = load_recipe(recipe)
+    else:
+        doc = Bundle.open(bundle).manifest["provenance"].get("recipe")
+        if not doc:
+            raise SpecError(f"{bundle} records no recipe in its provenance; pass --recipe FILE")
+        rec = parse_recipe(doc, f"{bundle}/manifest.json provenance")
+    precisions = [p.strip() for p in precision.split(",") if p.strip()]
+    opts = QuantizeOptions(latency_runs=latency_runs, threads=threads,
+                           **({"margin": margin} if margin is not None else {}))
+    report = quantize_bundle(bundle, rec, precisions, label_free=label_free, calibration_count=calibration,
+                             report_dir=report_dir, options=opts)
+    variants = ["fp32"] + [p for p in precisions if p in report["variants"]]
+    table = Table(title=f"quantize {bundle} ({report['mode']}, test split)")
+    table.add_column("task")
+    table.add_column("metric")
+    table.add_column("allowed drop")
+    for v in variants:
+        table.add_column(v)
+    split = "test" if "test" in report["variants"]["fp32"]["scores"] else "val"
+    for t, info in report["tasks"].items():
+        cells = []
+        for v in variants:
+            s = report["variants"][v]["scores"][split][t]
+            color = "" if s["within_bound"] else "[red]"
+            cells.append(f"{color}{s['value']:.2f}" + (f" ({-s['drop']:+.2f})" if v != "fp32" else ""))
+        table.add_row(t, info["metric"], f"{info['allowed_drop']:g}", *cells)
+    Console().print(table)
+    for v in variants:
+        r = report["variants"][v]
+        lat = r.get("latency")
+        extra = f", {lat['latency_ms']:.3f} ms ({r['speedup_vs_fp32']:.2f}x)" if lat else ""
+        click.echo(f"{v}: {'written' if r['written'] else 'NOT written'}, {r.get('bytes', 0)} bytes{extra}")
+    for d in report["variants"].get("int8", {}).get("decisions", []):
+        click.echo(f"kept in float: {d['segment']}:{d['layer']} -- {d['reason']}")
+    for n in report["notes"]:
+        click.echo(f"note: {n}", err=True)
+    if report_dir:
+        click.echo(f"wrote {report_dir}/quant.json and quant.md", err=True)
+    if not report["ok"]:
+        click.secho("quantization failed: some tasks are out of bounds (see the notes)", fg="red", err=True)
+        sys.exit(1)

@@ -1,0 +1,217 @@
+"""`quantize_bundle`: add int8 and/or fp16 variants to an fp32 bundle, with per-task accuracy control.
+
+See docs/quantization.md for the method and toolchain/quantize/accuracy_control.py for the loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import nncf
+import onnx
+
+from toolchain.bundle.manifest import Bundle
+from toolchain.data.loaders import has_labels
+from toolchain.errors import SpecError
+from toolchain.progress import progress_bar
+from toolchain.quantize.accuracy_control import Int8Quantizer, control
+from toolchain.quantize.calibration import collect_calibration
+from toolchain.quantize.chain import BundleGraph, ChainRunner, SegmentModel
+from toolchain.quantize.data import load_split
+from toolchain.quantize.evaluation import TaskEvaluator, max_abs_errors
+from toolchain.quantize.fp16 import float16_ops, to_fp16
+from toolchain.quantize.int8 import Int8Settings
+from toolchain.quantize.report import write_report
+from toolchain.quantize.variants import publish_variant, tolerances, write_segment_files
+from toolchain.recipe import Recipe
+
+PRECISIONS = ("int8", "fp16")
+DEFAULT_MARGIN = 0.2  # control to 80 % of each allowed drop on val: val and test differ
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeOptions:
+    """Knobs beyond the public signature (defaults are what `mtedge quantize` uses)."""
+
+    margin: float = DEFAULT_MARGIN  # fraction of each allowed drop held back on val
+    top_k: int = 3  # candidate layers re-quantized per accuracy-control round
+    val_count: int | None = None  # default: recipe data.val_count
+    test_count: int | None = None  # held-out check; default: same as val; 0 skips it
+    latency_runs: int = 30  # OpenVINO CPU latency iterations per variant; 0 skips it
+    threads: int = 1  # onnxruntime / OpenVINO threads
+    int8: Int8Settings = Int8Settings()
+
+
+def quantize_bundle(
+    bundle_path: str | Path,
+    recipe: Recipe,
+    precisions: Sequence[str] = ("int8",),
+    label_free: bool | None = None,
+    calibration_count: int | None = None,
+    report_dir: str | Path | None = None,
+    options: QuantizeOptions | None = None,
+) -> dict[str, Any]:
+    """Add variants named after `precisions` ("int8", "fp16") to the fp32 bundle at `bundle_path`.
+
+    Every task of the bundle is scored on the recipe's `val` split (labels, or fidelity to the fp32
+    chain with `label_free`; None picks label-free exactly when the data has no labels). An int8
+    variant keeps layers in float until every task is within its `allowed_drop`; a variant with a
+    task still out of bounds is *not* written (report["variants"][p]["written"] is False and
+    report["ok"] is False). Written files go under segments/, then the manifest is replaced
+    atomically. Returns the report (also written as quant.json / quant.md under `report_dir`).
+    Raises SpecError for a bad precision, recipe/bundle mismatch or missing labels.
+    """
+    opts = options or QuantizeOptions()
+    t_start = time.perf_counter()
+    wanted = list(dict.fromkeys(precisions))
+    bad = [p for p in wanted if p not in PRECISIONS]
+    if bad or not wanted:
+        raise SpecError(f"precision(s) {', '.join(bad) or '(none)'} not supported; choose from {', '.join(PRECISIONS)}")
+    bundle = Bundle.open(bundle_path)
+    m = bundle.manifest
+    if "fp32" not in m["variants"]:
+        raise SpecError(f"{bundle_path} has no fp32 variant to quantize; re-export it with `mtedge export`")
+    tasks = list(m["tasks"])
+    missing = [t for t in tasks if t not in recipe.tasks]
+    if missing:
+        raise SpecError(f"recipe {recipe.name!r} has no bound for task(s) {', '.join(missing)} of {bundle_path}; "
+                        "pass the recipe the bundle was exported with (--recipe)")
+    if list(recipe.input.shape[1:]) != list(m["input"]["shape"][1:]):
+        raise SpecError(f"recipe input shape {list(recipe.input.shape)} does not match the bundle's {m['input']['shape']}")
+    labels = has_labels(recipe)
+    label_free = (not labels) if label_free is None else label_free
+    if not label_free and not labels:
+        raise SpecError(f"recipe {recipe.name!r} data ({recipe.data.kind}) has no labels; use --label-free")
+    n_calib = calibration_count or recipe.data.calibration_count
+    if n_calib < 1:
+        raise SpecError(f"calibration count must be >= 1, got {n_calib}")
+    recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, calibration_count=n_calib))
+    batch = int(m["input"]["shape"][0])
+    graph = BundleGraph(m)
+    fp32 = {s: SegmentModel(onnx.load(str(bundle.path(e))), "fp32") for s, e in bundle.variant("fp32")["segments"].items()}
+    float32_boundaries = {m["input"]["name"], *(t["output"] for t in m["tasks"].values())}
+
+    report: dict[str, Any] = {"bundle": str(bundle_path), "name": m["name"], "recipe": recipe.name,
+                              "mode": "label-free" if label_free else "labels", "margin": opts.margin,
+                              "tasks": {}, "variants": {}, "notes": []}
+    with progress_bar(transient=True) as progress:
+        job = progress.add_task("loading data", total=None)
+
+        def say(msg: str) -> None:
+            progress.update(job, description=msg[:90])
+
+        val = load_split(recipe, "val", opts.val_count or recipe.data.val_count, tasks, batch)
+        test_n = opts.val_count or recipe.data.val_count if opts.test_count is None else opts.test_count
+        test = load_split(recipe, "test", test_n, tasks, batch) if test_n else None
+        runners = {"val": ChainRunner(graph, val.images, opts.threads)}
+        if test is not None:
+            runners["test"] = ChainRunner(graph, test.images, opts.threads)
+        say("fp32 reference on val/test")
+        ref = {k: r.task_outputs(fp32, tasks) for k, r in runners.items()}
+        evaluators = {k: TaskEvaluator(recipe, tasks, d.targets, ref[k], label_free)
+                      for k, d in (("val", val), ("test", test)) if d is not None}
+        baseline = {k: e.baseline(ref[k]) for k, e in evaluators.items()}
+        bounds = {t: recipe.tasks[t].allowed_drop * (1.0 - opts.margin) for t in tasks}
+        for t in tasks:
+            report["tasks"][t] = {"metric": evaluators["val"].metric_name(t), "allowed_drop": recipe.tasks[t].allowed_drop,
+                                  "val_bound": bounds[t], "fp32": {k: b[t] for k, b in baseline.items()}}
+        golden_x, golden_y = bundle.golden()
+        golden_runner = ChainRunner(graph, golden_x, opts.threads)
+
+        for precision in wanted:
+            t0 = time.perf_counter()
+            entry: dict[str, Any] = {"precision": precision, "config": None}
+            if precision == "int8":
+                say("calibration: fp32 chain on calib images")
+                calib_data = load_split(recipe, "calib", n_calib, None, batch)
+                calib_runner = ChainRunner(graph, calib_data.images, opts.threads)
+                calib = collect_calibration(calib_runner, fp32, calib_data, f"{recipe.data.kind} ({recipe.name})")
+                del calib_runner
+                quantizer = Int8Quantizer(fp32, calib.samples, opts.int8)
+                result = control(runners["val"], evaluators["val"], baseline["val"], bounds, quantizer,
+                                 top_k=opts.top_k, progress=say)
+                models, float_layers = result.models, result.float_layers
+                seg_precision = {s: ("fp32" if sm.key == "fp32" else "mixed" if float_layers.get(s) else "int8")
+                                 for s, sm in models.items()}
+                entry["calibration"] = {**calib.provenance, "method": "nncf.quantize (post-training, ONNX backend)",
+                                        "nncf": nncf.__version__, **opts.int8.as_dict(),
+                                        "accuracy_control": {"split": "val", "samples": len(val), "margin": opts.margin,
+                                                             "quantize_calls": quantizer.calls}}
+                info: dict[str, Any] = {"float_layers": float_layers, "decisions": result.decisions,
+                                        "unresolved": result.unresolved,
+                                        "quantized_layers": {s: len(v) for s, v in result.quantized.items()}}
+            else:
+                say("fp16 conversion")
+                models = {s: SegmentModel(to_fp16(sm.model, s, float32_boundaries), "fp16") for s, sm in fp32.items()}
+                seg_precision = {s: "fp16" for s in models}
+                float_layers = {}
+                info = {"float16_ops": sorted({op for sm in models.values() for op in float16_ops(sm.model)}),
+                        "boundaries": "float32 at the model input and task outputs, float16 between segments"}
+            say(f"{precision}: scoring val/test")
+            scores = {}
+            for k, runner in runners.items():
+                outs = runner.task_outputs(models, tasks)
+                values = evaluators[k].score(outs)
+                drops = evaluators[k].drops(baseline[k], values)
+                limit = bounds if k == "val" else {t: recipe.tasks[t].allowed_drop for t in tasks}
+                scores[k] = {t: {"value": values[t], "drop": drops[t], "within_bound": bool(drops[t] <= limit[t])}
+                             for t in tasks}
+                scores[k + "_max_abs_error"] = max_abs_errors(outs, ref[k])
+            golden_got = golden_runner.task_outputs(models, tasks)
+            golden_err = max_abs_errors(golden_got, golden_y)
+            ok = all(v["within_bound"] for v in scores["val"].values())
+            entry["tolerance"] = tolerances("int8" if precision == "int8" else precision, golden_err,
+                                            scores["val_max_abs_error"])
+            entry["metrics"] = {"mode": report["mode"], "val_samples": len(val),
+                                "test_samples": len(test) if test is not None else 0,
+                                "tasks": {t: {"metric": report["tasks"][t]["metric"],
+                                              "fp32_val": baseline["val"][t], "val": scores["val"][t]["value"],
+                                              "val_drop": scores["val"][t]["drop"],
+                                              **({"fp32_test": baseline["test"][t], "test": scores["test"][t]["value"],
+                                                  "test_drop": scores["test"][t]["drop"]} if "test" in scores else {}),
+                                              "allowed_drop": recipe.tasks[t].allowed_drop,
+                                              "within_bound": scores["val"][t]["within_bound"]} for t in tasks}}
+            written = False
+            if ok:
+                say(f"{precision}: writing files and manifest")
+                entry["segments"] = write_segment_files(bundle, precision, models, seg_precision, float_layers)
+                report["notes"] += publish_variant(bundle, precision, entry)
+                written = True
+            else:
+                report["notes"].append(f"{precision}: task(s) {', '.join(t for t, v in scores['val'].items() if not v['within_bound'])} "
+                                       "stay out of bounds; the variant was not written (loosen allowed_drop or add calibration data)")
+            report["variants"][precision] = {"written": written, "seconds": time.perf_counter() - t0,
+                                             "segments": seg_precision, "golden_max_abs_error": golden_err,
+                                             "tolerance": entry["tolerance"], "scores": scores,
+                                             "calibration": entry.get("calibration"), **info}
+
+        report["variants"]["fp32"] = {"written": True, "segments": {s: "fp32" for s in fp32},
+                                      "scores": {k: {t: {"value": baseline[k][t], "drop": 0.0, "within_bound": True}
+                                                     for t in tasks} for k in baseline}}
+        bundle = Bundle.open(bundle_path)
+        present = [v for v in ["fp32", *wanted] if v in bundle.manifest["variants"] and report["variants"][v]["written"]]
+        for v in present:
+            report["variants"][v]["bytes"] = _variant_bytes(bundle, v)
+        if opts.latency_runs:
+            say("OpenVINO CPU latency")
+            from toolchain.quantize.latency import measure
+
+            lat = measure(bundle, present, runs=opts.latency_runs, threads=max(opts.threads, 1))
+            for v, r in lat.items():
+                report["variants"][v]["latency"] = r
+                report["variants"][v]["speedup_vs_fp32"] = lat["fp32"]["latency_ms"] / r["latency_ms"]
+    report["ok"] = all(report["variants"][p]["written"] for p in wanted)
+    report["seconds"] = time.perf_counter() - t_start
+    if report_dir is not None:
+        write_report(report, Path(report_dir))
+    return report
+
+
+def _variant_bytes(bundle: Bundle, variant: str) -> int:
+    files = {seg["file"]: seg["bytes"] for seg in bundle.variant(variant)["segments"].values()}
+    return int(sum(files.values()))
+
+

@@ -1,0 +1,126 @@
+"""Run a bundle's segment DAG from in-memory ONNX models in onnxruntime, over a whole data set.
+
+The quantizer needs many near-identical chains (fp32, int8, int8 with one more layer kept in
+float, fp16...). A `ModelSet` names one ONNX model per segment; `ChainRunner.tensors` returns the
+boundary tensors of a segment for every sample, caching them by the identity of the segment's
+model *and of every segment upstream of it*, so trying another head never re-runs the trunk.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+import onnx
+
+Samples = list[dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class SegmentModel:
+    """One segment's ONNX model and a key that identifies its content (e.g. 'int8|/stem.0/Conv')."""
+
+    model: onnx.ModelProto = field(compare=False, hash=False)
+    key: str
+
+
+def ort_session(model: onnx.ModelProto, threads: int = 1) -> Any:
+    """An onnxruntime CPU session for an in-memory model (all graph optimizations on)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+class BundleGraph:
+    """The logical DAG of a manifest: segments in topological order, their tensors and tasks."""
+
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.manifest = manifest
+        self.input_name: str = manifest["input"]["name"]
+        self.segments: dict[str, dict[str, Any]] = manifest["segments"]
+        self.order: list[str] = list(self.segments)
+        self.producer = {t: s for s, seg in self.segments.items() for t in seg["outputs"]}
+
+    def upstream(self, segment: str) -> list[str]:
+        """`segment` and every segment it depends on, in topological order."""
+        needed, stack = set(), [segment]
+        while stack:
+            s = stack.pop()
+            if s in needed:
+                continue
+            needed.add(s)
+            stack += [self.producer[t] for t in self.segments[s]["inputs"] if t in self.producer]
+        return [s for s in self.order if s in needed]
+
+    def task_output(self, task: str) -> tuple[str, str]:
+        """(segment, tensor) that produces `task`'s output."""
+        out = self.manifest["tasks"][task]["output"]
+        return self.producer[out], out
+
+    def task_segments(self, task: str) -> list[str]:
+        return list(self.manifest["tasks"][task]["segments"])
+
+
+class ChainRunner:
+    """Runs segment models over a fixed list of input images, one sample at a time (static batch)."""
+
+    def __init__(self, graph: BundleGraph, images: np.ndarray, threads: int = 1, cache_bytes: int = 1 << 30) -> None:
+        self.graph = graph
+        self.images = np.ascontiguousarray(images, dtype=np.float32)
+        self.threads = threads
+        self.batch = int(graph.manifest["input"]["shape"][0])
+        if len(self.images) % self.batch:
+            raise ValueError(f"{len(self.images)} samples do not fill batches of {self.batch}")
+        self._cache: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
+        self._cache_bytes = cache_bytes
+
+    def _key(self, models: dict[str, SegmentModel], segment: str) -> tuple:
+        return tuple((s, models[s].key) for s in self.graph.upstream(segment))
+
+    def tensors(self, models: dict[str, SegmentModel], segment: str) -> dict[str, np.ndarray]:
+        """Every output tensor of `segment`, stacked over all samples ([N, ...])."""
+        key = self._key(models, segment)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        seg = self.graph.segments[segment]
+        feeds: dict[str, np.ndarray] = {}
+        for t in seg["inputs"]:
+            if t == self.graph.input_name:
+                feeds[t] = self.images
+            else:
+                feeds[t] = self.tensors(models, self.graph.producer[t])[t]
+        sess = ort_session(models[segment].model, self.threads)
+        outs: dict[str, list[np.ndarray]] = {t: [] for t in seg["outputs"]}
+        for i in range(0, len(self.images), self.batch):
+            res = sess.run(seg["outputs"], {t: v[i : i + self.batch] for t, v in feeds.items()})
+            for t, r in zip(seg["outputs"], res):
+                outs[t].append(np.asarray(r))  # float16 boundaries stay float16
+        result = {t: np.concatenate(v) for t, v in outs.items()}
+        self._cache[key] = result
+        while len(self._cache) > 1 and sum(a.nbytes for v in self._cache.values() for a in v.values()) > self._cache_bytes:
+            self._cache.popitem(last=False)
+        return result
+
+    def task_outputs(self, models: dict[str, SegmentModel], tasks: Iterable[str]) -> dict[str, np.ndarray]:
+        """Output of each task for every sample."""
+        out = {}
+        for t in tasks:
+            seg, tensor = self.graph.task_output(t)
+            out[t] = self.tensors(models, seg)[tensor]
+        return out
+
+    def segment_inputs(self, models: dict[str, SegmentModel], segment: str, count: int | None = None) -> Samples:
+        """Per-sample feed dicts of `segment` (its input tensors as the upstream chain produces them)."""
+        seg = self.graph.segments[segment]
+        cols = {}
+        for t in seg["inputs"]:
+            cols[t] = self.images if t == self.graph.input_name else self.tensors(models, self.graph.producer[t])[t]
+        n = len(self.images) if count is None else min(count, len(self.images))
+        return [{t: np.ascontiguousarray(v[i : i + self.batch]) for t, v in cols.items()} for i in range(0, n, self.batch)]

@@ -1,0 +1,94 @@
+"""Writing a variant's segment files into a bundle and describing them in the manifest.
+
+Files are content-addressed (`segments/<segment>.<variant>.<sha12>.onnx`) and written before the
+manifest, which is replaced atomically last: an interrupted run leaves the old manifest pointing
+at the old files, all still present. Files of a replaced variant that nothing references any
+more are removed only after the new manifest is in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import numpy as np
+import onnx
+
+from toolchain.bundle.files import file_ref, write_bytes_atomic
+from toolchain.bundle.manifest import Bundle
+from toolchain.quantize.chain import SegmentModel
+
+_DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
+TOLERANCE_FLOOR = {"fp16": 1e-3, "int8": 1e-2, "mixed": 1e-2}
+TOLERANCE_MARGIN = 2.0
+
+
+def _specs(values: Any) -> list[dict[str, Any]]:
+    out = []
+    for v in values:
+        tt = v.type.tensor_type
+        dtype = _DTYPES.get(tt.elem_type)
+        if dtype is None:
+            raise ValueError(f"boundary tensor {v.name!r} has ONNX type {tt.elem_type}; bundles carry float32/float16 only")
+        out.append({"name": v.name, "shape": [max(int(d.dim_value), 1) for d in tt.shape.dim], "dtype": dtype})
+    return out
+
+
+def write_segment_files(bundle: Bundle, variant: str, models: dict[str, SegmentModel],
+                        precision: dict[str, str], float_layers: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Write each segment model (or reuse the fp32 file when it *is* the fp32 model); return the
+    variant's `segments` entries. Nothing in the manifest changes here."""
+    fp32 = bundle.variant("fp32")["segments"]
+    entries: dict[str, Any] = {}
+    for seg, sm in models.items():
+        if sm.key == "fp32":
+            entries[seg] = {**fp32[seg], "precision": "fp32"}
+            entries[seg].pop("float_layers", None)
+            continue
+        data = sm.model.SerializeToString()
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        path = bundle.root / "segments" / f"{seg}.{variant}.{digest}.onnx"
+        if not path.exists():
+            write_bytes_atomic(path, data)
+        g = sm.model.graph
+        entry = {**file_ref(bundle.root, path), "inputs": _specs(g.input), "outputs": _specs(g.output),
+                 "precision": precision[seg]}
+        if float_layers and float_layers.get(seg):
+            entry["float_layers"] = list(float_layers[seg])
+        entries[seg] = entry
+    return entries
+
+
+def tolerances(precision: str, golden_errors: dict[str, float], val_errors: dict[str, float]) -> dict[str, float]:
+    """`variant.tolerance` per task for `mtedge verify`: the larger of twice the golden error this
+    variant shows in onnxruntime and the worst error seen on the val split, with a floor."""
+    floor = TOLERANCE_FLOOR[precision]
+    out = {}
+    for t, e in golden_errors.items():
+        tol = max(floor, TOLERANCE_MARGIN * e, val_errors.get(t, 0.0))
+        out[t] = float(np.format_float_positional(tol, precision=3, unique=False, fractional=False, trim="-"))
+    return out
+
+
+def publish_variant(bundle: Bundle, name: str, entry: dict[str, Any]) -> list[str]:
+    """Put variant `name` into the manifest and save it atomically; drop engine entries built from
+    the replaced variant (they are stale); then delete files no variant references any more.
+    Returns notes for the report."""
+    notes = []
+    m = bundle.manifest
+    old = m["variants"].get(name)
+    m["variants"][name] = entry
+    stale = [k for k, e in m.get("engines", {}).items() if e.get("variant") == name and old is not None]
+    for k in stale:
+        del m["engines"][k]
+        notes.append(f"engine entry {k!r} was built from the previous {name!r} variant and was removed; rebuild it")
+    bundle.save_manifest()
+    if old is not None:
+        live = {ref["file"] for ref in bundle.file_refs()}
+        for seg_name, seg in old["segments"].items():
+            f = seg["file"]
+            ours = re.fullmatch(rf"segments/{re.escape(seg_name)}\.{re.escape(name)}\.[0-9a-f]{{12}}\.onnx", f)
+            if ours and f not in live:
+                (bundle.root / f).unlink(missing_ok=True)
+    return notes
