@@ -11,7 +11,9 @@ Everything runs on the same machine, the same input and the same OpenVINO settin
 - runtime overhead vs raw OpenVINO on the same compiled segments (Python API, intermediates
   shared with ``set_tensor``: no copies between segments there either);
 - Python call overhead: wall time of ``run()`` minus the C++-measured time of the same call;
-- resident memory in clean subprocesses: all tasks loaded vs separate per-task whole models.
+- resident memory in clean subprocesses: all tasks loaded vs separate per-task whole models;
+- slimmable bundles (two or more variants with a width ``config``): configuration switching,
+  all configurations resident, alternating vs repeating (``config_switch_overhead_pct``).
 """
 
 from __future__ import annotations
@@ -270,12 +272,87 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
         "python_call_overhead_us": med(py_minus_cpp),
         "load_ms": rt.stats()["load_ms"],
     })
+    if len(width_config_variants(m)) >= 2:  # slimmable bundle: switching width configurations
+        cs = bench_config_switch(bundle, iters=iters, threads=threads, precision=precision)
+        report["config_switch"] = cs
+        report["config_switch_overhead_pct"] = cs["config_switch_overhead_pct"]
     if rss:
         report.update({"rss_baseline_mb": r_rt["baseline_mb"], "rss_all_tasks_mb": r_rt["loaded_mb"],
                        "rss_separate_models_mb": r_sep["loaded_mb"],
                        "rss_all_tasks_delta_mb": r_rt["loaded_mb"] - r_rt["baseline_mb"],
                        "rss_separate_models_delta_mb": r_sep["loaded_mb"] - r_sep["baseline_mb"]})
     return report
+
+
+def width_config_variants(manifest: dict) -> list[str]:
+    """Variants that carry a width ``config`` (slimmable configurations), in manifest order."""
+    return [n for n, v in manifest["variants"].items() if v.get("config")]
+
+
+def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: int | None = None,
+                        precision: str = "f32", variants: list[str] | None = None, rounds: int = 4,
+                        warmup: int = 10, block: int = 1) -> dict:
+    """Configuration switching, measured like task switching (``switch_overhead_pct``).
+
+    Every width configuration is resident in one Runtime. Per configuration, all tasks repeated
+    (median) vs the configurations alternating call by call (median per configuration);
+    ``config_switch_overhead_pct = 100 * (sum of alternating medians / sum of repeated medians - 1)``.
+    Both styles run in `rounds` interleaved blocks of `iters` calls per configuration, so load
+    from other processes hits them alike. `block` > 1 switches configuration every `block` calls
+    instead of every call (a budget changes far less often than every frame)."""
+    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    names = variants or width_config_variants(m)
+    if len(names) < 2:
+        raise ValueError(f"{bundle}: configuration switching needs two width variants, found {names}")
+    rt = Runtime(str(bundle), backend="openvino", threads=threads, variant=names, precision=precision)
+    shape = tuple(rt.input_spec()["shape"])
+    golden = np.load(Path(bundle) / m["golden"]["input"]["file"]).astype(np.float32)
+    x = np.ascontiguousarray(golden[: shape[0]].reshape(shape))
+    for _ in range(warmup):
+        for v in names:
+            rt.run(x, variant=v)
+    per = max(1, iters // rounds)
+    rep: dict[str, list[float]] = {v: [] for v in names}
+    alt: dict[str, list[float]] = {v: [] for v in names}
+    # C++-side split of each phase: time inside segments vs the runtime's own work per call
+    split = {"repeated": [0.0, 0.0, 0], "alternating": [0.0, 0.0, 0]}  # run ms, segment ms, calls
+
+    def account(phase: str) -> None:
+        st = rt.stats()
+        split[phase][0] += st["total_run_ms"]
+        split[phase][1] += sum(seg["total_ms"] for seg in st["segments"].values())
+        split[phase][2] += st["runs"]
+        rt.reset_stats()
+
+    rt.reset_stats()
+    for _ in range(rounds):
+        for v in names:
+            for _ in range(per):
+                t0 = time.perf_counter()
+                rt.run(x, variant=v)
+                rep[v].append((time.perf_counter() - t0) * 1e3)
+        account("repeated")
+        for i in range(len(names) * per):
+            v = names[(i // block) % len(names)]
+            t0 = time.perf_counter()
+            rt.run(x, variant=v)
+            alt[v].append((time.perf_counter() - t0) * 1e3)
+        account("alternating")
+    repeat_sum = sum(float(np.median(rep[v])) for v in names)
+    alt_sum = sum(float(np.median(alt[v])) for v in names)
+    book = {p: 1e3 * (r - s) / max(n, 1) for p, (r, s, n) in split.items()}  # us per call outside segments
+    seg = {p: 1e3 * s / max(n, 1) for p, (r, s, n) in split.items()}  # us per call inside segments
+    mean_latency_us = 1e3 * repeat_sum / len(names)
+    return {"variants": names, "block": block,
+            "configs": {v: {**_stats_ms(rep[v]), "alternating_median_ms": float(np.median(alt[v]))} for v in names},
+            "config_switch_overhead_pct": 100.0 * (alt_sum / repeat_sum - 1.0),
+            # the runtime's own work per call (plan, bindings, copies) repeated vs alternating, and the
+            # difference as a share of the mean latency: what switching costs the runtime itself
+            "runtime_bookkeeping_us": book,
+            "runtime_switch_cost_pct": 100.0 * (book["alternating"] - book["repeated"]) / mean_latency_us,
+            # time inside the compiled segments (OpenVINO), mean per call: where alternation costs
+            "segment_time_us": seg,
+            "segment_time_alternating_vs_repeated_pct": 100.0 * (seg["alternating"] / seg["repeated"] - 1.0)}
 
 
 def render_report(r: dict, iters: int) -> None:
@@ -304,6 +381,8 @@ def render_report(r: dict, iters: int) -> None:
     c.add_row("all tasks vs raw OpenVINO (Python) segments", f"{r['all_tasks_one_call']['median_ms']:.3f} ms",
               f"{r['raw_openvino_all_tasks']['median_ms']:.3f} ms", f"{r['runtime_overhead_pct']:+.1f}%")
     c.add_row("Python call overhead per run()", "", "", f"{r['python_call_overhead_us']:.1f} us")
+    if "config_switch_overhead_pct" in r:
+        c.add_row("width config switch: alternating vs repeating", "", "", f"{r['config_switch_overhead_pct']:+.1f}%")
     if "rss_all_tasks_mb" in r:
         c.add_row("resident memory (process RSS)", f"{r['rss_all_tasks_mb']:.1f} MB",
                   f"{r['rss_separate_models_mb']:.1f} MB",

@@ -14,7 +14,8 @@ DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2, "int8": 0.5, "mixed": 0.5}
 
 
 def verify_bundle(path: str | Path, variants: list[str] | None = None) -> dict[str, Any]:
-    """Per variant and task: max abs error against the fp32 golden outputs, and whether it is
+    """Per variant and task: max abs error against the fp32 golden outputs (or, for a variant with
+    its own ``golden.outputs`` -- slimmable width configurations -- against those), and whether it is
     within the variant's tolerance. Raises BundleError (naming the file) on a bad checksum."""
     bundle = Bundle.open(path)
     checked = bundle.verify_files()
@@ -23,6 +24,8 @@ def verify_bundle(path: str | Path, variants: list[str] | None = None) -> dict[s
     for name in names:
         v = bundle.variant(name)
         got, expected = ReferenceExecutor(bundle, name).run_golden()
+        own = v.get("golden", {}).get("outputs", {})  # a width configuration's own golden outputs
+        expected = {t: np.load(bundle.path(own[t])) if t in own else e for t, e in expected.items()}
         per_task = {}
         for t in expected:
             err = float(np.max(np.abs(got[t] - expected[t])))

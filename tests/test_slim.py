@@ -1,0 +1,289 @@
+"""Slimmable widths (toolchain/slim, docs/slimmable.md): conversion, training, search, export, runtime."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from toolchain.errors import SpecError
+from toolchain.slim.convert import WidthConfig, convert, keep_channels, parse_config_name
+from toolchain.slim.search import SlimTable, parse_preferences, search
+
+TASKS = ["garment", "group", "silhouette", "denoise"]
+WIDTHS = (1.0, 0.5)
+
+
+def _randomized_fashion(seed: int = 0) -> torch.nn.Module:
+    """zoo:fashion-mt with random weights and random (non-trivial) batch-norm statistics."""
+    from toolchain.zoo.fashion_mt import FashionMT
+
+    torch.manual_seed(seed)
+    m = FashionMT()
+    for mod in m.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    return m.eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """One torch thread: several times faster than two on busy shared cores; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(fashion_recipe):
+    from toolchain.data.loaders import batches
+
+    x, _ = next(batches(fashion_recipe, "val", count=32, batch_size=32))
+    return x
+
+
+@pytest.fixture(scope="module")
+def slim(fashion_recipe, data):
+    """A converted, briefly sandwich-trained and recalibrated fashion-mt (widths 1.0 and 0.5)."""
+    from toolchain.slim.train import SlimTrainConfig, train_slimmable
+
+    s = convert(_randomized_fashion(), TASKS, data[:1], widths=WIDTHS, round_to=4)
+    train_slimmable(s, fashion_recipe, SlimTrainConfig(epochs=1.0, limit=192, batch_size=64, calib_images=64))
+    return s
+
+
+def test_keep_channels_rounds_to_multiple():
+    assert keep_channels(16, 0.35, 4) == 8  # ceil(5.6) = 6 -> 8
+    assert keep_channels(8, 0.35, 4) == 4
+    assert keep_channels(64, 0.75, 4) == 48
+    assert keep_channels(10, 1.0, 4) == 10  # never more than C
+    with pytest.raises(SpecError, match="width"):
+        keep_channels(16, 1.5, 4)
+
+
+def test_conversion_preserves_full_width_function(data):
+    model = _randomized_fashion(1)
+    s = convert(model, TASKS, data[:1], widths=(1.0, 0.75, 0.5, 0.35))
+    with torch.no_grad():
+        ref, got = model(data), s(data)
+    assert max(float((ref[t] - got[t]).abs().max()) for t in TASKS) <= 1e-5
+    # the importance permutation really moved channels (else the check above proves nothing)
+    w0 = model.get_submodule("encoder.stage1.0.0").weight
+    w1 = s.model.get_submodule("encoder.stage1.0.0").weight
+    assert not torch.equal(w0, w1)
+    # most important first: group magnitude is non-increasing along the permuted root
+    norms = s.model.get_submodule("encoder.stage2.1.0").weight.flatten(1).norm(dim=1)
+    assert norms[:8].mean() > norms[-8:].mean()
+    # units: encoder groups and one decoder per task that has a slimmable layer
+    units = {g.name: g.unit for g in s.spec.groups}
+    assert units["encoder.stage1.0.0"] == "encoder" and units["sil_fuse.0"] == "silhouette"
+    assert units["dn_reduce.0"] == "denoise"
+
+
+def test_masked_configuration_equals_materialized_dense_model(slim, data):
+    cfg = WidthConfig.make(0.5, {"garment": 1.0, "group": 0.5, "silhouette": 1.0, "denoise": 0.5})
+    slim.set_config(cfg)
+    with torch.no_grad():
+        masked = slim(data)
+    dense = slim.materialize(cfg, data[:1])
+    slim.set_config(WidthConfig.uniform(1.0, TASKS))
+    with torch.no_grad():
+        out = dense(data)
+    assert max(float((masked[t] - out[t]).abs().max()) for t in TASKS) <= 1e-4
+    assert dense.get_submodule("encoder.stage2.1.0").out_channels == 32
+    assert dense.get_submodule("sil_fuse.0").out_channels == 16  # silhouette decoder at full width
+    assert sum(p.numel() for p in dense.parameters()) < sum(p.numel() for p in slim.model.parameters())
+
+
+def test_recalibration_stores_statistics_per_width(slim):
+    assert {"encoder@100", "encoder@50", "denoise@50/100", "denoise@50/50"} <= set(slim.bn_stats)
+    a = slim.bn_stats["encoder@100"]["encoder.stem.1"]["running_mean"]
+    b = slim.bn_stats["encoder@50"]["encoder.stem.1"]["running_mean"]
+    assert not torch.allclose(a, b)  # narrower inputs downstream -> different statistics
+    slim.set_config(WidthConfig.uniform(0.5, TASKS))
+    assert torch.equal(slim.model.get_submodule("encoder.stem.1").running_mean, b)
+    slim.set_config(WidthConfig.uniform(1.0, TASKS))
+    assert torch.equal(slim.model.get_submodule("encoder.stem.1").running_mean, a)
+
+
+def test_sandwich_step_trains_every_configuration(fashion_recipe, data):
+    from toolchain.data.loaders import batches
+    from toolchain.slim.train import SlimTrainConfig, sandwich_step
+
+    s = convert(_randomized_fashion(2), TASKS, data[:1], widths=WIDTHS).train()
+    x, targets = next(batches(fashion_recipe, "train", count=32, batch_size=32))
+    kinds = {t: fashion_recipe.tasks[t].kind for t in TASKS}
+    losses = sandwich_step(s, x, targets, kinds, random.Random(0), SlimTrainConfig(random_configs=1))
+    assert set(losses) == {"widest", "narrowest", "random1"}
+    # a decoder-only layer outside the narrowest prefix still gets gradient from the widest
+    g = s.model.get_submodule("sil_fuse.0").weight.grad
+    assert g is not None and float(g[-1].abs().sum()) > 0
+    with pytest.raises(SpecError, match="teacher"):
+        sandwich_step(s, x, None, kinds, random.Random(0))
+
+
+def _synthetic_table() -> SlimTable:
+    """Two decoders that cost the same; metrics rise with width."""
+    widths = [1.0, 0.5]
+    metrics, dec = {}, {}
+    for e in (100, 50):
+        for d in (100, 50):
+            metrics[f"{e}/{d}"] = {"a": 60 + e / 10 + d / 5, "b": 20 + e / 50 + d / 25}
+            dec[f"{e}/{d}"] = {"a": 10 * e * d, "b": 10 * e * d}
+    return SlimTable(widths, ["a", "b"], {"a": True, "b": True}, metrics, {"100": 100_000, "50": 40_000}, dec)
+
+
+def test_search_respects_budget_and_preferences():
+    table = _synthetic_table()
+    full = table.full_flops
+    assert full == 100_000 + 2 * 100_000
+    r = search(table, {"a": 1, "b": 1}, budget_flops=full)
+    assert r.config == WidthConfig.uniform(1.0, ["a", "b"])
+    budget = 100_000 + 100_000 + 50_000  # one decoder at full width, the other at half
+    ra = search(table, {"a": 3, "b": 1}, budget_flops=budget)
+    rb = search(table, {"a": 1, "b": 3}, budget_flops=budget)
+    assert ra.flops <= budget and rb.flops <= budget
+    assert ra.config.decoder("a") > ra.config.decoder("b")
+    assert rb.config.decoder("b") > rb.config.decoder("a")
+    assert ra.metrics["a"] > rb.metrics["a"] and rb.metrics["b"] > ra.metrics["b"]
+    assert search(table, {"a": 1, "b": 1}, budget_flops=budget / full).flops <= budget  # fraction form
+    with pytest.raises(SpecError, match="narrowest costs"):
+        search(table, {"a": 1, "b": 1}, budget_flops=1000)
+    with pytest.raises(SpecError, match="exactly one budget"):
+        search(table, {"a": 1, "b": 1})
+
+
+def test_parse_preferences_and_config_names():
+    assert parse_preferences("silhouette=2,denoise=0.5", TASKS) == {"garment": 1.0, "group": 1.0, "silhouette": 2.0,
+                                                                    "denoise": 0.5}
+    with pytest.raises(SpecError, match="seg=2"):
+        parse_preferences("seg=2", TASKS)
+    c = parse_config_name("e50_silhouette100_denoise35", TASKS)
+    assert c.encoder == 0.5 and c.decoder("silhouette") == 1.0 and c.decoder("garment") == 0.5
+    assert parse_config_name(c.name, TASKS) == c
+    assert parse_config_name("c75", TASKS) == WidthConfig.uniform(0.75, TASKS)
+    with pytest.raises(SpecError, match="cNN"):
+        parse_config_name("wide", TASKS)
+
+
+@pytest.fixture(scope="module")
+def table(slim, fashion_recipe, data):
+    from toolchain.data.loaders import batches
+    from toolchain.slim.search import evaluate_grid
+
+    return evaluate_grid(slim, fashion_recipe, list(batches(fashion_recipe, "val", count=64, batch_size=64)), data[:1])
+
+
+def test_grid_table_search_on_real_model(slim, table, data):
+    from toolchain.prune.cost import model_flops
+
+    assert set(table.metrics) == {"100/100", "100/50", "50/100", "50/50"}
+    half = WidthConfig.uniform(0.5, TASKS)
+    assert table.flops(half) < 0.4 * table.full_flops
+    assert table.flops(half) == model_flops(slim.materialize(half, data[:1]), data[:1])  # unit FLOPs add up exactly
+    r = search(table, {t: 1.0 for t in TASKS}, budget_flops=0.5)
+    assert r.flops <= 0.5 * table.full_flops
+
+
+@pytest.fixture(scope="module")
+def slim_bundle(slim, fashion_recipe, data, tmp_path_factory):
+    from toolchain.slim.export import export_slim_bundle
+
+    configs = [WidthConfig.uniform(1.0, TASKS), WidthConfig.uniform(0.5, TASKS),
+               WidthConfig.make(1.0, {"garment": 1.0, "group": 1.0, "silhouette": 0.5, "denoise": 0.5})]
+    out = tmp_path_factory.mktemp("slim") / "fashion-slim.mtb"
+    res = export_slim_bundle(slim, fashion_recipe, out, configs, data[:1], latency_iters=5,
+                             metrics={"c50": {t: 1.0 for t in TASKS}})
+    return out, res, configs
+
+
+def test_export_stores_identical_segments_once_and_verifies(slim_bundle):
+    from toolchain.verify import verify_bundle
+
+    out, res, configs = slim_bundle
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["default_variant"] == "c100"
+    assert list(m["variants"]) == [c.name for c in configs]
+    segs = len(m["segments"])
+    files = {e["file"] for v in m["variants"].values() for e in v["segments"].values()}
+    assert res.segment_refs == 3 * segs and len(files) == res.files < 3 * segs
+    mixed = m["variants"][configs[2].name]
+    assert mixed["segments"]["trunk"]["file"] == m["variants"]["c100"]["segments"]["trunk"]["file"]
+    assert mixed["segments"]["denoise"]["file"] != m["variants"]["c100"]["segments"]["denoise"]["file"]
+    assert mixed["config"] == {"encoder": 1.0, "decoders": {"denoise": 0.5, "garment": 1.0, "group": 1.0, "silhouette": 0.5}}
+    assert m["variants"]["c50"]["flops"] < mixed["flops"] < m["variants"]["c100"]["flops"]
+    assert all(v["latency_ms"] > 0 for v in m["variants"].values())
+    assert m["variants"]["c50"]["metrics"] == {t: 1.0 for t in TASKS}
+    report = verify_bundle(out)
+    assert report["ok"], report
+    assert max(r["max_abs_error"] for r in report["variants"]["c50"].values()) <= 1e-4
+
+
+def test_narrow_variant_matches_onnxruntime_and_torch(slim, slim_bundle):
+    from toolchain.bundle.manifest import Bundle
+    from toolchain.bundle.reference import ReferenceExecutor
+
+    out, _, configs = slim_bundle
+    bundle = Bundle.open(out)
+    x, _ = bundle.golden()
+    got = ReferenceExecutor(bundle, "c50").run(x[:1])
+    slim.set_config(configs[1])
+    with torch.no_grad():
+        ref = slim(torch.from_numpy(x[:1]))
+    slim.set_config(configs[0])
+    assert max(float(np.abs(got[t] - ref[t].numpy()).max()) for t in TASKS) <= 1e-4
+    assert got["silhouette"].shape == ref["silhouette"].shape
+
+
+def test_runtime_switching_configurations_matches_each_alone(slim_bundle):
+    from toolchain.runtime import Runtime
+
+    out, _, configs = slim_bundle
+    names = [c.name for c in configs]
+    rt = Runtime(out, backend="openvino", threads=1, variant=names)
+    x = np.ascontiguousarray(np.load(out / "golden" / "input.npy")[:1])
+    alone = {n: Runtime(out, backend="openvino", threads=1, variant=n).run(x) for n in names}
+    for _ in range(2):
+        for n in names:
+            got = rt.run(x, variant=n, tasks=["silhouette", "denoise"])
+            for t in ("silhouette", "denoise"):
+                np.testing.assert_allclose(got[t], alone[n][t], rtol=0, atol=1e-5)
+    assert not np.allclose(alone["c50"]["denoise"], alone["c100"]["denoise"])  # configs really differ
+
+
+def test_config_switch_benchmark_reports_overhead(slim_bundle):
+    from toolchain.bench_runtime import bench_config_switch
+
+    out, _, configs = slim_bundle
+    r = bench_config_switch(out, iters=8, rounds=2, threads=1)
+    assert r["variants"] == [c.name for c in configs]
+    assert np.isfinite(r["config_switch_overhead_pct"])
+    assert all(v["n"] == 8 for v in r["configs"].values())
+    # the C++-side split: the runtime's own work per call is small next to the segments' time
+    assert 0 <= r["runtime_bookkeeping_us"]["repeated"] < r["segment_time_us"]["repeated"]
+    assert np.isfinite(r["runtime_switch_cost_pct"])
+
+
+def test_cli_search_and_errors(slim, table, fashion_recipe, tmp_path):
+    from cli_helpers import mtedge
+
+    from toolchain.slim import load_slimmable, save_slimmable
+
+    ckpt = tmp_path / "slim.pt"
+    save_slimmable(ckpt, slim, "zoo:fashion-mt", fashion_recipe, table)
+    res = tmp_path / "search.json"
+    mtedge("slim", "search", ckpt, "--budget-flops", "0.6", "--prefer", "silhouette=3", "--json", res)
+    doc = json.loads(res.read_text())
+    assert doc["flops"] <= 0.6 * doc["full_flops"]
+    assert doc["config"]["decoders"]["silhouette"] >= doc["config"]["decoders"]["denoise"]
+    bad = mtedge("slim", "search", ckpt, "--budget-flops", "0.6", "--prefer", "seg=2", check=False)
+    assert bad.returncode == 2 and "seg=2" in bad.stderr
+    with pytest.raises(SpecError, match="mtedge slim convert"):
+        load_slimmable("zoo:fashion-mt")

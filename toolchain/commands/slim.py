@@ -1,0 +1,176 @@
+"""`mtedge slim`: slimmable widths (convert + train, search, export, report). See docs/slimmable.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from toolchain.commands.common import checkpoint_option, load_model_and_recipe, model_argument, recipe_option
+from toolchain.errors import SpecError
+
+
+def _threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+@click.group()
+def slim() -> None:
+    """Slimmable widths: one network, compute budget and task preference chosen at run time."""
+
+
+@slim.command("convert")
+@model_argument
+@checkpoint_option
+@recipe_option
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="slimmable checkpoint (.pt)")
+@click.option("--widths", default="1.0,0.75,0.5,0.35", show_default=True, help="width multipliers (must include 1.0)")
+@click.option("--round-to", type=int, default=4, show_default=True, help="kept channels are multiples of N")
+@click.option("--epochs", type=float, default=0.5, show_default=True, help="sandwich-rule training epochs (0: convert only)")
+@click.option("--limit", type=int, default=None, help="train on at most this many images (quick runs)")
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--random-configs", type=int, default=1, show_default=True, help="random configurations per step")
+@click.option("--calib-images", type=int, default=512, show_default=True, help="BN recalibration images per width")
+@click.option("--val-count", type=int, default=1000, show_default=True, help="val images for the width grid table")
+@click.option("--latency/--no-latency", default=True, show_default=True, help="fit the host latency model (OpenVINO)")
+@click.option("--taylor/--magnitude", default=True, show_default=True,
+              help="order channels by the pruner's task-aware score, or by group magnitude only")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on busy cores)")
+def convert_cmd(model, checkpoint, recipe, output, widths, round_to, epochs, limit, lr, random_configs, calib_images,
+                val_count, latency, taylor, threads):
+    """Make MODEL slimmable: order channels, train (sandwich rule + distillation), recalibrate, tabulate."""
+    from toolchain.data.loaders import batches, example_input
+    from toolchain.progress import console
+    from toolchain.prune.groups import channel_groups
+    from toolchain.prune.importance import channel_scores, magnitude
+    from toolchain.slim import convert, save_slimmable
+    from toolchain.slim.report import table_render
+    from toolchain.slim.search import evaluate_grid, fit_latency
+    from toolchain.slim.train import SlimTrainConfig, recalibrate, train_slimmable
+
+    _threads(threads)
+    loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
+    try:
+        ws = [float(w) for w in widths.split(",")]
+    except ValueError:
+        raise SpecError(f"--widths {widths!r} must be comma-separated numbers, e.g. 1.0,0.75,0.5,0.35") from None
+    example = example_input(rec)
+    groups = channel_groups(loaded.module, example)
+    if taylor:
+        scores = channel_scores(loaded.module, groups, rec, list(batches(rec, "val", count=256, batch_size=128)))
+    else:
+        scores = {g.name: magnitude(g) for g in groups}
+    s = convert(loaded.module, list(rec.tasks), example, scores=scores, widths=ws, round_to=round_to)
+    if epochs > 0:
+        train_slimmable(s, rec, SlimTrainConfig(epochs=epochs, limit=limit, lr=lr, random_configs=random_configs,
+                                                calib_images=calib_images))
+    else:
+        recalibrate(s, rec, images=calib_images)
+    table = evaluate_grid(s, rec, list(batches(rec, "val", count=val_count, batch_size=500)), example)
+    if latency:
+        fit_latency(table, s, example)
+    save_slimmable(output, s, loaded.origin, rec, table)
+    rows = []
+    for c in s.configs():
+        rows.append({"name": c.name, "config": c.to_dict(), "flops": table.flops(c), "latency_ms": table.latency_ms(c),
+                     "metrics": table.config_metrics(c)})
+    table_render(rows, s.tasks, f"{Path(output).name}: uniform configurations (val, {table.samples} images)")
+    console.print(f"wrote {output}")
+
+
+@slim.command("search")
+@click.argument("model", metavar="SLIM_CHECKPOINT")
+@click.option("--budget-flops", type=float, default=None, help="FLOPs budget: absolute, or a fraction of the full model if <= 1")
+@click.option("--budget-latency-ms", type=float, default=None, help="latency budget (predicted, see --target)")
+@click.option("--target", default=None, help="target profile for the latency model (default: host-cpu, measured)")
+@click.option("--prefer", default=None, help="task preference weights, e.g. silhouette=2,denoise=1 (others weigh 1)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="write the result as JSON")
+def search_cmd(model, budget_flops, budget_latency_ms, target, prefer, json_path):
+    """Pick the width configuration that best serves the task preferences within a budget."""
+    from toolchain.commands.common import write_json
+    from toolchain.data.loaders import example_input
+    from toolchain.slim import load_slimmable
+    from toolchain.slim.report import table_render
+    from toolchain.slim.search import fit_latency, parse_preferences, search
+
+    s, rec, table, _ = load_slimmable(model)
+    if table is None:
+        raise SpecError(f"{model} has no evaluated table; re-run `mtedge slim convert` (it evaluates the width grid)")
+    if budget_latency_ms is not None and (not table.latency or (target and table.latency.get("target") != target)):
+        fit_latency(table, s, example_input(rec), target=target)
+    prefs = parse_preferences(prefer, s.tasks)
+    r = search(table, prefs, budget_flops=budget_flops, budget_latency_ms=budget_latency_ms)
+    table_render([{"name": r.config.name, "config": r.config.to_dict(), "flops": r.flops, "latency_ms": r.latency_ms,
+                   "metrics": r.metrics}], s.tasks,
+                 f"best of {r.candidates} configurations within budget (val metrics, preferences {prefs})",
+                 full_flops=table.full_flops)
+    click.echo(f"--configs {r.config.name}")
+    write_json(json_path, {"name": r.config.name, "config": r.config.to_dict(), "flops": r.flops,
+                           "full_flops": table.full_flops, "latency_ms": r.latency_ms, "metrics": r.metrics,
+                           "score": r.score, "budget": r.budget, "candidates": r.candidates})
+
+
+@slim.command("export")
+@click.argument("model", metavar="SLIM_CHECKPOINT")
+@click.option("-o", "--output", required=True, type=click.Path(), help="bundle directory NAME.mtb")
+@click.option("--configs", default="c100,c75,c50,c35", show_default=True,
+              help="configuration names: cNN (every width NN%) or eNN_TASKNN_... (see `mtedge slim search`)")
+@click.option("--metrics-split", type=click.Choice(["val", "test", "none"]), default="val", show_default=True,
+              help="per-variant metrics recorded in the manifest (val: from the table)")
+@click.option("--force", is_flag=True, help="replace an existing bundle")
+@click.option("--threads", type=int, default=1, show_default=True, help="threads for the latency measurement")
+def export_cmd(model, output, configs, metrics_split, force, threads):
+    """Export width configurations of a slimmable checkpoint into one bundle (one variant each)."""
+    from toolchain.data.loaders import batches, example_input
+    from toolchain.evaluate import evaluate
+    from toolchain.slim import load_slimmable, parse_config_name
+    from toolchain.slim.export import export_slim_bundle
+    from toolchain.slim.report import table_render
+
+    _threads(threads)
+    s, rec, table, _ = load_slimmable(model)
+    cfgs = [parse_config_name(n.strip(), s.tasks) for n in configs.split(",") if n.strip()]
+    metrics = None
+    if metrics_split == "val" and table is not None:
+        metrics = {c.name: table.config_metrics(c) for c in cfgs}
+    elif metrics_split == "test":
+        test = list(batches(rec, "test", batch_size=500))
+        metrics = {}
+        for c in cfgs:
+            s.set_config(c)
+            metrics[c.name] = evaluate(s, rec, test)
+    res = export_slim_bundle(s, rec, output, cfgs, example_input(rec), metrics=metrics, force=force, threads=threads,
+                             spec=model)
+    table_render([{"name": n, **{k: v for k, v in d.items()}, "metrics": d.get("metrics") or {t: float("nan") for t in s.tasks}}
+                  for n, d in res.variants.items()], s.tasks, f"{output}: {res.files} segment files for {res.segment_refs} references")
+    click.echo(f"wrote {output}", err=True)
+
+
+@slim.command("report")
+@click.argument("model", metavar="SLIM_CHECKPOINT")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="directory for report.json and the plot")
+@click.option("--swap", default=None, help="TASK_A,TASK_B: check that swapping their preferences swaps the wider decoder")
+@click.option("--budget-flops", type=float, default=0.5, show_default=True, help="budget for the preference swap")
+def report_cmd(model, output, swap, budget_flops):
+    """Metric-vs-FLOPs plot of the uniform configurations (val table) and the preference swap check."""
+    from toolchain.bundle.files import write_json_atomic
+    from toolchain.slim import load_slimmable
+    from toolchain.slim.report import plot_metric_vs_flops, preference_swap
+
+    s, rec, table, _ = load_slimmable(model)
+    if table is None:
+        raise SpecError(f"{model} has no evaluated table; re-run `mtedge slim convert`")
+    out = Path(output)
+    points = {c.name: {"flops": table.flops(c), "metrics": table.config_metrics(c)} for c in s.configs()}
+    doc = {"model": model, "configs": points}
+    if swap:
+        a, _, b = swap.partition(",")
+        if a not in s.tasks or b not in s.tasks:
+            raise SpecError(f"--swap {swap!r} must name two tasks of {', '.join(s.tasks)}, e.g. --swap {s.tasks[0]},{s.tasks[-1]}")
+        doc["preference_swap"] = preference_swap(table, a, b, budget_flops)
+    plot = plot_metric_vs_flops(points, None, out / "metric_vs_flops.png")
+    write_json_atomic(out / "report.json", doc)
+    click.echo(f"wrote {out / 'report.json'} and {plot}", err=True)

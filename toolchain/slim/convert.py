@@ -1,0 +1,453 @@
+"""Conversion of a trained multitask model into a slimmable one (docs/slimmable.md).
+
+    slim = convert(model, recipe, example)           # importance-ordered, function-preserving
+    slim.set_config(WidthConfig(0.5, {"garment": 1.0, ...}))
+    slim(x)                                          # the 0.5-encoder configuration (channel masks)
+    dense = slim.materialize(config)                 # a plain, smaller nn.Module for export
+
+Units. Every channel group of the pruner (``toolchain.prune.groups.channel_groups``: coupled
+channels from Torch-Pruning's DependencyGraph) belongs to one *unit*: ``encoder`` when every
+task depends on its root layer (or more than one task: shared parts slim with the encoder), or
+the one task whose output depends on it (that task's decoder). A width configuration gives one
+multiplier to the encoder and one per task decoder; a group of ``C`` channels in a unit of width
+``w`` keeps ``keep(C, w) = min(C, max(r, r * ceil(ceil(w * C) / r)))`` channels (``r`` = round_to).
+
+Ordering. The channels of each group are permuted once by importance (the pruner's
+magnitude + per-task Taylor score), most important first. The permutation moves every coupled
+slice together (producers' outputs, batch norms, consumers' inputs, concatenation offsets, via
+Torch-Pruning's root index mapping), so the permuted model computes the same function. A
+configuration then keeps the first ``keep(C, w)`` channels of every group.
+
+Slimming while training: a forward hook multiplies the output of every layer whose outputs shrink
+(convolution, its batch norm, linear) by a 0/1 prefix mask. Dropped channels are then exactly
+zero downstream, so the masked model equals the sliced dense model (batch norm in training mode
+computes per-channel statistics, so the kept channels' statistics are the dense model's too).
+Running statistics differ per configuration: :func:`toolchain.slim.train.recalibrate` estimates
+them per (encoder width) and per (encoder width, decoder width) and stores them in the model;
+``set_config`` loads them.
+
+Materializing: a deep copy with the configuration's batch-norm statistics, then Torch-Pruning
+removes the suffix channels of every group: the result is an ordinary dense module that exports
+with :func:`toolchain.export.export_bundle`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from toolchain.errors import SpecError
+from toolchain.prune.groups import ChannelGroup, channel_groups, dependency_graph
+
+ENCODER = "encoder"
+DEFAULT_WIDTHS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35)
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+@dataclass(frozen=True)
+class WidthConfig:
+    """One width configuration: the encoder's multiplier and one multiplier per task decoder."""
+
+    encoder: float
+    decoders: tuple[tuple[str, float], ...]  # sorted (task, width) pairs: hashable
+
+    @classmethod
+    def make(cls, encoder: float, decoders: Mapping[str, float]) -> "WidthConfig":
+        return cls(float(encoder), tuple(sorted((t, float(w)) for t, w in decoders.items())))
+
+    @classmethod
+    def uniform(cls, width: float, tasks: Iterable[str]) -> "WidthConfig":
+        return cls.make(width, {t: width for t in tasks})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "WidthConfig":
+        """From the manifest form ``{"encoder": w, "decoders": {task: w}}``."""
+        try:
+            return cls.make(float(d["encoder"]), {str(t): float(w) for t, w in d["decoders"].items()})
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise SpecError(f"width config {d!r} must look like {{'encoder': 0.5, 'decoders': {{'task': 0.75}}}}") from None
+
+    def decoder(self, task: str) -> float:
+        return dict(self.decoders)[task]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder, "decoders": dict(self.decoders)}
+
+    @property
+    def name(self) -> str:
+        """``c50`` when every width is 0.5, else ``e50_garment100_group35...``."""
+        widths = {self.encoder, *dict(self.decoders).values()}
+        if len(widths) == 1:
+            return f"c{_pct(self.encoder)}"
+        return f"e{_pct(self.encoder)}_" + "_".join(f"{t}{_pct(w)}" for t, w in self.decoders)
+
+
+def _pct(w: float) -> int:
+    return int(round(100 * w))
+
+
+def parse_config_name(name: str, tasks: Sequence[str]) -> WidthConfig:
+    """``c75`` -> every width 0.75; ``e50_garment100_group35_...`` -> explicit widths (missing
+    decoders take the encoder's width)."""
+    bad = SpecError(f"config name {name!r} is not cNN (e.g. c50) or eNN_taskNN_... (e.g. e50_{tasks[0]}100)")
+    if name.startswith("c") and name[1:].isdigit():
+        return WidthConfig.uniform(int(name[1:]) / 100, tasks)
+    if not name.startswith("e"):
+        raise bad
+    parts = name.split("_")
+    if not parts[0][1:].isdigit():
+        raise bad
+    enc = int(parts[0][1:]) / 100
+    dec = {t: enc for t in tasks}
+    for p in parts[1:]:
+        task = next((t for t in sorted(tasks, key=len, reverse=True) if p.startswith(t) and p[len(t):].isdigit()), None)
+        if task is None:
+            raise SpecError(f"config name {name!r}: {p!r} is not TASKNN with a task of {', '.join(tasks)}")
+        dec[task] = int(p[len(task):]) / 100
+    return WidthConfig.make(enc, dec)
+
+
+def keep_channels(channels: int, width: float, round_to: int) -> int:
+    """Channels a group of `channels` keeps at `width`: ceil(width * C) rounded up to a multiple
+    of `round_to`, at least `round_to`, at most `channels`."""
+    if not 0 < width <= 1:
+        raise SpecError(f"width {width} must be in (0, 1]")
+    k = math.ceil(width * channels - 1e-9)
+    k = round_to * math.ceil(k / round_to)
+    return int(min(channels, max(round_to, k)))
+
+
+@dataclass
+class GroupInfo:
+    name: str  # root layer
+    unit: str  # "encoder" or a task name
+    channels: int
+    out_layers: list[str]
+    in_layers: list[str]
+
+
+@dataclass
+class SlimSpec:
+    """What the slimmable model knows about itself (pickled with it)."""
+
+    tasks: list[str]
+    widths: tuple[float, ...]
+    round_to: int
+    groups: list[GroupInfo]
+    units: list[str]  # "encoder" then the tasks that have a decoder group
+    unit_layers: dict[str, list[str]] = field(default_factory=dict)  # every Conv/Linear/BN per unit
+    feature_points: dict[str, str] = field(default_factory=dict)  # encoder module read by decoders -> its group
+
+    def keep(self, group: GroupInfo, config: WidthConfig) -> int:
+        w = config.encoder if group.unit == ENCODER else config.decoder(group.unit)
+        return keep_channels(group.channels, w, self.round_to)
+
+
+class _PrefixMask:
+    """Forward hook: output * mask of the owner's current configuration (picklable)."""
+
+    def __init__(self, owner: "SlimmableModel", group: str) -> None:
+        self.owner = owner
+        self.group = group
+
+    def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        mask = self.owner._masks.get(self.group)
+        if mask is None:
+            return None
+        return output * mask.view(1, -1, *([1] * (output.dim() - 2))).to(output.dtype)
+
+
+class SlimmableModel(nn.Module):
+    """A multitask model whose encoder and decoders run at selectable widths.
+
+    forward(x) -> {task: tensor} at the current configuration (``set_config``; full width after
+    conversion). Contract: for every configuration ``c``, ``set_config(c); self(x)`` equals
+    ``materialize(c)(x)`` in eval mode (up to float rounding)."""
+
+    def __init__(self, model: nn.Module, spec: SlimSpec) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self._masks: dict[str, torch.Tensor | None] = {}
+        self.bn_stats: dict[str, dict[str, dict[str, torch.Tensor]]] = {}  # stats key -> layer -> buffers
+        self.config = WidthConfig.uniform(1.0, spec.tasks)
+        modules = dict(model.named_modules())
+        for g in spec.groups:
+            for name in g.out_layers:
+                modules[name].register_forward_hook(_PrefixMask(self, g.name))
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.spec.tasks)
+
+    def configs(self, widths: Sequence[float] | None = None) -> list[WidthConfig]:
+        """The uniform configurations (every width equal), widest first."""
+        return [WidthConfig.uniform(w, self.spec.tasks) for w in sorted(widths or self.spec.widths, reverse=True)]
+
+    def check_config(self, config: WidthConfig) -> WidthConfig:
+        missing = [t for t in self.spec.tasks if t not in dict(config.decoders)]
+        if missing:
+            raise SpecError(f"width config {config.to_dict()} has no width for decoder(s) {', '.join(missing)}; "
+                            f"give every task of {', '.join(self.spec.tasks)} a width")
+        for w in (config.encoder, *dict(config.decoders).values()):
+            if not 0 < w <= 1:
+                raise SpecError(f"width {w} in {config.to_dict()} must be in (0, 1]")
+        return config
+
+    def set_config(self, config: WidthConfig, load_stats: bool = True) -> None:
+        """Select `config`: channel masks, and (eval) its recalibrated batch-norm statistics."""
+        self.check_config(config)
+        self.config = config
+        for g in self.spec.groups:
+            k = self.spec.keep(g, config)
+            if k >= g.channels:
+                self._masks[g.name] = None
+            else:
+                m = torch.zeros(g.channels)
+                m[:k] = 1.0
+                self._masks[g.name] = m
+        if load_stats and self.bn_stats:
+            self._load_stats(config)
+
+    def stats_keys(self, config: WidthConfig) -> dict[str, str]:
+        """unit -> key of the recalibrated statistics it uses under `config`: the encoder's depend on
+        the encoder width only, a decoder's on (encoder width, its own width)."""
+        keys = {ENCODER: f"encoder@{_pct(config.encoder)}"}
+        for t in self.spec.tasks:
+            keys[t] = f"{t}@{_pct(config.encoder)}/{_pct(config.decoder(t))}"
+        return keys
+
+    def _load_stats(self, config: WidthConfig) -> None:
+        modules = dict(self.model.named_modules())
+        for unit, key in self.stats_keys(config).items():
+            stats = self.bn_stats.get(key)
+            if stats is None:
+                raise SpecError(f"no batch-norm statistics for {key} (width not in {self.spec.widths}); "
+                                "recalibrate with toolchain.slim.train.recalibrate for this width")
+            for name, bufs in stats.items():
+                bn = modules[name]
+                bn.running_mean.copy_(bufs["running_mean"])
+                bn.running_var.copy_(bufs["running_var"])
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(x)
+
+    @torch.no_grad()
+    def materialize(self, config: WidthConfig, example: torch.Tensor) -> nn.Module:
+        """A dense copy of the model at `config` (suffix channels removed), in eval mode."""
+        self.check_config(config)
+        prev = self.config
+        self.set_config(config)
+        dense = copy.deepcopy(self.model)
+        self.set_config(prev)
+        for mod in dense.modules():
+            mod._forward_hooks.clear()
+        dense.eval()
+        graph = dependency_graph(dense, example)
+        live = {g.name: g for g in channel_groups(dense, example, graph=graph)}
+        for g in self.spec.groups:
+            k = self.spec.keep(g, config)
+            if k < g.channels:
+                if g.name not in live:
+                    raise SpecError(f"group {g.name} is not prunable in the copy; the model changed since conversion")
+                live[g.name].prune(dense, list(range(k, g.channels)), graph=graph)
+        return dense.eval()
+
+    def sample(self, rng: random.Random) -> WidthConfig:
+        """A random configuration: each unit's width drawn from the spec's widths."""
+        w = self.spec.widths
+        return WidthConfig.make(rng.choice(w), {t: rng.choice(w) for t in self.spec.tasks})
+
+
+def _module_tasks(model: nn.Module, tasks: Sequence[str]) -> tuple[dict[str, frozenset[str]], fx.GraphModule]:
+    """module name -> the tasks whose output depends on a call of that module (torch.fx), and the trace."""
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as e:
+        raise SpecError(f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {e}); "
+                        "slimming needs a traceable forward returning {task: tensor}") from None
+    out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    if not isinstance(out, dict):
+        raise SpecError(f"{type(model).__name__}.forward must return a dict {{task: tensor}}")
+    deps: dict[fx.Node, set[str]] = {}
+    for task, node in out.items():
+        if task not in tasks:
+            continue
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if not isinstance(n, fx.Node):
+                continue
+            s = deps.setdefault(n, set())
+            if task in s:
+                continue
+            s.add(task)
+            stack.extend(n.all_input_nodes)
+    result: dict[str, frozenset[str]] = {}
+    for n, s in deps.items():
+        if n.op == "call_module":
+            name = str(n.target)
+            result[name] = frozenset(s) | result.get(name, frozenset())
+    return result, gm
+
+
+def _feature_points(gm: fx.GraphModule, depends: dict[str, frozenset[str]], groups: list[GroupInfo]) -> dict[str, str]:
+    """Encoder outputs that decoders read: module name -> the group whose mask covers its channels.
+
+    A feature point is a module called in the encoder (shared by several tasks) whose output feeds
+    a module of a single task; its channels are those of the nearest group producer upstream
+    (walking back through parameter-free modules such as ReLU)."""
+    owner = {layer: g.name for g in groups if g.unit == ENCODER for layer in g.out_layers}
+    points: dict[str, str] = {}
+    for n in gm.graph.nodes:
+        if n.op != "call_module" or len(depends.get(str(n.target), frozenset())) < 2:
+            continue
+        feeds_decoder = any(u.op == "call_module" and len(depends.get(str(u.target), frozenset())) == 1
+                            for u in _users_through_functions(n))
+        if not feeds_decoder:
+            continue
+        m, seen = n, 0
+        while isinstance(m, fx.Node) and seen < 8:
+            if m.op == "call_module" and str(m.target) in owner:
+                points[str(n.target)] = owner[str(m.target)]
+                break
+            ins = m.all_input_nodes
+            if len(ins) != 1:
+                break
+            m, seen = ins[0], seen + 1
+    return points
+
+
+def _users_through_functions(node: fx.Node) -> list[fx.Node]:
+    out, stack, seen = [], list(node.users), set()
+    while stack:
+        u = stack.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        if u.op == "call_module":
+            out.append(u)
+        elif u.op in ("call_function", "call_method"):
+            stack.extend(u.users)
+    return out
+
+
+def _permute_group(group: ChannelGroup, order: torch.Tensor) -> None:
+    """Reorder the channels of `group` (root channel order[j] moves to position j) in every coupled
+    layer, consistently: a function-preserving permutation."""
+    handlers_done: set[tuple[int, str, tuple[int, ...]]] = set()
+    for item in group.tp_group:
+        dep = item.dep
+        mod = dep.target.module
+        if not isinstance(mod, nn.Module):
+            continue
+        graph = group.tp_group._DG
+        if graph.is_out_channel_pruning_fn(dep.handler):
+            direction = "out"
+        elif graph.is_in_channel_pruning_fn(dep.handler):
+            direction = "in"
+        else:
+            continue
+        idxs = [int(i) for i in item.idxs]
+        roots = item.root_idxs
+        if roots is None or any(r is None for r in roots):
+            raise SpecError(f"cannot map channels of {type(mod).__name__} in group {group.name} to the root; "
+                            "this layer type is not supported for slimming")
+        key = (id(mod), direction, tuple(idxs))
+        if key in handlers_done:
+            continue
+        handlers_done.add(key)
+        by_root: dict[int, list[int]] = {}
+        for i, r in zip(idxs, roots):
+            by_root.setdefault(int(r), []).append(i)
+        _reorder_module(mod, direction, by_root, order, group.name)
+
+
+def _reorder_module(mod: nn.Module, direction: str, by_root: dict[int, list[int]], order: torch.Tensor, group: str) -> None:
+    tensors: list[tuple[torch.Tensor, int]] = []
+    if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        depthwise = mod.groups > 1
+        if depthwise and mod.groups != mod.in_channels:
+            raise SpecError(f"grouped convolution in group {group} cannot be slimmed (groups={mod.groups})")
+        if direction == "out" or depthwise:
+            tensors = [(mod.weight, 0)] + ([(mod.bias, 0)] if mod.bias is not None else [])
+        else:
+            tensors = [(mod.weight, 1)]
+    elif isinstance(mod, nn.ConvTranspose2d):
+        tensors = [(mod.weight, 1)] + ([(mod.bias, 0)] if mod.bias is not None else []) if direction == "out" \
+            else [(mod.weight, 0)]
+    elif isinstance(mod, nn.Linear):
+        tensors = [(mod.weight, 0)] + ([(mod.bias, 0)] if mod.bias is not None else []) if direction == "out" \
+            else [(mod.weight, 1)]
+    elif isinstance(mod, _NORMS):
+        tensors = [(t, 0) for t in (mod.weight, mod.bias, mod.running_mean, mod.running_var) if t is not None]
+    elif isinstance(mod, nn.PReLU):
+        tensors = [(mod.weight, 0)] if mod.weight.numel() > 1 else []
+    elif any(True for _ in mod.parameters(recurse=False)):
+        raise SpecError(f"layer type {type(mod).__name__} in group {group} has parameters slimming cannot reorder; "
+                        "wrap it or list its producer in ignored=[...]")
+    if not tensors:
+        return
+    size = tensors[0][0].shape[tensors[0][1]]
+    src = torch.arange(size)
+    for j in range(len(order)):
+        dst_pos = by_root[j]
+        src_pos = by_root[int(order[j])]
+        for d, s in zip(dst_pos, src_pos):
+            src[d] = s
+    with torch.no_grad():
+        for t, dim in tensors:
+            t.copy_(t.index_select(dim, src))
+
+
+def convert(model: nn.Module, tasks: Sequence[str], example: torch.Tensor,
+            scores: Mapping[str, torch.Tensor] | None = None, widths: Sequence[float] = DEFAULT_WIDTHS,
+            round_to: int = 4, ignored: Iterable[str] = ()) -> SlimmableModel:
+    """Make a slimmable model from a trained multitask `model` (copied, never modified).
+
+    `scores`: group root name -> importance per channel (higher = keep); default: the group's
+    L2 magnitude (toolchain.prune.importance.magnitude). Pass
+    ``toolchain.prune.importance.channel_scores(...)`` for the pruner's task-aware score.
+    Contract: the result at full width computes the same function as `model`.
+    """
+    from toolchain.prune.importance import magnitude
+
+    widths = tuple(sorted({float(w) for w in widths}, reverse=True))
+    if not widths or widths[0] != 1.0 or any(not 0 < w <= 1 for w in widths):
+        raise SpecError(f"widths {list(widths)} must lie in (0, 1] and include 1.0 (the trained width)")
+    if round_to < 1:
+        raise SpecError(f"round_to={round_to} must be a positive channel multiple (e.g. 4 or 8)")
+    model = copy.deepcopy(model).eval()
+    tasks = list(tasks)
+    groups = channel_groups(model, example, ignored=ignored)
+    if not groups:
+        raise SpecError(f"{type(model).__name__} has no channel group that can be slimmed")
+    depends, gm = _module_tasks(model, tasks)
+    infos: list[GroupInfo] = []
+    for g in groups:
+        users = depends.get(g.name, frozenset())
+        unit = next(iter(users)) if len(users) == 1 else ENCODER
+        order = torch.argsort(-(scores[g.name] if scores and g.name in scores else magnitude(g)).float(), stable=True)
+        _permute_group(g, order)
+        infos.append(GroupInfo(g.name, unit, g.channels, list(g.out_layers), list(g.in_layers)))
+    units = [ENCODER] + [t for t in tasks if any(i.unit == t for i in infos)]
+    unit_layers: dict[str, list[str]] = {u: [] for u in [ENCODER, *tasks]}
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, *_NORMS)):
+            users = depends.get(name, frozenset())
+            unit_layers[next(iter(users)) if len(users) == 1 else ENCODER].append(name)
+    spec = SlimSpec(tasks, widths, round_to, infos, units, unit_layers, _feature_points(gm, depends, infos))
+    return SlimmableModel(model, spec)
+
+
+def norm_layers(slim: SlimmableModel, unit: str) -> list[str]:
+    """Batch-norm layers of `unit` (whose running statistics depend on the configuration)."""
+    modules = dict(slim.model.named_modules())
+    return [n for n in slim.spec.unit_layers.get(unit, []) if isinstance(modules[n], _NORMS)]

@@ -1,0 +1,163 @@
+"""Export several width configurations of a slimmable model into one bundle (docs/slimmable.md).
+
+Each configuration is materialized as a dense model and exported with the ordinary
+:func:`toolchain.export.export_bundle` (trace, partition, one ONNX per segment, onnxruntime parity
+against torch) into a scratch directory; the results are merged into one bundle whose variants
+are the configurations (``config: {"encoder": w, "decoders": {task: w}}``). A segment file
+whose sha256 another configuration already produced is stored once and both variants point at
+it (the trunk is shared by every configuration with the same encoder width; a decoder by every
+configuration with the same encoder and decoder widths).
+
+Per variant (additive manifest fields, docs/bundle-format.md): ``flops`` (Conv/Linear FLOPs of
+the whole configuration), ``latency_ms`` (median all-task ``Runtime.run`` of that variant,
+measured after loading every configuration), ``metrics`` (per task, from the caller) and
+``golden.outputs`` (that configuration's own torch outputs on the bundle's golden input, which
+``mtedge verify`` compares it with). The top-level golden outputs are the default (widest)
+configuration's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from toolchain.bundle.files import file_ref, staged_directory, write_bytes_atomic, write_json_atomic
+from toolchain.bundle.manifest import validate_manifest
+from toolchain.errors import SpecError
+from toolchain.export import FP32_TOLERANCE, export_bundle
+from toolchain.progress import progress_bar
+from toolchain.prune.cost import model_flops
+from toolchain.recipe import Recipe
+from toolchain.slim.convert import SlimmableModel, WidthConfig
+
+
+@dataclass
+class SlimExportResult:
+    path: Path
+    variants: dict[str, dict[str, Any]]  # name -> {config, flops, latency_ms, metrics}
+    files: int  # segment files stored
+    segment_refs: int  # variant x segment entries (files + deduplicated references)
+    max_abs_error: dict[str, dict[str, float]]  # variant -> task -> onnxruntime vs torch
+
+
+def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, configs: Sequence[WidthConfig],
+                       example: torch.Tensor, metrics: Mapping[str, Mapping[str, float]] | None = None,
+                       names: Sequence[str] | None = None, force: bool = False, measure_latency: bool = True,
+                       latency_iters: int = 100, threads: int | None = 1, spec: str | None = None) -> SlimExportResult:
+    """Write bundle `out` with one variant per configuration (the widest is ``default_variant``).
+
+    `metrics`: variant name -> task -> metric (recorded as the variant's ``metrics``).
+    Raises SpecError when two configurations share a name or their segment DAGs differ."""
+    if not configs:
+        raise SpecError("nothing to export: give at least one width configuration (e.g. --configs c100,c50)")
+    names = list(names) if names else [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise SpecError(f"configuration names {names} repeat; give each configuration once")
+    for c in configs:
+        slim.check_config(c)
+    out = Path(out)
+    bundle_name = out.name.removesuffix(".mtb")
+    dense = {n: slim.materialize(c, example) for n, c in zip(names, configs)}
+    flops = {n: model_flops(m, example) for n, m in dense.items()}
+    default = max(names, key=lambda n: flops[n])
+    order = [default] + [n for n in names if n != default]
+    errors: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="mtedge-slim-") as scratch, staged_directory(out, overwrite=force) as tmp:
+        parts: dict[str, dict[str, Any]] = {}
+        with progress_bar(transient=True) as progress:
+            job = progress.add_task("exporting width configurations", total=len(order))
+            for n in order:
+                res = export_bundle(dense[n], recipe, Path(scratch) / f"{n}.mtb", name=bundle_name, force=True)
+                errors[n] = res.max_abs_error
+                parts[n] = json.loads((Path(scratch) / f"{n}.mtb" / "manifest.json").read_text())
+                progress.update(job, advance=1, description=f"exported {n}")
+        base = parts[default]
+        manifest = copy.deepcopy(base)
+        manifest["default_variant"] = default
+        manifest["variants"] = {}
+        if spec:
+            manifest["provenance"]["model"] = spec
+        manifest["provenance"]["slimmable"] = {"widths": list(slim.spec.widths), "round_to": slim.spec.round_to}
+        (tmp / "golden").mkdir()
+        for rel in [base["golden"]["input"]["file"], *[r["file"] for r in base["golden"]["outputs"].values()]]:
+            shutil.copyfile(Path(scratch) / f"{default}.mtb" / rel, tmp / rel)
+        by_sha: dict[str, str] = {}
+        files = refs = 0
+        golden_input = np.load(tmp / base["golden"]["input"]["file"])
+        for n in order:
+            m = parts[n]
+            root = Path(scratch) / f"{n}.mtb"
+            if list(m["segments"]) != list(base["segments"]) or any(
+                    m["segments"][s]["inputs"] != base["segments"][s]["inputs"]
+                    or m["segments"][s]["outputs"] != base["segments"][s]["outputs"] for s in base["segments"]):
+                raise SpecError(f"configuration {n} partitions into a different segment DAG than {default} "
+                                f"({list(m['segments'])} vs {list(base['segments'])}); a width must not remove a layer")
+            if not np.array_equal(np.load(root / m["golden"]["input"]["file"]), golden_input):
+                raise SpecError(f"configuration {n}: golden input differs from {default}'s (non-deterministic data?)")
+            segs = {}
+            for s, entry in m["variants"]["fp32"]["segments"].items():
+                refs += 1
+                e = dict(entry)
+                if e["sha256"] in by_sha:
+                    e["file"] = by_sha[e["sha256"]]
+                else:
+                    rel = f"segments/{n}/{s}.onnx"
+                    write_bytes_atomic(tmp / rel, (root / entry["file"]).read_bytes())
+                    by_sha[e["sha256"]] = e["file"] = rel
+                    files += 1
+                segs[s] = e
+            variant: dict[str, Any] = {"precision": "fp32", "config": configs[names.index(n)].to_dict(),
+                                       "tolerance": {t: FP32_TOLERANCE for t in m["tasks"]}, "segments": segs,
+                                       "flops": int(flops[n])}
+            if metrics and n in metrics:
+                variant["metrics"] = {t: float(v) for t, v in metrics[n].items()}
+            if n == default:
+                variant["golden"] = {"outputs": copy.deepcopy(base["golden"]["outputs"])}
+            else:
+                outs = {}
+                for t, r in m["golden"]["outputs"].items():
+                    rel = f"golden/{n}/{t}.npy"
+                    write_bytes_atomic(tmp / rel, (root / r["file"]).read_bytes())
+                    outs[t] = file_ref(tmp, tmp / rel)
+                variant["golden"] = {"outputs": outs}
+            manifest["variants"][n] = variant
+        manifest["variants"] = {n: manifest["variants"][n] for n in names}  # the caller's order
+        validate_manifest(manifest)
+        write_json_atomic(tmp / "manifest.json", manifest)
+        if measure_latency:
+            lat = measure_variant_latency(tmp, list(names), golden_input[:1], iters=latency_iters, threads=threads)
+            for n in names:
+                manifest["variants"][n]["latency_ms"] = lat[n]
+            validate_manifest(manifest)
+            write_json_atomic(tmp / "manifest.json", manifest)
+    variants = {n: {k: manifest["variants"][n].get(k) for k in ("config", "flops", "latency_ms", "metrics")} for n in names}
+    return SlimExportResult(out, variants, files, refs, errors)
+
+
+def measure_variant_latency(bundle: str | Path, variants: Sequence[str], x: np.ndarray, iters: int = 100,
+                            threads: int | None = 1, warmup: int = 5) -> dict[str, float]:
+    """Median ms of an all-task ``run`` per variant, every variant resident in one Runtime, the
+    variants interleaved call by call (so load from other processes hits them alike)."""
+    from toolchain.runtime import Runtime
+
+    rt = Runtime(bundle, backend="openvino", threads=threads, variant=list(variants))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    for _ in range(warmup):
+        for v in variants:
+            rt.run(x, variant=v)
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(iters):
+        for v in variants:
+            t0 = time.perf_counter()
+            rt.run(x, variant=v)
+            times[v].append((time.perf_counter() - t0) * 1e3)
+    return {v: float(np.median(t)) for v, t in times.items()}

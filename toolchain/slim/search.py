@@ -1,0 +1,223 @@
+"""From a compute budget and task preferences to a width configuration (docs/slimmable.md).
+
+The table. A task's output depends only on the encoder and that task's decoder, so its metric
+and its batch-norm statistics are functions of (encoder width, its decoder width) alone. One
+evaluation of the uniform-decoder configuration (e, d) on the val split gives every task's
+metric at (e, d); the |W|^2 evaluations of :func:`evaluate_grid` therefore give the *exact*
+metric of all |W|^(1+tasks) configurations, no predictor needed. FLOPs are exact too: the
+encoder's depend on e, each decoder's on (e, d) (layer FLOPs of the materialized model, summed
+per unit). Latency is predicted: ms = a + b * FLOPs, least squares over the uniform
+configurations measured on the host (OpenVINO CPU, f32) or estimated with a target profile's
+roofline model (``--target``).
+
+The objective. Each task's metric is normalized to [0, 1] over the table (0 = its worst entry,
+1 = its best; lower-is-better metrics flipped), and the search maximizes
+sum_t preference[t] * normalized[t] over every configuration within the budget (exhaustive:
+4 widths and 4 tasks are 1,024 configurations). Ties go to fewer FLOPs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from toolchain.data.loaders import Batch
+from toolchain.errors import SpecError
+from toolchain.evaluate import evaluate, task_metric_name
+from toolchain.metrics import make_metric
+from toolchain.progress import progress_bar
+from toolchain.prune.cost import layer_flops
+from toolchain.recipe import Recipe
+from toolchain.slim.convert import ENCODER, SlimmableModel, WidthConfig, _pct
+
+
+def _key(e: float, d: float) -> str:
+    return f"{_pct(e)}/{_pct(d)}"
+
+
+@dataclass
+class SlimTable:
+    """Per (encoder width, decoder width): each task's metric and each unit's FLOPs."""
+
+    widths: list[float]
+    tasks: list[str]
+    higher_is_better: dict[str, bool]
+    metrics: dict[str, dict[str, float]]  # "e/d" (percent) -> task -> metric
+    encoder_flops: dict[str, int]  # "e" (percent) -> FLOPs of the encoder unit
+    decoder_flops: dict[str, dict[str, int]]  # "e/d" -> task -> FLOPs of that decoder
+    split: str = "val"
+    samples: int = 0
+    latency: dict[str, Any] = field(default_factory=dict)  # {"source", "target", "a_ms", "b_ms_per_flop", "points"}
+
+    def metric(self, config: WidthConfig, task: str) -> float:
+        return self.metrics[_key(config.encoder, config.decoder(task))][task]
+
+    def config_metrics(self, config: WidthConfig) -> dict[str, float]:
+        return {t: self.metric(config, t) for t in self.tasks}
+
+    def flops(self, config: WidthConfig) -> int:
+        return int(self.encoder_flops[str(_pct(config.encoder))]
+                   + sum(self.decoder_flops[_key(config.encoder, config.decoder(t))][t] for t in self.tasks))
+
+    def latency_ms(self, config: WidthConfig) -> float | None:
+        if not self.latency:
+            return None
+        return float(self.latency["a_ms"] + self.latency["b_ms_per_flop"] * self.flops(config))
+
+    @property
+    def full_flops(self) -> int:
+        return self.flops(WidthConfig.uniform(max(self.widths), self.tasks))
+
+    def normalized(self, config: WidthConfig) -> dict[str, float]:
+        out = {}
+        for t in self.tasks:
+            vals = [m[t] for m in self.metrics.values()]
+            lo, hi = min(vals), max(vals)
+            v = self.metric(config, t)
+            n = (v - lo) / (hi - lo) if hi > lo else 1.0
+            out[t] = n if self.higher_is_better[t] else 1.0 - n
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "SlimTable":
+        return cls(**d)
+
+
+@torch.no_grad()
+def evaluate_grid(slim: SlimmableModel, recipe: Recipe, data: Sequence[Batch], example: torch.Tensor,
+                  split: str = "val") -> SlimTable:
+    """Evaluate every (encoder width, decoder width) pair on `data` and count FLOPs per unit."""
+    widths = sorted(slim.spec.widths, reverse=True)
+    tasks = slim.tasks
+    metrics: dict[str, dict[str, float]] = {}
+    enc_flops: dict[str, int] = {}
+    dec_flops: dict[str, dict[str, int]] = {}
+    unit_of = {layer: unit for unit, layers in slim.spec.unit_layers.items() for layer in layers}
+    prev = slim.config
+    with progress_bar(transient=True) as progress:
+        job = progress.add_task("evaluating width grid", total=len(widths) ** 2)
+        for e, d in itertools.product(widths, widths):
+            cfg = WidthConfig.make(e, {t: d for t in tasks})
+            slim.set_config(cfg)
+            metrics[_key(e, d)] = evaluate(slim, recipe, data)
+            per_unit: dict[str, int] = {}
+            for layer, f in layer_flops(slim.materialize(cfg, example), example).items():
+                u = unit_of.get(layer, ENCODER)
+                per_unit[u] = per_unit.get(u, 0) + f
+            enc_flops[str(_pct(e))] = per_unit.get(ENCODER, 0)
+            dec_flops[_key(e, d)] = {t: per_unit.get(t, 0) for t in tasks}
+            progress.update(job, advance=1, description=f"evaluating width grid e={e} d={d}")
+    slim.set_config(prev)
+    hib = {t: make_metric(task_metric_name(recipe, t, False)).higher_is_better for t in tasks}
+    n = sum(int(x.shape[0]) for x, _ in data)
+    return SlimTable(widths, tasks, hib, metrics, enc_flops, dec_flops, split, n)
+
+
+def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, target: str | None = None,
+                runs: int = 20) -> dict[str, Any]:
+    """Fit ms = a + b * FLOPs over the uniform configurations: measured on the host with OpenVINO
+    (target None or ``host-cpu``) or the roofline estimate of `target`'s profile. Stored in the table."""
+    cfgs = slim.configs()
+    points: list[tuple[int, float]] = []
+    if target in (None, "host-cpu"):
+        from toolchain.prune.cost import host_latency_ms
+
+        lat = host_latency_ms({c.name: slim.materialize(c, example) for c in cfgs}, example, runs=runs, threads=1)
+        points = [(table.flops(c), lat[c.name]) for c in cfgs]
+        source = "measured: host OpenVINO CPU f32, 1 thread, whole model"
+    else:
+        import onnx
+
+        from toolchain.export import onnx_bytes
+        from toolchain.prune.cost import _Outputs
+        from toolchain.targets.latency import estimate_layer_ms, node_costs
+        from toolchain.targets.profile import load_profile
+
+        profile = load_profile(target)
+        for c in cfgs:
+            dense = slim.materialize(c, example)
+            model = onnx.load_from_string(onnx_bytes(_Outputs(dense, slim.tasks).eval(), (example,), ["input"], slim.tasks))
+            ms = sum(estimate_layer_ms(profile, cost, "fp32") for cost in node_costs(model))
+            points.append((table.flops(c), ms))
+        source = f"estimate: roofline of target profile {target}, fp32"
+    x = np.array([p[0] for p in points], dtype=float)
+    y = np.array([p[1] for p in points], dtype=float)
+    b, a = np.polyfit(x, y, 1) if len(set(x)) > 1 else (0.0, float(y.mean()))
+    table.latency = {"source": source, "target": target or "host-cpu", "a_ms": float(a), "b_ms_per_flop": float(b),
+                     "points": [[int(f), float(ms)] for f, ms in points]}
+    return table.latency
+
+
+def parse_preferences(text: str | None, tasks: Sequence[str]) -> dict[str, float]:
+    """``"seg=2,depth=1"`` -> {task: weight}; tasks not named weigh 1."""
+    prefs = {t: 1.0 for t in tasks}
+    if not text:
+        return prefs
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or name not in prefs:
+            raise SpecError(f"preference {part!r} must be TASK=WEIGHT with a task of {', '.join(tasks)} (e.g. {tasks[0]}=2)")
+        try:
+            w = float(value)
+        except ValueError:
+            raise SpecError(f"preference weight {value!r} for {name} is not a number") from None
+        if w < 0:
+            raise SpecError(f"preference weight for {name} is {w}; weights must be >= 0")
+        prefs[name] = w
+    return prefs
+
+
+@dataclass
+class SearchResult:
+    config: WidthConfig
+    flops: int
+    latency_ms: float | None
+    metrics: dict[str, float]
+    score: float
+    budget: dict[str, Any]
+    candidates: int  # configurations within the budget
+
+
+def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: float | None = None,
+           budget_latency_ms: float | None = None, widths: Iterable[float] | None = None) -> SearchResult:
+    """The configuration maximizing sum_t pref[t] * normalized metric within the budget.
+
+    `budget_flops` <= 1 is a fraction of the full model's FLOPs, otherwise absolute FLOPs.
+    Raises SpecError naming the smallest achievable cost when nothing fits."""
+    if (budget_flops is None) == (budget_latency_ms is None):
+        raise SpecError("give exactly one budget: --budget-flops F (absolute, or a fraction <= 1) or --budget-latency-ms L")
+    if budget_latency_ms is not None and not table.latency:
+        raise SpecError("the table has no latency model; run fit_latency (mtedge slim search fits it when asked for latency)")
+    limit = budget_flops * table.full_flops if budget_flops is not None and budget_flops <= 1 else budget_flops
+    ws = sorted(widths or table.widths, reverse=True)
+    best: tuple[float, int, WidthConfig] | None = None
+    cheapest = float("inf")
+    count = 0
+    for e in ws:
+        for ds in itertools.product(ws, repeat=len(table.tasks)):
+            cfg = WidthConfig.make(e, dict(zip(table.tasks, ds)))
+            cost = table.flops(cfg) if limit is not None else table.latency_ms(cfg)
+            cheapest = min(cheapest, cost)
+            if cost > (limit if limit is not None else budget_latency_ms):
+                continue
+            count += 1
+            norm = table.normalized(cfg)
+            score = sum(preferences.get(t, 1.0) * norm[t] for t in table.tasks)
+            key = (round(score, 12), -table.flops(cfg))
+            if best is None or key > (round(best[0], 12), -best[1]):
+                best = (score, table.flops(cfg), cfg)
+    if best is None:
+        unit = "FLOPs" if limit is not None else "ms"
+        raise SpecError(f"no width configuration fits the budget ({limit if limit is not None else budget_latency_ms:,.6g} "
+                        f"{unit}); the narrowest costs {cheapest:,.6g} {unit}: raise the budget")
+    score, flops, cfg = best
+    return SearchResult(cfg, flops, table.latency_ms(cfg), table.config_metrics(cfg), score,
+                        {"flops": limit, "latency_ms": budget_latency_ms, "preferences": dict(preferences)}, count)

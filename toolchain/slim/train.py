@@ -1,0 +1,214 @@
+"""Training a slimmable multitask model: sandwich rule, in-place distillation, configuration-invariant
+encoder distillation, then batch-norm recalibration per configuration (docs/slimmable.md).
+
+Each step (:func:`sandwich_step`, also the hook for a user's own loop):
+
+1. the widest configuration learns from the labels (or, label-free, from a teacher's outputs);
+2. the narrowest configuration and ``random_configs`` random ones learn from the widest's outputs
+   of the same step (in-place distillation, detached), plus ``label_weight`` x the label loss;
+3. configuration-invariant distillation (CI-KD): every narrower configuration's encoder features
+   (the tensors decoders read) match the widest's on the channels they keep (mean squared error).
+
+Gradients of all configurations accumulate; the caller steps the optimizer once.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolchain.data.loaders import Batch
+from toolchain.errors import SpecError
+from toolchain.progress import progress_bar
+from toolchain.recipe import Recipe
+from toolchain.slim.convert import ENCODER, SlimmableModel, WidthConfig, _NORMS, _pct, norm_layers
+from toolchain.train import distill_loss, task_loss
+
+
+@dataclass
+class SlimTrainConfig:
+    epochs: float = 1.0  # fractional epochs train on a prefix of the shuffled data
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    limit: int | None = None  # at most this many training images (tiny runs in tests)
+    random_configs: int = 1  # random configurations per step besides widest and narrowest
+    distill_weight: float = 1.0  # in-place distillation from the widest
+    feature_weight: float = 1.0  # configuration-invariant distillation of encoder features
+    label_weight: float = 0.5  # narrower configurations also see the labels
+    calib_images: int = 512  # batch-norm recalibration images per configuration
+    seed: int = 0
+
+
+class _FeatureTap:
+    """Captures the encoder feature points' outputs during a forward (temporary hooks)."""
+
+    def __init__(self, slim: SlimmableModel) -> None:
+        self.values: dict[str, torch.Tensor] = {}
+        modules = dict(slim.model.named_modules())
+        self.handles = [modules[n].register_forward_hook(self._hook(n)) for n in slim.spec.feature_points]
+
+    def _hook(self, name: str) -> Callable:
+        def fn(mod: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            self.values[name] = out
+        return fn
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def feature_loss(slim: SlimmableModel, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """CI-KD: mean squared error between the current (narrower) configuration's encoder features and
+    the widest's, on the channels the narrower one keeps."""
+    total = torch.zeros(())
+    for name, group in slim.spec.feature_points.items():
+        if name not in student or name not in teacher:
+            continue
+        s, t = student[name], teacher[name].detach()
+        mask = slim._masks.get(group)
+        if mask is None:
+            total = total + F.mse_loss(s, t)
+            continue
+        k = int(mask.sum())
+        total = total + F.mse_loss(s[:, :k], t[:, :k])
+    return total
+
+
+def sandwich_step(slim: SlimmableModel, x: torch.Tensor, targets: Mapping[str, torch.Tensor] | None,
+                  kinds: Mapping[str, str], rng: random.Random, config: SlimTrainConfig = SlimTrainConfig(),
+                  teacher: nn.Module | None = None) -> dict[str, float]:
+    """One sandwich-rule step on batch `x`: forward + backward of the widest, the narrowest and
+    `config.random_configs` random configurations; gradients accumulate in `slim` (call
+    ``optimizer.zero_grad()`` before and ``optimizer.step()`` after). `targets` None: label-free,
+    the widest distills from `teacher` (the original model). Returns the loss per configuration."""
+    if targets is None and teacher is None:
+        raise SpecError("sandwich_step without labels needs teacher= (the original model) for the widest configuration")
+    tasks = slim.tasks
+    widest = WidthConfig.uniform(max(slim.spec.widths), tasks)
+    narrowest = WidthConfig.uniform(min(slim.spec.widths), tasks)
+    configs = [widest, narrowest] + [slim.sample(rng) for _ in range(config.random_configs)]
+    tap = _FeatureTap(slim)
+    losses: dict[str, float] = {}
+    try:
+        slim.set_config(widest, load_stats=False)
+        out_w = slim(x)
+        if targets is not None:
+            loss = sum(task_loss(kinds[t], out_w[t], targets[t]) for t in tasks)
+        else:
+            with torch.no_grad():
+                ref = teacher(x)
+            loss = sum(distill_loss(kinds[t], out_w[t], ref[t]) for t in tasks)
+        loss.backward()
+        losses["widest"] = float(loss.detach())
+        soft = {t: v.detach() for t, v in out_w.items()}
+        feats_w = {n: v.detach() for n, v in tap.values.items()}
+        for i, c in enumerate(configs[1:]):
+            slim.set_config(c, load_stats=False)
+            tap.values.clear()
+            out = slim(x)
+            loss = config.distill_weight * sum(distill_loss(kinds[t], out[t], soft[t]) for t in tasks)
+            if config.feature_weight > 0:
+                loss = loss + config.feature_weight * feature_loss(slim, tap.values, feats_w)
+            if targets is not None and config.label_weight > 0:
+                loss = loss + config.label_weight * sum(task_loss(kinds[t], out[t], targets[t]) for t in tasks)
+            loss.backward()
+            losses["narrowest" if i == 0 else f"random{i}"] = float(loss.detach())
+    finally:
+        tap.close()
+        slim.set_config(widest, load_stats=False)
+    return losses
+
+
+def train_slimmable(slim: SlimmableModel, recipe: Recipe, config: SlimTrainConfig = SlimTrainConfig(),
+                    on_step: Callable[[int, dict[str, float]], None] | None = None) -> SlimmableModel:
+    """Built-in sandwich training on the recipe's training split (labeled fashion-mnist), then
+    :func:`recalibrate`. Trains in place and returns `slim` in eval mode at full width."""
+    if recipe.data.kind != "fashion-mnist":
+        raise SpecError(f"the built-in slimmable trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
+                        f"data.kind={recipe.data.kind!r}: call toolchain.slim.train.sandwich_step from your own loop")
+    from toolchain.data import fashion
+
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    full = fashion.load_split("train")
+    part = full.subset(len(full) - recipe.data.val_count)
+    if config.limit:
+        part = part.subset(config.limit)
+    steps = max(1, int(round(config.epochs * math.ceil(len(part) / config.batch_size))))
+    opt = torch.optim.AdamW(slim.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
+    kinds = {t: recipe.tasks[t].kind for t in slim.tasks}
+    slim.train()
+    step, epoch = 0, 0
+    with progress_bar() as progress:
+        job = progress.add_task("slimmable training", total=steps)
+        while step < steps:
+            for x, targets in fashion.iterate(part, config.batch_size, shuffle=True, seed=config.seed + epoch):
+                opt.zero_grad(set_to_none=True)
+                losses = sandwich_step(slim, x, targets, kinds, rng, config)
+                opt.step()
+                sched.step()
+                step += 1
+                progress.update(job, advance=1, description="slimmable training " + " ".join(
+                    f"{k} {v:.3f}" for k, v in losses.items() if not k.startswith("random")))
+                if on_step:
+                    on_step(step, losses)
+                if step >= steps:
+                    break
+            epoch += 1
+    recalibrate(slim, recipe, images=config.calib_images)
+    return slim
+
+
+@torch.no_grad()
+def recalibrate(slim: SlimmableModel, recipe: Recipe, images: int = 512, data: Iterable[Batch] | None = None) -> None:
+    """Re-estimate batch-norm running statistics for every width and store them in `slim.bn_stats`:
+    per encoder width (``encoder@50``) and per (encoder width, decoder width) for each decoder
+    (``denoise@50/75``). Uses `images` training images (or `data`). Leaves `slim` in eval mode
+    at full width with the full-width statistics loaded."""
+    from toolchain.data.loaders import batches
+
+    batch_list = list(data) if data is not None else list(batches(recipe, "train", count=images, batch_size=256))
+    modules = dict(slim.model.named_modules())
+    norms = [m for m in slim.model.modules() if isinstance(m, _NORMS)]
+    saved = [(m.momentum, m.training) for m in norms]
+    widths = sorted(slim.spec.widths, reverse=True)
+    slim.bn_stats = {}
+    with progress_bar(transient=True) as progress:
+        job = progress.add_task("batch-norm recalibration", total=len(widths) ** 2)
+        try:
+            for we in widths:
+                for wd in widths:
+                    cfg = WidthConfig.make(we, {t: wd for t in slim.tasks})
+                    slim.set_config(cfg, load_stats=False)
+                    slim.eval()
+                    for m in norms:
+                        m.reset_running_stats()
+                        m.momentum = None  # cumulative average over the calibration batches
+                        m.train()
+                    for x, _ in batch_list:
+                        slim(x)
+                    for unit, key in slim.stats_keys(cfg).items():
+                        if key in slim.bn_stats:
+                            continue
+                        slim.bn_stats[key] = {n: {"running_mean": modules[n].running_mean.clone(),
+                                                  "running_var": modules[n].running_var.clone()}
+                                              for n in norm_layers(slim, unit)}
+                    progress.advance(job)
+        finally:
+            for m, (mom, tr) in zip(norms, saved):
+                m.momentum = mom
+                m.train(tr)
+    slim.eval()
+    slim.set_config(WidthConfig.uniform(1.0, slim.tasks))
+
+
+def stats_key_name(unit: str, encoder: float, decoder: float | None = None) -> str:
+    return f"encoder@{_pct(encoder)}" if unit == ENCODER else f"{unit}@{_pct(encoder)}/{_pct(decoder or encoder)}"
