@@ -1,6 +1,6 @@
 """Acceptance measurements for PAGCP (`make bench-prune`); writes bench/results/prune.json atomically.
 
-- zoo:fashion-mt (trained; /tmp/fashion4.pt, else MTEDGE_FASHION_CHECKPOINT, else a 4-epoch training
+- zoo:fashion-mt (trained: bench/common.py's cached checkpoint, or MTEDGE_FASHION_CHECKPOINT
   run): PAGCP to 35% of the FLOPs + distillation fine-tuning, per-task test metrics against the
   unpruned model and the recipe's allowed drops; the same for global L1 pruning at the same FLOPs
   with the same fine-tuning.
@@ -13,7 +13,6 @@ Environment: BENCH_PRUNE_ONLY=fashion|mobilenet runs one model; BENCH_FINETUNE_E
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -23,7 +22,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -49,15 +47,9 @@ def _tasks(recipe, before, after, label_free):
 
 
 def fashion(epochs: float) -> dict:
-    ckpt = os.environ.get("MTEDGE_FASHION_CHECKPOINT", "/tmp/fashion4.pt")
-    if not Path(ckpt).exists():
-        from toolchain.train import TrainConfig, train
-        from toolchain.model import save_checkpoint
+    from common import trained_fashion
 
-        lm = load("zoo:fashion-mt")
-        train(lm.module, lm.recipe, TrainConfig(epochs=4))
-        ckpt = "/tmp/fashion_bench.pt"
-        save_checkpoint(ckpt, lm.module, "zoo:fashion-mt", lm.recipe)
+    ckpt = str(trained_fashion())
     lm = load(ckpt)
     recipe, model = lm.recipe, lm.module
     example = example_input(recipe)

@@ -1,7 +1,7 @@
 """Quantization benchmark (`make bench-quant`): per-task accuracy and OpenVINO CPU latency of the
 fp32 / int8 / fp16 variants, written atomically to bench/results/quant.json.
 
-1. zoo:fashion-mt, trained (--checkpoint, else ~2 epochs here), bounds tightened to garment/group
+1. zoo:fashion-mt, trained (--checkpoint, else bench/common.py's cached checkpoint), bounds tightened to garment/group
    accuracy -0.5 point, silhouette mIoU -0.5 point, denoise PSNR -0.2 dB; int8 + fp16; the
    within-bound figures are on the full 10,000-image test split (control ran on val).
 2. the same model magnitude-pruned by 30 % (Torch-Pruning), briefly fine-tuned, exported, int8-quantized, verified
@@ -26,7 +26,6 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -93,11 +92,9 @@ def table(name: str, summary: dict[str, Any]) -> None:
 def fashion(work: Path, checkpoint: str | None, args) -> tuple[dict, dict]:
     from toolchain.train import TrainConfig, train
 
-    loaded = load("zoo:fashion-mt", checkpoint)
-    if checkpoint is None:
-        console.print(f"training zoo:fashion-mt for {args.epochs} epoch(s) (pass --checkpoint to skip)")
-        train(loaded.module, loaded.recipe, TrainConfig(epochs=args.epochs), description="training fashion-mt")
-        loaded.module.eval()
+    from common import trained_fashion
+
+    loaded = load(str(checkpoint or trained_fashion()))
     recipe = tight_recipe(loaded.recipe)
     opts = QuantizeOptions(test_count=args.test_count, latency_runs=args.runs, threads=args.threads)
     path = work / "fashion.mtb"
@@ -179,8 +176,7 @@ def mobilenet(work: Path, args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", default=None, help="trained zoo:fashion-mt checkpoint (else train one here)")
-    ap.add_argument("--epochs", type=float, default=2.0, help="training epochs when no checkpoint is given")
+    ap.add_argument("--checkpoint", default=None, help="trained zoo:fashion-mt checkpoint (default: bench/common.py's cached one)")
     ap.add_argument("--bn-reestimate", action="store_true",
                     help="re-estimate mobilenetv2-mt batch-norm statistics on photos before export")
     ap.add_argument("--recover-epochs", type=float, default=0.25, help="fine-tuning after pruning")

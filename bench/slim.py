@@ -1,6 +1,6 @@
 """`make bench-slim`: slimmable widths on zoo:fashion-mt, end to end.
 
-trained fashion-mt (/tmp/fashion4.pt, else trained here) -> convert (importance-ordered groups)
+trained fashion-mt (bench/common.py) -> convert (importance-ordered groups)
 -> sandwich training with in-place + encoder distillation -> BN recalibration -> (encoder, decoder)
 grid on val -> search -> export c100/c75/c50/c35 + searched configs into one bundle -> verify ->
 test metrics per configuration vs the non-slimmable model -> configuration switching in the runtime
@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
@@ -29,8 +27,8 @@ from toolchain.bundle.files import write_json_atomic  # noqa: E402
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default="/tmp/fashion4.pt", help="trained fashion-mt (trained here when absent)")
-    ap.add_argument("--work", default="/tmp/mtedge-bench-slim")
+    ap.add_argument("--checkpoint", default=None, help="trained fashion-mt (default: bench/common.py's cached one)")
+    ap.add_argument("--work", default=str(ROOT / "bench" / ".cache" / "slim"))
     ap.add_argument("--epochs", type=float, default=0.5, help="slimmable training epochs")
     ap.add_argument("--val-count", type=int, default=1000, help="val images for the width grid")
     ap.add_argument("--test-count", type=int, default=None, help="test images for the reported metrics (all)")
@@ -58,14 +56,11 @@ def main() -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
-    ckpt = Path(args.checkpoint)
-    if not ckpt.exists():
-        ckpt = work / "fashion_s.pt"
-        if not ckpt.exists():
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "toolchain.cli", "train", "zoo:fashion-mt", "-o", str(ckpt),
-                            "--epochs", "3"], check=True, cwd=ROOT)
-            timings["base_training_s"] = time.perf_counter() - t0
+    from common import trained_fashion
+
+    t0 = time.perf_counter()
+    ckpt = Path(args.checkpoint) if args.checkpoint else trained_fashion()
+    timings["base_model_s"] = time.perf_counter() - t0
     base = load(str(ckpt))
     rec = base.recipe
     example = example_input(rec)

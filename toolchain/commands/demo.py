@@ -1,7 +1,10 @@
 """`mtedge demo`: the main job end to end on the built-in default, zoo:fashion-mt.
 
 train on real Fashion-MNIST -> inspect -> export a bundle -> verify -> run every task in the
-C++ runtime on real test images, switching tasks -> bench. Each later capability adds a step.
+C++ runtime on real test images, switching tasks -> bench -> prune (PAGCP) -> int8 bundle of the
+pruned model, verified and run -> engines for host-cpu and a TensorRT build script for a Jetson
+-> a slimmable network, preference-driven search, a multi-configuration bundle switched at run time.
+Steps 6-9 run the `mtedge` subcommands exactly as a user would type them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ def _step(console, title: str) -> None:
 @click.option("--limit", type=int, default=None, help="train on at most N images (quick runs)")
 @click.option("--bench-iters", default=200, show_default=True, help="timed calls per bench measurement")
 @click.option("--reuse", is_flag=True, help="reuse out/fashion-mt.pt if it exists instead of training again")
-def demo(out, epochs, limit, bench_iters, reuse):
+@click.option("--keep-flops", default=0.5, show_default=True, help="PAGCP goal for the pruning step")
+@click.option("--val-count", default=512, show_default=True, help="PAGCP oracle subset")
+@click.option("--finetune-epochs", default=0.5, show_default=True, help="recovery fine-tuning after pruning")
+@click.option("--slim-epochs", default=0.5, show_default=True, help="sandwich-rule training of the slimmable network")
+def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune_epochs, slim_epochs):
     """Train, inspect, export, verify, run and bench zoo:fashion-mt."""
     import numpy as np
     import torch
@@ -108,7 +115,58 @@ def demo(out, epochs, limit, bench_iters, reuse):
     _step(console, "5. bench: task switching, sharing, overheads (OpenVINO CPU, f32)")
     r = bench_bundle(bundle, iters=bench_iters)
     render_report(r, bench_iters)
+
+    _step(console, f"6. compress: PAGCP pruning to {keep_flops:.0%} of the FLOPs, every task within its allowed drop")
+    pruned = out / "fashion-mt-pruned.pt"
+    tune = ["--finetune-epochs", str(finetune_epochs), "--distill"] + (["--finetune-limit", str(limit)] if limit else [])
+    _mtedge(["compress", str(ckpt), "--prune", "pagcp", "--keep-flops", str(keep_flops), "--val-count", str(val_count),
+             *tune, "-o", str(pruned), "--report", str(out / "prune-report")])
+    console.print((out / "prune-report" / "report.md").read_text())
+
+    _step(console, "7. quantize: int8 bundle of the pruned model, per-task bounds, verified, run in the runtime")
+    int8 = out / "fashion-mt-pruned.mtb"
+    _mtedge(["compress", str(pruned), "--quantize", "int8", "-o", str(int8)])
+    _mtedge(["verify", str(int8)])
+    rt8 = Runtime(int8, backend="openvino", variant="int8")
+    y = rt8.run(np.ascontiguousarray(x_all[:1].numpy()))
+    console.print(f"int8 runtime: {rt8.variants[0]} variant, garment -> "
+                  f"{fashion.GARMENTS[int(y['garment'].argmax())]} (true {fashion.GARMENTS[int(test.labels[0])]})")
+
+    _step(console, "8. build: OpenVINO engines for host-cpu; a TensorRT build script for Jetson Orin Nano 8GB")
+    _mtedge(["build", str(bundle), "--target", "host-cpu"])
+    rt_eng = Runtime(bundle, backend="openvino", engine_target="host-cpu")
+    same = rt_eng.run(np.ascontiguousarray(x_all[:1].numpy()))
+    ref = rt.run(np.ascontiguousarray(x_all[:1].numpy()))
+    console.print("host-cpu engines in the runtime, max abs diff vs ONNX segments: "
+                  + ", ".join(f"{t} {np.abs(same[t] - ref[t]).max():.1e}" for t in ref))
+    _mtedge(["build", str(bundle), "--target", "jetson-orin-nano-8gb", "--emit-script", str(out / "build-orin-nano-8gb.sh")])
+
+    _step(console, "9. slimmable widths: one network, the compute budget and task preference chosen at run time")
+    slim = out / "fashion-mt-slim.pt"
+    _mtedge(["slim", "convert", str(ckpt), "-o", str(slim), "--epochs", str(slim_epochs),
+             *(["--limit", str(limit)] if limit else []), "--val-count", str(min(val_count, 1000))])
+    _mtedge(["slim", "search", str(slim), "--budget-flops", "0.6", "--prefer", "silhouette=4,denoise=1"])
+    _mtedge(["slim", "search", str(slim), "--budget-flops", "0.6", "--prefer", "silhouette=1,denoise=4"])
+    slim_bundle = out / "fashion-mt-slim.mtb"
+    _mtedge(["slim", "export", str(slim), "-o", str(slim_bundle), "--configs", "c100,c75,c50", "--force"])
+    _mtedge(["verify", str(slim_bundle)])
+    rts = Runtime(slim_bundle, backend="openvino", variant=["c100", "c75", "c50"])
+    frame = np.ascontiguousarray(x_all[:1].numpy())
+    for cfg in ("c100", "c50", "c75", "c100"):  # every configuration resident: switching reloads nothing
+        y = rts.run(frame, tasks=["garment", "silhouette"], variant=cfg)
+        console.print(f"config {cfg}: garment -> {fashion.GARMENTS[int(y['garment'].argmax())]}, "
+                      f"{rts.stats()['last_run_us']:.0f} us")
     console.rule(f"[bold green]demo done in {time.perf_counter() - t_start:.0f} s; artifacts in {out}/")
+
+
+def _mtedge(args: list[str]) -> None:
+    """Run one `mtedge` subcommand in this process; stop the demo if it fails."""
+    from toolchain.cli import main
+
+    click.secho("$ mtedge " + " ".join(args), fg="blue")
+    rc = main(args)
+    if rc:
+        raise SystemExit(rc)
 
 
 def _iou(pred, target) -> float:

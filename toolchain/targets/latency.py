@@ -87,7 +87,6 @@ def node_costs(model: onnx.ModelProto) -> list[NodeCost]:
     for i, n in enumerate(model.graph.node):
         name = n.name or f"{n.op_type}_{i}"
         ins = [t for t in n.input if t]
-        out = n.output[0] if n.output else ""
         out_elems = sum(numel(o) for o in n.output)
         moved = sum(nbytes(t) for t in ins) + sum(nbytes(o) for o in n.output)
         int8 = n.op_type in _MATH and any(producers.get(t) is not None and producers[t].op_type == "DequantizeLinear"
@@ -99,7 +98,7 @@ def node_costs(model: onnx.ModelProto) -> list[NodeCost]:
             w = shapes[ins[1]][0]  # [Cin, Cout/group, kh, kw]: each input element scatters Cout/group*kh*kw MACs
             flops = 2 * numel(ins[0]) * int(np.prod(w[1:])) + (out_elems if len(ins) > 2 else 0)
         elif n.op_type == "Gemm" and len(ins) >= 2:
-            a, b = shapes.get(ins[0], ([1, 1], 1))[0], shapes.get(ins[1], ([1, 1], 1))[0]
+            a = shapes.get(ins[0], ([1, 1], 1))[0]
             trans_a = next((at.i for at in n.attribute if at.name == "transA"), 0)
             k = a[0] if trans_a else a[-1]
             flops = 2 * out_elems * k + (out_elems if len(ins) > 2 else 0)
