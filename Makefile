@@ -24,7 +24,8 @@ $(VENV)/.deps: pyproject.toml | system
 	$(PIP) install --upgrade pip
 	$(PIP) install $(BUILD_PINS)
 	# deps first, torch pinned exactly (a looser torch pulls a multi-GB CUDA build)
-	$(PIP) install "torch==2.13.0" $$($(PY) scripts/deps.py pyproject.toml)
+	$(PY) scripts/deps.py pyproject.toml > $(VENV)/requirements.txt
+	$(PIP) install -r $(VENV)/requirements.txt
 	touch $@
 
 # Non-editable install: tests import the installed package, extension included.

@@ -1,9 +1,8 @@
-"""Print the runtime + test requirements of pyproject.toml, one shell word each."""
-import shlex
+"""Print the runtime + test requirements of pyproject.toml, one per line (a requirements file)."""
 import sys
 import tomllib
 
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
-reqs = list(project["dependencies"]) + list(project.get("optional-dependencies", {}).get("test", []))
-print(" ".join(shlex.quote(r) for r in reqs))
+for req in list(project["dependencies"]) + list(project.get("optional-dependencies", {}).get("test", [])):
+    print(req.split("#")[0].strip())

@@ -268,7 +268,7 @@ def test_pagcp_runs_the_check_and_never_prunes_a_refused_group():
 def test_compress_cli_reports_refused_groups(tmp_path):
     import yaml
 
-    from tests.cli_helpers import mtedge
+    from cli_helpers import mtedge
 
     recipe = {"name": "flatten-nhwc", "input": {"shape": [1, 3, 11, 9]},
               "data": {"kind": "random", "val_count": 8, "calibration_count": 8, "test_count": 8},
