@@ -54,6 +54,14 @@ check-tensorrt:
 demo: install
 	$(VENV)/bin/mtedge demo --out $(OUT)
 
+# issue 4's figures: the runtime on zoo:mobilenetv2-mt at 224x224 (medians, side by side)
+bench-runtime: install
+	mkdir -p bench/results build/bench
+	$(VENV)/bin/mtedge export zoo:mobilenetv2-mt -o build/bench/mobilenetv2-mt.mtb --task-models --force
+	$(VENV)/bin/mtedge bench build/bench/mobilenetv2-mt.mtb --iters 200 --json bench/results/runtime.json
+
+bench: bench-runtime bench-prune bench-quant bench-slim
+
 bench-quant: install
 	$(VENV)/bin/python bench/quant.py
 

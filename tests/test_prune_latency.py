@@ -34,11 +34,13 @@ def test_compress_reaches_a_latency_goal_judged_by_the_table(tmp_path, fashion_b
     ckpt = tiny_trained_fashion[0]
     path = _table(tmp_path, fashion_bundle)
     table = load_table(path)
-    goal = 0.85 * sum(table.segments.values())
+    total = sum(table.segments.values())
+    goal = 0.9 * total
     out = tmp_path / "p.pt"
     proc = mtedge("compress", ckpt, "--prune", "pagcp", "--target-latency-ms", f"{goal:.6f}", "--latency-table", path,
                   "--val-count", "64", "--label-free", "-o", out)
     assert "prunable layers matched by name" in proc.stderr
     pruned = load(str(out)).module
     estimate = cost.TableLatency(table, tiny_trained_fashion[1].module, torch.zeros(1, 1, 28, 28)).estimate_ms(pruned)
-    assert estimate <= goal * 1.001
+    assert estimate < total
+    assert estimate <= goal * 1.001, f"table estimate {estimate:.3f} ms > goal {goal:.3f} ms"
