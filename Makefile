@@ -44,7 +44,7 @@ test-cpp: install build/cpp/CMakeCache.txt
 	cd build/cpp && MTEDGE_PYTHON=$(abspath $(PY)) ctest --output-on-failure -j $(JOBS)
 
 test-py: install
-	cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider
+	cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
 test: test-py test-cpp check-tensorrt
 
