@@ -37,3 +37,10 @@ def test_torch_is_the_pinned_cpu_build():
 
     assert torch.__version__.startswith("2.13.0")
     assert not torch.cuda.is_available()
+
+
+def test_runtime_is_exported_at_the_top_level():
+    import toolchain
+    from toolchain.runtime import Runtime
+
+    assert toolchain.Runtime is Runtime
