@@ -7,6 +7,8 @@ element-wise ops, pooling and normalization are not counted.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import statistics
 import tempfile
 import time
@@ -60,25 +62,23 @@ def model_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def flops_per_channel(model: nn.Module, group: ChannelGroup, flops: dict[str, int]) -> float:
+def flops_per_channel(model: nn.Module, group: ChannelGroup, flops: dict[str, int],
+                      weight: Callable[[str], float] | None = None) -> float:
     """FLOPs one channel of `group` costs: its share of every coupled layer's FLOPs.
 
     A layer whose outputs shrink loses flops/out_channels per channel; one whose inputs shrink
-    loses flops/(in_channels/groups) per channel (a depthwise conv is counted once, as output)."""
+    loses flops/in_channels per channel (a layer in both lists is counted once, as output).
+    `weight(layer)` prices a layer's FLOPs (e.g. ms per FLOP from a latency table); default 1."""
     total = 0.0
-    seen: set[str] = set()
-    for name in group.out_layers:
+    for name in dict.fromkeys(group.out_layers + group.in_layers):
+        if name not in flops:
+            continue
         mod = model.get_submodule(name)
-        if name in flops and name not in seen:
-            seen.add(name)
-            out_ch = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
-            total += flops[name] / out_ch
-    for name in group.in_layers:
-        mod = model.get_submodule(name)
-        if name in flops and name not in seen:
-            seen.add(name)
-            in_ch = mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels
-            total += flops[name] / in_ch
+        if name in group.out_layers:
+            ch = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
+        else:
+            ch = mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels
+        total += (weight(name) if weight else 1.0) * flops[name] / max(ch, 1)
     return total
 
 
@@ -208,16 +208,5 @@ class TableLatency:
     def cost_per_channel(self, model: nn.Module, group: ChannelGroup) -> float:
         """ms one channel of `group` costs now: its FLOPs share of each coupled layer, priced
         at that layer's table time per FLOP."""
-        flops = layer_flops(model, self.example)
-        total = 0.0
-        for name in dict.fromkeys(group.out_layers + group.in_layers):
-            if name not in flops or not self.flops0.get(name):
-                continue
-            per_flop = self.ms0[name] / self.flops0[name]
-            mod = model.get_submodule(name)
-            if name in group.out_layers:
-                ch = mod.out_features if isinstance(mod, nn.Linear) else mod.out_channels
-            else:
-                ch = mod.in_features if isinstance(mod, nn.Linear) else mod.in_channels
-            total += per_flop * flops[name] / max(ch, 1)
-        return total
+        per_flop = {n: self.ms0[n] / f for n, f in self.flops0.items() if f}
+        return flops_per_channel(model, group, layer_flops(model, self.example), lambda n: per_flop.get(n, 0.0))
