@@ -72,6 +72,17 @@ def test_oracle_suffix_reexecution_equals_full_forward(fashion_recipe):
     assert oracle.evaluations == 2 * len(channel_groups(model, x))
 
 
+def test_oracle_never_relaxes_a_capped_task_past_its_cap(fashion_recipe):
+    model = load("zoo:fashion-mt").module
+    data = list(batches(fashion_recipe, "val", count=8, batch_size=8))
+    oracle = Oracle(model, fashion_recipe, data, {"garment": 1.0, "denoise": 0.3}, label_free=False,
+                    max_scale={"denoise": 8.0})
+    assert oracle.within({"garment": 30.0, "denoise": 2.4}, scale=64.0)
+    assert not oracle.within({"garment": 30.0, "denoise": 2.5}, scale=64.0)  # 8 x 0.3 dB, not 64 x
+    assert not oracle.within({"garment": 65.0, "denoise": 0.0}, scale=64.0)
+    assert oracle.within({"garment": 0.5, "denoise": 0.15}, scale=0.5)  # below the cap the scale rules
+
+
 def test_importance_keeps_a_channel_one_task_needs(fashion_recipe):
     model = load("zoo:fashion-mt").module
     x = example_input(fashion_recipe)

@@ -22,6 +22,9 @@ def test_fashion_recipe_bounds_are_the_documented_ones():
     r = load_recipe(zoo.get("fashion-mt").recipe_path)
     assert {t: s.allowed_drop for t, s in r.tasks.items()} == {"garment": 1.0, "group": 1.0, "silhouette": 1.0, "denoise": 0.3}
     assert r.tasks["denoise"].metric == "psnr" and r.tasks["denoise"].higher_is_better
+    # the pruning oracle may relax denoise's budget at most 8x (fine-tuning recovers PSNR poorly)
+    assert {t: s.max_relax for t, s in r.tasks.items()} == {"garment": None, "group": None, "silhouette": None,
+                                                            "denoise": 8.0}
 
 
 @pytest.mark.parametrize(
@@ -32,6 +35,7 @@ def test_fashion_recipe_bounds_are_the_documented_ones():
         (lambda d: d["tasks"]["seg"].update(metric="iou"), "known metrics"),
         (lambda d: d["tasks"]["seg"].update(allowed_drop=-1), "must be >= 0"),
         (lambda d: d["tasks"]["seg"].pop("allowed_drop"), "missing 'tasks.seg.allowed_drop'"),
+        (lambda d: d["tasks"]["seg"].update(max_relax=0.5), "'tasks.seg.max_relax' must be a number >= 1"),
         (lambda d: d["input"].update(shape=[3, 32, 32]), "4 positive ints"),
         (lambda d: d["data"].update(kind="imagenet"), "'data.kind' is 'imagenet'"),
     ],

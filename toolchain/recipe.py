@@ -41,6 +41,10 @@ class TaskSpec:
     metric: str
     allowed_drop: float
     higher_is_better: bool
+    # pruning: the most the oracle may relax this task's budget before fine-tuning, as a multiple
+    # of allowed_drop (None: as far as the global goal needs). For a task that fine-tuning recovers
+    # poorly -- a reconstruction held to a tight dB bound -- so its capacity is not spent on FLOPs.
+    max_relax: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ class Recipe:
                       "normalization": {"scale": i.scale, "mean": list(i.mean), "std": list(i.std)}},
             "data": {"kind": self.data.kind, "val_count": self.data.val_count,
                      "calibration_count": self.data.calibration_count, **self.data.options},
-            "tasks": {n: {"kind": t.kind, "metric": t.metric, "allowed_drop": t.allowed_drop}
+            "tasks": {n: {"kind": t.kind, "metric": t.metric, "allowed_drop": t.allowed_drop,
+                          **({"max_relax": t.max_relax} if t.max_relax is not None else {})}
                       for n, t in self.tasks.items()},
             **({"hooks": dict(self.hooks)} if self.hooks else {}),
         }
@@ -140,7 +145,11 @@ def parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
         drop = _require(t, "allowed_drop", where, (int, float))
         if drop < 0:
             raise SpecError(f"recipe: '{where}.allowed_drop' must be >= 0, got {drop}")
-        tasks[tname] = TaskSpec(tname, tkind, metric, float(drop), METRICS[metric]().higher_is_better)
+        max_relax = t.get("max_relax")
+        if max_relax is not None and (not isinstance(max_relax, (int, float)) or max_relax < 1):
+            raise SpecError(f"recipe: '{where}.max_relax' must be a number >= 1 (a multiple of allowed_drop), got {max_relax!r}")
+        tasks[tname] = TaskSpec(tname, tkind, metric, float(drop), METRICS[metric]().higher_is_better,
+                                None if max_relax is None else float(max_relax))
     hooks = doc.get("hooks") or {}
     if not isinstance(hooks, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in hooks.items()):
         raise SpecError(f"recipe: 'hooks' must map hook names to 'package.module:function' strings, got {hooks!r}")

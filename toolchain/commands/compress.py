@@ -21,8 +21,12 @@ from toolchain.errors import MtedgeError, SpecError
               help="global goal: host latency in ms (OpenVINO CPU, f32; measured)")
 @click.option("--target", "target", default=None, help="target profile (targets/*.toml): its channel multiple is the default --round-to")
 @click.option("--round-to", type=int, default=None, help="channel counts become multiples of N, never below N (default: target's, else 8)")
-@click.option("--order", type=click.Choice(["flops", "latency"]), default="flops", show_default=True,
-              help="prune the groups that save the most FLOPs, or the most measured host milliseconds, first")
+@click.option("--order", type=click.Choice(["flops", "latency", "latency-per-flop"]), default="flops", show_default=True,
+              help="prune first the groups that save the most FLOPs, the most milliseconds, or the most milliseconds "
+                   "per FLOP (best with --keep-flops: the FLOPs budget buys the most time); times from --latency-table, "
+                   "else OpenVINO's per-layer counters on this host")
+@click.option("--max-step", type=float, default=0.5, show_default=True,
+              help="at most this fraction of a group's channels is cut per round")
 @click.option("--latency-table", type=click.Path(dir_okay=False, exists=True), default=None,
               help="latency table of this model from `mtedge profile`: orders groups by ms saved and judges --target-latency-ms")
 @click.option("--finetune-epochs", type=float, default=0.0, show_default=True, help="recovery fine-tuning epochs after pruning")
@@ -38,7 +42,7 @@ from toolchain.errors import MtedgeError, SpecError
               help="write report.json, report.md and pruning_path.png here")
 @click.option("--test-count", type=int, default=None, help="evaluate before/after on the first N test samples")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, latency_table, finetune_epochs,
+def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, max_step, latency_table, finetune_epochs,
              finetune_limit, distill, label_free, val_count, ignored, quantize, output, report_dir, test_count, threads):
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
     import torch
@@ -85,16 +89,20 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         from toolchain.prune.pagcp import PruneConfig, prune
 
         config = PruneConfig(keep_flops=keep_flops, target_latency_ms=target_latency_ms, round_to=round_to, order=order,
-                             val_count=val_count, label_free=label_free, ignored=tuple(ignored))
+                             max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored))
         if latency_table:
             from toolchain.targets.latency import load_table
 
             table = cost.TableLatency(load_table(latency_table), unpruned, example)
-            config.order, config.latency_cost, config.latency_of = "latency", table.cost_per_channel, table.estimate_ms
+            config.latency_cost, config.latency_of = table.cost_per_channel, table.estimate_ms
+            config.order = order if order != "flops" else "latency"
             console.print(f"latency table {latency_table} ({table.table.source}, {table.table.target}): "
                           f"{table.total_ms:.3f} ms, {len(table.names)} prunable layers matched by name")
-        elif order == "latency":
-            config.latency_cost = cost.measured_latency_cost(example, round_to)
+        elif order != "flops":
+            table = cost.TableLatency.measured_on_host(unpruned, example, runs=100)
+            config.latency_cost = table.cost_per_channel
+            console.print(f"host per-layer latency (OpenVINO CPU counters): {table.total_ms:.3f} ms, "
+                          f"{len(table.names)} prunable layers timed")
         if method == "pagcp":
             result = prune(unpruned, rec, config, example=example)
         else:

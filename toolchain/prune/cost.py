@@ -95,7 +95,8 @@ class _Outputs(nn.Module):
         return tuple(out[t] for t in self.tasks)
 
 
-def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | None = None):
+def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | None = None,
+                     extra_config: dict | None = None):
     """The whole model as an OpenVINO CPU compiled model, f32 precision hint, latency mode."""
     import openvino as ov
 
@@ -113,6 +114,7 @@ def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | Non
     config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
+    config.update(extra_config or {})
     return core.compile_model(ov_model, "CPU", config)
 
 
@@ -137,22 +139,55 @@ def host_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, runs: i
     return {n: statistics.median(t) for n, t in times.items()}
 
 
-def measured_latency_cost(example: torch.Tensor, round_to: int = 8, runs: int = 15):
-    """A `latency_cost(model, group) -> ms per channel` for PAGCP's latency ordering, measured on
-    the host: the model and a copy with half the group's channels removed run side by side in
-    OpenVINO; the time saved is divided by the channels removed."""
-    import copy
+def _module_of_ov_node(node: str, modules: set[str]) -> str | None:
+    """The module an OpenVINO node of an exported model came from, or None.
 
-    def latency_cost(model: nn.Module, group: ChannelGroup) -> float:
-        keep = max(round_to, round_to * (group.channels // 2 // round_to))
-        if keep >= group.channels:
-            return 0.0
-        cut = copy.deepcopy(model)
-        group.prune(cut, list(range(group.channels - keep)), example=example)
-        lat = host_latency_ms({"full": model, "cut": cut}, example, runs=runs, warmup=3)
-        return max(lat["full"] - lat["cut"], 0.0) / (group.channels - keep)
+    The ONNX exporter scopes a node by module path, a Sequential's child as ``parent.index``:
+    ``/model/encoder/stage8/stage8.1/block/block.0/block.0.0/Conv/WithoutBiases`` is module
+    ``encoder.stage8.1.block.0.0`` (``model`` is _Outputs' wrapper)."""
+    parts = [p for p in node.split("/") if p]
+    if parts and parts[0] == "model":
+        parts = parts[1:]
+    path: list[str] = []
+    prev = ""
+    for seg in parts:
+        name = seg[len(prev) + 1:] if prev and seg.startswith(prev + ".") else seg
+        path.append(name)
+        prev = seg
+        if ".".join(path) in modules:
+            return ".".join(path)
+    return None
 
-    return latency_cost
+
+def host_layer_times(model: nn.Module, example: torch.Tensor, runs: int = 30, warmup: int = 5,
+                     threads: int | None = None) -> tuple[dict[str, float], float]:
+    """Per-layer host latency from OpenVINO's profiling counters: ({module name: median ms}, median
+    wall ms of the whole model). Only Conv/Linear modules are named; fused BN and activations count
+    toward their layer, every other node (resize, concat, input reorder) toward the wall time only."""
+    import openvino as ov
+
+    compiled = compile_openvino(model, example, threads, {"PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    x = example[:1].numpy()
+    for _ in range(warmup):
+        request.infer({0: x})
+    modules = {n for n, m in model.named_modules() if isinstance(m, _COUNTED)}
+    per_run: dict[str, list[float]] = {}
+    wall: list[float] = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        request.infer({0: x})
+        wall.append((time.perf_counter() - t0) * 1e3)
+        times: dict[str, float] = {}
+        for info in request.profiling_info:
+            if info.status != ov.ProfilingInfo.Status.EXECUTED:
+                continue
+            name = _module_of_ov_node(info.node_name, modules)
+            if name is not None:
+                times[name] = times.get(name, 0.0) + info.real_time.total_seconds() * 1e3
+        for name, ms in times.items():
+            per_run.setdefault(name, []).append(ms)
+    return {n: statistics.median(v) for n, v in per_run.items()}, statistics.median(wall)
 
 
 def table_layer_names(table, module_names: list[str]) -> dict[str, str]:
@@ -177,29 +212,43 @@ def table_layer_names(table, module_names: list[str]) -> dict[str, str]:
 
 
 class TableLatency:
-    """Latency of a model and of its channels, from a latency table of the *unpruned* model.
+    """Latency of a model and of its channels, from per-layer times of the *unpruned* model: a
+    latency table (`mtedge profile`, any target) or OpenVINO's profiling counters on this host.
 
-    A prunable layer's time scales with its FLOPs (what pruning changes); everything else in the
-    table (pooling, resizes, non-prunable layers, per-segment overhead) stays fixed. Layers the
-    table does not name are priced at the table's time per FLOP of their op type."""
+    A prunable layer's time scales with its FLOPs (what pruning changes); everything else
+    (pooling, resizes, input reorders, non-prunable layers, per-segment overhead) stays fixed.
+    Layers the table does not name are priced at the table's time per FLOP of their op type."""
 
     def __init__(self, table, model: nn.Module, example: torch.Tensor) -> None:
-        self.table = table
-        self.example = example
-        self.flops0 = layer_flops(model, example)
-        self.names = table_layer_names(table, list(self.flops0))
+        flops0 = layer_flops(model, example)
+        names = table_layer_names(table, list(flops0))
         # Per-layer times (profiling counters) and per-segment wall times are measured apart and
         # need not add up: layer times are rescaled so that they sum to the wall-clock total.
         layers_ms = sum(table.layers.values())
         total = sum(table.segments.values()) or layers_ms
         scale = total / layers_ms if layers_ms > 0 else 1.0
-        self.ms0: dict[str, float] = {}
-        for name, f in self.flops0.items():
-            mod = model.get_submodule(name)
-            op = "Gemm" if isinstance(mod, nn.Linear) else "Conv"
-            self.ms0[name] = scale * table.layer_cost(self.names.get(name, ""), op=op, flops=f)
-        self.fixed_ms = max(total - sum(self.ms0[n] for n in self.names), 0.0)
-        self.total_ms = total
+        ms0 = {}
+        for name, f in flops0.items():
+            op = "Gemm" if isinstance(model.get_submodule(name), nn.Linear) else "Conv"
+            ms0[name] = scale * table.layer_cost(names.get(name, ""), op=op, flops=f)
+        self.table, self.names = table, names
+        self._set(ms0, total, example, flops0, matched=set(names))
+
+    @classmethod
+    def measured_on_host(cls, model: nn.Module, example: torch.Tensor, runs: int = 30) -> "TableLatency":
+        """Per-layer times of `model` measured here with OpenVINO (CPU, f32 hint): a latency
+        table without a bundle, for latency-ordered pruning of the host itself."""
+        ms0, wall = host_layer_times(model, example, runs=runs)
+        self = cls.__new__(cls)
+        self.table, self.names = None, {n: n for n in ms0}
+        self._set(ms0, wall, example, layer_flops(model, example), matched=set(ms0))
+        return self
+
+    def _set(self, ms0: dict[str, float], total_ms: float, example: torch.Tensor, flops0: dict[str, int],
+             matched: set[str]) -> None:
+        self.example, self.flops0, self.total_ms = example, flops0, total_ms
+        self.ms0 = {n: ms0.get(n, 0.0) for n in flops0}
+        self.fixed_ms = max(total_ms - sum(self.ms0[n] for n in matched), 0.0)
 
     def estimate_ms(self, model: nn.Module) -> float:
         flops = layer_flops(model, self.example)

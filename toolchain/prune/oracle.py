@@ -54,14 +54,16 @@ class _Suffix:
 class Oracle:
     """Per-task drops of candidates against `unpruned` on a fixed list of batches.
 
-    `budgets` bounds each task's drop (metric units); `label_free` scores fidelity to `unpruned`
-    instead of labels. `evaluations` counts the candidates judged."""
+    `budgets` bounds each task's drop (metric units) at budget scale 1; a task in `max_scale` never
+    gets more than that multiple, however far the scale is relaxed; `label_free` scores fidelity to
+    `unpruned` instead of labels. `evaluations` counts the candidates judged."""
 
     def __init__(self, unpruned: nn.Module, recipe: Recipe, data: Sequence[Batch], budgets: dict[str, float],
-                 label_free: bool) -> None:
+                 label_free: bool, max_scale: dict[str, float] | None = None) -> None:
         self.recipe = recipe
         self.label_free = label_free
         self.budgets = dict(budgets)
+        self.max_scale = dict(max_scale or {})
         self.evaluations = 0
         self.tasks = list(recipe.tasks)
         self.metric_names = {t: task_metric_name(recipe, t, label_free) for t in self.tasks}
@@ -95,7 +97,7 @@ class Oracle:
         return {t: (self.before[t] - v) if self.hib[t] else (v - self.before[t]) for t, v in metrics.items()}
 
     def within(self, drops: dict[str, float], scale: float = 1.0) -> bool:
-        return all(d <= self.budgets[t] * scale + 1e-9 for t, d in drops.items())
+        return all(d <= self.budgets[t] * min(scale, self.max_scale.get(t, scale)) + 1e-9 for t, d in drops.items())
 
     # -- the current model and its cached prefixes -----------------------------------------------
 

@@ -41,12 +41,18 @@ from toolchain.prune.oracle import Oracle
 from toolchain.recipe import Recipe
 
 
+ORDERS = ("flops", "latency", "latency-per-flop")
+
+
 @dataclass
 class PruneConfig:
     keep_flops: float | None = 0.35  # global goal: keep this fraction of the FLOPs ...
     target_latency_ms: float | None = None  # ... or reach this host latency (OpenVINO CPU, f32)
     round_to: int = 8  # channel counts are multiples of this (and never below it)
-    order: str = "flops"  # "flops": most FLOPs saved first; "latency": most measured ms saved first
+    # "flops": most FLOPs saved first; "latency": most ms saved first; "latency-per-flop": most ms
+    # saved per FLOP saved first (for a FLOPs goal: the budget buys the most time, cutting layers
+    # that are slow for their FLOPs -- memory-bound 1x1/depthwise at high resolution -- first)
+    order: str = "flops"
     val_count: int = 512  # oracle subset of the val split (fixed for the whole run)
     batch_size: int = 128
     taylor_batches: int = 2  # val batches for the Taylor saliency
@@ -57,7 +63,7 @@ class PruneConfig:
     label_free: bool = False  # fidelity to the unpruned model instead of labels
     ignored: tuple[str, ...] = ()  # layers whose output channels must stay
     use_taylor: bool = True
-    latency_cost: Callable[[nn.Module, ChannelGroup], float] | None = None  # ms per channel, for order="latency"
+    latency_cost: Callable[[nn.Module, ChannelGroup], float] | None = None  # ms per channel, for the latency orders
     # how target_latency_ms is judged: None measures the host (OpenVINO CPU); a latency table's
     # estimate (cost.TableLatency.estimate_ms) judges it for the table's target instead
     latency_of: Callable[[nn.Module], float] | None = None
@@ -69,10 +75,12 @@ class PruneConfig:
             raise SpecError(f"keep_flops must be in (0, 1), got {self.keep_flops}; e.g. 0.35 keeps 35% of the FLOPs")
         if self.target_latency_ms is not None and self.target_latency_ms <= 0:
             raise SpecError(f"target latency must be > 0 ms, got {self.target_latency_ms}")
+        if not 0.0 < self.max_step <= 1.0:
+            raise SpecError(f"max_step must be in (0, 1], got {self.max_step}; e.g. 0.5 cuts at most half a group per round")
         if self.round_to < 1:
             raise SpecError(f"round_to must be >= 1, got {self.round_to}")
-        if self.order not in ("flops", "latency"):
-            raise SpecError(f"order must be 'flops' or 'latency', got {self.order!r}")
+        if self.order not in ORDERS:
+            raise SpecError(f"order must be one of {', '.join(ORDERS)}; got {self.order!r}")
 
 
 @dataclass
@@ -157,6 +165,18 @@ def _keep_candidates(channels: int, m: int, max_step: float, need_flops: float, 
     return [channels, *keeps]
 
 
+def _priority(config: PruneConfig, group: ChannelGroup, flops_per_channel: float,
+              latency_per_channel: dict[str, float]) -> float:
+    """How early `group` is visited in a round (highest first), by config.order."""
+    prunable = max(group.channels - config.round_to, 0)
+    if config.order == "flops":
+        return flops_per_channel * prunable
+    ms = latency_per_channel.get(group.name, 0.0)
+    if config.order == "latency":
+        return ms * prunable
+    return ms / flops_per_channel if flops_per_channel > 0 and prunable else 0.0
+
+
 def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
           example: torch.Tensor | None = None, data: list[Batch] | None = None) -> PruneResult:
     """Prune a copy of `model` with PAGCP until the global goal (`model` itself is left as it was);
@@ -172,7 +192,8 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     label_free = config.label_free or not has_labels(recipe)
     unpruned = copy.deepcopy(model)
     data = data if data is not None else oracle_data(recipe, config)
-    oracle = Oracle(unpruned, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, label_free)
+    oracle = Oracle(unpruned, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, label_free,
+                    {t: s.max_relax for t, s in recipe.tasks.items() if s.max_relax is not None})
     taylor_data = data[: config.taylor_batches]
     flops0, params0 = cost.model_flops(model, example), cost.model_params(model)
     notes: list[str] = []
@@ -191,9 +212,9 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     for name, reason in refused.items():
         warnings.warn(f"pruning group {name} skipped: the exactness check refused it ({reason})", stacklevel=2)
     latency_per_channel: dict[str, float] = {}
-    if config.order == "latency":
+    if config.order != "flops":
         if config.latency_cost is None:
-            raise SpecError("order='latency' needs a latency cost (a measured or target latency table)")
+            raise SpecError(f"order={config.order!r} needs a latency cost (a measured or target latency table)")
         latency_per_channel = {g.name: config.latency_cost(model, g) for g in groups if g.name not in refused}
 
     oracle.set_current(model, oracle.before)
@@ -210,9 +231,8 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
                                     config.use_taylor)
             flops = cost.layer_flops(model, example)
             per_channel = {g.name: cost.flops_per_channel(model, g, flops) for g in groups}
-            saving = {g.name: (latency_per_channel.get(g.name, 0.0) if config.order == "latency" else per_channel[g.name])
-                      * max(g.channels - config.round_to, 0) for g in groups}
-            order = sorted((g.name for g in groups), key=lambda n: -saving[n])
+            order = [g.name for g in sorted(groups, key=lambda g: -_priority(config, g, per_channel[g.name],
+                                                                             latency_per_channel))]
             current = {g.name: g for g in groups}
             for i, name in enumerate(order):
                 progress.update(job, description=f"pagcp round {rnd + 1} budget x{scale:.2f} group {i + 1}/{len(order)} "

@@ -42,7 +42,8 @@ class OvSegment final : public Segment {
  public:
   OvSegment(ov::CompiledModel model, const SegmentSource& src)
       : model_(std::move(model)), request_(model_.create_infer_request()), name_(src.name) {
-    for (const auto& t : src.inputs) specs_.emplace(t.name, t);
+    for (const auto& t : src.inputs)
+      external_.emplace(t.name, External{model_.input(t.name), ov_type(t.dtype), ov_shape(t.shape)});
   }
 
   void bind(const std::string& tensor, Buffer& buf) override {
@@ -55,10 +56,11 @@ class OvSegment final : public Segment {
   }
 
   void set_external_input(const std::string& tensor, const void* host_data) override {
-    const TensorSpec& spec = specs_.at(tensor);
+    External& in = external_.at(tensor);
+    if (in.bound == host_data) return;  // the same caller buffer as last call: already wrapped
     // Wraps caller memory without copying; OpenVINO only reads inputs.
-    request_.set_tensor(tensor, ov::Tensor(ov_type(spec.dtype), ov_shape(spec.shape),
-                                           const_cast<void*>(host_data)));
+    request_.set_tensor(in.port, ov::Tensor(in.type, in.shape, const_cast<void*>(host_data)));
+    in.bound = host_data;
   }
 
   void run() override {
@@ -73,7 +75,14 @@ class OvSegment final : public Segment {
   ov::CompiledModel model_;
   ov::InferRequest request_;
   std::string name_;
-  std::map<std::string, TensorSpec> specs_;
+  // Port, type and shape of each input resolved at load, so a call only compares a pointer.
+  struct External {
+    ov::Output<const ov::Node> port;
+    ov::element::Type type;
+    ov::Shape shape;
+    const void* bound = nullptr;
+  };
+  std::map<std::string, External> external_;
 };
 
 class OpenVinoBackend final : public Backend {
