@@ -6,7 +6,7 @@ grid on val -> search -> export c100/c75/c50/c35 + searched configs into one bun
 test metrics per configuration vs the non-slimmable model -> configuration switching in the runtime
 -> preference swap -> bench/results/slim.json (atomic), slim_metric_vs_flops.png, a rich table.
 
-    .venv/bin/python bench/slim.py [--epochs 0.5] [--reuse] [--work DIR]
+    .venv/bin/python bench/slim.py [--epochs 1.0] [--reuse] [--work DIR]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="trained fashion-mt (default: bench/common.py's cached one)")
     ap.add_argument("--work", default=str(ROOT / "bench" / ".cache" / "slim"))
-    ap.add_argument("--epochs", type=float, default=0.5, help="slimmable training epochs")
+    ap.add_argument("--epochs", type=float, default=1.0, help="slimmable training epochs")
     ap.add_argument("--val-count", type=int, default=1000, help="val images for the width grid")
     ap.add_argument("--test-count", type=int, default=None, help="test images for the reported metrics (all)")
     ap.add_argument("--reuse", action="store_true", help="reuse WORK/slim.pt when present")
@@ -40,6 +40,7 @@ def main() -> int:
 
     from toolchain.bench_runtime import bench_config_switch
     from toolchain.data.loaders import batches, example_input
+    from toolchain.errors import SpecError
     from toolchain.evaluate import evaluate
     from toolchain.model import load
     from toolchain.progress import console
@@ -96,6 +97,15 @@ def main() -> int:
     # configurations: uniform widths, the search at ~50% FLOPs (equal preferences), the preference swap
     uniform = [parse_config_name(n, tasks) for n in ("c100", "c75", "c50", "c35")]
     half = search(table, {t: 1.0 for t in tasks}, budget_flops=0.5)
+    # the acceptance's bounds as a search constraint: the best configuration at <= 50% FLOPs whose
+    # val metrics stay within 2 points (0.6 dB) of full width, None when none does
+    bounds = {t: (0.6 if t == "denoise" else 2.0) for t in tasks}
+    try:
+        bounded = search(table, {t: 1.0 for t in tasks}, budget_flops=0.5, max_drop=bounds)
+    except SpecError as e:
+        bounded, bounded_error = None, str(e)
+    else:
+        bounded_error = None
     # controllability: swap silhouette/denoise preferences (4 vs 1) at several fixed budgets; the
     # headline is the smallest budget at which the two decoders compete (one can be widened, not both)
     swaps = {f"{b:.2f}": preference_swap(table, "silhouette", "denoise", b) for b in (0.5, 0.55, 0.6, 0.65, 0.7)}
@@ -103,7 +113,7 @@ def main() -> int:
     swap = swaps[f"{swap_budget:.2f}"]
     from toolchain.slim.convert import WidthConfig
 
-    extra = [half.config, WidthConfig.from_dict(swap["prefer_a"]["config"]), WidthConfig.from_dict(swap["prefer_b"]["config"])]
+    extra = [half.config, *([bounded.config] if bounded else []), WidthConfig.from_dict(swap["prefer_a"]["config"]), WidthConfig.from_dict(swap["prefer_b"]["config"])]
     configs, seen = [], set()
     for c in uniform + extra:
         if c.name not in seen:
@@ -133,6 +143,7 @@ def main() -> int:
     # share of the overhead that comes from switching resident request sets, not from widths
     control = _duplicate_variant_control(bundle, work, args.threads)
     task_switch = _task_switch(bundle, args.threads)
+    mbv2_switch = _mobilenet_switch(work, args.threads)
     timings["switch_bench_s"] = time.perf_counter() - t0
 
     # runtime parity: alternating configurations gives each configuration's own outputs
@@ -186,6 +197,10 @@ def main() -> int:
         "configs": per_config,
         "search_half_flops": {"name": half_name, "budget_flops_fraction": 0.5, "flops": half.flops,
                               "candidates": half.candidates},
+        "search_half_flops_within_bounds": ({"name": bounded.config.name, "max_drop_vs_full_width_val": bounds,
+                                             "flops": bounded.flops, "candidates": bounded.candidates,
+                                             "within_on_test": within(bounded.config.name)}
+                                            if bounded else {"error": bounded_error}),
         "preference_swap": swap,
         "preference_swap_by_budget": {b: {k: r[k] for k in ("prefer_a", "prefer_b", "wider_decoder_swaps",
                                                              "a_metric_moves", "b_metric_moves")}
@@ -194,6 +209,9 @@ def main() -> int:
         "config_switch": switch,
         "config_switch_all_variants": switch_all,
         "config_switch_every_10_calls_pct": switch_block["config_switch_overhead_pct"],
+        "raw_openvino_config_switch_overhead_pct": switch["raw_openvino_config_switch_overhead_pct"],
+        "runtime_added_switch_overhead_pct": switch["runtime_added_switch_overhead_pct"],
+        "config_switch_mobilenetv2_mt": mbv2_switch,
         "config_switch_identical_copies_pct": control,
         "task_switch_overhead_pct_same_bundle": task_switch,
         "runtime_switch_parity_max_abs_diff": parity,
@@ -207,6 +225,8 @@ def main() -> int:
             "about_half_flops_fraction": per_config[about_half]["flops_fraction"] if about_half else None,
             "equal_preference_search_at_50pct": half_name, "equal_preference_search_within": within(half_name),
             "config_switch_overhead_le_1pct": switch["config_switch_overhead_pct"] <= 1.0,
+            "runtime_added_switch_overhead_le_1pct": switch["runtime_added_switch_overhead_pct"] <= 1.0,
+            "mobilenetv2_config_switch_overhead_le_1pct": mbv2_switch["config_switch_overhead_pct"] <= 1.0,
             "preference_swap": bool(swap["wider_decoder_swaps"] and swap["a_metric_moves_test"] and swap["b_metric_moves_test"]),
             "verify_ok": ver["ok"],
         },
@@ -219,6 +239,11 @@ def main() -> int:
     table_render(rows, tasks, "zoo:fashion-mt slimmable configurations (test split)", baseline)
     console.print(f"config_switch_overhead_pct {switch['config_switch_overhead_pct']:+.2f}% (c100/c75/c50/c35 resident, "
                   f"alternating every call); all {len(configs)} variants: {switch_all['config_switch_overhead_pct']:+.2f}%")
+    console.print(f"the same schedule in raw OpenVINO on the same segment files: "
+                  f"{switch['raw_openvino_config_switch_overhead_pct']:+.2f}%; added by the runtime (ratio): "
+                  f"{switch['runtime_added_switch_overhead_pct']:+.2f}%; zoo:mobilenetv2-mt 224x224 slimmable (untrained), "
+                  f"4 widths: {mbv2_switch['config_switch_overhead_pct']:+.2f}% (raw OpenVINO "
+                  f"{mbv2_switch['raw_openvino_config_switch_overhead_pct']:+.2f}%)")
     console.print(f"of which the runtime's own work per call: {switch['runtime_bookkeeping_us']['repeated']:.1f} -> "
                   f"{switch['runtime_bookkeeping_us']['alternating']:.1f} us ({switch['runtime_switch_cost_pct']:+.2f}% of latency); "
                   f"time inside OpenVINO segments {switch['segment_time_alternating_vs_repeated_pct']:+.1f}%")
@@ -246,6 +271,27 @@ def _duplicate_variant_control(bundle: Path, work: Path, threads: int) -> float:
     m["variants"]["c50_copy"] = copy.deepcopy(m["variants"]["c50"])
     write_json_atomic(ctl / "manifest.json", m)
     return bench_config_switch(ctl, iters=400, threads=threads, variants=["c50", "c50_copy"])["config_switch_overhead_pct"]
+
+
+def _mobilenet_switch(work: Path, threads: int) -> dict:
+    """Configuration switching on a model of edge size: zoo:mobilenetv2-mt at 224x224 made
+    slimmable (untrained: timing only), widths 1.0/0.75/0.5/0.35 in multiples of 16, one bundle."""
+    from toolchain.bench_runtime import bench_config_switch
+    from toolchain.data.loaders import example_input
+    from toolchain.model import load
+    from toolchain.slim import convert
+    from toolchain.slim.convert import WidthConfig
+    from toolchain.slim.export import export_slim_bundle
+
+    lm = load("zoo:mobilenetv2-mt")
+    example = example_input(lm.recipe)
+    tasks = list(lm.recipe.tasks)
+    widths = (1.0, 0.75, 0.5, 0.35)
+    slim = convert(lm.module.eval(), tasks, example, widths=widths, round_to=16)
+    bundle = work / "mobilenetv2-slim.mtb"
+    export_slim_bundle(slim, lm.recipe, bundle, [WidthConfig.uniform(w, tasks) for w in widths], example,
+                       force=True, measure_latency=False)
+    return bench_config_switch(bundle, iters=100, threads=threads)
 
 
 def _task_switch(bundle: Path, threads: int, iters: int = 400) -> float:

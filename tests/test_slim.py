@@ -160,6 +160,26 @@ def test_search_respects_budget_and_preferences():
         search(table, {"a": 1, "b": 1})
 
 
+def test_search_keeps_tasks_within_their_max_drop():
+    from toolchain.slim.search import drop_from_full, parse_task_values
+
+    table = _synthetic_table()
+    budget = 100_000 + 100_000 + 50_000
+    free = search(table, {"a": 3, "b": 1}, budget_flops=budget)
+    assert drop_from_full(table, free.config, "b") == pytest.approx(2.0)  # b's decoder halved
+    kept = search(table, {"a": 3, "b": 1}, budget_flops=budget, max_drop={"b": 1.0})
+    assert kept.flops <= budget and kept.config != free.config
+    assert drop_from_full(table, kept.config, "b") <= 1.0
+    assert kept.candidates < free.candidates and kept.budget["max_drop"] == {"b": 1.0}
+    with pytest.raises(SpecError, match=r"none of the \d+ configurations within the budget.*a 5 > 0"):
+        search(table, {"a": 1, "b": 1}, budget_flops=budget / 2, max_drop={"a": 0.0, "b": 0.0})
+    with pytest.raises(SpecError, match="unknown task"):
+        search(table, {"a": 1, "b": 1}, budget_flops=budget, max_drop={"c": 1.0})
+    assert parse_task_values("a=2, b=0.5", ["a", "b"], "max drop") == {"a": 2.0, "b": 0.5}
+    with pytest.raises(SpecError, match="max drop 'x' for a is not a number"):
+        parse_task_values("a=x", ["a", "b"], "max drop")
+
+
 def test_parse_preferences_and_config_names():
     assert parse_preferences("silhouette=2,denoise=0.5", TASKS) == {"garment": 1.0, "group": 1.0, "silhouette": 2.0,
                                                                     "denoise": 0.5}
@@ -269,6 +289,10 @@ def test_config_switch_benchmark_reports_overhead(slim_bundle):
     # the C++-side split: the runtime's own work per call is small next to the segments' time
     assert 0 <= r["runtime_bookkeeping_us"]["repeated"] < r["segment_time_us"]["repeated"]
     assert np.isfinite(r["runtime_switch_cost_pct"])
+    # raw OpenVINO on the same segment files ran the same schedule, and the ratio is consistent
+    assert all(v["raw_openvino_median_ms"] > 0 for v in r["configs"].values())
+    ours, raw = r["config_switch_overhead_pct"], r["raw_openvino_config_switch_overhead_pct"]
+    assert r["runtime_added_switch_overhead_pct"] == pytest.approx(100 * ((1 + ours / 100) / (1 + raw / 100) - 1))
 
 
 def test_cli_search_and_errors(slim, table, fashion_recipe, tmp_path):

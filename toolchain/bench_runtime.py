@@ -148,6 +148,33 @@ def _run_probe(mode: str, bundle: str, model_dir: str, threads: int | None, prec
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def raw_openvino_frame(core, cfg: dict, bundle: str | os.PathLike, manifest: dict, variant: str,
+                       plan: list[str], x: np.ndarray, tasks: list[str]) -> Callable[[], list[np.ndarray]]:
+    """The baseline the runtime is measured against: `plan`'s segments of `variant` compiled with the
+    OpenVINO Python API and wired like the runtime (one shared tensor per boundary, input wrapped
+    without a copy); calling the result runs one frame and returns copies of `tasks`' outputs."""
+    import openvino as ov
+
+    segments = manifest["variants"][variant]["segments"]
+    reqs, tensors = [], {manifest["input"]["name"]: ov.Tensor(x, shared_memory=True)}
+    for seg in plan:
+        spec = segments[seg]
+        req = core.compile_model(str(Path(bundle) / spec["file"]), "CPU", cfg).create_infer_request()
+        for o in spec["outputs"]:
+            tensors[o["name"]] = ov.Tensor(ov.Type.f32 if o["dtype"] == "float32" else ov.Type.f16, o["shape"])
+        for name in manifest["segments"][seg]["inputs"] + manifest["segments"][seg]["outputs"]:
+            req.set_tensor(name, tensors[name])
+        reqs.append(req)
+    outs = [manifest["tasks"][t]["output"] for t in tasks]
+
+    def frame() -> list[np.ndarray]:
+        for r in reqs:
+            r.infer()
+        return [tensors[o].data.copy() for o in outs]
+
+    return frame
+
+
 def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, threads: int | None = None,
                  precision: str = "f32", variant: str | None = None, reload_iters: int | None = None,
                  rss: bool = True, progress: bool = True) -> dict:
@@ -235,22 +262,7 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
             bar.advance(job)
 
         # Raw OpenVINO on the same segments, wired like the runtime (shared tensors, no copies).
-        plan = rt.plan(tasks)
-        reqs, tensors = [], {m["input"]["name"]: ov.Tensor(x, shared_memory=True)}
-        for seg in plan:
-            spec = m["variants"][var]["segments"][seg]
-            req = core.compile_model(str(Path(bundle) / spec["file"]), "CPU", cfg).create_infer_request()
-            for o in spec["outputs"]:
-                tensors[o["name"]] = ov.Tensor(ov.Type.f32 if o["dtype"] == "float32" else ov.Type.f16, o["shape"])
-            for name in m["segments"][seg]["inputs"] + m["segments"][seg]["outputs"]:
-                req.set_tensor(name, tensors[name])
-            reqs.append(req)
-        outs = [m["tasks"][t]["output"] for t in tasks]
-
-        def raw_frame() -> list[np.ndarray]:
-            for r in reqs:
-                r.infer()
-            return [tensors[o].data.copy() for o in outs]
+        raw_frame = raw_openvino_frame(core, cfg, bundle, m, var, rt.plan(tasks), x, tasks)
 
         raw_frame()
         job = bar.add_task("baseline: raw OpenVINO segments", total=iters)
@@ -310,7 +322,14 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
     ``config_switch_overhead_pct = 100 * (sum of alternating medians / sum of repeated medians - 1)``.
     Both styles run in `rounds` interleaved blocks of `iters` calls per configuration, so load
     from other processes hits them alike. `block` > 1 switches configuration every `block` calls
-    instead of every call (a budget changes far less often than every frame)."""
+    instead of every call (a budget changes far less often than every frame).
+
+    The same schedule also drives raw OpenVINO (Python API) on the same segment files, wired like
+    the runtime, in the same rounds: ``raw_openvino_config_switch_overhead_pct`` is what alternating
+    between resident compiled networks costs OpenVINO and the CPU caches by themselves, and
+    ``runtime_added_switch_overhead_pct`` the ratio of the two (what the runtime adds on top)."""
+    import openvino as ov
+
     m = json.loads((Path(bundle) / "manifest.json").read_text())
     names = variants or width_config_variants(m)
     if len(names) < 2:
@@ -319,13 +338,21 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
     shape = tuple(rt.input_spec()["shape"])
     golden = np.load(Path(bundle) / m["golden"]["input"]["file"]).astype(np.float32)
     x = np.ascontiguousarray(golden[: shape[0]].reshape(shape))
+    tasks = rt.tasks
+    core, cfg = ov.Core(), _ov_config(threads, precision)
+    raw_frames = {v: raw_openvino_frame(core, cfg, bundle, m, v, rt.plan(tasks), x, tasks) for v in names}
+    styles: dict[str, Callable[[str], object]] = {
+        "runtime": lambda v: rt.run(x, variant=v),
+        "raw_openvino": lambda v: raw_frames[v](),
+    }
     for _ in range(warmup):
         for v in names:
-            rt.run(x, variant=v)
+            for call in styles.values():
+                call(v)
     per = max(1, iters // rounds)
-    rep: dict[str, list[float]] = {v: [] for v in names}
-    alt: dict[str, list[float]] = {v: [] for v in names}
-    # C++-side split of each phase: time inside segments vs the runtime's own work per call
+    rep = {k: {v: [] for v in names} for k in styles}
+    alt = {k: {v: [] for v in names} for k in styles}
+    # C++-side split of each runtime phase: time inside segments vs the runtime's own work per call
     split = {"repeated": [0.0, 0.0, 0], "alternating": [0.0, 0.0, 0]}  # run ms, segment ms, calls
 
     def account(phase: str) -> None:
@@ -335,28 +362,40 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
         split[phase][2] += st["runs"]
         rt.reset_stats()
 
+    def timed(call: Callable[[str], object], v: str, into: dict[str, list[float]]) -> None:
+        t0 = time.perf_counter()
+        call(v)
+        into[v].append((time.perf_counter() - t0) * 1e3)
+
     rt.reset_stats()
     for _ in range(rounds):
-        for v in names:
-            for _ in range(per):
-                t0 = time.perf_counter()
-                rt.run(x, variant=v)
-                rep[v].append((time.perf_counter() - t0) * 1e3)
-        account("repeated")
-        for i in range(len(names) * per):
-            v = names[(i // block) % len(names)]
-            t0 = time.perf_counter()
-            rt.run(x, variant=v)
-            alt[v].append((time.perf_counter() - t0) * 1e3)
-        account("alternating")
-    repeat_sum = sum(float(np.median(rep[v])) for v in names)
-    alt_sum = sum(float(np.median(alt[v])) for v in names)
+        for style, call in styles.items():
+            for v in names:
+                for _ in range(per):
+                    timed(call, v, rep[style])
+            if style == "runtime":
+                account("repeated")
+            for i in range(len(names) * per):
+                timed(call, names[(i // block) % len(names)], alt[style])
+            if style == "runtime":
+                account("alternating")
+
+    def overhead(style: str) -> float:
+        repeat_sum = sum(float(np.median(rep[style][v])) for v in names)
+        return 100.0 * (sum(float(np.median(alt[style][v])) for v in names) / repeat_sum - 1.0)
+
     book = {p: 1e3 * (r - s) / max(n, 1) for p, (r, s, n) in split.items()}  # us per call outside segments
     seg = {p: 1e3 * s / max(n, 1) for p, (r, s, n) in split.items()}  # us per call inside segments
-    mean_latency_us = 1e3 * repeat_sum / len(names)
+    mean_latency_us = 1e3 * sum(float(np.median(rep["runtime"][v])) for v in names) / len(names)
+    ours, raw = overhead("runtime"), overhead("raw_openvino")
     return {"variants": names, "block": block,
-            "configs": {v: {**_stats_ms(rep[v]), "alternating_median_ms": float(np.median(alt[v]))} for v in names},
-            "config_switch_overhead_pct": 100.0 * (alt_sum / repeat_sum - 1.0),
+            "configs": {v: {**_stats_ms(rep["runtime"][v]), "alternating_median_ms": float(np.median(alt["runtime"][v])),
+                            "raw_openvino_median_ms": float(np.median(rep["raw_openvino"][v])),
+                            "raw_openvino_alternating_median_ms": float(np.median(alt["raw_openvino"][v]))}
+                        for v in names},
+            "config_switch_overhead_pct": ours,
+            "raw_openvino_config_switch_overhead_pct": raw,
+            "runtime_added_switch_overhead_pct": 100.0 * ((1 + ours / 100) / (1 + raw / 100) - 1.0),
             # the runtime's own work per call (plan, bindings, copies) repeated vs alternating, and the
             # difference as a share of the mean latency: what switching costs the runtime itself
             "runtime_bookkeeping_us": book,
@@ -393,7 +432,10 @@ def render_report(r: dict, iters: int) -> None:
               f"{r['raw_openvino_all_tasks']['median_ms']:.3f} ms", f"{r['runtime_overhead_pct']:+.1f}%")
     c.add_row("Python call overhead per run()", "", "", f"{r['python_call_overhead_us']:.1f} us")
     if "config_switch_overhead_pct" in r:
+        cs = r["config_switch"]
         c.add_row("width config switch: alternating vs repeating", "", "", f"{r['config_switch_overhead_pct']:+.1f}%")
+        c.add_row("  the same switching in raw OpenVINO", "", "", f"{cs['raw_openvino_config_switch_overhead_pct']:+.1f}%")
+        c.add_row("  added by the runtime (ratio of the two)", "", "", f"{cs['runtime_added_switch_overhead_pct']:+.1f}%")
     if "rss_all_tasks_mb" in r:
         c.add_row("resident memory (process RSS)", f"{r['rss_all_tasks_mb']:.1f} MB",
                   f"{r['rss_separate_models_mb']:.1f} MB",

@@ -87,14 +87,16 @@ def convert_cmd(model, checkpoint, recipe, output, widths, round_to, epochs, lim
 @click.option("--budget-latency-ms", type=float, default=None, help="latency budget (predicted, see --target)")
 @click.option("--target", default=None, help="target profile for the latency model (default: host-cpu, measured)")
 @click.option("--prefer", default=None, help="task preference weights, e.g. silhouette=2,denoise=1 (others weigh 1)")
+@click.option("--max-drop", default=None,
+              help="keep tasks within this much of full width (metric units), e.g. garment=2,denoise=0.6")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="write the result as JSON")
-def search_cmd(model, budget_flops, budget_latency_ms, target, prefer, json_path):
+def search_cmd(model, budget_flops, budget_latency_ms, target, prefer, max_drop, json_path):
     """Pick the width configuration that best serves the task preferences within a budget."""
     from toolchain.commands.common import write_json
     from toolchain.data.loaders import example_input
     from toolchain.slim import load_slimmable
     from toolchain.slim.report import table_render
-    from toolchain.slim.search import fit_latency, parse_preferences, search
+    from toolchain.slim.search import fit_latency, parse_preferences, parse_task_values, search
 
     s, rec, table, _ = load_slimmable(model)
     if table is None:
@@ -102,7 +104,8 @@ def search_cmd(model, budget_flops, budget_latency_ms, target, prefer, json_path
     if budget_latency_ms is not None and (not table.latency or (target and table.latency.get("target") != target)):
         fit_latency(table, s, example_input(rec), target=target)
     prefs = parse_preferences(prefer, s.tasks)
-    r = search(table, prefs, budget_flops=budget_flops, budget_latency_ms=budget_latency_ms)
+    r = search(table, prefs, budget_flops=budget_flops, budget_latency_ms=budget_latency_ms,
+               max_drop=parse_task_values(max_drop, s.tasks, "max drop"))
     table_render([{"name": r.config.name, "config": r.config.to_dict(), "flops": r.flops, "latency_ms": r.latency_ms,
                    "metrics": r.metrics}], s.tasks,
                  f"best of {r.candidates} configurations within budget (val metrics, preferences {prefs})",

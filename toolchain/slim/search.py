@@ -155,24 +155,29 @@ def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, t
     return table.latency
 
 
-def parse_preferences(text: str | None, tasks: Sequence[str]) -> dict[str, float]:
-    """``"seg=2,depth=1"`` -> {task: weight}; tasks not named weigh 1."""
-    prefs = {t: 1.0 for t in tasks}
-    if not text:
-        return prefs
-    for part in text.split(","):
+def parse_task_values(text: str | None, tasks: Sequence[str], what: str = "preference") -> dict[str, float]:
+    """``"seg=2,depth=1"`` -> {task: value >= 0}; errors name the bad part and the tasks."""
+    out: dict[str, float] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
         name, sep, value = part.partition("=")
         name = name.strip()
-        if not sep or name not in prefs:
-            raise SpecError(f"preference {part!r} must be TASK=WEIGHT with a task of {', '.join(tasks)} (e.g. {tasks[0]}=2)")
+        if not sep or name not in tasks:
+            raise SpecError(f"{what} {part!r} must be TASK=NUMBER with a task of {', '.join(tasks)} (e.g. {tasks[0]}=2)")
         try:
             w = float(value)
         except ValueError:
-            raise SpecError(f"preference weight {value!r} for {name} is not a number") from None
+            raise SpecError(f"{what} {value!r} for {name} is not a number") from None
         if w < 0:
-            raise SpecError(f"preference weight for {name} is {w}; weights must be >= 0")
-        prefs[name] = w
-    return prefs
+            raise SpecError(f"{what} for {name} is {w}; it must be >= 0")
+        out[name] = w
+    return out
+
+
+def parse_preferences(text: str | None, tasks: Sequence[str]) -> dict[str, float]:
+    """``"seg=2,depth=1"`` -> {task: weight}; tasks not named weigh 1."""
+    return {**{t: 1.0 for t in tasks}, **parse_task_values(text, tasks, "preference weight")}
 
 
 @dataclass
@@ -186,21 +191,38 @@ class SearchResult:
     candidates: int  # configurations within the budget
 
 
+def drop_from_full(table: SlimTable, config: WidthConfig, task: str) -> float:
+    """How far `task` falls at `config` below the full-width configuration (metric units, positive = worse)."""
+    full = table.metric(WidthConfig.uniform(max(table.widths), table.tasks), task)
+    v = table.metric(config, task)
+    return full - v if table.higher_is_better[task] else v - full
+
+
 def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: float | None = None,
-           budget_latency_ms: float | None = None, widths: Iterable[float] | None = None) -> SearchResult:
+           budget_latency_ms: float | None = None, widths: Iterable[float] | None = None,
+           max_drop: Mapping[str, float] | None = None) -> SearchResult:
     """The configuration maximizing sum_t pref[t] * normalized metric within the budget.
 
     `budget_flops` <= 1 is a fraction of the full model's FLOPs, otherwise absolute FLOPs.
-    Raises SpecError naming the smallest achievable cost when nothing fits."""
+    `max_drop` {task: d}: only configurations where each named task stays within d (metric units)
+    of the full-width configuration are candidates.
+    Raises SpecError naming the smallest achievable cost when nothing fits, and the best drop
+    reachable within the budget when the drop bounds exclude everything."""
     if (budget_flops is None) == (budget_latency_ms is None):
         raise SpecError("give exactly one budget: --budget-flops F (absolute, or a fraction <= 1) or --budget-latency-ms L")
     if budget_latency_ms is not None and not table.latency:
         raise SpecError("the table has no latency model; run fit_latency (mtedge slim search fits it when asked for latency)")
     limit = budget_flops * table.full_flops if budget_flops is not None and budget_flops <= 1 else budget_flops
+    max_drop = dict(max_drop or {})
+    unknown = [t for t in max_drop if t not in table.tasks]
+    if unknown:
+        raise SpecError(f"max drop for unknown task(s) {', '.join(unknown)}; tasks: {', '.join(table.tasks)}")
     ws = sorted(widths or table.widths, reverse=True)
     best: tuple[float, int, WidthConfig] | None = None
     cheapest = float("inf")
     count = 0
+    in_budget = 0
+    least_drop = {t: float("inf") for t in max_drop}  # within the budget: how close each bound came
     for e in ws:
         for ds in itertools.product(ws, repeat=len(table.tasks)):
             cfg = WidthConfig.make(e, dict(zip(table.tasks, ds)))
@@ -208,16 +230,28 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
             cheapest = min(cheapest, cost)
             if cost > (limit if limit is not None else budget_latency_ms):
                 continue
+            in_budget += 1
+            drops = {t: drop_from_full(table, cfg, t) for t in max_drop}
+            for t, d in drops.items():
+                least_drop[t] = min(least_drop[t], d)
+            if any(d > max_drop[t] + 1e-12 for t, d in drops.items()):
+                continue
             count += 1
             norm = table.normalized(cfg)
             score = sum(preferences.get(t, 1.0) * norm[t] for t in table.tasks)
             key = (round(score, 12), -table.flops(cfg))
             if best is None or key > (round(best[0], 12), -best[1]):
                 best = (score, table.flops(cfg), cfg)
+    if best is None and in_budget:
+        worst = ", ".join(f"{t} {least_drop[t]:.3g} > {max_drop[t]:.3g}" for t in max_drop if least_drop[t] > max_drop[t])
+        raise SpecError(f"none of the {in_budget} configurations within the budget keeps every task within its max drop "
+                        f"(closest drops from full width: {worst or 'no single task, only their combination'}); "
+                        "raise the budget or loosen --max-drop")
     if best is None:
         unit = "FLOPs" if limit is not None else "ms"
         raise SpecError(f"no width configuration fits the budget ({limit if limit is not None else budget_latency_ms:,.6g} "
                         f"{unit}); the narrowest costs {cheapest:,.6g} {unit}: raise the budget")
     score, flops, cfg = best
     return SearchResult(cfg, flops, table.latency_ms(cfg), table.config_metrics(cfg), score,
-                        {"flops": limit, "latency_ms": budget_latency_ms, "preferences": dict(preferences)}, count)
+                        {"flops": limit, "latency_ms": budget_latency_ms, "preferences": dict(preferences),
+                         **({"max_drop": max_drop} if max_drop else {})}, count)
