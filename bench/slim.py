@@ -30,6 +30,8 @@ def main() -> int:
     ap.add_argument("--checkpoint", default=None, help="trained fashion-mt (default: bench/common.py's cached one)")
     ap.add_argument("--work", default=str(ROOT / "bench" / ".cache" / "slim"))
     ap.add_argument("--epochs", type=float, default=1.0, help="slimmable training epochs")
+    ap.add_argument("--one-encoder-width", action="store_true",
+                    help="one width for the whole encoder instead of one per stage (stem, stage1, stage2)")
     ap.add_argument("--val-count", type=int, default=1000, help="val images for the width grid")
     ap.add_argument("--test-count", type=int, default=None, help="test images for the reported metrics (all)")
     ap.add_argument("--reuse", action="store_true", help="reuse WORK/slim.pt when present")
@@ -81,7 +83,7 @@ def main() -> int:
         t0 = time.perf_counter()
         groups = channel_groups(base.module, example)
         scores = channel_scores(base.module, groups, rec, list(batches(rec, "val", count=256, batch_size=128)))
-        slim = convert(base.module, tasks, example, scores=scores)
+        slim = convert(base.module, tasks, example, scores=scores, encoder_stages=not args.one_encoder_width)
         timings["convert_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         train_slimmable(slim, rec, SlimTrainConfig(epochs=args.epochs))
@@ -193,6 +195,7 @@ def main() -> int:
     doc = {
         "model": "zoo:fashion-mt", "checkpoint": str(ckpt), "threads": args.threads,
         "widths": list(slim.spec.widths), "round_to": slim.spec.round_to, "epochs": args.epochs,
+        "encoder_stages": slim.spec.stages,
         "non_slimmable": {"flops": model_flops(base.module, example), "metrics": baseline},
         "configs": per_config,
         "search_half_flops": {"name": half_name, "budget_flops_fraction": 0.5, "flops": half.flops,

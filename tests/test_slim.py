@@ -102,6 +102,82 @@ def test_masked_configuration_equals_materialized_dense_model(slim, data):
     assert sum(p.numel() for p in dense.parameters()) < sum(p.numel() for p in slim.model.parameters())
 
 
+def test_fashion_encoder_slims_per_stage_by_resolution(fashion_recipe, data, tmp_path):
+    """Stem (28x28), stage1 (14x14) and stage2 (7x7) each get a width: a configuration that halves
+    only stage2 keeps stem and stage1 whole, masked == materialized, and the grid, the BN statistics
+    and the search cover every stage assignment."""
+    from toolchain.data.loaders import batches
+    from toolchain.slim.search import evaluate_grid, search
+    from toolchain.slim.train import recalibrate
+
+    s = convert(_randomized_fashion(3), TASKS, data[:1], widths=WIDTHS, round_to=4, encoder_stages=True)
+    stage = {g.name: g.stage for g in s.spec.groups if g.unit == "encoder"}
+    assert s.spec.stages == 3
+    assert stage == {"encoder.stem.0": 0, "encoder.stage1.0.0": 1, "encoder.stage1.1.0": 1,
+                     "encoder.stage2.0.0": 2, "encoder.stage2.1.0": 2}
+    recalibrate(s, fashion_recipe, images=64)
+    assert {"encoder@100-100-50", "encoder@50-100-100", "denoise@100-100-50/50"} <= set(s.bn_stats)
+    cfg = WidthConfig.make([1.0, 1.0, 0.5], {t: 1.0 for t in TASKS})
+    s.set_config(cfg)
+    with torch.no_grad():
+        masked = s(data)
+    dense = s.materialize(cfg, data[:1])
+    with torch.no_grad():
+        out = dense(data)
+    assert max(float((masked[t] - out[t]).abs().max()) for t in TASKS) <= 1e-4
+    assert dense.get_submodule("encoder.stem.0").out_channels == 16
+    assert dense.get_submodule("encoder.stage1.1.0").out_channels == 32
+    assert dense.get_submodule("encoder.stage2.1.0").out_channels == 32
+    with pytest.raises(SpecError, match="3 encoder stage"):
+        s.set_config(WidthConfig.make([1.0, 0.5], {t: 1.0 for t in TASKS}))
+    table = evaluate_grid(s, fashion_recipe, list(batches(fashion_recipe, "val", count=32, batch_size=32)), data[:1])
+    assert table.stages == 3 and len(table.metrics) == 2 ** 3 * 2 and "100-100-50/100" in table.metrics
+    assert table.flops(cfg) < table.full_flops
+    r = search(table, {t: 1.0 for t in TASKS}, budget_flops=0.7)
+    assert r.flops <= 0.7 * table.full_flops and r.candidates > 2 ** 4  # more than the one-width encoders
+    s.set_config(WidthConfig.uniform(1.0, TASKS))
+    # a per-stage configuration exports as a variant and verifies against its own golden outputs
+    from toolchain.slim.export import export_slim_bundle
+    from toolchain.verify import verify_bundle
+
+    out = tmp_path / "staged.mtb"
+    export_slim_bundle(s, fashion_recipe, out, [WidthConfig.uniform(1.0, TASKS), cfg], data[:1], measure_latency=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["variants"][cfg.name]["config"]["encoder"] == [1.0, 1.0, 0.5]
+    assert verify_bundle(out)["ok"]
+
+
+def test_slim_train_hook_runs_the_users_loop_then_recalibrates(monkeypatch, fashion_recipe, data):
+    """A user's loop from the recipe (`hooks: {slim_train: ...}`) drives sandwich_step itself."""
+    import dataclasses
+    import sys
+    import types
+
+    from toolchain.data.loaders import batches
+    from toolchain.slim.train import SlimTrainConfig, sandwich_step, train_slimmable
+
+    seen = []
+
+    def loop(slim, recipe, config):
+        opt = torch.optim.SGD(slim.parameters(), lr=1e-3)
+        kinds = {t: recipe.tasks[t].kind for t in slim.tasks}
+        for x, y in batches(recipe, "train", count=64, batch_size=32):
+            opt.zero_grad()
+            seen.append(sandwich_step(slim, x, y, kinds, random.Random(0), config))
+            opt.step()
+
+    mod = types.ModuleType("user_slim_loop")
+    mod.loop = loop
+    monkeypatch.setitem(sys.modules, "user_slim_loop", mod)
+    recipe = dataclasses.replace(fashion_recipe, hooks={"slim_train": "user_slim_loop:loop"})
+    s = convert(_randomized_fashion(4), TASKS, data[:1], widths=WIDTHS)
+    assert train_slimmable(s, recipe, SlimTrainConfig(calib_images=32)) is s
+    assert len(seen) == 2 and set(seen[0]) == {"widest", "narrowest", "random1"}
+    assert {"encoder@100", "encoder@50"} <= set(s.bn_stats) and not s.training  # recalibrated, eval mode
+    with pytest.raises(SpecError, match="slim_train"):
+        train_slimmable(s, dataclasses.replace(fashion_recipe, data=dataclasses.replace(fashion_recipe.data, kind="photos")))
+
+
 def test_recalibration_stores_statistics_per_width(slim):
     assert {"encoder@100", "encoder@50", "denoise@50/100", "denoise@50/50"} <= set(slim.bn_stats)
     a = slim.bn_stats["encoder@100"]["encoder.stem.1"]["running_mean"]
@@ -186,8 +262,16 @@ def test_parse_preferences_and_config_names():
     with pytest.raises(SpecError, match="seg=2"):
         parse_preferences("seg=2", TASKS)
     c = parse_config_name("e50_silhouette100_denoise35", TASKS)
-    assert c.encoder == 0.5 and c.decoder("silhouette") == 1.0 and c.decoder("garment") == 0.5
+    assert c.encoder == (0.5,) and c.decoder("silhouette") == 1.0 and c.decoder("garment") == 0.5
     assert parse_config_name(c.name, TASKS) == c
+    staged = parse_config_name("e100-75-50_denoise35", TASKS)
+    assert staged.encoder == (1.0, 0.75, 0.5) and staged.decoder("garment") == 0.5 and staged.decoder("denoise") == 0.35
+    assert staged.name == "e100-75-50_denoise35_garment50_group50_silhouette50"
+    assert parse_config_name(staged.name, TASKS) == staged
+    assert WidthConfig.from_dict(staged.to_dict()) == staged and staged.to_dict()["encoder"] == [1.0, 0.75, 0.5]
+    assert WidthConfig.make([0.5, 0.5, 0.5], {t: 0.5 for t in TASKS}) == WidthConfig.uniform(0.5, TASKS)  # collapses
+    with pytest.raises(SpecError, match="one width per encoder stage"):
+        WidthConfig.from_dict({"encoder": [], "decoders": {}})
     assert parse_config_name("c75", TASKS) == WidthConfig.uniform(0.75, TASKS)
     with pytest.raises(SpecError, match="cNN"):
         parse_config_name("wide", TASKS)

@@ -21,9 +21,10 @@ where lower is better it bounds the rise.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -73,6 +74,22 @@ class Recipe:
     model: str | None = None
     source: str | None = None  # the file it came from
     hooks: dict[str, str] = field(default_factory=dict)  # e.g. {finetune: "package.module:function"}
+
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        """The callable the recipe names under ``hooks.<name>`` (``package.module:function``), or
+        None when it names none. Hooks: ``finetune`` (pruning recovery), ``slim_train`` (slimmable
+        training)."""
+        spec = self.hooks.get(name)
+        if not spec:
+            return None
+        mod_name, _, attr = spec.partition(":")
+        try:
+            fn = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise SpecError(f"recipe hook {name}={spec!r} cannot be imported ({e}); expected 'package.module:function'") from None
+        if not callable(fn):
+            raise SpecError(f"recipe hook {name}={spec!r} is not callable")
+        return fn
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form: `parse_recipe(r.to_dict())` gives back an equal recipe."""

@@ -29,6 +29,8 @@ def slim() -> None:
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="slimmable checkpoint (.pt)")
 @click.option("--widths", default="1.0,0.75,0.5,0.35", show_default=True, help="width multipliers (must include 1.0)")
 @click.option("--round-to", type=int, default=4, show_default=True, help="kept channels are multiples of N")
+@click.option("--encoder-stages", is_flag=True,
+              help="one width per encoder stage (layers of one output resolution) instead of one for the whole encoder")
 @click.option("--epochs", type=float, default=0.5, show_default=True, help="sandwich-rule training epochs (0: convert only)")
 @click.option("--limit", type=int, default=None, help="train on at most this many images (quick runs)")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
@@ -39,7 +41,7 @@ def slim() -> None:
 @click.option("--taylor/--magnitude", default=True, show_default=True,
               help="order channels by the pruner's task-aware score, or by group magnitude only")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on busy cores)")
-def convert_cmd(model, checkpoint, recipe, output, widths, round_to, epochs, limit, lr, random_configs, calib_images,
+def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_stages, epochs, limit, lr, random_configs, calib_images,
                 val_count, latency, taylor, threads):
     """Make MODEL slimmable: order channels, train (sandwich rule + distillation), recalibrate, tabulate."""
     from toolchain.data.loaders import batches, example_input
@@ -63,7 +65,8 @@ def convert_cmd(model, checkpoint, recipe, output, widths, round_to, epochs, lim
         scores = channel_scores(loaded.module, groups, rec, list(batches(rec, "val", count=256, batch_size=128)))
     else:
         scores = {g.name: magnitude(g) for g in groups}
-    s = convert(loaded.module, list(rec.tasks), example, scores=scores, widths=ws, round_to=round_to)
+    s = convert(loaded.module, list(rec.tasks), example, scores=scores, widths=ws, round_to=round_to,
+                encoder_stages=encoder_stages)
     if epochs > 0:
         train_slimmable(s, rec, SlimTrainConfig(epochs=epochs, limit=limit, lr=lr, random_configs=random_configs,
                                                 calib_images=calib_images))

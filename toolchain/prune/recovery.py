@@ -9,9 +9,6 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable
-
 from torch import nn
 
 from toolchain.errors import SpecError
@@ -19,25 +16,10 @@ from toolchain.recipe import Recipe
 from toolchain.train import TrainConfig, train
 
 
-def finetune_hook(recipe: Recipe) -> Callable[[nn.Module, Recipe, nn.Module | None], nn.Module | None] | None:
-    """The recipe's `hooks.finetune` callable, or None when the recipe has none."""
-    spec = recipe.hooks.get("finetune")
-    if not spec:
-        return None
-    mod_name, _, attr = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise SpecError(f"recipe hook finetune={spec!r} cannot be imported ({e}); expected 'package.module:function'") from None
-    if not callable(fn):
-        raise SpecError(f"recipe hook finetune={spec!r} is not callable")
-    return fn
-
-
 def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module | None = None,
              distill_weight: float = 1.0, limit: int | None = None, lr: float = 1e-3) -> nn.Module:
     """Fine-tune `model` (in place; also returned). A recipe hook wins over the built-in trainer."""
-    hook = finetune_hook(recipe)
+    hook = recipe.hook("finetune")
     if hook is not None:
         out = hook(model, recipe, teacher)
         return (out if isinstance(out, nn.Module) else model).eval()

@@ -34,6 +34,7 @@ with :func:`toolchain.export.export_bundle`.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import random
 from dataclasses import dataclass, field
@@ -53,14 +54,23 @@ _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 @dataclass(frozen=True)
 class WidthConfig:
-    """One width configuration: the encoder's multiplier and one multiplier per task decoder."""
+    """One width configuration: the encoder's multiplier(s) and one multiplier per task decoder.
 
-    encoder: float
+    ``encoder`` holds one width per encoder stage (``convert(..., encoder_stages=True)``), or a
+    single width every stage shares; equal stage widths collapse to one, so ``(0.5, 0.5, 0.5)``
+    and ``(0.5,)`` are the same configuration."""
+
+    encoder: tuple[float, ...]
     decoders: tuple[tuple[str, float], ...]  # sorted (task, width) pairs: hashable
 
     @classmethod
-    def make(cls, encoder: float, decoders: Mapping[str, float]) -> "WidthConfig":
-        return cls(float(encoder), tuple(sorted((t, float(w)) for t, w in decoders.items())))
+    def make(cls, encoder: float | Sequence[float], decoders: Mapping[str, float]) -> "WidthConfig":
+        enc = tuple(float(w) for w in encoder) if isinstance(encoder, (list, tuple)) else (float(encoder),)
+        if not enc:
+            raise SpecError("a width configuration needs at least one encoder width")
+        if len(set(enc)) == 1:
+            enc = enc[:1]
+        return cls(enc, tuple(sorted((t, float(w)) for t, w in decoders.items())))
 
     @classmethod
     def uniform(cls, width: float, tasks: Iterable[str]) -> "WidthConfig":
@@ -68,25 +78,41 @@ class WidthConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "WidthConfig":
-        """From the manifest form ``{"encoder": w, "decoders": {task: w}}``."""
+        """From the manifest form ``{"encoder": w or [w per stage], "decoders": {task: w}}``."""
         try:
-            return cls.make(float(d["encoder"]), {str(t): float(w) for t, w in d["decoders"].items()})
-        except (KeyError, TypeError, ValueError, AttributeError):
-            raise SpecError(f"width config {d!r} must look like {{'encoder': 0.5, 'decoders': {{'task': 0.75}}}}") from None
+            enc = d["encoder"]
+            enc = [float(w) for w in enc] if isinstance(enc, (list, tuple)) else float(enc)
+            return cls.make(enc, {str(t): float(w) for t, w in d["decoders"].items()})
+        except (KeyError, TypeError, ValueError, AttributeError, SpecError):
+            raise SpecError(f"width config {d!r} must look like {{'encoder': 0.5, 'decoders': {{'task': 0.75}}}} "
+                            "(or 'encoder': [1.0, 0.75, 0.5], one width per encoder stage)") from None
+
+    @property
+    def per_stage(self) -> bool:
+        return len(self.encoder) > 1
+
+    def encoder_width(self, stage: int) -> float:
+        return self.encoder[stage] if self.per_stage else self.encoder[0]
+
+    @property
+    def encoder_key(self) -> str:
+        """``75``, or ``100-75-50`` per stage: how tables and statistics name the encoder's widths."""
+        return "-".join(str(_pct(w)) for w in self.encoder)
 
     def decoder(self, task: str) -> float:
         return dict(self.decoders)[task]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"encoder": self.encoder, "decoders": dict(self.decoders)}
+        return {"encoder": list(self.encoder) if self.per_stage else self.encoder[0], "decoders": dict(self.decoders)}
 
     @property
     def name(self) -> str:
-        """``c50`` when every width is 0.5, else ``e50_garment100_group35...``."""
-        widths = {self.encoder, *dict(self.decoders).values()}
+        """``c50`` when every width is 0.5, else ``e50_garment100_group35...`` (``e100-75-50_...``
+        with a width per encoder stage)."""
+        widths = {*self.encoder, *dict(self.decoders).values()}
         if len(widths) == 1:
-            return f"c{_pct(self.encoder)}"
-        return f"e{_pct(self.encoder)}_" + "_".join(f"{t}{_pct(w)}" for t, w in self.decoders)
+            return f"c{_pct(self.encoder[0])}"
+        return f"e{self.encoder_key}_" + "_".join(f"{t}{_pct(w)}" for t, w in self.decoders)
 
 
 def _pct(w: float) -> int:
@@ -95,17 +121,19 @@ def _pct(w: float) -> int:
 
 def parse_config_name(name: str, tasks: Sequence[str]) -> WidthConfig:
     """``c75`` -> every width 0.75; ``e50_garment100_group35_...`` -> explicit widths (missing
-    decoders take the encoder's width)."""
-    bad = SpecError(f"config name {name!r} is not cNN (e.g. c50) or eNN_taskNN_... (e.g. e50_{tasks[0]}100)")
+    decoders take the encoder's width); ``e100-75-50_...`` gives one width per encoder stage."""
+    bad = SpecError(f"config name {name!r} is not cNN (e.g. c50) or eNN_taskNN_... (e.g. e50_{tasks[0]}100, "
+                    f"e100-75-50_{tasks[0]}100)")
     if name.startswith("c") and name[1:].isdigit():
         return WidthConfig.uniform(int(name[1:]) / 100, tasks)
     if not name.startswith("e"):
         raise bad
     parts = name.split("_")
-    if not parts[0][1:].isdigit():
+    stages = parts[0][1:].split("-")
+    if not all(p.isdigit() for p in stages):
         raise bad
-    enc = int(parts[0][1:]) / 100
-    dec = {t: enc for t in tasks}
+    enc = [int(p) / 100 for p in stages]
+    dec = {t: enc[-1] for t in tasks}
     for p in parts[1:]:
         task = next((t for t in sorted(tasks, key=len, reverse=True) if p.startswith(t) and p[len(t):].isdigit()), None)
         if task is None:
@@ -131,6 +159,7 @@ class GroupInfo:
     channels: int
     out_layers: list[str]
     in_layers: list[str]
+    stage: int = 0  # encoder stage (by output resolution) when the spec has several
 
 
 @dataclass
@@ -144,10 +173,16 @@ class SlimSpec:
     units: list[str]  # "encoder" then the tasks that have a decoder group
     unit_layers: dict[str, list[str]] = field(default_factory=dict)  # every Conv/Linear/BN per unit
     feature_points: dict[str, str] = field(default_factory=dict)  # encoder module read by decoders -> its group
+    stages: int = 1  # encoder stages with a width each (1: one width for the whole encoder)
 
     def keep(self, group: GroupInfo, config: WidthConfig) -> int:
-        w = config.encoder if group.unit == ENCODER else config.decoder(group.unit)
+        w = config.encoder_width(group.stage) if group.unit == ENCODER else config.decoder(group.unit)
         return keep_channels(group.channels, w, self.round_to)
+
+    def encoder_configs(self, widths: Sequence[float] | None = None) -> list[tuple[float, ...]]:
+        """Every encoder width assignment, widest first: one per width, or one per stage."""
+        ws = sorted(widths or self.widths, reverse=True)
+        return [tuple(c) for c in itertools.product(ws, repeat=self.stages)]
 
 
 class _PrefixMask:
@@ -196,7 +231,10 @@ class SlimmableModel(nn.Module):
         if missing:
             raise SpecError(f"width config {config.to_dict()} has no width for decoder(s) {', '.join(missing)}; "
                             f"give every task of {', '.join(self.spec.tasks)} a width")
-        for w in (config.encoder, *dict(config.decoders).values()):
+        if config.per_stage and len(config.encoder) != self.spec.stages:
+            raise SpecError(f"width config {config.to_dict()} has {len(config.encoder)} encoder widths; this model has "
+                            f"{self.spec.stages} encoder stage(s): give one width, or one per stage")
+        for w in (*config.encoder, *dict(config.decoders).values()):
             if not 0 < w <= 1:
                 raise SpecError(f"width {w} in {config.to_dict()} must be in (0, 1]")
         return config
@@ -219,9 +257,9 @@ class SlimmableModel(nn.Module):
     def stats_keys(self, config: WidthConfig) -> dict[str, str]:
         """unit -> key of the recalibrated statistics it uses under `config`: the encoder's depend on
         the encoder width only, a decoder's on (encoder width, its own width)."""
-        keys = {ENCODER: f"encoder@{_pct(config.encoder)}"}
+        keys = {ENCODER: f"encoder@{config.encoder_key}"}
         for t in self.spec.tasks:
-            keys[t] = f"{t}@{_pct(config.encoder)}/{_pct(config.decoder(t))}"
+            keys[t] = f"{t}@{config.encoder_key}/{_pct(config.decoder(t))}"
         return keys
 
     def _load_stats(self, config: WidthConfig) -> None:
@@ -261,9 +299,9 @@ class SlimmableModel(nn.Module):
         return dense.eval()
 
     def sample(self, rng: random.Random) -> WidthConfig:
-        """A random configuration: each unit's width drawn from the spec's widths."""
+        """A random configuration: each unit's (each encoder stage's) width drawn from the spec's widths."""
         w = self.spec.widths
-        return WidthConfig.make(rng.choice(w), {t: rng.choice(w) for t in self.spec.tasks})
+        return WidthConfig.make([rng.choice(w) for _ in range(self.spec.stages)], {t: rng.choice(w) for t in self.spec.tasks})
 
 
 def _module_tasks(model: nn.Module, tasks: Sequence[str]) -> tuple[dict[str, frozenset[str]], fx.GraphModule]:
@@ -407,14 +445,35 @@ def _reorder_module(mod: nn.Module, direction: str, by_root: dict[int, list[int]
             t.copy_(t.index_select(dim, src))
 
 
+def _stages_by_resolution(model: nn.Module, example: torch.Tensor, roots: list[str]) -> dict[str, int]:
+    """root layer -> encoder stage: layers whose outputs share a spatial size form a stage, the
+    highest resolution first (a layer without spatial output -- a linear -- joins the last)."""
+    sizes: dict[str, int] = {}
+    modules = dict(model.named_modules())
+    hooks = [modules[r].register_forward_hook(
+        lambda mod, inp, out, r=r: sizes.__setitem__(r, int(out[0, 0].numel()) if out.dim() > 2 else 0))
+        for r in roots]
+    try:
+        with torch.no_grad():
+            model(example[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    order = sorted({v for v in sizes.values() if v > 0}, reverse=True)
+    last = max(len(order) - 1, 0)
+    return {r: order.index(sizes[r]) if sizes.get(r, 0) > 0 else last for r in roots}
+
+
 def convert(model: nn.Module, tasks: Sequence[str], example: torch.Tensor,
             scores: Mapping[str, torch.Tensor] | None = None, widths: Sequence[float] = DEFAULT_WIDTHS,
-            round_to: int = 4, ignored: Iterable[str] = ()) -> SlimmableModel:
+            round_to: int = 4, ignored: Iterable[str] = (), encoder_stages: bool = False) -> SlimmableModel:
     """Make a slimmable model from a trained multitask `model` (copied, never modified).
 
     `scores`: group root name -> importance per channel (higher = keep); default: the group's
     L2 magnitude (toolchain.prune.importance.magnitude). Pass
     ``toolchain.prune.importance.channel_scores(...)`` for the pruner's task-aware score.
+    `encoder_stages`: one width per encoder stage (groups by output resolution) instead of one
+    width for the whole encoder; the grid and the search then cover |widths|^stages encoders.
     Contract: the result at full width computes the same function as `model`.
     """
     from toolchain.prune.importance import magnitude
@@ -437,13 +496,20 @@ def convert(model: nn.Module, tasks: Sequence[str], example: torch.Tensor,
         order = torch.argsort(-(scores[g.name] if scores and g.name in scores else magnitude(g)).float(), stable=True)
         _permute_group(g, order)
         infos.append(GroupInfo(g.name, unit, g.channels, list(g.out_layers), list(g.in_layers)))
+    stages = 1
+    if encoder_stages:
+        enc = [i.name for i in infos if i.unit == ENCODER]
+        stage_of = _stages_by_resolution(model, example, enc)
+        for i in infos:
+            i.stage = stage_of.get(i.name, 0)
+        stages = max(stage_of.values(), default=0) + 1
     units = [ENCODER] + [t for t in tasks if any(i.unit == t for i in infos)]
     unit_layers: dict[str, list[str]] = {u: [] for u in [ENCODER, *tasks]}
     for name, mod in model.named_modules():
         if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, *_NORMS)):
             users = depends.get(name, frozenset())
             unit_layers[next(iter(users)) if len(users) == 1 else ENCODER].append(name)
-    spec = SlimSpec(tasks, widths, round_to, infos, units, unit_layers, _feature_points(gm, depends, infos))
+    spec = SlimSpec(tasks, widths, round_to, infos, units, unit_layers, _feature_points(gm, depends, infos), stages)
     return SlimmableModel(model, spec)
 
 

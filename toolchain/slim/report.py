@@ -92,7 +92,7 @@ def table_render(rows: Sequence[Mapping[str, Any]], tasks: Sequence[str], title:
     for r in rows:
         cfg = WidthConfig.from_dict(r["config"])
         lat = r.get("latency_ms")
-        t.add_row(r["name"], f"{cfg.encoder:g}", "/".join(f"{cfg.decoder(x):g}" for x in tasks),
+        t.add_row(r["name"], "/".join(f"{w:g}" for w in cfg.encoder), "/".join(f"{cfg.decoder(x):g}" for x in tasks),
                   f"{r['flops'] / 1e6:.2f}", f"{100 * r['flops'] / full:.0f}", "" if lat is None else f"{lat:.3f}",
                   *[f"{r['metrics'][x]:.2f}" for x in tasks])
     Console(width=max(160, Console().width)).print(t)

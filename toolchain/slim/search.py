@@ -13,7 +13,9 @@ roofline model (``--target``).
 The objective. Each task's metric is normalized to [0, 1] over the table (0 = its worst entry,
 1 = its best; lower-is-better metrics flipped), and the search maximizes
 sum_t preference[t] * normalized[t] over every configuration within the budget (exhaustive:
-4 widths and 4 tasks are 1,024 configurations). Ties go to fewer FLOPs.
+4 widths and 4 tasks are 1,024 configurations; with a width per encoder stage, 3 stages, 16,384).
+Ties go to fewer FLOPs. With a width per encoder stage the table's "encoder width" is the tuple of
+stage widths: the same argument holds, over |W|^stages encoders.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from toolchain.recipe import Recipe
 from toolchain.slim.convert import ENCODER, SlimmableModel, WidthConfig, _pct
 
 
-def _key(e: float, d: float) -> str:
-    return f"{_pct(e)}/{_pct(d)}"
+def _key(config: WidthConfig, d: float) -> str:
+    """Table key of (the configuration's encoder widths, decoder width d): ``75/50``, ``100-75-50/50``."""
+    return f"{config.encoder_key}/{_pct(d)}"
 
 
 @dataclass
@@ -46,22 +49,28 @@ class SlimTable:
     widths: list[float]
     tasks: list[str]
     higher_is_better: dict[str, bool]
-    metrics: dict[str, dict[str, float]]  # "e/d" (percent) -> task -> metric
+    metrics: dict[str, dict[str, float]]  # "e/d" (percent; e per stage joined by "-") -> task -> metric
     encoder_flops: dict[str, int]  # "e" (percent) -> FLOPs of the encoder unit
     decoder_flops: dict[str, dict[str, int]]  # "e/d" -> task -> FLOPs of that decoder
     split: str = "val"
     samples: int = 0
     latency: dict[str, Any] = field(default_factory=dict)  # {"source", "target", "a_ms", "b_ms_per_flop", "points"}
+    stages: int = 1  # encoder stages with a width each
+
+    def encoders(self, widths: Iterable[float] | None = None) -> list[tuple[float, ...]]:
+        """Every encoder width assignment the table covers, widest first."""
+        ws = sorted(widths or self.widths, reverse=True)
+        return [tuple(c) for c in itertools.product(ws, repeat=self.stages)]
 
     def metric(self, config: WidthConfig, task: str) -> float:
-        return self.metrics[_key(config.encoder, config.decoder(task))][task]
+        return self.metrics[_key(config, config.decoder(task))][task]
 
     def config_metrics(self, config: WidthConfig) -> dict[str, float]:
         return {t: self.metric(config, t) for t in self.tasks}
 
     def flops(self, config: WidthConfig) -> int:
-        return int(self.encoder_flops[str(_pct(config.encoder))]
-                   + sum(self.decoder_flops[_key(config.encoder, config.decoder(t))][t] for t in self.tasks))
+        return int(self.encoder_flops[config.encoder_key]
+                   + sum(self.decoder_flops[_key(config, config.decoder(t))][t] for t in self.tasks))
 
     def latency_ms(self, config: WidthConfig) -> float | None:
         if not self.latency:
@@ -93,8 +102,9 @@ class SlimTable:
 @torch.no_grad()
 def evaluate_grid(slim: SlimmableModel, recipe: Recipe, data: Sequence[Batch], example: torch.Tensor,
                   split: str = "val") -> SlimTable:
-    """Evaluate every (encoder width, decoder width) pair on `data` and count FLOPs per unit."""
+    """Evaluate every (encoder widths, decoder width) pair on `data` and count FLOPs per unit."""
     widths = sorted(slim.spec.widths, reverse=True)
+    encoders = slim.spec.encoder_configs()
     tasks = slim.tasks
     metrics: dict[str, dict[str, float]] = {}
     enc_flops: dict[str, int] = {}
@@ -102,22 +112,22 @@ def evaluate_grid(slim: SlimmableModel, recipe: Recipe, data: Sequence[Batch], e
     unit_of = {layer: unit for unit, layers in slim.spec.unit_layers.items() for layer in layers}
     prev = slim.config
     with progress_bar(transient=True) as progress:
-        job = progress.add_task("evaluating width grid", total=len(widths) ** 2)
-        for e, d in itertools.product(widths, widths):
+        job = progress.add_task("evaluating width grid", total=len(encoders) * len(widths))
+        for e, d in itertools.product(encoders, widths):
             cfg = WidthConfig.make(e, {t: d for t in tasks})
             slim.set_config(cfg)
-            metrics[_key(e, d)] = evaluate(slim, recipe, data)
+            metrics[_key(cfg, d)] = evaluate(slim, recipe, data)
             per_unit: dict[str, int] = {}
             for layer, f in layer_flops(slim.materialize(cfg, example), example).items():
                 u = unit_of.get(layer, ENCODER)
                 per_unit[u] = per_unit.get(u, 0) + f
-            enc_flops[str(_pct(e))] = per_unit.get(ENCODER, 0)
-            dec_flops[_key(e, d)] = {t: per_unit.get(t, 0) for t in tasks}
-            progress.update(job, advance=1, description=f"evaluating width grid e={e} d={d}")
+            enc_flops[cfg.encoder_key] = per_unit.get(ENCODER, 0)
+            dec_flops[_key(cfg, d)] = {t: per_unit.get(t, 0) for t in tasks}
+            progress.update(job, advance=1, description=f"evaluating width grid e={cfg.encoder_key} d={_pct(d)}")
     slim.set_config(prev)
     hib = {t: make_metric(task_metric_name(recipe, t, False)).higher_is_better for t in tasks}
     n = sum(int(x.shape[0]) for x, _ in data)
-    return SlimTable(widths, tasks, hib, metrics, enc_flops, dec_flops, split, n)
+    return SlimTable(widths, tasks, hib, metrics, enc_flops, dec_flops, split, n, stages=slim.spec.stages)
 
 
 def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, target: str | None = None,
@@ -223,7 +233,7 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
     count = 0
     in_budget = 0
     least_drop = {t: float("inf") for t in max_drop}  # within the budget: how close each bound came
-    for e in ws:
+    for e in table.encoders(ws):
         for ds in itertools.product(ws, repeat=len(table.tasks)):
             cfg = WidthConfig.make(e, dict(zip(table.tasks, ds)))
             cost = table.flops(cfg) if limit is not None else table.latency_ms(cfg)

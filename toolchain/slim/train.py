@@ -27,7 +27,7 @@ from toolchain.data.loaders import Batch
 from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
-from toolchain.slim.convert import ENCODER, SlimmableModel, WidthConfig, _NORMS, _pct, norm_layers
+from toolchain.slim.convert import SlimmableModel, WidthConfig, _NORMS, norm_layers
 from toolchain.train import distill_loss, task_loss
 
 
@@ -128,11 +128,23 @@ def sandwich_step(slim: SlimmableModel, x: torch.Tensor, targets: Mapping[str, t
 
 def train_slimmable(slim: SlimmableModel, recipe: Recipe, config: SlimTrainConfig = SlimTrainConfig(),
                     on_step: Callable[[int, dict[str, float]], None] | None = None) -> SlimmableModel:
-    """Built-in sandwich training on the recipe's training split (labeled fashion-mnist), then
-    :func:`recalibrate`. Trains in place and returns `slim` in eval mode at full width."""
+    """Sandwich training, then :func:`recalibrate`. Trains in place and returns `slim` in eval mode
+    at full width.
+
+    The recipe hook ``hooks: {slim_train: "package.module:function"}`` wins: it is called as
+    ``function(slim, recipe, config)`` and runs the user's own loop, calling :func:`sandwich_step`
+    per batch. Without it, the built-in loop trains on the recipe's training split (labeled
+    fashion-mnist)."""
+    hook = recipe.hook("slim_train")
+    if hook is not None:
+        slim.train()
+        hook(slim, recipe, config)
+        recalibrate(slim, recipe, images=config.calib_images)
+        return slim
     if recipe.data.kind != "fashion-mnist":
         raise SpecError(f"the built-in slimmable trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
-                        f"data.kind={recipe.data.kind!r}: call toolchain.slim.train.sandwich_step from your own loop")
+                        f"data.kind={recipe.data.kind!r}: add `hooks: {{slim_train: \"package.module:function\"}}` "
+                        "to the recipe, a loop that calls toolchain.slim.train.sandwich_step per batch")
     from toolchain.data import fashion
 
     torch.manual_seed(config.seed)
@@ -170,8 +182,8 @@ def train_slimmable(slim: SlimmableModel, recipe: Recipe, config: SlimTrainConfi
 @torch.no_grad()
 def recalibrate(slim: SlimmableModel, recipe: Recipe, images: int = 512, data: Iterable[Batch] | None = None) -> None:
     """Re-estimate batch-norm running statistics for every width and store them in `slim.bn_stats`:
-    per encoder width (``encoder@50``) and per (encoder width, decoder width) for each decoder
-    (``denoise@50/75``). Uses `images` training images (or `data`). Leaves `slim` in eval mode
+    per encoder width (``encoder@50``; ``encoder@100-75-50`` per stage) and per (encoder widths,
+    decoder width) for each decoder (``denoise@50/75``). Uses `images` training images (or `data`). Leaves `slim` in eval mode
     at full width with the full-width statistics loaded."""
     from toolchain.data.loaders import batches
 
@@ -180,11 +192,12 @@ def recalibrate(slim: SlimmableModel, recipe: Recipe, images: int = 512, data: I
     norms = [m for m in slim.model.modules() if isinstance(m, _NORMS)]
     saved = [(m.momentum, m.training) for m in norms]
     widths = sorted(slim.spec.widths, reverse=True)
+    encoders = slim.spec.encoder_configs()
     slim.bn_stats = {}
     with progress_bar(transient=True) as progress:
-        job = progress.add_task("batch-norm recalibration", total=len(widths) ** 2)
+        job = progress.add_task("batch-norm recalibration", total=len(encoders) * len(widths))
         try:
-            for we in widths:
+            for we in encoders:
                 for wd in widths:
                     cfg = WidthConfig.make(we, {t: wd for t in slim.tasks})
                     slim.set_config(cfg, load_stats=False)
@@ -208,7 +221,3 @@ def recalibrate(slim: SlimmableModel, recipe: Recipe, images: int = 512, data: I
                 m.train(tr)
     slim.eval()
     slim.set_config(WidthConfig.uniform(1.0, slim.tasks))
-
-
-def stats_key_name(unit: str, encoder: float, decoder: float | None = None) -> str:
-    return f"encoder@{_pct(encoder)}" if unit == ENCODER else f"{unit}@{_pct(encoder)}/{_pct(decoder or encoder)}"
