@@ -30,6 +30,7 @@ def main() -> int:
     ap.add_argument("--checkpoint", default=None, help="trained fashion-mt (default: bench/common.py's cached one)")
     ap.add_argument("--work", default=str(ROOT / "bench" / ".cache" / "slim"))
     ap.add_argument("--epochs", type=float, default=1.0, help="slimmable training epochs")
+    ap.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of the slimmable training")
     ap.add_argument("--one-encoder-width", action="store_true",
                     help="one width for the whole encoder instead of one per stage (stem, stage1, stage2)")
     ap.add_argument("--val-count", type=int, default=1000, help="val images for the width grid")
@@ -86,7 +87,8 @@ def main() -> int:
         slim = convert(base.module, tasks, example, scores=scores, encoder_stages=not args.one_encoder_width)
         timings["convert_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        train_slimmable(slim, rec, SlimTrainConfig(epochs=args.epochs))
+        # the original model anchors full width (distilled into the widest configuration)
+        train_slimmable(slim, rec, SlimTrainConfig(epochs=args.epochs, lr=args.lr), teacher=base.module)
         timings["slim_training_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         table = evaluate_grid(slim, rec, val, example)

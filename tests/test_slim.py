@@ -147,6 +147,22 @@ def test_fashion_encoder_slims_per_stage_by_resolution(fashion_recipe, data, tmp
     assert verify_bundle(out)["ok"]
 
 
+def test_widest_configuration_also_distills_from_the_original_model(fashion_recipe, data):
+    from toolchain.data.loaders import batches
+    from toolchain.slim.train import SlimTrainConfig, sandwich_step
+
+    s = convert(_randomized_fashion(5), TASKS, data[:1], widths=WIDTHS)
+    x, targets = next(batches(fashion_recipe, "train", count=16, batch_size=16))
+    kinds = {t: fashion_recipe.tasks[t].kind for t in TASKS}
+    same, other = _randomized_fashion(5), _randomized_fashion(6)  # the original / an unrelated model
+    cfg = SlimTrainConfig(teacher_weight=1.0)
+    plain = sandwich_step(s, x, targets, kinds, random.Random(0), SlimTrainConfig(teacher_weight=0.0), other)["widest"]
+    anchored_same = sandwich_step(s, x, targets, kinds, random.Random(0), cfg, same)["widest"]
+    anchored_other = sandwich_step(s, x, targets, kinds, random.Random(0), cfg, other)["widest"]
+    assert anchored_same == pytest.approx(plain, rel=1e-4)  # full width == the original: nothing to add
+    assert anchored_other > plain + 1e-3  # a teacher that disagrees adds a distillation term
+
+
 def test_slim_train_hook_runs_the_users_loop_then_recalibrates(monkeypatch, fashion_recipe, data):
     """A user's loop from the recipe (`hooks: {slim_train: ...}`) drives sandwich_step itself."""
     import dataclasses

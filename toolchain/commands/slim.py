@@ -35,14 +35,16 @@ def slim() -> None:
 @click.option("--limit", type=int, default=None, help="train on at most this many images (quick runs)")
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--random-configs", type=int, default=1, show_default=True, help="random configurations per step")
+@click.option("--teacher/--no-teacher", default=True, show_default=True,
+              help="distill the original model into the widest configuration (keeps full width close to it)")
 @click.option("--calib-images", type=int, default=512, show_default=True, help="BN recalibration images per width")
 @click.option("--val-count", type=int, default=1000, show_default=True, help="val images for the width grid table")
 @click.option("--latency/--no-latency", default=True, show_default=True, help="fit the host latency model (OpenVINO)")
 @click.option("--taylor/--magnitude", default=True, show_default=True,
               help="order channels by the pruner's task-aware score, or by group magnitude only")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on busy cores)")
-def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_stages, epochs, limit, lr, random_configs, calib_images,
-                val_count, latency, taylor, threads):
+def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_stages, epochs, limit, lr, random_configs,
+                teacher, calib_images, val_count, latency, taylor, threads):
     """Make MODEL slimmable: order channels, train (sandwich rule + distillation), recalibrate, tabulate."""
     from toolchain.data.loaders import batches, example_input
     from toolchain.progress import console
@@ -69,7 +71,7 @@ def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_sta
                 encoder_stages=encoder_stages)
     if epochs > 0:
         train_slimmable(s, rec, SlimTrainConfig(epochs=epochs, limit=limit, lr=lr, random_configs=random_configs,
-                                                calib_images=calib_images))
+                                                calib_images=calib_images), teacher=loaded.module if teacher else None)
     else:
         recalibrate(s, rec, images=calib_images)
     table = evaluate_grid(s, rec, list(batches(rec, "val", count=val_count, batch_size=500)), example)

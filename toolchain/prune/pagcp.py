@@ -7,11 +7,12 @@ Sequentially greedy over channel groups, in rounds::
     repeat (at most max_rounds):
         groups  <- Torch-Pruning channel groups of the current model, exactness-checked
         scores  <- channel saliency (group magnitude + per-task-normalized Taylor, max over tasks)
-        for each group, most FLOPs (or measured ms) saved first:
+        for each group, in config.order (most FLOPs saved, most ms saved, or most ms per FLOP first):
             keep counts: multiples of round_to, >= round_to, >= (1 - max_step) x channels,
                          no fewer than the global goal still needs
             bisection over the keep count: the fewest channels for which the oracle says every
                          task's drop (val subset, against the unpruned model) <= s x allowed_drop
+                         (never more than max_relax x allowed_drop for a task whose recipe caps it)
             prune the lowest-scoring channels; stop when the global goal is reached
         s <- s x relax      (the cumulative budget grows slowly, so pruning spreads over layers
                              instead of the first group taking the whole budget)
