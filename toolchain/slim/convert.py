@@ -9,7 +9,8 @@ Units. Every channel group of the pruner (``toolchain.prune.groups.channel_group
 channels from Torch-Pruning's DependencyGraph) belongs to one *unit*: ``encoder`` when every
 task depends on its root layer (or more than one task: shared parts slim with the encoder), or
 the one task whose output depends on it (that task's decoder). A width configuration gives one
-multiplier to the encoder and one per task decoder; a group of ``C`` channels in a unit of width
+multiplier to the encoder (or, with ``encoder_stages``, one per encoder stage: groups of one output
+resolution) and one per task decoder; a group of ``C`` channels in a unit of width
 ``w`` keeps ``keep(C, w) = min(C, max(r, r * ceil(ceil(w * C) / r)))`` channels (``r`` = round_to).
 
 Ordering. The channels of each group are permuted once by importance (the pruner's
