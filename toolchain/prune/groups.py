@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+import operator
+
 import torch
 import torch.fx as fx
 import torch_pruning as tp
@@ -103,46 +105,81 @@ def _flatten_outputs(out: object) -> torch.Tensor:
     return out.sum()
 
 
-def output_layers(model: nn.Module, example: torch.Tensor | None = None) -> dict[str, list[str]]:
+def _trace(model: nn.Module) -> fx.GraphModule:
+    try:
+        return fx.symbolic_trace(model)
+    except Exception as e:
+        raise SpecError(
+            f"cannot trace {type(model).__name__} with torch.fx to find its output layers ({type(e).__name__}: {e}); "
+            "pass ignored=[layer names] explicitly"
+        ) from None
+
+
+def _producers_behind(node: object, modules: dict[str, nn.Module]) -> tuple[set[str], bool]:
+    """The Conv/Linear layers whose output channels reach `node` through channel-preserving
+    operations (activations, norms, resizing, pooling, flatten, element-wise maths, concatenation),
+    and whether the network input reaches it the same way, with no such layer in between."""
+    producers: set[str] = set()
+    reaches_input = False
+    stack, seen = [node], set()
+    while stack:
+        n = stack.pop()
+        if not isinstance(n, fx.Node) or n in seen:
+            continue
+        seen.add(n)
+        if n.op == "call_module" and isinstance(modules[str(n.target)], _PRODUCERS):
+            producers.add(str(n.target))
+            continue
+        if n.op == "placeholder":
+            reaches_input = True
+            continue
+        if n.op == "get_attr":
+            continue
+        # any other module (activation, norm, pooling, a user's parameter-free op) is read
+        # through: its output channels are its input's channels
+        stack.extend(n.all_input_nodes)
+    return producers, reaches_input
+
+
+def output_layers(model: nn.Module, example: torch.Tensor | None = None,
+                  gm: fx.GraphModule | None = None) -> dict[str, list[str]]:
     """Task name -> names of the layers whose output channels are that task's output channels.
 
     Walks back from each task output through channel-preserving operations (activations, batch
     norm, resizing, pooling, flatten, element-wise maths, concatenation) to the Conv/Linear layers
     that produce the channels. These layers are never pruned: their width is the task's contract.
     """
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as e:
-        raise SpecError(
-            f"cannot trace {type(model).__name__} with torch.fx to find its output layers ({type(e).__name__}: {e}); "
-            "pass ignored=[layer names] explicitly"
-        ) from None
+    gm = gm or _trace(model)
     modules = dict(gm.named_modules())
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
     result = out_node.args[0]
     if not isinstance(result, dict):
         raise SpecError(f"{type(model).__name__}.forward must return a dict {{task: tensor}}, got {type(result).__name__}")
-    found: dict[str, list[str]] = {}
-    for task, node in result.items():
-        names: list[str] = []
-        stack, seen = [node], set()
-        while stack:
-            n = stack.pop()
-            if not isinstance(n, fx.Node) or n in seen:
-                continue
-            seen.add(n)
-            if n.op == "call_module":
-                mod = modules[str(n.target)]
-                if isinstance(mod, _PRODUCERS):
-                    names.append(str(n.target))
-                    continue
-                # any other module (activation, norm, pooling, a user's parameter-free op) is read
-                # through: its output channels are its input's channels
-            if n.op in ("placeholder", "get_attr"):
-                continue
-            stack.extend(a for a in n.all_input_nodes)
-        found[task] = sorted(set(names))
-    return found
+    return {task: sorted(_producers_behind(node, modules)[0]) for task, node in result.items()}
+
+
+_ELEMENTWISE = {operator.add, operator.sub, operator.mul, torch.add, torch.sub, torch.mul, "add", "add_", "sub", "mul"}
+
+
+def _unsafe_layers(gm: fx.GraphModule, traced: set[str]) -> dict[str, str]:
+    """Layers whose output channels Torch-Pruning cannot prune safely, with the reason: producers
+    meeting the network input in an element-wise op (the autograd trace does not see the input, so
+    the coupling is missing from its graph), and producers feeding a layer no task output depends
+    on (absent from the trace, so its input channels would not shrink with theirs)."""
+    modules = dict(gm.named_modules())
+    unsafe: dict[str, str] = {}
+    for n in gm.graph.nodes:
+        if n.op in ("call_function", "call_method") and n.target in _ELEMENTWISE:
+            behind = [_producers_behind(a, modules) for a in n.args if isinstance(a, fx.Node)]
+            if len(behind) >= 2 and any(inp and not prods for prods, inp in behind):
+                for prods, _ in behind:
+                    for p in prods:
+                        unsafe.setdefault(p, f"its channels meet the network input in `{n.name}`")
+        elif n.op == "call_module" and isinstance(modules[str(n.target)], _PRODUCERS) and str(n.target) not in traced:
+            for a in n.all_input_nodes:
+                for p in _producers_behind(a, modules)[0]:
+                    unsafe.setdefault(p, f"it feeds {n.target}, which no task output depends on")
+    return unsafe
 
 
 def channel_groups(
@@ -165,10 +202,13 @@ def channel_groups(
     unknown = [n for n in ignored if n not in dict(model.named_modules())]
     if unknown:
         raise SpecError(f"ignored layer(s) {', '.join(sorted(unknown))} are not in {type(model).__name__}")
-    if protect_outputs:
-        for layers in output_layers(model, example).values():
+    gm = _trace(model) if protect_outputs else None
+    if gm is not None:
+        for layers in output_layers(model, example, gm).values():
             ignored.update(layers)
     graph = graph or dependency_graph(model, example)
+    traced = {names[m] for m in graph.module2node if isinstance(m, nn.Module) and m in names}
+    unsafe = _unsafe_layers(gm, traced) if gm is not None else {}
     ignored_modules = [model.get_submodule(n) for n in ignored]
     groups: list[ChannelGroup] = []
     for g in graph.get_all_groups(ignored_layers=ignored_modules, root_module_types=(nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
@@ -189,6 +229,11 @@ def channel_groups(
             continue
         channels = graph.get_out_channels(root)
         if channels is None or channels < 2:
+            continue
+        bad = next((n for n in out_layers if n in unsafe), None)
+        if bad is not None:
+            if skipped is not None:
+                skipped[names[root]] = f"layer {bad} cannot be pruned: {unsafe[bad]}"
             continue
         grouped = [names[m] for m in (dep.target.module for dep, _ in g)
                    if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels and m in names]
