@@ -52,3 +52,19 @@ def test_corrupt_and_missing_idx_files(tmp_path, monkeypatch):
         fashion.load_split("test")
     with pytest.raises(SpecError, match="unknown Fashion-MNIST split 'validation'"):
         fashion.load_split("validation")
+
+
+def test_random_data_is_the_same_in_every_process():
+    """`random` recipes (test networks) must give the same batches run after run: a fresh
+    interpreter, with its own str-hash seed, draws the same calibration samples."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from toolchain.recipe import parse_recipe; from toolchain.data.loaders import batches; "
+            "r = parse_recipe({'name': 'r', 'input': {'shape': [1, 3, 4, 4]}, 'data': {'kind': 'random'}, "
+            "'tasks': {'a': {'kind': 'depth', 'allowed_drop': 1.0}}}); "
+            "print(float(next(batches(r, 'calib', count=2))[0].sum()))")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in (1, 2)}
+    assert len(runs) == 1, runs

@@ -6,6 +6,7 @@ Data without labels (photos, random) yields targets=None: callers switch to labe
 
 from __future__ import annotations
 
+import zlib
 from typing import Iterator
 
 import numpy as np
@@ -30,7 +31,8 @@ def batches(recipe: Recipe, split: str, count: int | None = None, batch_size: in
         yield from _photos(recipe, split, count, batch_size, seed)
     elif kind == "random":
         n = count or 64
-        gen = torch.Generator().manual_seed(seed + hash(split) % 1000)
+        # zlib.crc32, not hash(): str hashes change from process to process (PYTHONHASHSEED)
+        gen = torch.Generator().manual_seed(seed + zlib.crc32(split.encode()) % 1000)
         for start in range(0, n, batch_size):
             yield torch.randn((min(batch_size, n - start), *recipe.input.shape[1:]), generator=gen), None
     else:
