@@ -6,15 +6,16 @@ A user's own model brings its own loop through the recipe hook (see toolchain.co
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolchain.data.loaders import batches
+from toolchain.data.loaders import Batch, batches
 from toolchain.errors import SpecError
 from toolchain.evaluate import evaluate
 from toolchain.progress import progress_bar
@@ -49,6 +50,31 @@ def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temper
     return F.l1_loss(student, teacher)
 
 
+def training_batches(recipe: Recipe, epochs: float, batch_size: int, limit: int | None = None,
+                     seed: int = 0) -> tuple[int, Iterator[Batch]]:
+    """(total steps, labeled batches) of the recipe's training split (its val images held out, at
+    most `limit` images), reshuffled every epoch, `epochs` (fractional) epochs long."""
+    from toolchain.data import fashion
+
+    full = fashion.load_split("train")
+    part = full.subset(len(full) - recipe.data.val_count)
+    if limit:
+        part = part.subset(limit)
+    total = max(1, int(round(epochs * math.ceil(len(part) / batch_size))))
+
+    def stream() -> Iterator[Batch]:
+        step, epoch = 0, 0
+        while True:
+            for batch in fashion.iterate(part, batch_size, shuffle=True, seed=seed + epoch):
+                yield batch
+                step += 1
+                if step >= total:
+                    return
+            epoch += 1
+
+    return total, stream()
+
+
 def train(
     model: nn.Module,
     recipe: Recipe,
@@ -63,44 +89,30 @@ def train(
             f"the built-in trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
             f"data.kind={recipe.data.kind!r}: bring your own loop through the recipe hook"
         )
-    from toolchain.data import fashion
-
     torch.manual_seed(config.seed)
-    full = fashion.load_split("train")
-    train_part = full.subset(len(full) - recipe.data.val_count)
-    if config.limit:
-        train_part = train_part.subset(config.limit)
-    steps_per_epoch = (len(train_part) + config.batch_size - 1) // config.batch_size
-    total_steps = max(1, int(round(config.epochs * steps_per_epoch)))
+    total_steps, data = training_batches(recipe, config.epochs, config.batch_size, config.limit, config.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15)
     kinds = {t: recipe.tasks[t].kind for t in recipe.tasks}
     if teacher is not None:
         teacher.eval()
     model.train()
-    step = 0
     with progress_bar() as progress:
         job = progress.add_task(description, total=total_steps)
-        epoch = 0
-        while step < total_steps:
-            for x, targets in fashion.iterate(train_part, config.batch_size, shuffle=True, seed=config.seed + epoch):
-                out = model(x)
-                loss = sum(task_loss(kinds[t], out[t], targets[t]) for t in kinds)
-                if teacher is not None and config.distill_weight > 0:
-                    with torch.no_grad():
-                        ref = teacher(x)
-                    loss = loss + config.distill_weight * sum(distill_loss(kinds[t], out[t], ref[t]) for t in kinds)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                progress.update(job, advance=1, description=f"{description} loss {loss.item():.3f}")
-                if on_step:
-                    on_step(step, loss.item())
-                if step >= total_steps:
-                    break
-            epoch += 1
+        for step, (x, targets) in enumerate(data, 1):
+            out = model(x)
+            loss = sum(task_loss(kinds[t], out[t], targets[t]) for t in kinds)
+            if teacher is not None and config.distill_weight > 0:
+                with torch.no_grad():
+                    ref = teacher(x)
+                loss = loss + config.distill_weight * sum(distill_loss(kinds[t], out[t], ref[t]) for t in kinds)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            progress.update(job, advance=1, description=f"{description} loss {loss.item():.3f}")
+            if on_step:
+                on_step(step, loss.item())
     model.eval()
     return model
 

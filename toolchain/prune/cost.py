@@ -248,6 +248,7 @@ class TableLatency:
              matched: set[str]) -> None:
         self.example, self.flops0, self.total_ms = example, flops0, total_ms
         self.ms0 = {n: ms0.get(n, 0.0) for n in flops0}
+        self.ms_per_flop = {n: self.ms0[n] / f for n, f in flops0.items() if f}
         self.fixed_ms = max(total_ms - sum(self.ms0[n] for n in matched), 0.0)
 
     def estimate_ms(self, model: nn.Module) -> float:
@@ -257,5 +258,5 @@ class TableLatency:
     def cost_per_channel(self, model: nn.Module, group: ChannelGroup) -> float:
         """ms one channel of `group` costs now: its FLOPs share of each coupled layer, priced
         at that layer's table time per FLOP."""
-        per_flop = {n: self.ms0[n] / f for n, f in self.flops0.items() if f}
-        return flops_per_channel(model, group, layer_flops(model, self.example), lambda n: per_flop.get(n, 0.0))
+        return flops_per_channel(model, group, layer_flops(model, self.example),
+                                 lambda n: self.ms_per_flop.get(n, 0.0))

@@ -36,6 +36,7 @@ from toolchain.data.loaders import Batch, batches, example_input, has_labels
 from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
 from toolchain.prune import cost
+from toolchain.prune.exactness import check_groups
 from toolchain.prune.groups import ChannelGroup, channel_groups
 from toolchain.prune.importance import channel_scores, lowest
 from toolchain.prune.oracle import Oracle
@@ -128,23 +129,8 @@ def oracle_data(recipe: Recipe, config: PruneConfig) -> list[Batch]:
 
 
 def exactness_refusals(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> dict[str, str]:
-    """group root -> reason, for the groups toolchain.prune.exactness refuses (none if it is absent)."""
-    try:
-        from toolchain.prune.exactness import check_groups
-    except ImportError:
-        return {}
-    result = check_groups(model, example, groups)
-    refused = getattr(result, "refused", result)
-    out: dict[str, str] = {}
-    items = refused.items() if isinstance(refused, dict) else refused
-    for item in items:
-        if isinstance(item, tuple) and len(item) == 2:
-            key, reason = item
-        else:
-            key, reason = getattr(item, "group", item), getattr(item, "reason", "refused")
-        name = key if isinstance(key, str) else getattr(key, "name", str(key))
-        out[name] = str(reason)
-    return out
+    """group root -> reason, for the groups toolchain.prune.exactness refuses."""
+    return {name: str(reason) for name, reason in check_groups(model, example, groups).refused.items()}
 
 
 def _latency(config: PruneConfig, model: nn.Module, example: torch.Tensor) -> float:

@@ -116,6 +116,12 @@ class WidthConfig:
         return f"e{self.encoder_key}_" + "_".join(f"{t}{_pct(w)}" for t, w in self.decoders)
 
 
+def encoder_assignments(widths: Iterable[float], stages: int) -> list[tuple[float, ...]]:
+    """Every encoder width assignment, widest first: one width per stage (|widths|^stages)."""
+    ws = sorted(widths, reverse=True)
+    return [tuple(c) for c in itertools.product(ws, repeat=stages)]
+
+
 def _pct(w: float) -> int:
     return int(round(100 * w))
 
@@ -181,9 +187,7 @@ class SlimSpec:
         return keep_channels(group.channels, w, self.round_to)
 
     def encoder_configs(self, widths: Sequence[float] | None = None) -> list[tuple[float, ...]]:
-        """Every encoder width assignment, widest first: one per width, or one per stage."""
-        ws = sorted(widths or self.widths, reverse=True)
-        return [tuple(c) for c in itertools.product(ws, repeat=self.stages)]
+        return encoder_assignments(widths or self.widths, self.stages)
 
 
 class _PrefixMask:

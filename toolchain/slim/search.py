@@ -34,7 +34,7 @@ from toolchain.metrics import make_metric
 from toolchain.progress import progress_bar
 from toolchain.prune.cost import layer_flops
 from toolchain.recipe import Recipe
-from toolchain.slim.convert import ENCODER, SlimmableModel, WidthConfig, _pct
+from toolchain.slim.convert import ENCODER, SlimmableModel, WidthConfig, _pct, encoder_assignments
 
 
 def _key(config: WidthConfig, d: float) -> str:
@@ -59,8 +59,7 @@ class SlimTable:
 
     def encoders(self, widths: Iterable[float] | None = None) -> list[tuple[float, ...]]:
         """Every encoder width assignment the table covers, widest first."""
-        ws = sorted(widths or self.widths, reverse=True)
-        return [tuple(c) for c in itertools.product(ws, repeat=self.stages)]
+        return encoder_assignments(widths or self.widths, self.stages)
 
     def metric(self, config: WidthConfig, task: str) -> float:
         return self.metrics[_key(config, config.decoder(task))][task]
@@ -201,11 +200,12 @@ class SearchResult:
     candidates: int  # configurations within the budget
 
 
-def drop_from_full(table: SlimTable, config: WidthConfig, task: str) -> float:
-    """How far `task` falls at `config` below the full-width configuration (metric units, positive = worse)."""
-    full = table.metric(WidthConfig.uniform(max(table.widths), table.tasks), task)
+def drop_from_full(table: SlimTable, config: WidthConfig, task: str, full: Mapping[str, float] | None = None) -> float:
+    """How far `task` falls at `config` below the full-width configuration (metric units, positive
+    = worse); `full`: the full-width metrics, when the caller already has them."""
+    ref = (full or table.config_metrics(WidthConfig.uniform(max(table.widths), table.tasks)))[task]
     v = table.metric(config, task)
-    return full - v if table.higher_is_better[task] else v - full
+    return ref - v if table.higher_is_better[task] else v - ref
 
 
 def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: float | None = None,
@@ -228,6 +228,7 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
     if unknown:
         raise SpecError(f"max drop for unknown task(s) {', '.join(unknown)}; tasks: {', '.join(table.tasks)}")
     ws = sorted(widths or table.widths, reverse=True)
+    full = table.config_metrics(WidthConfig.uniform(max(table.widths), table.tasks))
     best: tuple[float, int, WidthConfig] | None = None
     cheapest = float("inf")
     count = 0
@@ -241,7 +242,7 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
             if cost > (limit if limit is not None else budget_latency_ms):
                 continue
             in_budget += 1
-            drops = {t: drop_from_full(table, cfg, t) for t in max_drop}
+            drops = {t: drop_from_full(table, cfg, t, full) for t in max_drop}
             for t, d in drops.items():
                 least_drop[t] = min(least_drop[t], d)
             if any(d > max_drop[t] + 1e-12 for t, d in drops.items()):

@@ -16,7 +16,6 @@ Gradients of all configurations accumulate; the caller steps the optimizer once.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
@@ -30,7 +29,7 @@ from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
 from toolchain.slim.convert import SlimmableModel, WidthConfig, _NORMS, norm_layers
-from toolchain.train import distill_loss, task_loss
+from toolchain.train import distill_loss, task_loss, training_batches
 
 
 @dataclass
@@ -158,38 +157,26 @@ def train_slimmable(slim: SlimmableModel, recipe: Recipe, config: SlimTrainConfi
         raise SpecError(f"the built-in slimmable trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
                         f"data.kind={recipe.data.kind!r}: add `hooks: {{slim_train: \"package.module:function\"}}` "
                         "to the recipe, a loop that calls toolchain.slim.train.sandwich_step per batch")
-    from toolchain.data import fashion
-
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    full = fashion.load_split("train")
-    part = full.subset(len(full) - recipe.data.val_count)
-    if config.limit:
-        part = part.subset(config.limit)
-    steps = max(1, int(round(config.epochs * math.ceil(len(part) / config.batch_size))))
+    steps, data = training_batches(recipe, config.epochs, config.batch_size, config.limit, config.seed)
     opt = torch.optim.AdamW(slim.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
     kinds = {t: recipe.tasks[t].kind for t in slim.tasks}
     if teacher is not None:
         teacher.eval()
     slim.train()
-    step, epoch = 0, 0
     with progress_bar() as progress:
         job = progress.add_task("slimmable training", total=steps)
-        while step < steps:
-            for x, targets in fashion.iterate(part, config.batch_size, shuffle=True, seed=config.seed + epoch):
-                opt.zero_grad(set_to_none=True)
-                losses = sandwich_step(slim, x, targets, kinds, rng, config, teacher)
-                opt.step()
-                sched.step()
-                step += 1
-                progress.update(job, advance=1, description="slimmable training " + " ".join(
-                    f"{k} {v:.3f}" for k, v in losses.items() if not k.startswith("random")))
-                if on_step:
-                    on_step(step, losses)
-                if step >= steps:
-                    break
-            epoch += 1
+        for step, (x, targets) in enumerate(data, 1):
+            opt.zero_grad(set_to_none=True)
+            losses = sandwich_step(slim, x, targets, kinds, rng, config, teacher)
+            opt.step()
+            sched.step()
+            progress.update(job, advance=1, description="slimmable training " + " ".join(
+                f"{k} {v:.3f}" for k, v in losses.items() if not k.startswith("random")))
+            if on_step:
+                on_step(step, losses)
     recalibrate(slim, recipe, images=config.calib_images)
     return slim
 

@@ -41,37 +41,27 @@ class FlattenChannelMajor(nn.Module):
         super().__init__()
         self.s1 = cbr(3, 7, 2)  # 6x5
         self.s2 = cbr(7, 5, 2)  # 3x3
-        self.fc = nn.Linear(5 * 3 * 3, 9)
+        self.fc = nn.Linear(5 * 3 * 3, 9)  # 5 channels x 3 x 3, in either flatten order
         self.cls = nn.Linear(9, 4)
         self.seg = nn.Conv2d(7, 2, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         a = self.s1(x)
         b = self.s2(a)
-        f = F.relu(self.fc(b.view(b.size(0), -1)))
+        f = F.relu(self.fc(self.flatten(b)))
         return {"cls": self.cls(f), "seg": self.seg(a)}
 
+    def flatten(self, b: torch.Tensor) -> torch.Tensor:
+        return b.view(b.size(0), -1)
 
-class FlattenChannelsLast(nn.Module):
+
+class FlattenChannelsLast(FlattenChannelMajor):
     """conv -> permute to NHWC -> flatten (feature index = h*W*C + w*C + c) -> Linear.
 
     A mapping that assumes channel-major flatten removes the wrong Linear inputs here."""
 
-    input_shape = (2, 3, 11, 9)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.s1 = cbr(3, 7, 2)  # 6x5
-        self.s2 = cbr(7, 5, 2)  # 3x3
-        self.fc = nn.Linear(3 * 3 * 5, 9)
-        self.cls = nn.Linear(9, 4)
-        self.seg = nn.Conv2d(7, 2, 1)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        a = self.s1(x)
-        b = self.s2(a)
-        f = F.relu(self.fc(torch.flatten(b.permute(0, 2, 3, 1), 1)))
-        return {"cls": self.cls(f), "seg": self.seg(a)}
+    def flatten(self, b: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(b.permute(0, 2, 3, 1), 1)
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
