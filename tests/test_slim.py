@@ -248,8 +248,10 @@ def test_search_respects_budget_and_preferences():
     assert search(table, {"a": 1, "b": 1}, budget_flops=budget / full).flops <= budget  # fraction form
     with pytest.raises(SpecError, match="narrowest costs"):
         search(table, {"a": 1, "b": 1}, budget_flops=1000)
-    with pytest.raises(SpecError, match="exactly one budget"):
+    with pytest.raises(SpecError, match="give one budget"):
         search(table, {"a": 1, "b": 1})
+    with pytest.raises(SpecError, match="give one budget"):
+        search(table, {"a": 1, "b": 1}, budget_flops=budget, budget_latency_ms=1.0)
 
 
 def test_search_keeps_tasks_within_their_max_drop():
@@ -270,6 +272,25 @@ def test_search_keeps_tasks_within_their_max_drop():
     assert parse_task_values("a=2, b=0.5", ["a", "b"], "max drop") == {"a": 2.0, "b": 0.5}
     with pytest.raises(SpecError, match="max drop 'x' for a is not a number"):
         parse_task_values("a=x", ["a", "b"], "max drop")
+
+
+def test_search_with_only_max_drop_returns_the_cheapest_configuration_within_it():
+    from toolchain.slim.search import drop_from_full
+
+    table = _synthetic_table()
+    # halving the encoder costs a 5 and b 1, halving a decoder costs a 10 and b 2 (see _synthetic_table)
+    bound = {"a": 10.0, "b": 1.0}
+    r = search(table, {"a": 1, "b": 1}, max_drop=bound)
+    configs = [WidthConfig.make(e, {"a": da, "b": db}) for e in (1.0, 0.5) for da in (1.0, 0.5) for db in (1.0, 0.5)]
+    within = [c for c in configs if all(drop_from_full(table, c, t) <= d for t, d in bound.items())]
+    assert r.flops == min(table.flops(c) for c in within)  # brute force over all 8 configurations
+    assert r.config == WidthConfig.make(0.5, {"a": 1.0, "b": 1.0}) and r.candidates == len(within) == 3
+    assert r.budget["flops"] is None and r.budget["max_drop"] == bound
+    # within the FLOPs slack (here half the full model) the preferred task's configuration wins
+    slack = search(table, {"a": 1, "b": 3}, max_drop=bound, flops_slack=0.5)
+    assert slack.config == WidthConfig.make(1.0, {"a": 0.5, "b": 1.0}) and slack.flops > r.flops
+    with pytest.raises(SpecError, match=r"none of the 8 configurations keeps .*loosen --max-drop"):
+        search(table, {"a": 1, "b": 1}, max_drop={"a": -1.0})
 
 
 def test_parse_preferences_and_config_names():
@@ -395,6 +416,18 @@ def test_config_switch_benchmark_reports_overhead(slim_bundle):
     assert r["runtime_added_switch_overhead_pct"] == pytest.approx(100 * ((1 + ours / 100) / (1 + raw / 100) - 1))
 
 
+def test_config_switch_every_n_calls_weights_the_call_after_each_switch(slim_bundle):
+    from toolchain.bench_runtime import bench_config_switch
+
+    out, _, configs = slim_bundle
+    r = bench_config_switch(out, iters=16, rounds=2, threads=1, block=4, variants=[configs[0].name, configs[1].name])
+    for v in r["configs"].values():
+        # a plain median of the alternating calls would ignore the one call in four after a switch
+        assert v["alternating_median_ms"] == pytest.approx((v["after_switch_median_ms"] + 3 * v["within_block_median_ms"]) / 4)
+    assert r["switch_cost_us"] == pytest.approx(
+        1e3 * np.mean([v["after_switch_median_ms"] - v["median_ms"] for v in r["configs"].values()]))
+
+
 def test_cli_search_and_errors(slim, table, fashion_recipe, tmp_path):
     from cli_helpers import mtedge
 
@@ -407,6 +440,9 @@ def test_cli_search_and_errors(slim, table, fashion_recipe, tmp_path):
     doc = json.loads(res.read_text())
     assert doc["flops"] <= 0.6 * doc["full_flops"]
     assert doc["config"]["decoders"]["silhouette"] >= doc["config"]["decoders"]["denoise"]
+    mtedge("slim", "search", ckpt, "--max-drop", "garment=3,group=3,silhouette=3,denoise=1", "--json", res)
+    cheap = json.loads(res.read_text())
+    assert cheap["budget"]["max_drop"]["denoise"] == 1.0 and cheap["flops"] < cheap["full_flops"]
     bad = mtedge("slim", "search", ckpt, "--budget-flops", "0.6", "--prefer", "seg=2", check=False)
     assert bad.returncode == 2 and "seg=2" in bad.stderr
     with pytest.raises(SpecError, match="mtedge slim convert"):

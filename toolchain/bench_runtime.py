@@ -322,7 +322,10 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
     ``config_switch_overhead_pct = 100 * (sum of alternating medians / sum of repeated medians - 1)``.
     Both styles run in `rounds` interleaved blocks of `iters` calls per configuration, so load
     from other processes hits them alike. `block` > 1 switches configuration every `block` calls
-    instead of every call (a budget changes far less often than every frame).
+    instead of every call (a budget changes far less often than every frame); each configuration's
+    alternating figure is then the median of the first call after a switch and the median of the
+    block's other calls, weighted 1 : block - 1 (a plain median would hide the switch).
+    ``switch_cost_us``: what the first call after a switch costs over a repeated call.
 
     The same schedule also drives raw OpenVINO (Python API) on the same segment files, wired like
     the runtime, in the same rounds: ``raw_openvino_config_switch_overhead_pct`` is what alternating
@@ -351,7 +354,8 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
                 call(v)
     per = max(1, iters // rounds)
     rep = {k: {v: [] for v in names} for k in styles}
-    alt = {k: {v: [] for v in names} for k in styles}
+    # alternating calls by position in their block: [0] the call right after a switch, [1] the others
+    alt = {k: ({v: [] for v in names}, {v: [] for v in names}) for k in styles}
     # C++-side split of each runtime phase: time inside segments vs the runtime's own work per call
     split = {"repeated": [0.0, 0.0, 0], "alternating": [0.0, 0.0, 0]}  # run ms, segment ms, calls
 
@@ -376,24 +380,37 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
             if style == "runtime":
                 account("repeated")
             for i in range(len(names) * per):
-                timed(call, names[(i // block) % len(names)], alt[style])
+                timed(call, names[(i // block) % len(names)], alt[style][min(1, i % block)])
             if style == "runtime":
                 account("alternating")
 
+    def alternating_ms(style: str, v: str) -> float:
+        """Median cost per call when switching every `block` calls: the first call after a switch
+        and the block's other calls weighted by their share (a plain median would hide the first)."""
+        first, rest = alt[style]
+        m = float(np.median(first[v]))
+        return m if block == 1 else (m + (block - 1) * float(np.median(rest[v]))) / block
+
     def overhead(style: str) -> float:
         repeat_sum = sum(float(np.median(rep[style][v])) for v in names)
-        return 100.0 * (sum(float(np.median(alt[style][v])) for v in names) / repeat_sum - 1.0)
+        return 100.0 * (sum(alternating_ms(style, v) for v in names) / repeat_sum - 1.0)
 
     book = {p: 1e3 * (r - s) / max(n, 1) for p, (r, s, n) in split.items()}  # us per call outside segments
     seg = {p: 1e3 * s / max(n, 1) for p, (r, s, n) in split.items()}  # us per call inside segments
     mean_latency_us = 1e3 * sum(float(np.median(rep["runtime"][v])) for v in names) / len(names)
     ours, raw = overhead("runtime"), overhead("raw_openvino")
     return {"variants": names, "block": block,
-            "configs": {v: {**_stats_ms(rep["runtime"][v]), "alternating_median_ms": float(np.median(alt["runtime"][v])),
+            "configs": {v: {**_stats_ms(rep["runtime"][v]), "alternating_median_ms": alternating_ms("runtime", v),
+                            "after_switch_median_ms": float(np.median(alt["runtime"][0][v])),
+                            **({"within_block_median_ms": float(np.median(alt["runtime"][1][v]))} if block > 1 else {}),
                             "raw_openvino_median_ms": float(np.median(rep["raw_openvino"][v])),
-                            "raw_openvino_alternating_median_ms": float(np.median(alt["raw_openvino"][v]))}
+                            "raw_openvino_alternating_median_ms": alternating_ms("raw_openvino", v)}
                         for v in names},
             "config_switch_overhead_pct": ours,
+            # what one switch costs: the first call after it over a repeated call (median, mean over
+            # configurations); switching every N calls costs about switch_cost / (N * latency)
+            "switch_cost_us": 1e3 * float(np.mean([np.median(alt["runtime"][0][v]) - np.median(rep["runtime"][v])
+                                                  for v in names])),
             "raw_openvino_config_switch_overhead_pct": raw,
             "runtime_added_switch_overhead_pct": 100.0 * ((1 + ours / 100) / (1 + raw / 100) - 1.0),
             # the runtime's own work per call (plan, bindings, copies) repeated vs alternating, and the
@@ -436,6 +453,7 @@ def render_report(r: dict, iters: int) -> None:
         c.add_row("width config switch: alternating vs repeating", "", "", f"{r['config_switch_overhead_pct']:+.1f}%")
         c.add_row("  the same switching in raw OpenVINO", "", "", f"{cs['raw_openvino_config_switch_overhead_pct']:+.1f}%")
         c.add_row("  added by the runtime (ratio of the two)", "", "", f"{cs['runtime_added_switch_overhead_pct']:+.1f}%")
+        c.add_row("  first call after a switch, over a repeated call", "", "", f"+{cs['switch_cost_us']:.0f} us")
     if "rss_all_tasks_mb" in r:
         c.add_row("resident memory (process RSS)", f"{r['rss_all_tasks_mb']:.1f} MB",
                   f"{r['rss_separate_models_mb']:.1f} MB",

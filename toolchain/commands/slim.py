@@ -93,10 +93,12 @@ def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_sta
 @click.option("--target", default=None, help="target profile for the latency model (default: host-cpu, measured)")
 @click.option("--prefer", default=None, help="task preference weights, e.g. silhouette=2,denoise=1 (others weigh 1)")
 @click.option("--max-drop", default=None,
-              help="keep tasks within this much of full width (metric units), e.g. garment=2,denoise=0.6")
+              help="keep tasks within this much of full width (metric units), e.g. garment=2,denoise=0.6; "
+                   "without a budget: the configuration with the fewest FLOPs that does")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="write the result as JSON")
 def search_cmd(model, budget_flops, budget_latency_ms, target, prefer, max_drop, json_path):
-    """Pick the width configuration that best serves the task preferences within a budget."""
+    """Pick the width configuration that best serves the task preferences within a budget, or
+    (--max-drop alone) the cheapest one that keeps each named task within its drop."""
     from toolchain.commands.common import write_json
     from toolchain.data.loaders import example_input
     from toolchain.slim import load_slimmable
@@ -113,7 +115,9 @@ def search_cmd(model, budget_flops, budget_latency_ms, target, prefer, max_drop,
                max_drop=parse_task_values(max_drop, s.tasks, "max drop"))
     table_render([{"name": r.config.name, "config": r.config.to_dict(), "flops": r.flops, "latency_ms": r.latency_ms,
                    "metrics": r.metrics}], s.tasks,
-                 f"best of {r.candidates} configurations within budget (val metrics, preferences {prefs})",
+                 (f"fewest FLOPs of {r.candidates} configurations within --max-drop (val metrics)"
+                  if r.budget["flops"] is None and r.budget["latency_ms"] is None else
+                  f"best of {r.candidates} configurations within budget (val metrics, preferences {prefs})"),
                  full_flops=table.full_flops)
     click.echo(f"--configs {r.config.name}")
     write_json(json_path, {"name": r.config.name, "config": r.config.to_dict(), "flops": r.flops,

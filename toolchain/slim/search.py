@@ -210,16 +210,23 @@ def drop_from_full(table: SlimTable, config: WidthConfig, task: str, full: Mappi
 
 def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: float | None = None,
            budget_latency_ms: float | None = None, widths: Iterable[float] | None = None,
-           max_drop: Mapping[str, float] | None = None) -> SearchResult:
+           max_drop: Mapping[str, float] | None = None, flops_slack: float = 0.01) -> SearchResult:
     """The configuration maximizing sum_t pref[t] * normalized metric within the budget.
 
     `budget_flops` <= 1 is a fraction of the full model's FLOPs, otherwise absolute FLOPs.
     `max_drop` {task: d}: only configurations where each named task stays within d (metric units)
-    of the full-width configuration are candidates.
+    of the full-width configuration are candidates. With `max_drop` and no budget the question
+    turns around: the configuration with the fewest FLOPs that keeps every named task within its
+    drop, i.e. the least compute an accuracy bound allows. Configurations within `flops_slack`
+    (a fraction of the full model's FLOPs) of the fewest count as equally cheap, and the best
+    preference score among them wins: a tiny head's width saves almost nothing and can cost points.
     Raises SpecError naming the smallest achievable cost when nothing fits, and the best drop
     reachable within the budget when the drop bounds exclude everything."""
-    if (budget_flops is None) == (budget_latency_ms is None):
-        raise SpecError("give exactly one budget: --budget-flops F (absolute, or a fraction <= 1) or --budget-latency-ms L")
+    budgets = (budget_flops is not None) + (budget_latency_ms is not None)
+    cheapest_mode = budgets == 0 and bool(max_drop)
+    if budgets > 1 or not (budgets or cheapest_mode):
+        raise SpecError("give one budget, --budget-flops F (absolute, or a fraction <= 1) or --budget-latency-ms L, "
+                        "or only --max-drop for the cheapest configuration within those drops")
     if budget_latency_ms is not None and not table.latency:
         raise SpecError("the table has no latency model; run fit_latency (mtedge slim search fits it when asked for latency)")
     limit = budget_flops * table.full_flops if budget_flops is not None and budget_flops <= 1 else budget_flops
@@ -230,6 +237,8 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
     ws = sorted(widths or table.widths, reverse=True)
     full = table.config_metrics(WidthConfig.uniform(max(table.widths), table.tasks))
     best: tuple[float, int, WidthConfig] | None = None
+    best_key: tuple[float, float] = (0.0, 0.0)
+    within: list[tuple[int, float, WidthConfig]] = []  # cheapest mode: every configuration within the drops
     cheapest = float("inf")
     count = 0
     in_budget = 0
@@ -237,9 +246,9 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
     for e in table.encoders(ws):
         for ds in itertools.product(ws, repeat=len(table.tasks)):
             cfg = WidthConfig.make(e, dict(zip(table.tasks, ds)))
-            cost = table.flops(cfg) if limit is not None else table.latency_ms(cfg)
+            cost = table.latency_ms(cfg) if budget_latency_ms is not None else table.flops(cfg)
             cheapest = min(cheapest, cost)
-            if cost > (limit if limit is not None else budget_latency_ms):
+            if not cheapest_mode and cost > (limit if limit is not None else budget_latency_ms):
                 continue
             in_budget += 1
             drops = {t: drop_from_full(table, cfg, t, full) for t in max_drop}
@@ -250,14 +259,24 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
             count += 1
             norm = table.normalized(cfg)
             score = sum(preferences.get(t, 1.0) * norm[t] for t in table.tasks)
-            key = (round(score, 12), -table.flops(cfg))
-            if best is None or key > (round(best[0], 12), -best[1]):
-                best = (score, table.flops(cfg), cfg)
+            flops = table.flops(cfg)
+            if cheapest_mode:
+                within.append((flops, score, cfg))
+                continue
+            key = (round(score, 12), -flops)
+            if best is None or key > best_key:
+                best, best_key = (score, flops, cfg), key
+    if within:
+        fewest = min(f for f, _, _ in within)
+        cheap = [w for w in within if w[0] <= fewest + flops_slack * table.full_flops]
+        flops, score, cfg = max(cheap, key=lambda w: (round(w[1], 12), -w[0]))
+        best = (score, flops, cfg)
     if best is None and in_budget:
         worst = ", ".join(f"{t} {least_drop[t]:.3g} > {max_drop[t]:.3g}" for t in max_drop if least_drop[t] > max_drop[t])
-        raise SpecError(f"none of the {in_budget} configurations within the budget keeps every task within its max drop "
+        where = "" if cheapest_mode else " within the budget"
+        raise SpecError(f"none of the {in_budget} configurations{where} keeps every task within its max drop "
                         f"(closest drops from full width: {worst or 'no single task, only their combination'}); "
-                        "raise the budget or loosen --max-drop")
+                        + ("loosen --max-drop" if cheapest_mode else "raise the budget or loosen --max-drop"))
     if best is None:
         unit = "FLOPs" if limit is not None else "ms"
         raise SpecError(f"no width configuration fits the budget ({limit if limit is not None else budget_latency_ms:,.6g} "
