@@ -24,7 +24,7 @@ def test_task_targets():
     x, t = fashion.make_batch(split.images, split.labels, seed=5)
     assert x.shape == (64, 1, 28, 28) and x.dtype == torch.float32
     assert torch.equal(t["group"], torch.from_numpy(fashion.GROUP_OF[split.labels]))
-    clean = torch.from_numpy(split.images).float() / 255
+    clean = torch.tensor(split.images, dtype=torch.float32) / 255  # the split is read-only: copy
     assert torch.equal(t["silhouette"].bool(), clean > fashion.SILHOUETTE_THRESHOLD)
     assert torch.allclose(t["denoise"][:, 0], clean)
     # evaluation noise is deterministic, and the input really is noisy
