@@ -22,7 +22,7 @@ def _table(tmp_path, bundle):
 def test_table_prices_every_prunable_layer_and_pruning_lowers_the_estimate(tmp_path, fashion_bundle, tiny_trained_fashion):
     model = tiny_trained_fashion[1].module
     x = torch.zeros(1, 1, 28, 28)
-    table = cost.TableLatency(load_table(_table(tmp_path, fashion_bundle)), model, x)
+    table = cost.TableLatency.from_table(load_table(_table(tmp_path, fashion_bundle)), model, x)
     assert set(table.names) == set(table.flops0)  # every Conv/Linear found by its module path
     assert abs(table.estimate_ms(model) - table.total_ms) < 1e-9
     group = next(g for g in channel_groups(model, x) if g.name == "encoder.stage1.1.0")
@@ -43,7 +43,7 @@ def test_compress_reaches_a_latency_goal_judged_by_the_table(tmp_path, fashion_b
                   "--val-count", "64", "--label-free", "-o", out)
     assert "prunable layers matched by name" in proc.stderr
     pruned = load(str(out)).module
-    estimate = cost.TableLatency(table, tiny_trained_fashion[1].module, torch.zeros(1, 1, 28, 28)).estimate_ms(pruned)
+    estimate = cost.TableLatency.from_table(table, tiny_trained_fashion[1].module, torch.zeros(1, 1, 28, 28)).estimate_ms(pruned)
     assert estimate < total
     assert estimate <= goal * 1.001, f"table estimate {estimate:.3f} ms > goal {goal:.3f} ms"
 

@@ -367,6 +367,24 @@ def test_export_stores_identical_segments_once_and_verifies(slim_bundle):
     assert max(r["max_abs_error"] for r in report["variants"]["c50"].values()) <= 1e-4
 
 
+def test_a_width_variants_own_golden_outputs_are_checksummed(slim_bundle, tmp_path):
+    import shutil
+
+    from toolchain.errors import BundleError
+    from toolchain.verify import verify_bundle
+
+    out = tmp_path / "copy.mtb"
+    shutil.copytree(slim_bundle[0], out)
+    m = json.loads((out / "manifest.json").read_text())
+    own = m["variants"]["c50"]["golden"]["outputs"]["denoise"]["file"]
+    path = out / own
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size, different content
+    path.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=own):
+        verify_bundle(out)
+
+
 def test_narrow_variant_matches_onnxruntime_and_torch(slim, slim_bundle):
     from toolchain.bundle.manifest import Bundle
     from toolchain.bundle.reference import ReferenceExecutor

@@ -289,9 +289,9 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
         "reload_speedup": med(reload) / med(alt_all),
         "multitask_speedup": med(separate) / med(all_in_one),
         "runtime_overhead_pct": 100.0 * (med(all_in_one) / med(raw) - 1.0),
-        # The binding's cost per call: wall time minus C++ time, for the task with the smallest
-        # output (larger outputs add the allocation of the fresh array the caller receives;
-        # per-task figures are under tasks.<t>.python_overhead_us)
+        # Wall time minus C++ time per call, for the task with the smallest output (per-task figures
+        # under tasks.<t>.python_overhead_us). After a large model's inference most of it is the
+        # interpreter running on cold caches, not the binding's work (docs/runtime.md)
         "python_call_overhead_us": report["tasks"][min(tasks, key=lambda t: int(np.prod(rt.output_spec(t)["shape"])))]["python_overhead_us"],
         "load_ms": rt.stats()["load_ms"],
     })

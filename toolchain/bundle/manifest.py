@@ -109,6 +109,8 @@ class Bundle:
     def file_refs(self) -> list[dict[str, Any]]:
         m = self.manifest
         refs = [seg for v in m["variants"].values() for seg in v["segments"].values()]
+        # a width configuration's own golden outputs
+        refs += [ref for v in m["variants"].values() for ref in v.get("golden", {}).get("outputs", {}).values()]
         refs.append(m["golden"]["input"])
         refs += list(m["golden"]["outputs"].values())
         refs += list(m.get("task_models", {}).values())

@@ -93,7 +93,7 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         if latency_table:
             from toolchain.targets.latency import load_table
 
-            table = cost.TableLatency(load_table(latency_table), unpruned, example)
+            table = cost.TableLatency.from_table(load_table(latency_table), unpruned, example)
             config.latency_cost, config.latency_of = table.cost_per_channel, table.estimate_ms
             config.order = order if order != "flops" else "latency"
             console.print(f"latency table {latency_table} ({table.table.source}, {table.table.target}): "

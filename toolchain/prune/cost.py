@@ -219,7 +219,20 @@ class TableLatency:
     (pooling, resizes, input reorders, non-prunable layers, per-segment overhead) stays fixed.
     Layers the table does not name are priced at the table's time per FLOP of their op type."""
 
-    def __init__(self, table, model: nn.Module, example: torch.Tensor) -> None:
+    def __init__(self, ms0: dict[str, float], total_ms: float, example: torch.Tensor, flops0: dict[str, int],
+                 names: dict[str, str], table=None) -> None:
+        """`ms0`: unpruned time of each Conv/Linear layer; `total_ms`: the whole model's; `flops0`:
+        each layer's unpruned FLOPs; `names`: module -> the timed layer's name, for the layers that
+        were timed (the rest of `total_ms` is fixed); `table`: the latency table, if any."""
+        self.table, self.names = table, names
+        self.example, self.flops0, self.total_ms = example, flops0, total_ms
+        self.ms0 = {n: ms0.get(n, 0.0) for n in flops0}
+        self.ms_per_flop = {n: self.ms0[n] / f for n, f in flops0.items() if f}
+        self.fixed_ms = max(total_ms - sum(self.ms0[n] for n in names), 0.0)
+
+    @classmethod
+    def from_table(cls, table, model: nn.Module, example: torch.Tensor) -> "TableLatency":
+        """From a latency table of `model` (`mtedge profile`, any target)."""
         flops0 = layer_flops(model, example)
         names = table_layer_names(table, list(flops0))
         # Per-layer times (profiling counters) and per-segment wall times are measured apart and
@@ -231,25 +244,14 @@ class TableLatency:
         for name, f in flops0.items():
             op = "Gemm" if isinstance(model.get_submodule(name), nn.Linear) else "Conv"
             ms0[name] = scale * table.layer_cost(names.get(name, ""), op=op, flops=f)
-        self.table, self.names = table, names
-        self._set(ms0, total, example, flops0, matched=set(names))
+        return cls(ms0, total, example, flops0, names, table)
 
     @classmethod
     def measured_on_host(cls, model: nn.Module, example: torch.Tensor, runs: int = 30) -> "TableLatency":
         """Per-layer times of `model` measured here with OpenVINO (CPU, f32 hint): a latency
         table without a bundle, for latency-ordered pruning of the host itself."""
         ms0, wall = host_layer_times(model, example, runs=runs)
-        self = cls.__new__(cls)
-        self.table, self.names = None, {n: n for n in ms0}
-        self._set(ms0, wall, example, layer_flops(model, example), matched=set(ms0))
-        return self
-
-    def _set(self, ms0: dict[str, float], total_ms: float, example: torch.Tensor, flops0: dict[str, int],
-             matched: set[str]) -> None:
-        self.example, self.flops0, self.total_ms = example, flops0, total_ms
-        self.ms0 = {n: ms0.get(n, 0.0) for n in flops0}
-        self.ms_per_flop = {n: self.ms0[n] / f for n, f in flops0.items() if f}
-        self.fixed_ms = max(total_ms - sum(self.ms0[n] for n in matched), 0.0)
+        return cls(ms0, wall, example, layer_flops(model, example), {n: n for n in ms0})
 
     def estimate_ms(self, model: nn.Module) -> float:
         flops = layer_flops(model, self.example)

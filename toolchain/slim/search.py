@@ -80,13 +80,19 @@ class SlimTable:
     def full_flops(self) -> int:
         return self.flops(WidthConfig.uniform(max(self.widths), self.tasks))
 
-    def normalized(self, config: WidthConfig) -> dict[str, float]:
+    def metric_ranges(self) -> dict[str, tuple[float, float]]:
+        """task -> (lowest, highest) value over the table: the normalization range."""
+        return {t: (min(m[t] for m in self.metrics.values()), max(m[t] for m in self.metrics.values()))
+                for t in self.tasks}
+
+    def normalized(self, config: WidthConfig, ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, float]:
+        """Each task's metric mapped to [0, 1] over the table (1 = best); `ranges` from
+        :meth:`metric_ranges` when the caller normalizes many configurations."""
+        ranges = ranges or self.metric_ranges()
         out = {}
         for t in self.tasks:
-            vals = [m[t] for m in self.metrics.values()]
-            lo, hi = min(vals), max(vals)
-            v = self.metric(config, t)
-            n = (v - lo) / (hi - lo) if hi > lo else 1.0
+            lo, hi = ranges[t]
+            n = (self.metric(config, t) - lo) / (hi - lo) if hi > lo else 1.0
             out[t] = n if self.higher_is_better[t] else 1.0 - n
         return out
 
@@ -236,17 +242,16 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
         raise SpecError(f"max drop for unknown task(s) {', '.join(unknown)}; tasks: {', '.join(table.tasks)}")
     ws = sorted(widths or table.widths, reverse=True)
     full = table.config_metrics(WidthConfig.uniform(max(table.widths), table.tasks))
-    best: tuple[float, int, WidthConfig] | None = None
-    best_key: tuple[float, float] = (0.0, 0.0)
-    within: list[tuple[int, float, WidthConfig]] = []  # cheapest mode: every configuration within the drops
+    ranges = table.metric_ranges()
+    candidates: list[tuple[int, float, WidthConfig]] = []  # (FLOPs, score, config) within the budget and drops
     cheapest = float("inf")
-    count = 0
     in_budget = 0
     least_drop = {t: float("inf") for t in max_drop}  # within the budget: how close each bound came
     for e in table.encoders(ws):
         for ds in itertools.product(ws, repeat=len(table.tasks)):
             cfg = WidthConfig.make(e, dict(zip(table.tasks, ds)))
-            cost = table.latency_ms(cfg) if budget_latency_ms is not None else table.flops(cfg)
+            flops = table.flops(cfg)
+            cost = table.latency_ms(cfg) if budget_latency_ms is not None else flops
             cheapest = min(cheapest, cost)
             if not cheapest_mode and cost > (limit if limit is not None else budget_latency_ms):
                 continue
@@ -256,32 +261,24 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
                 least_drop[t] = min(least_drop[t], d)
             if any(d > max_drop[t] + 1e-12 for t, d in drops.items()):
                 continue
-            count += 1
-            norm = table.normalized(cfg)
-            score = sum(preferences.get(t, 1.0) * norm[t] for t in table.tasks)
-            flops = table.flops(cfg)
-            if cheapest_mode:
-                within.append((flops, score, cfg))
-                continue
-            key = (round(score, 12), -flops)
-            if best is None or key > best_key:
-                best, best_key = (score, flops, cfg), key
-    if within:
-        fewest = min(f for f, _, _ in within)
-        cheap = [w for w in within if w[0] <= fewest + flops_slack * table.full_flops]
-        flops, score, cfg = max(cheap, key=lambda w: (round(w[1], 12), -w[0]))
-        best = (score, flops, cfg)
-    if best is None and in_budget:
+            norm = table.normalized(cfg, ranges)
+            candidates.append((flops, sum(preferences.get(t, 1.0) * norm[t] for t in table.tasks), cfg))
+    count = len(candidates)
+    if cheapest_mode and candidates:
+        cutoff = min(f for f, _, _ in candidates) + flops_slack * table.full_flops
+        candidates = [c for c in candidates if c[0] <= cutoff]
+    if not candidates and in_budget:
         worst = ", ".join(f"{t} {least_drop[t]:.3g} > {max_drop[t]:.3g}" for t in max_drop if least_drop[t] > max_drop[t])
         where = "" if cheapest_mode else " within the budget"
         raise SpecError(f"none of the {in_budget} configurations{where} keeps every task within its max drop "
                         f"(closest drops from full width: {worst or 'no single task, only their combination'}); "
                         + ("loosen --max-drop" if cheapest_mode else "raise the budget or loosen --max-drop"))
-    if best is None:
+    if not candidates:
         unit = "FLOPs" if limit is not None else "ms"
         raise SpecError(f"no width configuration fits the budget ({limit if limit is not None else budget_latency_ms:,.6g} "
                         f"{unit}); the narrowest costs {cheapest:,.6g} {unit}: raise the budget")
-    score, flops, cfg = best
+    # the best preference score; ties go to fewer FLOPs
+    flops, score, cfg = max(candidates, key=lambda c: (round(c[1], 12), -c[0]))
     return SearchResult(cfg, flops, table.latency_ms(cfg), table.config_metrics(cfg), score,
                         {"flops": limit, "latency_ms": budget_latency_ms, "preferences": dict(preferences),
                          **({"max_drop": max_drop} if max_drop else {})}, count)

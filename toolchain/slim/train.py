@@ -106,12 +106,12 @@ def sandwich_step(slim: SlimmableModel, x: torch.Tensor, targets: Mapping[str, t
         slim.set_config(widest, load_stats=False)
         out_w = slim(x)
         ref = None
-        if teacher is not None:
+        if teacher is not None and (targets is None or config.teacher_weight > 0):  # only when a loss reads it
             with torch.no_grad():
                 ref = teacher(x)
         if targets is not None:
             loss = sum(task_loss(kinds[t], out_w[t], targets[t]) for t in tasks)
-            if ref is not None and config.teacher_weight > 0:
+            if ref is not None:
                 loss = loss + config.teacher_weight * sum(distill_loss(kinds[t], out_w[t], ref[t]) for t in tasks)
         else:
             loss = sum(distill_loss(kinds[t], out_w[t], ref[t]) for t in tasks)
