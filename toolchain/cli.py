@@ -14,6 +14,7 @@ from toolchain.errors import MtedgeError
 _COMMANDS = [
     ("toolchain.commands.doctor", "doctor"),
     ("toolchain.commands.train", "train"),
+    ("toolchain.commands.recipe", "recipe"),
     ("toolchain.commands.inspect", "inspect"),
     ("toolchain.commands.export", "export"),
     ("toolchain.commands.export", "verify"),

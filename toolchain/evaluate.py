@@ -8,13 +8,18 @@ import torch
 from torch import nn
 
 from toolchain.data.loaders import Batch
+from toolchain.graph.capture import capture
 from toolchain.metrics import FIDELITY_METRIC, make_metric
 from toolchain.recipe import Recipe
 
 
 def task_metric_name(recipe: Recipe, task: str, label_free: bool) -> str:
+    """The metric a task is judged by: its recipe metric against labels, or (label-free) the fidelity
+    metric of its kind -- scale-free, or RMSE in the user's unit when the task sets `unit_scale`."""
     t = recipe.task(task)
-    return FIDELITY_METRIC[t.kind] if label_free else t.metric
+    if not label_free:
+        return t.metric
+    return f"rmse*{t.unit_scale:g}" if t.unit_scale is not None else FIDELITY_METRIC[t.kind]
 
 
 @torch.no_grad()
@@ -27,7 +32,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Metric per task. With `reference`, targets are the reference's outputs (fidelity mode);
     otherwise batches must carry labels."""
-    model.eval()
+    model = capture(model).eval()
+    reference = capture(reference).eval() if reference is not None else None
     names = list(tasks) if tasks is not None else list(recipe.tasks)
     label_free = reference is not None
     metrics = {t: make_metric(task_metric_name(recipe, t, label_free)) for t in names}

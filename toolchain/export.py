@@ -26,6 +26,7 @@ from toolchain.bundle.reference import ReferenceExecutor
 from toolchain.data.loaders import batches
 from toolchain.errors import SpecError, VerificationError
 from toolchain.graph.partition import INPUT_NAME, Partition, partition, segment_module
+from toolchain.graph.capture import multitask
 from toolchain.graph.tracing import trace
 from toolchain.model import LoadedModel
 from toolchain.progress import progress_bar
@@ -86,6 +87,9 @@ def _golden_samples(recipe: Recipe, n: int) -> tuple[np.ndarray, str]:
         "fashion-mnist": f"fashion-mnist test split, images 0..{n - 1} (noisy input)",
         "photos": f"scikit-image photos, {n} deterministic crops",
         "random": f"{n} standard-normal images (seeded)",
+        "images": f"the first {n} test images of {recipe.data.options.get('path')}",
+        "arrays": f"the first {n} test samples of {recipe.data.options.get('path')}",
+        "python": f"the first {n} test samples from {recipe.data.options.get('source')}",
     }[recipe.data.kind]
     return x.numpy().astype(np.float32), source
 
@@ -108,7 +112,7 @@ def export_bundle(
     than `tolerance` on any task; nothing is published then.
     """
     loaded = model if isinstance(model, LoadedModel) else None
-    module = (loaded.module if loaded else model).eval()
+    module = multitask(loaded.module if loaded else model, recipe).eval()
     spec = loaded.spec if loaded else type(module).__name__
     all_tasks = list(recipe.tasks)
     tasks = list(tasks) if tasks else all_tasks
@@ -191,7 +195,7 @@ def export_bundle(
             "format_version": 1,
             "name": bundle_name,
             "input": {"name": INPUT_NAME, "shape": list(shape), "dtype": "float32", "layout": "NCHW",
-                      "dynamic_batch": dynamic_batch,
+                      "dynamic_batch": dynamic_batch, "color": recipe.data.options.get("color", "gray" if shape[1] == 1 else "rgb"),
                       "normalization": {"scale": norm.scale, "mean": list(norm.mean), "std": list(norm.std)}},
             "tasks": task_entries,
             "segments": seg_entries,

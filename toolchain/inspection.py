@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from toolchain.graph.partition import Partition, partition
+from toolchain.graph.capture import capture
 from toolchain.graph.tracing import trace
 
 
@@ -16,7 +17,7 @@ def inspect_model(module: nn.Module, example: torch.Tensor) -> tuple[dict[str, A
 
     `example` should have batch 1: FLOPs are per image.
     """
-    part = partition(trace(module, example))
+    part = partition(trace(capture(module), example))
     gm = part.traced.gm
     segments = {}
     for name, seg in part.segments.items():

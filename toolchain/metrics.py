@@ -56,6 +56,8 @@ class MeanIoU(Metric):
         c = pred.shape[1]
         if target.dim() == pred.dim():  # fidelity: mIoU against the reference's argmax
             target = target.argmax(1)
+        if target.shape[-2:] != pred.shape[-2:]:  # masks stored at image size, head at its own resolution
+            target = torch.nn.functional.interpolate(target[:, None].float(), size=pred.shape[-2:], mode="nearest")[:, 0].long()
         p = pred.argmax(1).flatten()
         t = target.flatten()
         inter = torch.bincount(t[p == t], minlength=c)[:c].double()
@@ -113,21 +115,137 @@ class RMSE(Metric):
         return math.sqrt(self._num / max(self._den, 1))
 
 
-METRICS = {"accuracy": Accuracy, "miou": MeanIoU, "psnr": PSNR, "rel_error": RelativeError, "rmse": RMSE}
+class NormalizedRMSE(Metric):
+    """RMSE as a percentage of the target's spread, per output channel (lower is better).
+
+    Scale-free: a box regressor whose outputs are offsets near zero and a landmark head in pixels are
+    judged alike, so an allowed drop can be written without knowing the raw output scale."""
+
+    def __init__(self) -> None:
+        super().__init__("nrmse", False, "%")
+        self._sq: torch.Tensor | None = None
+        self._sum: torch.Tensor | None = None
+        self._sum2: torch.Tensor | None = None
+        self._n = 0
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        p = _channels_last_2d(pred.double())
+        t = _channels_last_2d(target.double())
+        if self._sq is None:
+            self._sq, self._sum, self._sum2 = (torch.zeros(t.shape[1], dtype=torch.float64) for _ in range(3))
+        self._sq += ((p - t) ** 2).sum(0)
+        self._sum += t.sum(0)
+        self._sum2 += (t**2).sum(0)
+        self._n += t.shape[0]
+
+    def value(self) -> float:
+        if self._sq is None or self._n == 0:
+            return 0.0
+        mean = self._sum / self._n
+        var = (self._sum2 / self._n - mean**2).clamp_min(0.0)
+        # a constant channel has no spread: judge it against its magnitude instead
+        scale = torch.where(var > 1e-12, var, (mean**2).clamp_min(1e-12))
+        return float(torch.sqrt((self._sq / self._n / scale).mean()) * 100.0)
+
+
+class ScaledRMSE(RMSE):
+    """RMSE times a unit scale (``unit_scale: 48`` on outputs normalized by the crop size reports pixels)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.name, self.scale, self.unit = f"rmse*{scale:g}", scale, "unit"
+
+    def value(self) -> float:
+        return super().value() * self.scale
+
+
+class UserMetric(Metric):
+    """A user's ``package.module:function(preds, targets) -> float``, called once on the whole split
+    (every batch's predictions and targets concatenated along the batch dimension)."""
+
+    def __init__(self, spec: str, fn, higher_is_better: bool) -> None:
+        super().__init__(spec, higher_is_better, "")
+        self.fn = fn
+        self._preds: list[torch.Tensor] = []
+        self._targets: list[torch.Tensor] = []
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        self._preds.append(pred.detach())
+        self._targets.append(target.detach())
+
+    def value(self) -> float:
+        if not self._preds:
+            return 0.0
+        try:
+            return float(self.fn(torch.cat(self._preds), torch.cat(self._targets)))
+        except Exception as e:
+            raise SpecError(f"metric {self.name} raised {type(e).__name__}: {e}") from None
+
+
+def _channels_last_2d(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, ...] -> [B * ..., C]: one column per output channel."""
+    if x.dim() == 1:
+        return x[:, None]
+    return x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+METRICS = {"accuracy": Accuracy, "miou": MeanIoU, "psnr": PSNR, "rel_error": RelativeError, "rmse": RMSE,
+           "nrmse": NormalizedRMSE}
 
 # label-free mode: which fidelity metric stands in for each task kind
 FIDELITY_METRIC = {
     "classification": "accuracy",  # top-1 agreement with the reference
     "segmentation": "miou",  # mIoU against the reference's argmax
     "depth": "rel_error",
-    "regression": "rel_error",
-    "keypoints": "rmse",
+    "regression": "nrmse",  # scale-free: box offsets near zero would blow up a relative error
+    "keypoints": "nrmse",
     "reconstruction": "psnr",
 }
 
+# user metrics named in recipes (`metric: package.module:function`) -> whether higher is better
+_USER_METRICS: dict[str, bool] = {}
+
+
+def register_user_metric(spec: str, higher_is_better: bool) -> None:
+    """Check that `spec` imports and remember its direction (recipes call this when parsed)."""
+    _resolve(spec)
+    _USER_METRICS[spec] = higher_is_better
+
+
+def is_known_metric(name: str) -> bool:
+    return name in METRICS or ":" in name or (name.startswith("rmse*") and _float(name[5:]) is not None)
+
 
 def make_metric(name: str) -> Metric:
-    try:
+    """A fresh accumulator for `name`: a built-in metric, ``rmse*S`` (RMSE in a unit S times the
+    raw one), or a user metric ``package.module:function``."""
+    if name in METRICS:
         return METRICS[name]()
-    except KeyError:
-        raise SpecError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}") from None
+    if name.startswith("rmse*") and _float(name[5:]) is not None:
+        return ScaledRMSE(_float(name[5:]))
+    if ":" in name:
+        return UserMetric(name, _resolve(name), _USER_METRICS.get(name, True))
+    raise SpecError(f"unknown metric {name!r}; known metrics: {', '.join(sorted(METRICS))}, "
+                    "or a function of yours as 'package.module:function'")
+
+
+def _resolve(spec: str):
+    import importlib
+
+    mod_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise SpecError(f"metric {spec!r} cannot be imported ({e}); expected 'package.module:function' "
+                        "taking (predictions, targets) and returning a float") from None
+    if not callable(fn):
+        raise SpecError(f"metric {spec!r} is a {type(fn).__name__}, not a function")
+    return fn
+
+
+def _float(s: str) -> float | None:
+    try:
+        v = float(s)
+    except ValueError:
+        return None
+    return v if v > 0 else None

@@ -7,16 +7,20 @@ input:
   shape: [1, 1, 28, 28]          # export shape, NCHW
   normalization: {scale: 0.00392156862745098, mean: [0.286], std: [0.353]}
 data:
-  kind: fashion-mnist            # fashion-mnist | photos | random
+  kind: fashion-mnist            # fashion-mnist | photos | random | images | arrays | python
   val_count: 2000                # held-out images for the pruning/quantization oracle
   calibration_count: 300
+outputs: [garment, silhouette]   # optional: names of positional outputs (tuple/list/namedtuple); null drops one
 tasks:
   garment:    {kind: classification, metric: accuracy, allowed_drop: 1.0}
   silhouette: {kind: segmentation,   metric: miou,     allowed_drop: 1.0}
 ```
 
 `allowed_drop` is in the metric's own unit (points for accuracy/mIoU, dB for PSNR); for a metric
-where lower is better it bounds the rise.
+where lower is better it bounds the rise. A task's `metric` may be a user's function
+(`package.module:function`, with `higher_is_better`), and `unit_scale: S` makes the label-free
+fidelity of a depth/regression/keypoints output an RMSE in S times the raw unit (e.g. pixels). The
+user data kinds (`images`, `arrays`, `python`) are described in docs/byo.md.
 """
 
 from __future__ import annotations
@@ -29,10 +33,12 @@ from typing import Any, Callable
 import yaml
 
 from toolchain.errors import SpecError
-from toolchain.metrics import FIDELITY_METRIC, METRICS
+from toolchain.metrics import FIDELITY_METRIC, is_known_metric, make_metric, register_user_metric
 
 TASK_KINDS = ("classification", "segmentation", "depth", "regression", "keypoints", "reconstruction")
-DATA_KINDS = ("fashion-mnist", "photos", "random")
+DATA_KINDS = ("fashion-mnist", "photos", "random", "images", "arrays", "python")
+# kinds whose label-free fidelity can be stated in a user's unit (`unit_scale`)
+SCALAR_KINDS = ("depth", "regression", "keypoints")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class TaskSpec:
     # of allowed_drop (None: as far as the global goal needs). For a task that fine-tuning recovers
     # poorly -- a reconstruction held to a tight dB bound -- so its capacity is not spent on FLOPs.
     max_relax: float | None = None
+    unit_scale: float | None = None  # label-free fidelity as RMSE x unit_scale (e.g. pixels), not scale-free
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class Recipe:
     model: str | None = None
     source: str | None = None  # the file it came from
     hooks: dict[str, str] = field(default_factory=dict)  # e.g. {finetune: "package.module:function"}
+    outputs: tuple[str | None, ...] | None = None  # names of the model's positional outputs, in order
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         """The callable the recipe names under ``hooks.<name>`` (``package.module:function``), or
@@ -102,9 +110,12 @@ class Recipe:
             "data": {"kind": self.data.kind, "val_count": self.data.val_count,
                      "calibration_count": self.data.calibration_count, **self.data.options},
             "tasks": {n: {"kind": t.kind, "metric": t.metric, "allowed_drop": t.allowed_drop,
-                          **({"max_relax": t.max_relax} if t.max_relax is not None else {})}
+                          **({"higher_is_better": t.higher_is_better} if ":" in t.metric else {}),
+                          **({"max_relax": t.max_relax} if t.max_relax is not None else {}),
+                          **({"unit_scale": t.unit_scale} if t.unit_scale is not None else {})}
                       for n, t in self.tasks.items()},
             **({"hooks": dict(self.hooks)} if self.hooks else {}),
+            **({"outputs": list(self.outputs)} if self.outputs is not None else {}),
         }
 
     def task(self, name: str) -> TaskSpec:
@@ -145,32 +156,96 @@ def parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
     if kind not in DATA_KINDS:
         raise SpecError(f"recipe: 'data.kind' is {kind!r}; expected one of {', '.join(DATA_KINDS)}")
     extra = {k: v for k, v in data.items() if k not in ("kind", "val_count", "calibration_count")}
-    data_spec = DataSpec(kind, int(data.get("val_count", 2000)), int(data.get("calibration_count", 300)), extra)
+    _check_data(kind, extra)
+    data_spec = DataSpec(kind, _positive_int(data, "val_count", 2000), _positive_int(data, "calibration_count", 300), extra)
 
     tasks_doc = _require(doc, "tasks", "", dict)
     if not tasks_doc:
         raise SpecError("recipe: 'tasks' is empty; name at least one task")
-    tasks: dict[str, TaskSpec] = {}
-    for tname, t in tasks_doc.items():
-        where = f"tasks.{tname}"
-        tkind = _require(t, "kind", where, str)
-        if tkind not in TASK_KINDS:
-            raise SpecError(f"recipe: '{where}.kind' is {tkind!r}; expected one of {', '.join(TASK_KINDS)}")
-        metric = t.get("metric", FIDELITY_METRIC[tkind])
-        if metric not in METRICS:
-            raise SpecError(f"recipe: '{where}.metric' is {metric!r}; known metrics: {', '.join(sorted(METRICS))}")
-        drop = _require(t, "allowed_drop", where, (int, float))
-        if drop < 0:
-            raise SpecError(f"recipe: '{where}.allowed_drop' must be >= 0, got {drop}")
-        max_relax = t.get("max_relax")
-        if max_relax is not None and (not isinstance(max_relax, (int, float)) or max_relax < 1):
-            raise SpecError(f"recipe: '{where}.max_relax' must be a number >= 1 (a multiple of allowed_drop), got {max_relax!r}")
-        tasks[tname] = TaskSpec(tname, tkind, metric, float(drop), METRICS[metric]().higher_is_better,
-                                None if max_relax is None else float(max_relax))
+    tasks = {str(tname): _parse_task(str(tname), t) for tname, t in tasks_doc.items()}
     hooks = doc.get("hooks") or {}
     if not isinstance(hooks, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in hooks.items()):
         raise SpecError(f"recipe: 'hooks' must map hook names to 'package.module:function' strings, got {hooks!r}")
-    return Recipe(name, input_spec, data_spec, tasks, doc.get("model"), source, dict(hooks))
+    outputs = doc.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list) or not all(o is None or isinstance(o, str) for o in outputs):
+            raise SpecError(f"recipe: 'outputs' must be a list of names (null drops an output), got {outputs!r}")
+        unnamed = [t for t in tasks if t not in outputs]
+        if unnamed:
+            raise SpecError(f"recipe: task(s) {', '.join(unnamed)} are not among 'outputs' {outputs}; "
+                            "each task is one of the model's outputs")
+        outputs = tuple(outputs)
+    return Recipe(name, input_spec, data_spec, tasks, doc.get("model"), source, dict(hooks), outputs)
+
+
+def _parse_task(tname: str, t: Any) -> TaskSpec:
+    where = f"tasks.{tname}"
+    tkind = _require(t, "kind", where, str)
+    if tkind not in TASK_KINDS:
+        raise SpecError(f"recipe: '{where}.kind' is {tkind!r}; expected one of {', '.join(TASK_KINDS)}")
+    metric = t.get("metric", FIDELITY_METRIC[tkind])
+    if not isinstance(metric, str) or not is_known_metric(metric):
+        raise SpecError(f"recipe: '{where}.metric' is {metric!r}; expected a built-in metric "
+                        "(accuracy, miou, psnr, rel_error, rmse, nrmse) or 'package.module:function'")
+    hib = t.get("higher_is_better")
+    if hib is not None and not isinstance(hib, bool):
+        raise SpecError(f"recipe: '{where}.higher_is_better' must be true or false, got {hib!r}")
+    if ":" in metric:
+        register_user_metric(metric, True if hib is None else hib)
+    elif hib is not None and hib != make_metric(metric).higher_is_better:
+        raise SpecError(f"recipe: '{where}.higher_is_better' is {hib} but {metric} is "
+                        f"{'higher' if not hib else 'lower'}-is-better; drop the key")
+    drop = _require(t, "allowed_drop", where, (int, float))
+    if drop < 0:
+        raise SpecError(f"recipe: '{where}.allowed_drop' must be >= 0, got {drop}")
+    max_relax = t.get("max_relax")
+    if max_relax is not None and (not isinstance(max_relax, (int, float)) or max_relax < 1):
+        raise SpecError(f"recipe: '{where}.max_relax' must be a number >= 1 (a multiple of allowed_drop), got {max_relax!r}")
+    unit_scale = t.get("unit_scale")
+    if unit_scale is not None:
+        if tkind not in SCALAR_KINDS:
+            raise SpecError(f"recipe: '{where}.unit_scale' applies to {', '.join(SCALAR_KINDS)} tasks, not {tkind}")
+        if isinstance(unit_scale, bool) or not isinstance(unit_scale, (int, float)) or unit_scale <= 0:
+            raise SpecError(f"recipe: '{where}.unit_scale' must be a number > 0 (e.g. 48: outputs in crop units "
+                            f"-> pixels), got {unit_scale!r}")
+    return TaskSpec(tname, tkind, metric, float(drop), make_metric(metric).higher_is_better,
+                    None if max_relax is None else float(max_relax), None if unit_scale is None else float(unit_scale))
+
+
+def _positive_int(d: dict, key: str, default: int) -> int:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise SpecError(f"recipe: 'data.{key}' must be a positive integer, got {v!r}")
+    return v
+
+
+def _check_data(kind: str, opts: dict[str, Any]) -> None:
+    """The keys each data kind needs; the loaders check the files themselves."""
+    for key in {"images": ("path",), "arrays": ("path",), "python": ("source",)}.get(kind, ()):
+        if not isinstance(opts.get(key), str) or not opts[key]:
+            raise SpecError(f"recipe: data kind {kind!r} needs 'data.{key}' (a string), got {opts.get(key)!r}")
+    if kind == "python" and ":" not in opts["source"]:
+        raise SpecError(f"recipe: 'data.source' is {opts['source']!r}; expected 'package.module:function'")
+    color = opts.get("color", "rgb")
+    if color not in ("rgb", "bgr", "gray"):
+        raise SpecError(f"recipe: 'data.color' is {color!r}; expected rgb, bgr or gray")
+    resize = opts.get("resize")
+    if resize is not None and not (isinstance(resize, list) and len(resize) == 2
+                                   and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in resize)):
+        raise SpecError(f"recipe: 'data.resize' must be [H, W] (positive ints), got {resize!r}")
+    splits = opts.get("splits")
+    if splits is None:
+        return
+    if not isinstance(splits, dict) or not splits:
+        raise SpecError(f"recipe: 'data.splits' must map split names to fractions or folders, got {splits!r}")
+    for name, v in splits.items():
+        if name not in ("train", "val", "test", "calib"):
+            raise SpecError(f"recipe: 'data.splits.{name}' is not a split; expected val, test, calib (or train)")
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise SpecError(f"recipe: 'data.splits.{name}' must be a fraction or a folder, got {v!r}")
+    fractions = [v for v in splits.values() if isinstance(v, (int, float))]
+    if fractions and (any(not 0 < v < 1 for v in fractions) or sum(fractions) >= 1):
+        raise SpecError(f"recipe: 'data.splits' fractions must each be in (0, 1) and leave some for train, got {splits}")
 
 
 def load_recipe(path: str | Path) -> Recipe:

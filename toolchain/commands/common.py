@@ -21,12 +21,19 @@ recipe_option = click.option("--recipe", type=click.Path(dir_okay=False), defaul
 
 
 def load_model_and_recipe(model: str, checkpoint: str | None, recipe: str | None) -> tuple[LoadedModel, Recipe]:
+    """The model captured as {task: tensor} (toolchain.graph.capture) with its recipe."""
+    from toolchain.graph.capture import multitask
+
     loaded = load(model, checkpoint)
     if recipe is not None:
-        return loaded, load_recipe(recipe)
-    if loaded.recipe is None:
-        raise SpecError(f"{model} has no built-in recipe; pass --recipe FILE (see docs/recipes.md)")
-    return loaded, loaded.recipe
+        rec = load_recipe(recipe)
+    elif loaded.recipe is None:
+        raise SpecError(f"{model} has no built-in recipe; pass --recipe FILE (see docs/byo.md; "
+                        f"`mtedge recipe init {model}` writes one)")
+    else:
+        rec = loaded.recipe
+    loaded.module = multitask(loaded.module, rec)
+    return loaded, rec
 
 
 def write_json(path: str | Path | None, doc: Any) -> None:

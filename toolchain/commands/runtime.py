@@ -31,19 +31,13 @@ def load_input(path: str | Path, manifest: dict) -> np.ndarray:
             raise SpecError(f"{path}: array of shape {list(a.shape)} does not fit input {spec['name']!r} "
                             f"of shape {list(shape)}; save it as [C,H,W] or [N,C,H,W]")
         return np.ascontiguousarray(a)
-    try:
-        from PIL import Image
-    except ImportError as e:  # pragma: no cover - pillow is a matplotlib dependency
-        raise SpecError("reading images needs pillow; pass a .npy array instead") from e
+    from toolchain.data.images import normalize_for, read_image
+
     _, c, h, w = shape
     if c not in (1, 3):
         raise SpecError(f"input {spec['name']!r} has {c} channels; pass a .npy array instead of an image")
-    img = Image.open(path).convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-    pix = np.asarray(img, np.float32).reshape(h, w, c).transpose(2, 0, 1)
-    norm = spec["normalization"]
-    mean = np.resize(np.asarray(norm["mean"], np.float32), c)[:, None, None]
-    std = np.resize(np.asarray(norm["std"], np.float32), c)[:, None, None]
-    return np.ascontiguousarray(((pix * norm["scale"] - mean) / std)[None], dtype=np.float32)
+    color = spec.get("color") or ("gray" if c == 1 else "rgb")
+    return normalize_for(read_image(path, color, (h, w))[None], spec)
 
 
 def summarize(kind: str, out: np.ndarray) -> str:

@@ -1,7 +1,9 @@
 """Batches for a recipe's data: (model input, targets or None) on named splits.
 
 Splits: ``train``, ``val`` (held out from training; the oracle's split), ``test``, ``calib``.
-Data without labels (photos, random) yields targets=None: callers switch to label-free metrics.
+Data without labels (photos, random, a user's unlabeled images) yields targets=None: callers
+switch to label-free metrics. A user's data kinds (images, arrays, python) live in
+toolchain/data/user.py; every image is normalized by toolchain/data/images.py.
 """
 
 from __future__ import annotations
@@ -19,13 +21,27 @@ Batch = tuple[torch.Tensor, dict[str, torch.Tensor] | None]
 
 
 def has_labels(recipe: Recipe) -> bool:
+    if recipe.data.kind in ("images", "arrays", "python"):
+        from toolchain.data.user import has_user_labels
+
+        return has_user_labels(recipe)
     return recipe.data.kind == "fashion-mnist"
 
 
-def batches(recipe: Recipe, split: str, count: int | None = None, batch_size: int = 256, seed: int = 0) -> Iterator[Batch]:
-    """Deterministic batches of `split` (at most `count` samples)."""
+def batches(recipe: Recipe, split: str, count: int | None = None, batch_size: int = 256, seed: int = 0,
+            shuffle: bool = False) -> Iterator[Batch]:
+    """Deterministic batches of `split` (at most `count` samples). `shuffle` permutes a user's
+    images/arrays with `seed` (for training); the built-in sources ignore it."""
     kind = recipe.data.kind
-    if kind == "fashion-mnist":
+    if kind in ("images", "arrays", "python"):
+        from toolchain.data import user
+
+        if kind == "python":
+            yield from user.python_batches(recipe, split, count)
+        else:
+            source = user.images_batches if kind == "images" else user.arrays_batches
+            yield from source(recipe, split, count, batch_size, shuffle=shuffle, seed=seed)
+    elif kind == "fashion-mnist":
         yield from _fashion(recipe, split, count, batch_size, seed)
     elif kind == "photos":
         yield from _photos(recipe, split, count, batch_size, seed)
@@ -64,7 +80,8 @@ def _fashion(recipe: Recipe, split: str, count: int | None, batch_size: int, see
 
 def _photos(recipe: Recipe, split: str, count: int | None, batch_size: int, seed: int) -> Iterator[Batch]:
     """Label-free: random crops/flips of scikit-image's photos at the recipe's input size."""
-    from toolchain.data.photos import load_photos, normalize_photos
+    from toolchain.data.images import normalize_for
+    from toolchain.data.photos import load_photos
 
     size = recipe.input.shape[-1]
     photos = load_photos(2 * size)
@@ -79,7 +96,7 @@ def _photos(recipe: Recipe, split: str, count: int | None, batch_size: int, seed
         idx = (np.arange(size) * crop // size)
         patch = patch[idx][:, idx]
         out[i] = patch[:, ::-1] if rng.random() < 0.5 else patch
-    x_all = torch.from_numpy(normalize_photos(out))
+    x_all = torch.from_numpy(normalize_for(out, recipe.input))
     for start in range(0, n, batch_size):
         yield x_all[start : start + batch_size], None
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_photos(size: int, n: int = 4) -> np.ndarray:
@@ -23,10 +21,3 @@ def load_photos(size: int, n: int = 4) -> np.ndarray:
         crop = img[top : top + s, left : left + s]
         out.append((resize(crop, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8))
     return np.stack(out)
-
-
-def normalize_photos(photos: np.ndarray) -> np.ndarray:
-    """uint8 NHWC -> float32 NCHW, ImageNet-normalized."""
-    x = photos.astype(np.float32) / 255.0
-    x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))

@@ -1,7 +1,6 @@
-"""Trace a multitask model with torch.fx and record every value's shape.
-
-The traced graph must end in a dict {task: tensor}; that dict is how we learn which layers
-each task needs.
+"""Shapes on the captured graph: the model captured by toolchain.graph.capture, with every
+value's shape propagated for one example. The graph's output dict {task: node} is how we learn
+which layers each task needs.
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from toolchain.errors import SpecError
+from toolchain.graph.capture import capture
+from toolchain.graph.capture import task_outputs as outputs_of
 
 
 @dataclass
@@ -30,26 +30,9 @@ class TracedModel:
 
 def trace(model: nn.Module, example: torch.Tensor) -> TracedModel:
     """Symbolically trace `model` and propagate shapes for `example` (batch of 1 for costs)."""
-    model = model.eval()
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as e:
-        raise SpecError(
-            f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {e}); "
-            "data-dependent Python control flow in forward() must be removed or moved into a leaf module"
-        ) from None
+    gm = capture(model.eval())
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise SpecError(f"a multitask model takes one image batch; forward() has {len(placeholders)} inputs")
-    out_node = next(n for n in gm.graph.nodes if n.op == "output")
-    result = out_node.args[0]
-    if not isinstance(result, dict) or not result:
-        raise SpecError("forward() must return a dict task-name -> tensor")
-    task_outputs: dict[str, fx.Node] = {}
-    for task, node in result.items():
-        if not isinstance(node, fx.Node):
-            raise SpecError(f"output {task!r} is a constant, not a tensor computed from the input")
-        task_outputs[str(task)] = node
+    task_outputs = outputs_of(gm)
     with torch.no_grad():
         ShapeProp(gm).propagate(example)
     return TracedModel(gm, placeholders[0], task_outputs, example)

@@ -15,6 +15,7 @@ import time
 import torch
 from torch import nn
 
+from toolchain.graph.capture import capture
 from toolchain.prune import cost
 from toolchain.prune.groups import channel_groups, dependency_graph
 from toolchain.prune.importance import l1_scores, lowest
@@ -33,7 +34,7 @@ def l1_prune(model: nn.Module, example: torch.Tensor, goal_flops: int, round_to:
              ignored: tuple[str, ...] = (), iterations: int = 24) -> PruneResult:
     """A pruned copy of `model` with at most `goal_flops` FLOPs (or as close as rounding allows)."""
     t0 = time.perf_counter()
-    model = model.eval()
+    model = capture(model).eval()
     groups = channel_groups(model, example, ignored=ignored)
     # the same guard as PAGCP: never prune a group whose index mapping is not proven exact
     refused = exactness_refusals(model, example, groups)

@@ -30,6 +30,7 @@ import torch_pruning as tp
 from torch import nn
 
 from toolchain.errors import SpecError
+from toolchain.graph.capture import capture
 
 _PRODUCERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Conv1d)
 
@@ -106,13 +107,7 @@ def _flatten_outputs(out: object) -> torch.Tensor:
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
-    try:
-        return fx.symbolic_trace(model)
-    except Exception as e:
-        raise SpecError(
-            f"cannot trace {type(model).__name__} with torch.fx to find its output layers ({type(e).__name__}: {e}); "
-            "pass ignored=[layer names] explicitly"
-        ) from None
+    return capture(model)
 
 
 def _producers_behind(node: object, modules: dict[str, nn.Module]) -> tuple[set[str], bool]:

@@ -34,6 +34,7 @@ from torch import nn
 
 from toolchain.data.loaders import Batch, batches, example_input, has_labels
 from toolchain.errors import SpecError
+from toolchain.graph.capture import multitask
 from toolchain.progress import progress_bar
 from toolchain.prune import cost
 from toolchain.prune.exactness import check_groups
@@ -174,7 +175,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     config = config or PruneConfig()
     config.check()
     t0 = time.perf_counter()
-    model.eval()
+    model = multitask(model, recipe).eval()
     example = example if example is not None else example_input(recipe)
     label_free = config.label_free or not has_labels(recipe)
     unpruned = copy.deepcopy(model)

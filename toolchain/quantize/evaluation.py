@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from toolchain.metrics import FIDELITY_METRIC, make_metric
+from toolchain.evaluate import task_metric_name
+from toolchain.metrics import make_metric
 from toolchain.recipe import Recipe
 
 LABEL_FREE_PSNR_DB = 40.0
@@ -34,8 +35,7 @@ class TaskEvaluator:
         self.label_free, self.chunk = label_free, chunk
 
     def metric_name(self, task: str) -> str:
-        t = self.recipe.task(task)
-        return FIDELITY_METRIC[t.kind] if self.label_free else t.metric
+        return task_metric_name(self.recipe, task, self.label_free)
 
     def higher_is_better(self, task: str) -> bool:
         return make_metric(self.metric_name(task)).higher_is_better

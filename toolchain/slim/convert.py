@@ -46,6 +46,7 @@ import torch.fx as fx
 from torch import nn
 
 from toolchain.errors import SpecError
+from toolchain.graph.capture import capture, task_outputs
 from toolchain.prune.groups import ChannelGroup, channel_groups, dependency_graph
 
 ENCODER = "encoder"
@@ -311,14 +312,8 @@ class SlimmableModel(nn.Module):
 
 def _module_tasks(model: nn.Module, tasks: Sequence[str]) -> tuple[dict[str, frozenset[str]], fx.GraphModule]:
     """module name -> the tasks whose output depends on a call of that module (torch.fx), and the trace."""
-    try:
-        gm = fx.symbolic_trace(model)
-    except Exception as e:
-        raise SpecError(f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {e}); "
-                        "slimming needs a traceable forward returning {task: tensor}") from None
-    out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
-    if not isinstance(out, dict):
-        raise SpecError(f"{type(model).__name__}.forward must return a dict {{task: tensor}}")
+    gm = capture(model)
+    out = task_outputs(gm)
     deps: dict[fx.Node, set[str]] = {}
     for task, node in out.items():
         if task not in tasks:
@@ -488,7 +483,7 @@ def convert(model: nn.Module, tasks: Sequence[str], example: torch.Tensor,
         raise SpecError(f"widths {list(widths)} must lie in (0, 1] and include 1.0 (the trained width)")
     if round_to < 1:
         raise SpecError(f"round_to={round_to} must be a positive channel multiple (e.g. 4 or 8)")
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(capture(model)).eval()
     tasks = list(tasks)
     groups = channel_groups(model, example, ignored=ignored)
     if not groups:

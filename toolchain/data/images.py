@@ -1,0 +1,95 @@
+"""Images in, model inputs out: the one place where pixels are decoded and normalized.
+
+Every path that turns an image into a model input -- a recipe's data (``images``, ``arrays``,
+``photos``), calibration, the pruning oracle, golden I/O, ``mtedge run --input`` and the benches --
+goes through :func:`normalize`, so a bundle sees exactly the numbers its recipe describes:
+``x = (pixel * scale - mean) / std`` per channel, NCHW float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from toolchain.errors import SpecError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def normalize(pixels: np.ndarray, scale: float, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Raw pixels [N, H, W, C] (uint8, uint16 or float) -> normalized float32 [N, C, H, W]."""
+    if pixels.ndim != 4:
+        raise SpecError(f"expected images as [N, H, W, C], got shape {list(pixels.shape)}")
+    c = pixels.shape[-1]
+    m = np.resize(np.asarray(mean, np.float32), c)
+    s = np.resize(np.asarray(std, np.float32), c)
+    x = (pixels.astype(np.float32) * np.float32(scale) - m) / s
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def normalize_for(pixels: np.ndarray, input_spec) -> np.ndarray:
+    """:func:`normalize` with a recipe's ``input`` (an InputSpec) or a manifest's ``input`` dict."""
+    if isinstance(input_spec, dict):
+        n = input_spec["normalization"]
+        return normalize(pixels, n["scale"], n["mean"], n["std"])
+    return normalize(pixels, input_spec.scale, input_spec.mean, input_spec.std)
+
+
+def read_image(path: str | Path, color: str = "rgb", size: tuple[int, int] | None = None) -> np.ndarray:
+    """Decode one image as raw pixel values [H, W, C] (C = 1 for gray, 3 otherwise).
+
+    8-bit images give uint8 values, 16-bit grayscale PNGs their uint16 values (so a recipe's
+    ``scale`` of 1/65535 reads them exactly). `size` = (H, W) resizes bilinearly when it differs.
+    `color` is ``rgb``, ``bgr`` (channels reversed, for models trained on OpenCV images) or ``gray``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                if color != "gray":
+                    raise SpecError(f"{path} is a 16-bit grayscale image but the recipe reads color={color!r}; "
+                                    "set data.color: gray")
+                img = img.convert("I")
+                dtype = np.uint16
+            else:
+                img = img.convert("L" if color == "gray" else "RGB")
+                dtype = np.uint8
+            if size is not None and (img.height, img.width) != tuple(size):
+                img = img.resize((size[1], size[0]), Image.BILINEAR)
+            pix = np.asarray(img)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise SpecError(f"cannot decode image {path} ({type(e).__name__}: {e}); expected a PNG/JPEG file") from None
+    pix = pix.astype(dtype, copy=False)
+    if pix.ndim == 2:
+        pix = pix[:, :, None]
+    if color == "bgr":
+        pix = pix[:, :, ::-1]
+    return np.ascontiguousarray(pix)
+
+
+def read_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A segmentation mask image as class indices [H, W] int64 (palette or gray values are the classes)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode not in ("P", "L", "I", "I;16"):
+                img = img.convert("L")
+            if size is not None and (img.height, img.width) != tuple(size):
+                img = img.resize((size[1], size[0]), Image.NEAREST)
+            return np.asarray(img).astype(np.int64)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise SpecError(f"cannot decode mask {path} ({type(e).__name__}: {e}); expected a PNG of class indices") from None
+
+
+def image_as_target(path: str | Path, size: tuple[int, int] | None, color: str) -> np.ndarray:
+    """An image target (reconstruction, depth stored as an image) as float32 [C, H, W] in [0, 1]."""
+    pix = read_image(path, color, size)
+    top = 65535.0 if pix.dtype == np.uint16 else 255.0
+    return np.ascontiguousarray(pix.transpose(2, 0, 1), dtype=np.float32) / np.float32(top)

@@ -1,0 +1,244 @@
+"""Capture a user's multitask network into the one graph every stage reads.
+
+Users write PyTorch the way torchvision and timm do: they slice an ``nn.Sequential`` to read an
+inner stage (``self.features[:7](x)``), call one module twice, return a tuple, a namedtuple, a list
+or a nested dict, resize with ``F.interpolate(x, size=y.shape[-2:])``, branch in Python on
+configuration flags. :func:`capture` turns any such model into a ``torch.fx.GraphModule`` that
+
+- calls the user's own layers by their real module paths (``features.3.conv.0``), so pruning
+  groups, latency tables and checkpoints name the same layers the user's ``state_dict`` does;
+- takes one image batch and returns a dict ``{task: tensor}``, with positional outputs named by
+  the recipe (``outputs: [face, box, landmarks]``);
+- has every Python decision (flags, loops over stages) specialized away.
+
+Why torch.fx and not ``torch.export`` as the stored graph: an ExportedProgram lowers every layer
+to ATen ops with the weights lifted to graph inputs, so "remove channels of this Conv2d" and
+"re-run the suffix after this layer" would have to be mapped back through ``nn_module_stack``
+metadata. An fx graph keeps ``call_module`` nodes, which is what pruning, slimming and partitioning
+edit. The one thing fx does worse -- modules that are not installed as submodules, such as the
+slice of a Sequential -- is handled here by tracing *through* them (their children are installed).
+
+Where capture truly fails (a Python branch on a tensor value), the error names the construct and
+the user's source line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from toolchain.errors import SpecError
+
+_TORCH_DIR = str(Path(torch.__file__).parent)
+_OUR_DIR = str(Path(__file__).resolve().parents[1])
+
+
+
+class _Tracer(fx.Tracer):
+    """fx tracer that traces through modules built on the fly from installed ones.
+
+    ``self.features[:7]`` builds a new ``nn.Sequential`` that is not an attribute of the model;
+    plain fx refuses it ("module is not installed as a submodule"). Its children are the model's
+    own layers, so calling its ``forward`` inline records each child under its real path.
+    """
+
+    def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+        try:
+            self.path_of_module(m)
+        except NameError:
+            if self.is_leaf_module(m, "") and any(True for _ in m.parameters(recurse=False)):
+                raise SpecError(
+                    f"forward() calls a {type(m).__name__} with weights that is not an attribute of the model "
+                    f"(created inside forward?): {_user_frame_text()}; create it in __init__ so its weights are part "
+                    "of the model") from None
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+
+def capture(model: nn.Module, output_names: Sequence[str | None] | None = None,
+            allow_default_names: bool = False) -> fx.GraphModule:
+    """The model as a GraphModule returning ``{task: tensor}`` (see the module docstring).
+
+    `output_names` names the model's outputs in their flattened order (a dict's values by key, a
+    tuple/list/namedtuple by position, nested containers depth first); ``None`` in it drops that
+    output. Without names, dict keys (``a.b`` for nested dicts) and namedtuple fields name the
+    outputs; a plain tuple or list needs names unless `allow_default_names` (``out0``, ``out1``...).
+    """
+    if is_captured(model):
+        return model  # already named at its capture
+    was_training = model.training
+    model.eval()
+    concrete = _default_args(model)
+    try:
+        graph = _Tracer().trace(model, concrete_args=concrete or None)
+    except SpecError:
+        raise
+    except Exception as e:
+        raise SpecError(f"cannot capture {type(model).__name__}: {_describe(e)}") from None
+    finally:
+        model.train(was_training)
+    gm = fx.GraphModule(model, graph, class_name=type(model).__name__ + "Captured")
+    _drop_unused_placeholders(gm)
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        names = ", ".join(str(p.target) for p in placeholders)
+        raise SpecError(f"{type(model).__name__}.forward takes {len(placeholders)} tensor inputs ({names}); "
+                        "a multitask model takes one image batch (give other arguments defaults)")
+    out_node = next(n for n in gm.graph.nodes if n.op == "output")
+    leaves = _flatten_outputs(out_node.args[0])
+    named = _name_outputs(type(model).__name__, leaves, output_names, allow_default_names)
+    out_node.args = (named,)
+    gm.graph.eliminate_dead_code()
+    gm.graph.lint()
+    gm.recompile()
+    return gm.eval()
+
+
+def is_captured(model: nn.Module) -> bool:
+    """A GraphModule of the captured form: one input, a dict {name: tensor} out (copies and pickles
+    of a captured model keep that form, so it is recognized by shape, not by a flag)."""
+    if not isinstance(model, fx.GraphModule):
+        return False
+    nodes = list(model.graph.nodes)
+    out = nodes[-1].args[0] if nodes and nodes[-1].op == "output" else None
+    return (sum(n.op == "placeholder" for n in nodes) == 1 and isinstance(out, dict) and bool(out)
+            and all(isinstance(k, str) and isinstance(v, fx.Node) for k, v in out.items()))
+
+
+def multitask(model: nn.Module, recipe=None) -> fx.GraphModule:
+    """The captured model with the recipe's output names; every recipe task must be an output.
+
+    Idempotent and cheap on a captured model, so every library entry point calls it."""
+    gm = capture(model, recipe.outputs if recipe is not None else None)
+    if recipe is not None:
+        outputs = task_outputs(gm)
+        missing = [t for t in recipe.tasks if t not in outputs]
+        if missing:
+            raise SpecError(f"recipe {recipe.name!r} task(s) {', '.join(missing)} are not outputs of the model; "
+                            f"it returns: {', '.join(outputs)}")
+    return gm
+
+
+def task_outputs(gm: fx.GraphModule) -> dict[str, fx.Node]:
+    """Task name -> the node producing it, for a captured GraphModule."""
+    out = next(n for n in gm.graph.nodes if n.op == "output")
+    return dict(out.args[0])
+
+
+def default_output_names(model: nn.Module) -> list[str]:
+    """The model's outputs in capture order, named by dict keys / namedtuple fields or ``out0``..."""
+    return list(task_outputs(capture(model, allow_default_names=True)))
+
+
+def _default_args(model: nn.Module) -> dict[str, Any]:
+    """forward()'s parameters after the first that have defaults: specialized to their defaults."""
+    try:
+        params = list(inspect.signature(model.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    concrete = {}
+    for p in params[1:]:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        if p.default is inspect.Parameter.empty:
+            raise SpecError(f"{type(model).__name__}.forward needs argument {p.name!r} besides the image batch; "
+                            "give it a default (capture specializes it to that value)")
+        concrete[p.name] = p.default
+    return concrete
+
+
+def _drop_unused_placeholders(gm: fx.GraphModule) -> None:
+    """Remove the placeholders of specialized forward() arguments and the guards fx adds for them
+    (``torch._assert(flag == False)``): once specialized, nothing that reaches the output reads them."""
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for ph in placeholders[1:]:
+        downstream, stack = [], [ph]
+        while stack:
+            n = stack.pop()
+            if n in downstream:
+                continue
+            downstream.append(n)
+            stack.extend(n.users)
+        if any(n.op == "output" for n in downstream):
+            continue  # a tensor argument the model really uses: reported by the caller
+        for n in sorted(downstream, key=lambda n: -list(gm.graph.nodes).index(n)):
+            gm.graph.erase_node(n)
+
+
+def _flatten_outputs(value: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """(key path, leaf) pairs in a fixed order: dict keys as given, sequences by position."""
+    if isinstance(value, fx.Node) and value.op == "call_function" and _is_namedtuple_type(value.target):
+        # fx records a namedtuple output as a call constructing it
+        return _flatten_outputs(value.target(*value.args, **value.kwargs), path)
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _flatten_outputs(v, path + (str(k),))]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple: its fields name it
+        return [leaf for k, v in zip(value._fields, value) for leaf in _flatten_outputs(v, path + (k,))]
+    if isinstance(value, (list, tuple)):
+        return [leaf for i, v in enumerate(value) for leaf in _flatten_outputs(v, path + (f"#{i}",))]
+    return [(path, value)]
+
+
+def _is_namedtuple_type(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, tuple) and hasattr(t, "_fields")
+
+
+def _name_outputs(model_name: str, leaves: list[tuple[tuple[str, ...], Any]], names: Sequence[str | None] | None,
+                  allow_default: bool) -> dict[str, fx.Node]:
+    tensors = [(p, v) for p, v in leaves if isinstance(v, fx.Node)]
+    if not tensors:
+        raise SpecError(f"{model_name}.forward returns no tensor computed from its input")
+    if names is not None:
+        names = list(names)
+        if len(names) != len(tensors):
+            found = ", ".join(_default_name(p, i) for i, (p, _) in enumerate(tensors))
+            raise SpecError(f"recipe 'outputs' names {len(names)} output(s) but {model_name}.forward returns "
+                            f"{len(tensors)} tensor(s) ({found}); list one name per tensor, null to drop one")
+        chosen = {n: v for n, (_, v) in zip(names, tensors) if n is not None}
+        if len(chosen) != sum(n is not None for n in names):
+            raise SpecError(f"recipe 'outputs' repeats a name: {names}")
+        return chosen
+    result: dict[str, fx.Node] = {}
+    for i, (p, v) in enumerate(tensors):
+        positional = any(k.startswith("#") for k in p) or not p
+        if positional and not allow_default:
+            shown = ", ".join(_default_name(q, j) for j, (q, _) in enumerate(tensors))
+            raise SpecError(f"{model_name}.forward returns positional outputs ({shown}); name them in the recipe, "
+                            f"e.g. outputs: [{', '.join(f'task{j}' for j in range(len(tensors)))}] "
+                            "(`mtedge recipe init MODEL` writes one)")
+        result[_default_name(p, i)] = v
+    return result
+
+
+def _default_name(path: tuple[str, ...], index: int) -> str:
+    if not path or any(k.startswith("#") for k in path):
+        keys = [k for k in path if not k.startswith("#")]
+        return ".".join(keys) if keys and len(keys) == len(path) else f"out{index}"
+    return ".".join(path)
+
+
+def _describe(e: Exception) -> str:
+    """The failing construct and the user's source line for a trace error."""
+    msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    where = _user_frame_text(e.__traceback__)
+    hint = ""
+    text = str(e)
+    if "control flow" in text or "iteration" in text or "bool" in text.lower():
+        hint = ("; Python decides on a tensor's value or shape there: make the decision a configuration flag "
+                "(an attribute or a forward() argument with a default), or move it into a leaf module")
+    return f"{msg} at {where}{hint}" if where else f"{msg}{hint}"
+
+
+def _user_frame_text(tb: Any = None) -> str:
+    frames = traceback.extract_tb(tb) if tb is not None else traceback.extract_stack()[:-1]
+    user = [f for f in frames if not f.filename.startswith((_TORCH_DIR, _OUR_DIR)) and "<" not in f.filename]
+    if not user:
+        return ""
+    f = user[-1]
+    return f"{f.filename}:{f.lineno} `{(f.line or '').strip()}`"
