@@ -94,7 +94,7 @@ def draft_recipe(model: nn.Module, name: str, input_shape: Sequence[int] | None 
     ]
     if data_dir is not None:
         root = Path(data_dir)
-        labels = next((p for p in (root / "labels.csv", root / "labels.json") if p.exists()), None)
+        labels = next((p for d in (root, root.parent) for p in (d / "labels.csv", d / "labels.json") if p.exists()), None)
         lines += [f"  path: {root}",
                   f"  labels: {labels}" if labels else "  # labels: labels.csv  # a `file` column + one column per task; none = label-free",
                   ]

@@ -94,6 +94,10 @@ def capture(model: nn.Module, output_names: Sequence[str | None] | None = None,
     leaves = _flatten_outputs(out_node.args[0])
     named = _name_outputs(type(model).__name__, leaves, output_names, allow_default_names)
     out_node.args = (named,)
+    for n in gm.graph.nodes:
+        # forward()'s annotations are strings under `from __future__ import annotations`; fx would
+        # put them among the generated code's globals, which then cannot be pickled
+        n.type = None
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()
