@@ -24,6 +24,7 @@ the user's source line.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import traceback
 from pathlib import Path
@@ -62,13 +63,15 @@ class _Tracer(fx.Tracer):
 
 
 def capture(model: nn.Module, output_names: Sequence[str | None] | None = None,
-            allow_default_names: bool = False) -> fx.GraphModule:
+            allow_default_names: bool = False, example: torch.Tensor | None = None) -> fx.GraphModule:
     """The model as a GraphModule returning ``{task: tensor}`` (see the module docstring).
 
     `output_names` names the model's outputs in their flattened order (a dict's values by key, a
     tuple/list/namedtuple by position, nested containers depth first); ``None`` in it drops that
     output. Without names, dict keys (``a.b`` for nested dicts) and namedtuple fields name the
     outputs; a plain tuple or list needs names unless `allow_default_names` (``out0``, ``out1``...).
+    With `example` (an input batch), a channels-last flatten into a Linear is folded into the
+    Linear's weights (:func:`fold_permute_flatten`), which edits that Linear: pass a copy.
     """
     if is_captured(model):
         return model  # already named at its capture
@@ -101,6 +104,8 @@ def capture(model: nn.Module, output_names: Sequence[str | None] | None = None,
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()
+    if example is not None:
+        fold_permute_flatten(gm, example)
     return gm.eval()
 
 
@@ -118,8 +123,13 @@ def is_captured(model: nn.Module) -> bool:
 def multitask(model: nn.Module, recipe=None) -> fx.GraphModule:
     """The captured model with the recipe's output names; every recipe task must be an output.
 
-    Idempotent and cheap on a captured model, so every library entry point calls it."""
-    gm = capture(model, recipe.outputs if recipe is not None else None)
+    Idempotent and cheap on a captured model, so every library entry point calls it. A model that
+    needs a layout fold (:func:`fold_permute_flatten`) is copied first: the user's model is never
+    edited."""
+    example = torch.zeros(recipe.input.shape) if recipe is not None else None
+    if example is not None and not is_captured(model) and _has_permute(model):
+        model = copy.deepcopy(model)
+    gm = capture(model, recipe.outputs if recipe is not None else None, example=example)
     if recipe is not None:
         outputs = task_outputs(gm)
         missing = [t for t in recipe.tasks if t not in outputs]
@@ -127,6 +137,94 @@ def multitask(model: nn.Module, recipe=None) -> fx.GraphModule:
             raise SpecError(f"recipe {recipe.name!r} task(s) {', '.join(missing)} are not outputs of the model; "
                             f"it returns: {', '.join(outputs)}")
     return gm
+
+
+_PERMUTES = ("permute", torch.permute)
+_FLATTENS = ("reshape", "view", "flatten", torch.reshape, torch.flatten)
+
+
+def _has_permute(model: nn.Module) -> bool:
+    try:
+        gm = capture(model, allow_default_names=True)
+    except SpecError:
+        return False
+    return any(n.target in _PERMUTES for n in gm.graph.nodes if n.op in ("call_method", "call_function"))
+
+
+def fold_permute_flatten(gm: fx.GraphModule, example: torch.Tensor) -> list[str]:
+    """Fold ``x.permute(0, ...).reshape(N, -1)`` feeding a Linear into that Linear's weights.
+
+    A channels-last flatten reorders features; the Linear sees feature ``k`` of the permuted
+    layout, which is element ``idx[k]`` of the plain NCHW flatten. Giving the Linear the columns
+    ``W'[:, idx] = W`` and flattening NCHW computes the same function, and every pruning tool
+    (Torch-Pruning's flatten index mapping, our exactness check) understands the NCHW flatten.
+    Returns the Linear layers that were rewritten. Only the exact pattern (4-D input, batch
+    dimension kept first, flatten to 2-D, the only user a Linear) is folded; anything else stays
+    as traced and the exactness check decides whether its groups may be pruned.
+    """
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    with torch.no_grad():
+        ShapeProp(gm).propagate(example)
+    folded = []
+    for perm in list(gm.graph.nodes):
+        if perm.op not in ("call_method", "call_function") or perm.target not in _PERMUTES:
+            continue
+        src = perm.args[0]
+        dims = perm.args[1:] if len(perm.args) > 2 else perm.args[1] if len(perm.args) == 2 else perm.kwargs.get("dims")
+        dims = tuple(int(d) for d in dims) if isinstance(dims, (tuple, list)) and all(isinstance(d, int) for d in dims) else None
+        shape = _shape(src)
+        if dims is None or shape is None or len(shape) != 4 or dims[0] != 0 or sorted(dims) != [0, 1, 2, 3]:
+            continue
+        for user in list(perm.users):  # `x.shape[0]` of the permuted tensor is the batch size of its input
+            if _reads_batch_size_only(user):
+                user.replace_input_with(perm, src)
+        chain, node = [perm], perm
+        while len(node.users) == 1 and next(iter(node.users)).target == "contiguous":
+            node = next(iter(node.users))
+            chain.append(node)
+        if len(node.users) != 1:
+            continue
+        flat = next(iter(node.users))
+        out_shape = _shape(flat)
+        if flat.target not in _FLATTENS or out_shape is None or len(out_shape) != 2 or len(flat.users) != 1:
+            continue
+        linear = next(iter(flat.users))
+        if linear.op != "call_module" or not isinstance(gm.get_submodule(str(linear.target)), nn.Linear):
+            continue
+        layer = gm.get_submodule(str(linear.target))
+        _, c, h, w = shape
+        if out_shape[1] != c * h * w or layer.in_features != c * h * w:
+            continue
+        idx = torch.arange(c * h * w).reshape(1, c, h, w).permute(*dims).reshape(-1)
+        with torch.no_grad():
+            weight = torch.empty_like(layer.weight)
+            weight[:, idx] = layer.weight
+            layer.weight.copy_(weight)
+        # flatten the NCHW input instead of the permuted one
+        flat.replace_input_with(node, src)
+        for n in reversed(chain):
+            gm.graph.erase_node(n)
+        folded.append(str(linear.target))
+    if folded:
+        gm.graph.lint()
+        gm.recompile()
+    return folded
+
+
+def _reads_batch_size_only(node: fx.Node) -> bool:
+    """`t.shape` / `t.size()` whose every use is element 0, or `t.size(0)`."""
+    if node.op == "call_method" and node.target == "size" and node.args[1:] == (0,):
+        return True
+    is_shape = (node.op == "call_function" and node.target is getattr and node.args[1:] == ("shape",)) or \
+        (node.op == "call_method" and node.target == "size" and len(node.args) == 1)
+    return is_shape and bool(node.users) and all(
+        u.op == "call_function" and u.target.__name__ == "getitem" and u.args[1:] == (0,) for u in node.users)
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
 def task_outputs(gm: fx.GraphModule) -> dict[str, fx.Node]:
