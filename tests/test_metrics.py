@@ -40,3 +40,48 @@ def test_psnr_and_relative_error():
 def test_unknown_metric():
     with pytest.raises(SpecError, match="unknown metric 'f1'; known metrics: accuracy, miou"):
         make_metric("f1")
+
+
+def test_nrmse_is_scale_free_and_per_channel():
+    from toolchain.metrics import NormalizedRMSE
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(64, 4, generator=g) * torch.tensor([1.0, 10.0, 0.01, 1000.0])
+    pred = target + 0.1 * target.std(0) * torch.randn(64, 4, generator=g)
+    a, b = NormalizedRMSE(), NormalizedRMSE()
+    a.update(pred, target)
+    b.update(pred * 48.0, target * 48.0)  # the same outputs in another unit
+    assert a.value() == pytest.approx(b.value(), rel=1e-6)
+    assert 5.0 < a.value() < 20.0  # ~10 % of each channel's spread, whatever its scale
+    assert not a.higher_is_better
+
+
+def test_rmse_in_a_user_unit_and_user_metrics_from_a_recipe():
+    from toolchain.evaluate import task_metric_name
+    from toolchain.recipe import parse_recipe
+
+    m = make_metric("rmse*48")
+    m.update(torch.tensor([[0.5]]), torch.tensor([[0.25]]))
+    assert m.value() == pytest.approx(12.0)
+    doc = {"name": "u", "input": {"shape": [1, 3, 8, 8]}, "data": {"kind": "random"},
+           "tasks": {"box": {"kind": "regression", "allowed_drop": 2.0, "unit_scale": 48},
+                     "score": {"kind": "classification", "allowed_drop": 1.0,
+                               "metric": "test_metrics:mean_abs_error", "higher_is_better": False}}}
+    recipe = parse_recipe(doc)
+    assert task_metric_name(recipe, "box", label_free=True) == "rmse*48"
+    assert task_metric_name(recipe, "box", label_free=False) == "nrmse"
+    user = make_metric(task_metric_name(recipe, "score", label_free=False))
+    assert not user.higher_is_better and not recipe.tasks["score"].higher_is_better
+    user.update(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0]))
+    user.update(torch.tensor([0.0]), torch.tensor([3.0]))
+    assert user.value() == pytest.approx((0 + 2 + 3) / 3)  # the whole split at once
+    assert parse_recipe(recipe.to_dict()).tasks == recipe.tasks
+    for bad, match in [({"metric": "nope.mod:f"}, "cannot be imported"), ({"unit_scale": -1}, "unit_scale' must be a number > 0"),
+                       ({"metric": "f1"}, "known metrics"), ({"higher_is_better": True, "metric": "rmse"}, "drop the key")]:
+        task = {"kind": "regression", "allowed_drop": 1.0, **bad}
+        with pytest.raises(SpecError, match=match):
+            parse_recipe({**doc, "tasks": {"t": task}})
+
+
+def mean_abs_error(pred, target):
+    return float((pred - target).abs().mean())

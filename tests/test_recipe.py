@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from toolchain import zoo
@@ -54,3 +56,30 @@ def test_missing_and_invalid_recipe_files(tmp_path):
     bad.write_text("tasks: [unclosed")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_recipe(bad)
+
+
+def test_recipe_init_guesses_kinds_from_output_shapes_and_writes_a_recipe_that_parses(tmp_path):
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from patterns import NamedTupleHeads, SequentialSlicing
+    from toolchain.recipe_init import draft_recipe, guess_kind
+
+    assert guess_kind("out0", [1, 10], [1, 3, 8, 8]) == "classification"
+    assert guess_kind("bbox", [1, 4], [1, 3, 8, 8]) == "regression"
+    assert guess_kind("landmarks", [1, 10], [1, 3, 8, 8]) == "keypoints"
+    assert guess_kind("out1", [1, 5, 8, 8], [1, 3, 8, 8]) == "segmentation"
+    assert guess_kind("out2", [1, 1, 8, 8], [1, 3, 8, 8]) == "depth"
+    text = draft_recipe(SequentialSlicing(), "ss", [1, 3, 20, 24])
+    doc = yaml.safe_load(text)
+    assert doc["outputs"] == ["out0", "out1"] and doc["tasks"]["out0"]["kind"] == "classification"
+    assert doc["tasks"]["out1"]["kind"] == "segmentation" and "CHECK" in text
+    doc["data"] = {"kind": "random"}
+    parse_recipe(doc)
+    named = yaml.safe_load(draft_recipe(NamedTupleHeads(), "nt", [1, 3, 20, 24]))
+    assert "outputs" not in named and named["tasks"]["box"]["kind"] == "regression"
+    assert named["tasks"]["landmarks"]["kind"] == "keypoints"
+    with pytest.raises(SpecError, match="--input-shape 1,C,H,W or --data DIR"):
+        draft_recipe(SequentialSlicing(), "ss")

@@ -185,8 +185,8 @@ def _parse_task(tname: str, t: Any) -> TaskSpec:
         raise SpecError(f"recipe: '{where}.kind' is {tkind!r}; expected one of {', '.join(TASK_KINDS)}")
     metric = t.get("metric", FIDELITY_METRIC[tkind])
     if not isinstance(metric, str) or not is_known_metric(metric):
-        raise SpecError(f"recipe: '{where}.metric' is {metric!r}; expected a built-in metric "
-                        "(accuracy, miou, psnr, rel_error, rmse, nrmse) or 'package.module:function'")
+        raise SpecError(f"recipe: '{where}.metric' is {metric!r}; known metrics: "
+                        "accuracy, miou, nrmse, psnr, rel_error, rmse, rmse*SCALE, or 'package.module:function'")
     hib = t.get("higher_is_better")
     if hib is not None and not isinstance(hib, bool):
         raise SpecError(f"recipe: '{where}.higher_is_better' must be true or false, got {hib!r}")
