@@ -129,6 +129,34 @@ class PermuteFlattenLinear(nn.Module):
         return self.fc(flat), self.seg(f)
 
 
+class SamePadConv(nn.Conv2d):
+    """TensorFlow-style SAME padding in forward (EfficientNet ports, timm's Conv2dSame)."""
+
+    def forward(self, x):
+        ih, iw = x.shape[-2:]
+        kh, kw = self.weight.shape[-2:]
+        ph = max((-(-ih // self.stride[0]) - 1) * self.stride[0] + kh - ih, 0)
+        pw = max((-(-iw // self.stride[1]) - 1) * self.stride[1] + kw - iw, 0)
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class SubclassedLayers(nn.Module):
+    """Layers subclassing nn.Conv2d with their own forward, and a depthwise-separable block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(SamePadConv(3, 16, 3, stride=2), nn.BatchNorm2d(16), nn.ReLU6())
+        self.dw = nn.Sequential(SamePadConv(16, 16, 3, groups=16), nn.BatchNorm2d(16), nn.ReLU6(),
+                                nn.Conv2d(16, 24, 1), nn.BatchNorm2d(24))
+        self.cls = nn.Linear(24, 5)
+        self.depth = SamePadConv(24, 1, 3)
+
+    def forward(self, x):
+        f = self.dw(self.stem(x))
+        return {"cls": self.cls(f.mean((2, 3))), "depth": self.depth(f)}
+
+
 PATTERNS: dict[str, tuple[type[nn.Module], dict[str, str], list[str] | None]] = {
     # name: (class, task kinds, recipe outputs for positional ones)
     "sequential_slicing": (SequentialSlicing, {"cls": "classification", "seg": "segmentation"}, ["cls", "seg"]),
@@ -136,6 +164,7 @@ PATTERNS: dict[str, tuple[type[nn.Module], dict[str, str], list[str] | None]] = 
     "shared_module_twice": (SharedModuleTwice, {"a": "classification", "b": "segmentation"}, None),
     "namedtuple_heads": (NamedTupleHeads, {"score": "classification", "box": "regression", "landmarks": "keypoints"}, None),
     "nested_dict_flags": (NestedDictFlags, {"heads.cls": "classification", "heads.seg": "segmentation"}, None),
+    "subclassed_layers": (SubclassedLayers, {"cls": "classification", "depth": "depth"}, None),
     "permute_flatten_linear": (PermuteFlattenLinear, {"fc": "classification", "seg": "segmentation"}, ["fc", "seg"]),
 }
 

@@ -51,6 +51,8 @@ def test_pattern_through_every_stage(name, tmp_path):
     user_layers = {n for n, _ in model.named_modules()}
     called = {str(n.target) for n in gm.graph.nodes if n.op == "call_module"}
     assert called and called <= user_layers
+    assert not any(n.target in (torch.conv2d, torch.nn.functional.conv2d, torch.nn.functional.linear)
+                   for n in gm.graph.nodes), "every weighted layer is a call_module node"
 
     # 1. inspect
     report, part = inspect_model(gm, x)

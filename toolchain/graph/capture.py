@@ -41,6 +41,10 @@ _OUR_DIR = str(Path(__file__).resolve().parents[1])
 
 
 
+_WEIGHTED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear,
+                    nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.PReLU)
+
+
 class _Tracer(fx.Tracer):
     """fx tracer that traces through modules built on the fly from installed ones.
 
@@ -48,6 +52,12 @@ class _Tracer(fx.Tracer):
     plain fx refuses it ("module is not installed as a submodule"). Its children are the model's
     own layers, so calling its ``forward`` inline records each child under its real path.
     """
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        # A user's subclass of a weighted layer (timm/EfficientNet's Conv2dStaticSamePadding, a
+        # Linear with a custom init) is still that layer: record it as one call, so pruning, the
+        # partition and the oracle see a Conv2d, not a bare F.conv2d on a parameter.
+        return super().is_leaf_module(m, module_qualified_name) or isinstance(m, _WEIGHTED_LAYERS)
 
     def call_module(self, m: nn.Module, forward: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         try:
