@@ -252,17 +252,37 @@ def test_pagcp_runs_the_check_and_never_prunes_a_refused_group():
     from toolchain.prune.pagcp import PruneConfig, prune
 
     torch.manual_seed(0)
-    model = lm.FlattenChannelsLast().eval()
+    model = lm.ChannelShuffle().eval()
     shape = (1, *model.input_shape[1:])
     recipe = recipe_for(model, shape)
     config = PruneConfig(keep_flops=0.6, round_to=1, val_count=8, batch_size=8, max_rounds=2, label_free=True,
                          use_taylor=False, budget_fraction=100.0)  # generous budget: prune wherever allowed
-    with pytest.warns(UserWarning, match=r"pruning group s2\.0 skipped.*fc"):
+    with pytest.warns(UserWarning, match=r"pruning group s1\.0 skipped"):
         result = prune(model, recipe, config, example=torch.randn(shape))
-    assert "s2.0" in result.refused and "fc" in result.refused["s2.0"]
-    assert result.channels["s2.0"] == (5, 5)  # refused: untouched
-    assert result.model.s2[0].out_channels == 5 and result.model.fc.in_features == 45
+    assert "s1.0" in result.refused
+    assert result.channels["s1.0"] == (15, 15)  # refused: untouched
+    assert result.model.get_submodule("s1.0").out_channels == 15
     assert any(after < before for before, after in result.channels.values())  # the others were pruned
+
+
+def test_pagcp_prunes_through_a_channels_last_flatten_that_capture_folds():
+    """The raw model's s2.0 is refused (Torch-Pruning maps NCHW); captured, the flatten is NCHW."""
+    from toolchain.graph.capture import multitask
+    from toolchain.prune.pagcp import PruneConfig, prune
+
+    torch.manual_seed(0)
+    model = lm.FlattenChannelsLast().eval()
+    shape = (1, *model.input_shape[1:])
+    assert "s2.0" in check_groups(model, torch.randn(shape), channel_groups(model, torch.randn(shape))).refused
+    config = PruneConfig(keep_flops=0.6, round_to=1, val_count=8, batch_size=8, max_rounds=2, label_free=True,
+                         use_taylor=False, budget_fraction=100.0)
+    recipe = recipe_for(model, shape)
+    result = prune(model, recipe, config, example=torch.randn(shape))
+    assert "s2.0" in result.channels and "s2.0" not in result.refused
+    assert result.model.fc.in_features == result.channels["s2.0"][1] * 9
+    captured = multitask(model, recipe)
+    x = torch.randn(shape)
+    assert check_groups(captured, x, channel_groups(captured, x)).refused == {}
 
 
 def test_compress_cli_reports_refused_groups(tmp_path):
@@ -270,17 +290,17 @@ def test_compress_cli_reports_refused_groups(tmp_path):
 
     from cli_helpers import mtedge
 
-    recipe = {"name": "flatten-nhwc", "input": {"shape": [1, 3, 11, 9]},
+    recipe = {"name": "shuffle", "input": {"shape": [1, 3, 13, 11]},
               "data": {"kind": "random", "val_count": 8, "calibration_count": 8, "test_count": 8},
               "tasks": {"cls": {"kind": "classification", "allowed_drop": 50.0},
                         "seg": {"kind": "segmentation", "allowed_drop": 50.0}}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-    proc = mtedge("compress", "toolchain.testing.layout_models:FlattenChannelsLast", "--recipe", tmp_path / "r.yaml",
+    proc = mtedge("compress", "toolchain.testing.layout_models:ChannelShuffle", "--recipe", tmp_path / "r.yaml",
                   "--prune", "pagcp", "--keep-flops", "0.7", "--round-to", "1", "--val-count", "8", "--label-free",
                   "--test-count", "8", "-o", tmp_path / "p.pt", "--report", tmp_path / "rep", "--threads", "1")
-    assert "s2.0" in proc.stderr and "fc" in proc.stderr  # the warning names the group and the layer
+    assert "s1.0" in proc.stderr and "skipped" in proc.stderr  # the warning names the group
     report = (tmp_path / "rep" / "report.md").read_text()
-    assert "refused" in report and "s2.0" in report
+    assert "refused" in report and "s1.0" in report
 
 
 # --- groups.py findings (toolchain/prune/groups.py is the pruning engineer's; reported to the lead) ---

@@ -73,7 +73,8 @@ class _Tracer(fx.Tracer):
 
 
 def capture(model: nn.Module, output_names: Sequence[str | None] | None = None,
-            allow_default_names: bool = False, example: torch.Tensor | None = None) -> fx.GraphModule:
+            allow_default_names: bool = False, example: torch.Tensor | None = None,
+            keep_dead_calls: bool = False) -> fx.GraphModule:
     """The model as a GraphModule returning ``{task: tensor}`` (see the module docstring).
 
     `output_names` names the model's outputs in their flattened order (a dict's values by key, a
@@ -82,6 +83,8 @@ def capture(model: nn.Module, output_names: Sequence[str | None] | None = None,
     outputs; a plain tuple or list needs names unless `allow_default_names` (``out0``, ``out1``...).
     With `example` (an input batch), a channels-last flatten into a Linear is folded into the
     Linear's weights (:func:`fold_permute_flatten`), which edits that Linear: pass a copy.
+    Computation no output depends on is dropped (a layer called for its side effect only), unless
+    `keep_dead_calls`: the pruning analysis of an uncaptured model must see what its forward runs.
     """
     if is_captured(model):
         return model  # already named at its capture
@@ -111,7 +114,8 @@ def capture(model: nn.Module, output_names: Sequence[str | None] | None = None,
         # forward()'s annotations are strings under `from __future__ import annotations`; fx would
         # put them among the generated code's globals, which then cannot be pickled
         n.type = None
-    gm.graph.eliminate_dead_code()
+    if not keep_dead_calls:
+        gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()
     if example is not None:

@@ -107,7 +107,8 @@ def _flatten_outputs(out: object) -> torch.Tensor:
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
-    return capture(model)
+    # the model's own forward as it runs (dead calls kept): groups are pruned on this very module
+    return capture(model, allow_default_names=True, keep_dead_calls=True)
 
 
 def _producers_behind(node: object, modules: dict[str, nn.Module]) -> tuple[set[str], bool]:
