@@ -15,6 +15,10 @@ namespace {
 
 std::string env(const char* name) {
   const char* p = std::getenv(name);
+#ifdef MTEDGE_TRT_BUNDLE_PATH  // the double's test binaries know where ctest builds the engines
+  if (!p && std::string(name) == "MTEDGE_TRT_BUNDLE") return MTEDGE_TRT_BUNDLE_PATH;
+  if (!p && std::string(name) == "MTEDGE_OTHER_TRT_BUNDLE") return MTEDGE_OTHER_TRT_BUNDLE_PATH;
+#endif
   return p ? p : "";
 }
 
