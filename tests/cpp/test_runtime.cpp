@@ -65,9 +65,14 @@ class RuntimeTest : public ::testing::TestWithParam<std::string> {
   }
 };
 
+// NaN counts as infinitely wrong (std::max would drop it: an unsynchronized copy reads as NaN).
 float max_abs_diff(const float* a, const float* b, std::size_t n) {
   float m = 0;
-  for (std::size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  for (std::size_t i = 0; i < n; ++i) {
+    const float d = std::fabs(a[i] - b[i]);
+    if (std::isnan(d)) return INFINITY;
+    m = std::max(m, d);
+  }
   return m;
 }
 

@@ -90,7 +90,10 @@ RangeCheck check_range_locked(const void* ptr, std::size_t bytes) {
 }
 
 // Runs a stream's queued work in order, outside the lock (work may call back into the double).
-void drain(cudaStream_t s) {
+// Only cudaStreamSynchronize delivers device->host copies: when the queue is drained by
+// cudaFree or cudaStreamDestroy, the host already read (and may have freed) the destination
+// without a sync, so the copy is dropped and reported instead of writing into stale memory.
+void drain(cudaStream_t s, bool explicit_sync) {
   for (;;) {
     std::function<void()> op;
     {
@@ -99,9 +102,16 @@ void drain(cudaStream_t s) {
         check_guards_locked();
         return;
       }
+      const std::string what = s->pending.front().first;
       op = std::move(s->pending.front().second);
       s->pending.pop_front();
       if (g_sticky != cudaSuccess) continue;  // a faulted device runs nothing more
+      if (!explicit_sync && what == "D2H") {
+        g_sticky = cudaErrorIllegalAddress;
+        g_detail = "a device->host cudaMemcpyAsync was never followed by cudaStreamSynchronize: the host read "
+                   "its destination before the copy ran";
+        continue;
+      }
     }
     op();
   }
@@ -197,7 +207,7 @@ cudaError_t CUDARTAPI cudaFree(void* devPtr) {
     std::lock_guard<std::mutex> lock(g_mu);
     streams.assign(g_streams.begin(), g_streams.end());
   }
-  for (auto s : streams) drain(s);  // cudaFree synchronizes the device first
+  for (auto s : streams) drain(s, false);  // cudaFree synchronizes the device first
   std::lock_guard<std::mutex> lock(g_mu);
   auto it = g_allocs.find(reinterpret_cast<std::uintptr_t>(devPtr));
   if (it == g_allocs.end())
@@ -222,7 +232,7 @@ cudaError_t CUDARTAPI cudaStreamCreateWithFlags(cudaStream_t* pStream, unsigned 
 
 cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
   if (!is_stream(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
-  drain(stream);  // pending work completes, as on the device
+  drain(stream, false);  // pending work completes, as on the device
   std::lock_guard<std::mutex> lock(g_mu);
   g_streams.erase(stream);
   delete stream;
@@ -231,7 +241,7 @@ cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
 
 cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
   if (!is_stream(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream");
-  drain(stream);
+  drain(stream, true);
   std::lock_guard<std::mutex> lock(g_mu);
   return g_sticky;
 }

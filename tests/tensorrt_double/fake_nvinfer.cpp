@@ -162,6 +162,8 @@ class FakeContext final : public IExecutionContext, public apiv::VExecutionConte
   void* memory_ = nullptr;
   std::int64_t memory_size_ = 0;
   bool owns_memory_ = false;
+  int pending_ = 0;                                        // queued enqueueV3 work not yet run
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // queued work checks it
 };
 
 // ------------------------------------------------------------------------------------------
@@ -315,6 +317,11 @@ FakeContext::FakeContext(FakeEngine& engine, ExecutionContextAllocationStrategy 
 }
 
 FakeContext::~FakeContext() noexcept {
+  *alive_ = false;
+  if (pending_ > 0)
+    fakecuda::fault(std::string("IExecutionContext of engine '") + engine_.getName() + "' destroyed with " +
+                    std::to_string(pending_) + " enqueueV3 call(s) still pending on the stream (missing "
+                    "cudaStreamSynchronize)");
   if (owns_memory_) cudaFree(memory_);
 }
 
@@ -445,7 +452,12 @@ bool FakeContext::enqueueV3(cudaStream_t stream) noexcept {
                         " overlap in device memory; two live tensors must never share bytes");
         return true;
       }
-  fakecuda::enqueue(stream, "enqueueV3 " + who, [this] { run_on_device(); });
+  ++pending_;
+  fakecuda::enqueue(stream, "enqueueV3 " + who, [this, alive = alive_] {
+    if (!*alive) return;  // the context is gone (reported by its destructor)
+    --pending_;
+    run_on_device();
+  });
   return true;
 }
 
