@@ -18,6 +18,7 @@
 // The opaque stream handle of the CUDA headers, defined by the double.
 struct CUstream_st {
   std::deque<std::pair<std::string, std::function<void()>>> pending;
+  std::recursive_mutex draining;  // one drainer at a time keeps the stream's order
 };
 
 namespace fakecuda {
@@ -43,9 +44,14 @@ std::string hex(const void* p) {
 
 unsigned char* body(const Allocation& a) { return a.raw + kGuardBytes; }
 
-cudaError_t fail(cudaError_t e, const std::string& why) {
+cudaError_t fail(cudaError_t e, const std::string& why) {  // caller holds g_mu
   g_detail = why;
   return e;
+}
+
+cudaError_t fail_locked(cudaError_t e, const std::string& why) {
+  std::lock_guard<std::mutex> lock(g_mu);
+  return fail(e, why);
 }
 
 // The first canary byte that changed, relative to the body start ("-3" or "+4097"), or "".
@@ -94,6 +100,7 @@ RangeCheck check_range_locked(const void* ptr, std::size_t bytes) {
 // cudaFree or cudaStreamDestroy, the host already read (and may have freed) the destination
 // without a sync, so the copy is dropped and reported instead of writing into stale memory.
 void drain(cudaStream_t s, bool explicit_sync) {
+  std::lock_guard<std::recursive_mutex> order(s->draining);
   for (;;) {
     std::function<void()> op;
     {
@@ -231,7 +238,7 @@ cudaError_t CUDARTAPI cudaStreamCreateWithFlags(cudaStream_t* pStream, unsigned 
 }
 
 cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
-  if (!is_stream(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
+  if (!is_stream(stream)) return fail_locked(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
   drain(stream, false);  // pending work completes, as on the device
   std::lock_guard<std::mutex> lock(g_mu);
   g_streams.erase(stream);
@@ -240,7 +247,7 @@ cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
-  if (!is_stream(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream");
+  if (!is_stream(stream)) return fail_locked(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream");
   drain(stream, true);
   std::lock_guard<std::mutex> lock(g_mu);
   return g_sticky;
@@ -248,7 +255,7 @@ cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
 
 cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count, enum cudaMemcpyKind kind,
                                       cudaStream_t stream) {
-  if (!is_stream(stream)) return fail(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: unknown stream");
+  if (!is_stream(stream)) return fail_locked(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync: unknown stream");
   std::lock_guard<std::mutex> lock(g_mu);
   if (g_sticky != cudaSuccess) return g_sticky;
   if (kind == cudaMemcpyHostToDevice) {
