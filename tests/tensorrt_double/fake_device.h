@@ -2,8 +2,9 @@
 // TEST DOUBLE: the "device" behind the fake libcudart, and the few hooks the fake libnvinfer
 // needs from it. Device memory is host memory: every cudaMalloc block sits between two guard
 // zones filled with a canary, and its body starts filled with a garbage pattern (device memory
-// is not zeroed). Work on a stream is queued and runs only at cudaStreamSynchronize, so a host
-// read without a sync sees the poison the double wrote into the destination at enqueue time.
+// is not zeroed). Work on a stream is queued and runs at cudaStreamSynchronize (cudaFree and
+// cudaStreamDestroy also run it, as the device would, but drop device->host copies and report
+// them), so a host read without a sync sees the poison written into its destination at enqueue.
 //
 // A fault the real GPU would report as an illegal address (an access outside every live
 // allocation, a guard zone overwritten) becomes the sticky error cudaErrorIllegalAddress, whose
