@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from toolchain.errors import BundleError, MtedgeError
-from toolchain.runtime import (BundleFileNotFoundError, BundleIntegrityError, InputError, Runtime,
-                               UnknownNameError)
+from toolchain.runtime import BundleFileNotFoundError, BundleIntegrityError, InputError, Runtime
 from toolchain.testing.toy_bundle import make_toy_bundle, reference_outputs
 
 from doubles import tensorrt_double
