@@ -11,7 +11,7 @@ JOBS   ?= 2
 # Build-time pins: the extension links against this openvino, so it must match the runtime pin.
 BUILD_PINS := scikit-build-core==1.1.2 pybind11==3.1.0 openvino==2026.4.1
 
-.PHONY: all system venv install test test-py test-cpp demo check-tensorrt bench bench-runtime bench-quant clean
+.PHONY: all system venv install test test-py test-cpp test-tensorrt-double tensorrt-double-py demo check-tensorrt bench bench-runtime bench-quant clean
 
 all: install
 
@@ -37,16 +37,29 @@ install: system $(VENV)/.installed
 
 build/cpp/CMakeCache.txt: CMakeLists.txt $(VENV)/.deps
 	cmake -S . -B build/cpp -G Ninja -DMTEDGE_BUILD_TESTS=ON -DMTEDGE_BUILD_PYTHON=OFF \
-	  -DPython_EXECUTABLE=$(abspath $(PY))
+	  -DMTEDGE_TENSORRT_DOUBLE=ON -DPython_EXECUTABLE=$(abspath $(PY))
 
 test-cpp: install build/cpp/CMakeCache.txt
 	cmake --build build/cpp -j $(JOBS)
 	cd build/cpp && MTEDGE_PYTHON=$(abspath $(PY)) ctest --output-on-failure -j $(JOBS)
 
-test-py: install
-	cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
+test-py: install tensorrt-double-py
+	cd tests && MTEDGE_TRT_DOUBLE_PY=$(abspath build/cpp/tensorrt-double/trt10/python) \
+	  ../$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
 test: test-py test-cpp check-tensorrt
+
+# --- TensorRT backend through the link-time test double (issue 19); test-cpp runs these too ---
+# The runtime binding linked against the double, for test_runtime.py's "tensorrt" runs. Without
+# TensorRT/CUDA headers the target does not exist and those runs skip, saying why.
+tensorrt-double-py: install build/cpp/CMakeCache.txt
+	@if ninja -C build/cpp -t targets all | grep -q '^mtedge_trt_py_trt10:'; then \
+	  cmake --build build/cpp -j $(JOBS) --target mtedge_trt_py_trt10; \
+	else echo "tensorrt-double-py: SKIP: no TensorRT/CUDA headers when build/cpp was configured"; fi
+
+test-tensorrt-double: install build/cpp/CMakeCache.txt
+	cmake --build build/cpp -j $(JOBS)
+	cd build/cpp && MTEDGE_PYTHON=$(abspath $(PY)) ctest --output-on-failure -j $(JOBS) -L tensorrt-double
 
 check-tensorrt:
 	@bash scripts/check-tensorrt.sh

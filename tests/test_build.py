@@ -13,6 +13,8 @@ import jsonschema
 import numpy as np
 import pytest
 
+from doubles import tensorrt_double
+from doubles.fake_engine import parse_engine
 from doubles.fake_tensorrt import make_fake_tensorrt
 from doubles.fixtures import DOUBLES, _toy_master, toy_bundle, trtexec_on_path  # noqa: F401 (fixtures)
 from toolchain.cli import main
@@ -270,3 +272,36 @@ def test_exporter_toy_bundle_builds_for_host_cpu(tmp_path: Path) -> None:
     assert all(e["verification"]["status"] == "passed" for e in result.entries.values())
     refs = {e["variant"]: e["verification"]["reference"] for e in result.entries.values()}
     assert refs == {v: ("onnxruntime" if d.get("config") else "golden") for v, d in m["variants"].items()}
+
+
+@pytest.mark.parametrize("via", ["python-api", "trtexec"])
+def test_built_engines_run_in_the_runtime_through_the_double(toy_bundle: Path, trtexec_on_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch, via: str) -> None:
+    """Both build paths write the one engine format the fake libnvinfer reads: the engines they
+    record for every variant (fp32, fp16, int8 Q/DQ) load in the C++ TensorRT backend and give
+    OpenVINO's numbers on the same variant."""
+    if via == "python-api":
+        monkeypatch.setitem(sys.modules, "tensorrt", make_fake_tensorrt(tensorrt_double.TENSORRT_VERSION))
+    target = "jetson-orin-nano-8gb"
+    result = b.build(toy_bundle, load_profile(target), BuildOptions())
+    assert result.via == via
+    engines = _manifest(toy_bundle)["engines"]
+    assert {e["variant"] for e in engines.values()} == {"fp32", "fp16", "int8"}
+    for entry in engines.values():
+        for segment, ref in entry["segments"].items():
+            engine = parse_engine((toy_bundle / ref["file"]).read_bytes())
+            assert engine.version == (10, 3, 0) and engine.name.split(".")[0] == segment  # ONNX file stem
+            assert engine.activation_bytes % 256 == 0
+    if tensorrt_double.double_module() is None:
+        pytest.skip(tensorrt_double.skip_reason())
+    x = np.load(toy_bundle / "golden" / "input.npy")
+    for key, entry in engines.items():
+        variant = entry["variant"]
+        trt = tensorrt_double.open_runtime(toy_bundle, "tensorrt", engine_target=key, variant=variant)
+        ov = tensorrt_double.open_runtime(toy_bundle, "openvino", variant=variant)
+        for task in trt.tasks:
+            got = np.concatenate([trt.run(s[None], task=task, variant=variant)[task] for s in x])
+            want = np.concatenate([ov.run(s[None], task=task, variant=variant)[task] for s in x])
+            np.testing.assert_allclose(got, want, atol=1e-4, rtol=0, err_msg=f"{key}/{task}")
+        if variant == "fp32":
+            np.testing.assert_allclose(got, np.load(toy_bundle / "golden" / f"{task}.npy"), atol=1e-4, rtol=0)

@@ -1,4 +1,8 @@
-"""The C++ runtime through its Python binding, checked against onnxruntime on the same bundle."""
+"""The C++ runtime through its Python binding, checked against onnxruntime on the same bundle.
+
+Tests that take ``backend`` run twice: on OpenVINO, and on the TensorRT backend linked against
+the TensorRT/CUDA test double (tests/doubles/tensorrt_double.py; engines built by the fake
+``tensorrt`` module, executed by the fake libnvinfer)."""
 
 from __future__ import annotations
 
@@ -13,9 +17,11 @@ import numpy as np
 import pytest
 
 from toolchain.errors import BundleError, MtedgeError
-from toolchain.runtime import (BundleFileNotFoundError, BundleIntegrityError, InputError, Runtime,
-                               UnknownNameError)
+from toolchain.runtime import BundleFileNotFoundError, BundleIntegrityError, InputError, Runtime
 from toolchain.testing.toy_bundle import make_toy_bundle, reference_outputs
+
+from doubles import tensorrt_double
+from doubles.tensorrt_double import native, open_runtime
 
 TOL = 1e-4
 SCHEMA = Path(__file__).resolve().parent.parent / "toolchain" / "bundle" / "manifest.schema.json"
@@ -23,12 +29,21 @@ SCHEMA = Path(__file__).resolve().parent.parent / "toolchain" / "bundle" / "mani
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
-    return make_toy_bundle(tmp_path_factory.mktemp("rt") / "toy.mtb", seed=7, samples=2)
+    out = make_toy_bundle(tmp_path_factory.mktemp("rt") / "toy.mtb", seed=7, samples=2)
+    tensorrt_double.add_engines(out)  # engines.<jetson target>: what backend="tensorrt" loads
+    return out
+
+
+@pytest.fixture(scope="module", params=["openvino", "tensorrt"])
+def backend(request) -> str:
+    if request.param == "tensorrt" and tensorrt_double.double_module() is None:
+        pytest.skip(tensorrt_double.skip_reason())
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def rt(bundle) -> Runtime:
-    return Runtime(bundle, backend="openvino", precision="f32")
+def rt(bundle, backend) -> Runtime:
+    return open_runtime(bundle, backend, precision="f32")
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +80,9 @@ def test_golden_outputs_match(rt, bundle):
         np.testing.assert_allclose(got, golden, atol=TOL, rtol=0)
 
 
-def test_shared_segments_run_once_per_call(bundle):
-    rt = Runtime(bundle, backend="openvino")
+def test_shared_segments_run_once_per_call(bundle, backend):
+    rt = open_runtime(bundle, backend)
+    assert rt.backend == backend
     x = np.zeros(rt.input_spec()["shape"], np.float32)
     assert rt.plan(["normals", "seg"]) == ["trunk", "neck", "seg", "normals"]
     rt.run(x, tasks=["seg", "normals", "cls"])
@@ -77,30 +93,30 @@ def test_shared_segments_run_once_per_call(bundle):
     assert s["runs"] == 2 and s["compile_ms"] > 0 and s["load_ms"] >= s["compile_ms"]
 
 
-def test_variants_stay_resident_and_match_onnxruntime(bundle, inputs):
-    rt = Runtime(bundle, backend="openvino", variant=["fp32", "c50"])
+def test_variants_stay_resident_and_match_onnxruntime(bundle, inputs, backend):
+    rt = open_runtime(bundle, backend, variant=["fp32", "c50"])
     assert rt.variants == ["fp32", "c50"]
     for v in ("c50", "fp32", "c50"):  # switching back and forth: no reload, right numbers
         ref = reference_outputs(bundle, inputs[:1], variant=v)
         out = rt.run(inputs[:1], variant=v)
         for t in rt.tasks:
             np.testing.assert_allclose(out[t], ref[t], atol=TOL, rtol=0, err_msg=f"{v}/{t}")
-    with pytest.raises(UnknownNameError, match="was not loaded"):
-        Runtime(bundle, backend="openvino").run(inputs[:1], variant="c50")
+    with pytest.raises(native(backend).UnknownNameError, match="was not loaded"):
+        open_runtime(bundle, backend).run(inputs[:1], variant="c50")
 
 
-def test_input_is_zero_copy_and_never_converted(rt):
+def test_input_is_zero_copy_and_never_converted(rt, backend):
     shape = tuple(rt.input_spec()["shape"])
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     x.setflags(write=False)  # read-only memory is fine: inputs are only read
     rt.run(x, task="cls")
     s = rt.stats()
-    assert s["zero_copy_input"] is True
+    assert s["zero_copy_input"] is (backend == "openvino")  # TensorRT copies it to the device
     assert s["last_input_address"] == x.ctypes.data
     big = np.zeros((1, 3, 38, 23), np.float32)
     with pytest.raises(ValueError, match=r"non-contiguous array of shape \[1, 3, 19, 23\]"):
         rt.run(big[:, :, ::2], task="cls")
-    with pytest.raises(InputError, match=r"input 'image'.*float32.*\[1, 3, 19, 23\]; got float64"):
+    with pytest.raises(native(backend).InputError, match=r"input 'image'.*float32.*\[1, 3, 19, 23\]; got float64"):
         rt.run(x.astype(np.float64), task="cls")
     with pytest.raises(ValueError, match=r"got float32 array of shape \[3, 19, 23\]"):
         rt.run(x[0], task="cls")
@@ -130,10 +146,10 @@ def test_outputs_belong_to_the_caller(rt):
     assert not np.shares_memory(a, b) and a.flags.writeable and a.dtype == np.float32
 
 
-def test_run_reads_no_files_after_load(bundle, tmp_path, inputs):
+def test_run_reads_no_files_after_load(bundle, tmp_path, inputs, backend):
     copy = tmp_path / "gone.mtb"
     shutil.copytree(bundle, copy)
-    rt = Runtime(copy, backend="openvino")
+    rt = open_runtime(copy, backend)
     shutil.rmtree(copy)
     out = rt.run(inputs[:1])
     ref = reference_outputs(bundle, inputs[:1])
@@ -141,13 +157,14 @@ def test_run_reads_no_files_after_load(bundle, tmp_path, inputs):
         np.testing.assert_allclose(out[t], ref[t], atol=TOL, rtol=0)
 
 
-def test_unknown_task_and_variant_name_the_choices(rt):
+def test_unknown_task_and_variant_name_the_choices(rt, backend):
     x = np.zeros(rt.input_spec()["shape"], np.float32)
     with pytest.raises(KeyError) as e:
         rt.run(x, task="sgm")
     assert str(e.value) == "unknown task 'sgm'; this bundle has tasks: cls, seg, depth, normals"
     assert isinstance(e.value, MtedgeError)
-    with pytest.raises(UnknownNameError, match="unknown variant 'int8'; this bundle has variants: c50, fp32"):
+    with pytest.raises(native(backend).UnknownNameError,
+                       match="unknown variant 'int8'; this bundle has variants: c50, fp32"):
         rt.run(x, task="seg", variant="int8")
     with pytest.raises(InputError, match="not both"):
         rt.run(x, task="seg", tasks=["cls"])
@@ -221,3 +238,22 @@ def test_one_runtime_shared_by_threads(rt, bundle, inputs):
         th.join()
     assert not errors, errors[0]
     assert rt.stats()["runs"] - before == 160
+
+
+def test_tensorrt_backend_copies_input_and_matches_openvino(bundle, inputs):
+    """The TensorRT backend (through the double) is really the one running: device buffers, an
+    H2D copy of the input, and the same numbers as OpenVINO on random input."""
+    if tensorrt_double.double_module() is None:
+        pytest.skip(tensorrt_double.skip_reason())
+    trt = open_runtime(bundle, "tensorrt")
+    ov = open_runtime(bundle, "openvino")
+    x = np.ascontiguousarray(inputs[3:4])
+    a, b = trt.run(x), ov.run(x)
+    s = trt.stats()
+    assert s["backend"] == "tensorrt" and s["zero_copy_input"] is False
+    for t in trt.tasks:
+        np.testing.assert_allclose(a[t], b[t], atol=TOL, rtol=0, err_msg=t)
+    x[...] = 0  # the input was copied at run time: changing it now changes nothing already returned
+    np.testing.assert_allclose(a["cls"], b["cls"], atol=TOL, rtol=0)
+    with pytest.raises(native("tensorrt").UnknownNameError, match="unknown engine target 'host-cpu'"):
+        open_runtime(bundle, "tensorrt", engine_target="host-cpu")

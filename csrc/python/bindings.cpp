@@ -135,7 +135,8 @@ PYBIND11_MODULE(_runtime, m) {
                                 "OpenVINO/TensorRT failed to compile or run a segment.");
   g_errors.base = make_error(m, "RuntimeFailure", mt_err, builtins.attr("RuntimeError"),
                              "Any other mtedge runtime error.");
-  py::register_exception_translator([](std::exception_ptr p) {
+  // Local: a second build of this module (the TensorRT test double's) keeps its own classes.
+  py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const mtedge::FileMissingError& e) {
@@ -155,7 +156,8 @@ PYBIND11_MODULE(_runtime, m) {
     }
   });
 
-  py::class_<mtedge::Runtime>(m, "Runtime", "Raw runtime; see toolchain.runtime.Runtime.")
+  // module_local: the TensorRT test double's build of this module can be loaded beside it.
+  py::class_<mtedge::Runtime>(m, "Runtime", "Raw runtime; see toolchain.runtime.Runtime.", py::module_local())
       .def(py::init([](const std::string& bundle, const std::string& backend,
                        const std::vector<std::string>& variants, int threads,
                        const std::string& precision, const std::string& engine_target,

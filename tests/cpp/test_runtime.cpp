@@ -13,42 +13,73 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string toy_bundle() {
-  const char* p = std::getenv("MTEDGE_TOY_BUNDLE");
+std::string env(const char* name) {
+  const char* p = std::getenv(name);
+#ifdef MTEDGE_TRT_BUNDLE_PATH  // the double's test binaries know where ctest builds the engines
+  if (!p && std::string(name) == "MTEDGE_TRT_BUNDLE") return MTEDGE_TRT_BUNDLE_PATH;
+  if (!p && std::string(name) == "MTEDGE_OTHER_TRT_BUNDLE") return MTEDGE_OTHER_TRT_BUNDLE_PATH;
+#endif
   return p ? p : "";
 }
 
-class RuntimeTest : public ::testing::Test {
+// Every test runs once per backend. "tensorrt" exists in the binaries linked against the
+// TensorRT/CUDA test double (tests/tensorrt_double); its bundle is the toy bundle plus engines
+// built by the fake `tensorrt` Python module.
+std::vector<std::string> backends() {
+#ifdef MTEDGE_TEST_TENSORRT_DOUBLE
+  return {"openvino", "tensorrt"};
+#else
+  return {"openvino"};
+#endif
+}
+
+class RuntimeTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (toy_bundle().empty() || !fs::exists(fs::path(toy_bundle()) / "manifest.json"))
-      GTEST_SKIP() << "MTEDGE_TOY_BUNDLE not set: run through ctest (its fixture makes the bundle)";
+    if (bundle().empty() || !fs::exists(fs::path(bundle()) / "manifest.json"))
+      GTEST_SKIP() << "MTEDGE_TOY_BUNDLE / MTEDGE_TRT_BUNDLE not set: run through ctest (its fixtures make them)";
   }
-  static mtedge::RuntimeOptions f32() {
+  bool trt() const { return GetParam() == "tensorrt"; }
+  std::string bundle() const { return env(trt() ? "MTEDGE_TRT_BUNDLE" : "MTEDGE_TOY_BUNDLE"); }
+  mtedge::RuntimeOptions f32() const {
     mtedge::RuntimeOptions o;
-    o.backend = "openvino";
+    o.backend = GetParam();
     o.backend_options.precision = "f32";
     return o;
   }
-  // A private copy of the toy bundle this test may damage.
-  fs::path copy_bundle(const std::string& tag) {
-    const fs::path dst = fs::temp_directory_path() / ("mtedge_" + tag + "_" + std::to_string(::getpid()) + ".mtb");
+  // The file this backend loads for `segment` of `variant` (ONNX, or the TensorRT engine).
+  std::string segment_file(const std::string& segment, const std::string& variant = "fp32") const {
+    const mtedge::Manifest m = mtedge::load_manifest(bundle());
+    if (!trt()) return m.variant(variant).segments.at(segment).ref.file;
+    for (const auto& kv : m.engines)
+      if (kv.second.backend == "tensorrt" && kv.second.variant == variant) return kv.second.segments.at(segment).file;
+    throw std::runtime_error("no tensorrt engines for " + variant);
+  }
+  // A private copy of the bundle this test may damage.
+  fs::path copy_bundle(const std::string& tag) const {
+    const fs::path dst = fs::temp_directory_path() /
+                         ("mtedge_" + tag + "_" + GetParam() + "_" + std::to_string(::getpid()) + ".mtb");
     fs::remove_all(dst);
-    fs::copy(toy_bundle(), dst, fs::copy_options::recursive);
+    fs::copy(bundle(), dst, fs::copy_options::recursive);
     return dst;
   }
 };
 
+// NaN counts as infinitely wrong (std::max would drop it: an unsynchronized copy reads as NaN).
 float max_abs_diff(const float* a, const float* b, std::size_t n) {
   float m = 0;
-  for (std::size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  for (std::size_t i = 0; i < n; ++i) {
+    const float d = std::fabs(a[i] - b[i]);
+    if (std::isnan(d)) return INFINITY;
+    m = std::max(m, d);
+  }
   return m;
 }
 
 }  // namespace
 
-TEST_F(RuntimeTest, MatchesGoldenForEveryTaskAloneAndTogether) {
-  mtedge::Runtime rt(toy_bundle(), f32());
+TEST_P(RuntimeTest, MatchesGoldenForEveryTaskAloneAndTogether) {
+  mtedge::Runtime rt(bundle(), f32());
   const auto& m = rt.manifest();
   ASSERT_EQ(rt.tasks(), (std::vector<std::string>{"cls", "seg", "depth", "normals"}));
   const auto in = mtedge::read_npy(mtedge::bundle_path(m, m.golden_input.file));
@@ -68,8 +99,8 @@ TEST_F(RuntimeTest, MatchesGoldenForEveryTaskAloneAndTogether) {
   }
 }
 
-TEST_F(RuntimeTest, PlanIsUnionOfSegmentsEachOnceInManifestOrder) {
-  mtedge::Runtime rt(toy_bundle(), f32());
+TEST_P(RuntimeTest, PlanIsUnionOfSegmentsEachOnceInManifestOrder) {
+  mtedge::Runtime rt(bundle(), f32());
   using V = std::vector<std::string>;
   EXPECT_EQ(rt.plan({"normals", "seg"}), (V{"trunk", "neck", "seg", "normals"}));
   EXPECT_EQ(rt.plan({"depth", "cls"}), (V{"trunk", "cls", "depth"}));
@@ -77,8 +108,8 @@ TEST_F(RuntimeTest, PlanIsUnionOfSegmentsEachOnceInManifestOrder) {
   EXPECT_EQ(rt.plan(rt.tasks()), (V{"trunk", "neck", "cls", "seg", "depth", "normals"}));
 }
 
-TEST_F(RuntimeTest, TrunkAndSharedNeckRunOncePerCall) {
-  mtedge::Runtime rt(toy_bundle(), f32());
+TEST_P(RuntimeTest, TrunkAndSharedNeckRunOncePerCall) {
+  mtedge::Runtime rt(bundle(), f32());
   const std::vector<float> x(static_cast<std::size_t>(rt.input_spec().numel()), 0.5f);
   rt.run(x, {"seg", "normals", "cls"});
   rt.run(x, {"depth"});
@@ -91,8 +122,8 @@ TEST_F(RuntimeTest, TrunkAndSharedNeckRunOncePerCall) {
   EXPECT_EQ(rt.stats().runs, 2u);
 }
 
-TEST_F(RuntimeTest, UnknownTaskAndVariantNameTheChoices) {
-  mtedge::Runtime rt(toy_bundle(), f32());
+TEST_P(RuntimeTest, UnknownTaskAndVariantNameTheChoices) {
+  mtedge::Runtime rt(bundle(), f32());
   const std::vector<float> x(static_cast<std::size_t>(rt.input_spec().numel()), 0.f);
   try {
     rt.run(x, {"sgm"});
@@ -104,15 +135,15 @@ TEST_F(RuntimeTest, UnknownTaskAndVariantNameTheChoices) {
   EXPECT_THROW(rt.run(x, {"seg"}, "int8"), mtedge::UnknownNameError);  // not in the bundle
   auto opts = f32();
   opts.variants = {"int8"};
-  EXPECT_THROW(mtedge::Runtime(toy_bundle(), opts), mtedge::UnknownNameError);
+  EXPECT_THROW(mtedge::Runtime(bundle(), opts), mtedge::UnknownNameError);
   EXPECT_THROW(rt.run(x.data(), {"seg", "cls"}, {nullptr}), mtedge::InputError);
   EXPECT_THROW(rt.run(std::vector<float>(7), {"seg"}), mtedge::InputError);
 }
 
-TEST_F(RuntimeTest, SeveralVariantsStayResident) {
+TEST_P(RuntimeTest, SeveralVariantsStayResident) {
   auto opts = f32();
   opts.variants = {"fp32", "c50"};
-  mtedge::Runtime rt(toy_bundle(), opts);
+  mtedge::Runtime rt(bundle(), opts);
   EXPECT_EQ(rt.variants(), (std::vector<std::string>{"fp32", "c50"}));
   const std::vector<float> x(static_cast<std::size_t>(rt.input_spec().numel()), 0.25f);
   const auto a = rt.run(x, {"seg"}, "fp32");
@@ -122,9 +153,9 @@ TEST_F(RuntimeTest, SeveralVariantsStayResident) {
   EXPECT_EQ(rt.run(x, {"seg"}, "fp32").at("seg"), a.at("seg"));  // switching back: same result
 }
 
-TEST_F(RuntimeTest, TamperedTruncatedOrMissingFilesAreNamed) {
+TEST_P(RuntimeTest, TamperedTruncatedOrMissingFilesAreNamed) {
   const fs::path b = copy_bundle("tamper");
-  const std::string rel = "segments/fp32/neck.onnx";
+  const std::string rel = segment_file("neck");
   {
     std::fstream f(b / rel, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(40);
@@ -157,3 +188,32 @@ TEST_F(RuntimeTest, TamperedTruncatedOrMissingFilesAreNamed) {
   }
   fs::remove_all(b);
 }
+
+TEST_P(RuntimeTest, EveryTaskSubsetMatchesGoldenInOneRuntime) {
+  mtedge::Runtime rt(bundle(), f32());
+  const auto& m = rt.manifest();
+  const auto in = mtedge::read_npy(mtedge::bundle_path(m, m.golden_input.file));
+  const std::size_t n_in = static_cast<std::size_t>(rt.input_spec().numel());
+  const auto tasks = rt.tasks();
+  std::map<std::string, mtedge::NpyArray> golden;
+  for (const auto& t : tasks) golden.emplace(t, mtedge::read_npy(mtedge::bundle_path(m, m.golden_outputs.at(t).file)));
+  int subsets = 0;
+  for (unsigned mask = 1; mask < (1u << tasks.size()); ++mask, ++subsets) {
+    std::vector<std::string> subset;
+    for (std::size_t i = 0; i < tasks.size(); ++i)
+      if (mask & (1u << i)) subset.push_back(tasks[i]);
+    const int s = static_cast<int>(mask) % m.golden_samples;  // alternate samples between calls
+    const std::vector<float> x(in.data.begin() + s * n_in, in.data.begin() + (s + 1) * n_in);
+    const auto out = rt.run(x, subset);
+    ASSERT_EQ(out.size(), subset.size());
+    for (const auto& t : subset) {
+      const std::size_t n = static_cast<std::size_t>(rt.output_spec(t).numel());
+      EXPECT_LT(max_abs_diff(out.at(t).data(), golden.at(t).data.data() + s * n, n), 1e-4f)
+          << t << " in subset " << mask << ", sample " << s;
+    }
+  }
+  EXPECT_EQ(subsets, 15);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, RuntimeTest, ::testing::ValuesIn(backends()),
+                         [](const auto& info) { return info.param; });

@@ -6,6 +6,10 @@ misuse fails the way it matters: building before parsing, precision flags on Ten
 enum members do not exist there, as in its NvInfer.h), DLA settings without DLA on TensorRT 11,
 precision flags on a strongly typed TensorRT 10 network, a non-int workspace size.
 Inject it with ``monkeypatch.setitem(sys.modules, "tensorrt", fake)``.
+
+``build_serialized_network`` returns a real fake-engine file (fake_engine.py: the segment's ONNX
+plus a header naming this TensorRT version), which the fake libnvinfer under
+tests/tensorrt_double/ deserializes and runs: engines "built" here run in the C++ runtime.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import enum
 import types
 from pathlib import Path
 from typing import Any
+
+from doubles.fake_engine import engine_bytes
 
 
 class FakeTensorRTError(AssertionError):
@@ -180,7 +186,8 @@ def make_fake_tensorrt(version: str = "10.3.0", *, parse_ok: bool = True, build_
                 return None
             assert config.cache is not None, "timing cache not set"
             config.cache.entries += b"tactic;"
-            return HostMemory(b"FAKE-PLAN " + Path(network.parsed).name.encode())
+            onnx_path = Path(network.parsed)
+            return HostMemory(engine_bytes(onnx_path.read_bytes(), version, onnx_path.stem))
 
     for name, obj in dict(Logger=Logger, Builder=Builder, OnnxParser=OnnxParser, BuilderFlag=BuilderFlag,
                           NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag, MemoryPoolType=MemoryPoolType,

@@ -5,8 +5,9 @@
 // device memory allocated at load and are bound with setTensorAddress, so heads read the
 // trunk's outputs in place; only the model input (H2D) and requested task outputs (D2H) move.
 //
-// Status: compile-checked against the TensorRT 10.3 and 11.1 headers (scripts/check-tensorrt.sh);
-// it has never run on a device.
+// Status: compile-checked against the TensorRT 10.3 and 11.1 headers (scripts/check-tensorrt.sh)
+// and run in CI against the link-time TensorRT/CUDA test double (tests/tensorrt_double: engines
+// executed by OpenVINO on host memory with guard zones); it has never run on a device.
 #include "tensorrt_backend.h"
 
 #include <NvInferRuntime.h>
@@ -17,6 +18,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <mutex>
 #include <vector>
 
 #include "mtedge/errors.h"
@@ -32,11 +34,27 @@ void cuda_check(cudaError_t err, const std::string& what) {
     throw BackendError("CUDA error in " + what + ": " + cudaGetErrorString(err));
 }
 
+// Prints warnings and keeps the last error, so an exception can say what TensorRT reported.
 class Logger final : public nvinfer1::ILogger {
  public:
   void log(Severity severity, const char* msg) noexcept override {
     if (severity <= Severity::kWARNING) std::fprintf(stderr, "[mtedge/tensorrt] %s\n", msg);
+    if (severity <= Severity::kERROR) {
+      std::lock_guard<std::mutex> lock(mu_);
+      last_error_ = msg;
+    }
   }
+  // " (TensorRT: <last error>)" once, then forgotten; "" when TensorRT reported nothing.
+  std::string take_last_error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out = last_error_.empty() ? "" : " (TensorRT: " + last_error_ + ")";
+    last_error_.clear();
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::string last_error_;
 };
 
 nvinfer1::DataType trt_type(DType t) {
@@ -70,19 +88,23 @@ class TrtBuffer final : public Buffer {
 
 class TrtSegment final : public Segment {
  public:
-  TrtSegment(nvinfer1::IRuntime& runtime, cudaStream_t stream, const SegmentSource& src)
-      : stream_(stream), name_(src.name) {
+  TrtSegment(nvinfer1::IRuntime& runtime, Logger& logger, cudaStream_t stream, const SegmentSource& src)
+      : logger_(logger), stream_(stream), name_(src.name) {
     std::ifstream f(src.path, std::ios::binary);
+    if (!f)
+      throw FileMissingError("TensorRT engine '" + src.path + "' of segment '" + name_ +
+                             "' cannot be read; rebuild the engines (`mtedge build --target ...`)");
     const std::vector<char> plan((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     engine_.reset(runtime.deserializeCudaEngine(plan.data(), plan.size()));
     if (!engine_)
       throw BackendError("TensorRT cannot deserialize '" + src.path + "' (segment '" + name_ +
-                         "'); the plan was built for another TensorRT version or GPU: rebuild "
-                         "it on this device");
+                         "'): the plan is corrupt or was built for another TensorRT version or GPU; "
+                         "rebuild it on this device" + logger_.take_last_error());
     // Activation memory comes from the backend's shared scratch (set in finalize()).
     context_.reset(engine_->createExecutionContext(
         nvinfer1::ExecutionContextAllocationStrategy::kUSER_MANAGED));
-    if (!context_) throw BackendError("TensorRT cannot create a context for '" + name_ + "'");
+    if (!context_)
+      throw BackendError("TensorRT cannot create a context for '" + name_ + "'" + logger_.take_last_error());
     for (const auto& t : src.inputs) check_io(t, nvinfer1::TensorIOMode::kINPUT);
     for (const auto& t : src.outputs) check_io(t, nvinfer1::TensorIOMode::kOUTPUT);
   }
@@ -90,7 +112,8 @@ class TrtSegment final : public Segment {
   void bind(const std::string& tensor, Buffer& buf) override {
     void* dev = static_cast<TrtBuffer&>(buf).device();
     if (!context_->setTensorAddress(tensor.c_str(), dev))
-      throw BackendError("segment '" + name_ + "': cannot bind tensor '" + tensor + "'");
+      throw BackendError("segment '" + name_ + "': cannot bind tensor '" + tensor + "'" +
+                         logger_.take_last_error());
     bound_[tensor] = {dev, buf.spec().bytes()};
   }
 
@@ -102,7 +125,7 @@ class TrtSegment final : public Segment {
 
   void run() override {
     if (!context_->enqueueV3(stream_))
-      throw BackendError("TensorRT enqueueV3 failed for segment '" + name_ + "'");
+      throw BackendError("TensorRT enqueueV3 failed for segment '" + name_ + "'" + logger_.take_last_error());
   }
 
   std::int64_t device_memory_size() const {
@@ -113,13 +136,19 @@ class TrtSegment final : public Segment {
 #endif
   }
 
+  // TensorRT reports a rejected block (too small, misaligned) only through the logger.
   void set_device_memory(void* mem, std::int64_t size) {
+    logger_.take_last_error();
 #if MTEDGE_TRT_VERSION >= 1001
     context_->setDeviceMemoryV2(mem, size);
 #else
     (void)size;
     context_->setDeviceMemory(mem);
 #endif
+    const std::string err = logger_.take_last_error();
+    if (!err.empty())
+      throw BackendError("TensorRT rejected " + std::to_string(size) + " bytes of activation memory for segment '" +
+                         name_ + "'" + err);
   }
 
  private:
@@ -142,7 +171,7 @@ class TrtSegment final : public Segment {
       for (std::size_t i = 0; i < t.shape.size(); ++i) want.d[i] = t.shape[i];
       if (!context_->setInputShape(n, want))
         throw BackendError("engine for segment '" + name_ + "' rejects input shape " +
-                           shape_str(t.shape) + " for '" + t.name + "'");
+                           shape_str(t.shape) + " for '" + t.name + "'" + logger_.take_last_error());
     } else if (!dynamic) {
       Shape got(d.d, d.d + d.nbDims);
       if (got != t.shape)
@@ -152,6 +181,7 @@ class TrtSegment final : public Segment {
     }
   }
 
+  Logger& logger_;
   cudaStream_t stream_;
   std::string name_;
   TrtPtr<nvinfer1::ICudaEngine> engine_;
@@ -185,7 +215,7 @@ class TensorRtBackend final : public Backend {
   }
 
   std::unique_ptr<Segment> load(const SegmentSource& src) override {
-    auto seg = std::make_unique<TrtSegment>(*runtime_, stream_, src);
+    auto seg = std::make_unique<TrtSegment>(*runtime_, logger_, stream_, src);
     segments_.push_back(seg.get());
     return seg;
   }
