@@ -4,18 +4,23 @@ as built here (docs/pruning.md says what differs from the paper and why).
 Sequentially greedy over channel groups, in rounds::
 
     budget scale s = budget_fraction
-    repeat (at most max_rounds):
+    repeat (at most max_rounds, or until the time budget is spent):
         groups  <- Torch-Pruning channel groups of the current model, exactness-checked
         scores  <- channel saliency (group magnitude + per-task-normalized Taylor, max over tasks)
         for each group, in config.order (most FLOPs saved, most ms saved, or most ms per FLOP first):
             keep counts: multiples of round_to, >= round_to, >= (1 - max_step) x channels,
                          no fewer than the global goal still needs
+            carried bracket: keeps whose last verdict needed a budget > s are taken as infeasible
+                         without evaluating them (all of them: the group is skipped this round)
             bisection over the keep count: the fewest channels for which the oracle says every
-                         task's drop (val subset, against the unpruned model) <= s x allowed_drop
+                         task's drop (screening images, against the unpruned model) <= s x allowed_drop
                          (never more than max_relax x allowed_drop for a task whose recipe caps it)
+            confirmation: the chosen keep is judged exactly on every oracle image; a failure makes
+                         it the upper bracket and the bisection goes on below it
             prune the lowest-scoring channels; stop when the global goal is reached
         s <- s x relax      (the cumulative budget grows slowly, so pruning spreads over layers
-                             instead of the first group taking the whole budget)
+                             instead of the first group taking the whole budget); after a round
+                             with no step, s jumps to the least budget any group's next step needs
 
 The result is a dense, smaller ``nn.Module`` of the same class (Torch-Pruning edits layers in place).
 """
@@ -191,7 +196,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     round's budget is exhausted; the result is still valid, just larger."""
     config = config or PruneConfig()
     config.check()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     model.eval()
     example = example if example is not None else example_input(recipe)
     label_free = config.label_free or not has_labels(recipe)
@@ -396,6 +401,8 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
                    "images_evaluated": oracle.images_evaluated, "bracket_skips": skipped,
                    "screen_images": sum(len(x) for x, _ in oracle.screen),
                    "val_images": sum(len(x) for x, _ in oracle.data), "stopped_by": stopped or None,
+                   # CPU seconds of this process (all threads): the load-independent cost on a shared host
+                   "cpu_seconds": round(time.process_time() - cpu0, 3),
                    "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
     return PruneResult(model, "pagcp", flops0, cost.model_flops(model, example), params0, cost.model_params(model),
                        channels, layers_of, path, oracle.evaluations, refused, reached, label_free, oracle.before,
