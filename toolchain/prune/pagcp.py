@@ -79,7 +79,8 @@ class PruneConfig:
     screen_count: int | None = None
     carry_brackets: bool = True  # skip keeps whose last verdict needed more budget than this round has
     # dead-set sizes the exactness check proves per group (None: its default, one channel, half, all
-    # but one); each size costs a copy, a dependency-graph trace and two forwards per group
+    # but one); each size costs a copy, a dependency-graph trace and two forwards per group; ()
+    # skips the check (noted in the result) for an architecture already proven
     exactness_fractions: tuple[float, ...] | None = None
     time_budget_s: float | None = None  # stop cleanly at the last confirmed step after this long
     on_step: Callable[[str], None] | None = None  # one line per accepted step (rounds, FLOPs, evaluations, ETA)
@@ -152,6 +153,8 @@ def oracle_data(recipe: Recipe, config: PruneConfig) -> list[Batch]:
 def exactness_refusals(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup],
                        fractions: tuple[float, ...] | None = None) -> dict[str, str]:
     """group root -> reason, for the groups toolchain.prune.exactness refuses."""
+    if fractions is not None and not fractions:
+        return {}
     kw = {"dead_fractions": fractions} if fractions else {}
     return {name: str(reason) for name, reason in check_groups(model, example, groups, **kw).refused.items()}
 
@@ -222,6 +225,8 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     tp = time.perf_counter()
     refused = exactness_refusals(model, example, groups, config.exactness_fractions)
     phases["exactness"] = time.perf_counter() - tp
+    if config.exactness_fractions is not None and not config.exactness_fractions:
+        notes.append("exactness check skipped (exactness_fractions=()): groups were not proven exact before pruning")
     for name, reason in refused.items():
         warnings.warn(f"pruning group {name} skipped: the exactness check refused it ({reason})", stacklevel=2)
     latency_per_channel: dict[str, float] = {}
