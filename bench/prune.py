@@ -8,7 +8,14 @@
   the unpruned model on held-out photos, and OpenVINO CPU latency (f32 hint) of unpruned, PAGCP and L1
   models measured side by side (interleaved runs, medians).
 
-Environment: BENCH_PRUNE_ONLY=fashion|mobilenet runs one model; BENCH_FINETUNE_EPOCHS (default 3);
+- effnet-lite0-mt (bench/effnet_mt.py: ImageNet-trained EfficientNet-Lite0 + 3 untrained decoders,
+  224x224, 40 channel groups), label-free on photo crops: PAGCP to 60% of the FLOPs with screening
+  (16 of 64 val images, every step confirmed on all 64) and a time budget, label-free distillation
+  recovery on the train split, fidelity on held-out test crops; L1 at equal FLOPs, same recovery.
+  BENCH_EFFNET_KEEP_FLOPS (0.60), BENCH_EFFNET_TIME_BUDGET_MIN (15), BENCH_EFFNET_EPOCHS (2),
+  BENCH_EFFNET_TRAIN_IMAGES (256 per epoch), BENCH_EFFNET_TEST (128).
+
+Environment: BENCH_PRUNE_ONLY=fashion|mobilenet|effnet runs one model; BENCH_FINETUNE_EPOCHS (default 3);
 BENCH_KEEP_FLOPS (0.40), BENCH_ROUND_TO (4), BENCH_MBV2_ORDER (latency-per-flop), BENCH_MBV2_ROUND_TO (16),
 BENCH_MBV2_MAX_STEP (0.875).
 """

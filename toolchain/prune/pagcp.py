@@ -272,6 +272,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
             current = {g.name: g for g in groups}
             phases["saliency"] += time.perf_counter() - tp
             first_need: dict[str, float] = {}  # group -> scale its smallest step needs (blocked groups)
+            shrinkable = 0  # groups visited that had a step to try
             steps_before = step
             for i, name in enumerate(order):
                 removed = flops0 - flops_now
@@ -290,6 +291,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
                 keeps = _keep_candidates(g.channels, config.round_to, config.max_step, need, per_channel[name])
                 if len(keeps) < 2:
                     continue
+                shrinkable += 1
                 rec = known.setdefault(name, {})
                 bracket = (next((j for j in range(1, len(keeps)) if rec.get(keeps[j], 0.0) > scale), None)
                            if config.carry_brackets else None)
@@ -384,7 +386,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
                 reached = True
                 break
             scale *= config.relax
-            if step == steps_before and first_need and len(first_need) == len(current):
+            if step == steps_before and first_need and len(first_need) == shrinkable:
                 # every group's smallest step is known to need more: jump over the empty rounds
                 jump = min(first_need.values())
                 if math.isinf(jump):
