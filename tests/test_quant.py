@@ -197,3 +197,13 @@ def test_fp16_keeps_resize_scales_float32_and_refuses_overflow():
     model.graph.initializer[1].CopyFrom(w)
     with pytest.raises(Fp16ConversionError, match="w"):
         to_fp16(model)
+
+
+def test_default_variant_is_the_fastest_that_pays_its_way():
+    from toolchain.quantize.latency import fastest_within_bounds
+
+    lat = {"fp32": {"latency_ms": 10.0}, "int8": {"latency_ms": 15.9}, "fp16": {"latency_ms": 9.8}}
+    assert fastest_within_bounds(lat, ["fp32", "int8", "fp16"]) == "fp32"  # 2% faster: noise, fp32 stays
+    lat["fp16"]["latency_ms"] = 6.0
+    assert fastest_within_bounds(lat, ["fp32", "int8", "fp16"]) == "fp16"
+    assert fastest_within_bounds(lat, ["fp32", "int8"]) == "fp32"  # int8 slower than fp32: never the default

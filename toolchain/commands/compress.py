@@ -34,6 +34,10 @@ from toolchain.errors import MtedgeError, SpecError
 @click.option("--distill", is_flag=True, help="fine-tune with the unpruned model as teacher")
 @click.option("--label-free", is_flag=True, help="judge tasks by fidelity to the unpruned model (no labels needed)")
 @click.option("--val-count", type=int, default=512, show_default=True, help="oracle subset of the val split")
+@click.option("--screen-count", type=int, default=None,
+              help="judge candidates on the first N oracle images; accepted steps are confirmed on all --val-count")
+@click.option("--time-budget", "time_budget_min", type=float, default=None,
+              help="minutes: stop PAGCP at the last confirmed step after this long (the report says so)")
 @click.option("--ignore", "ignored", multiple=True, help="layer whose output channels must stay (repeatable)")
 @click.option("--quantize", "quantize", type=click.Choice(["int8", "fp16"]), multiple=True,
               help="after pruning, export a bundle (-o NAME.mtb) and quantize it")
@@ -43,7 +47,8 @@ from toolchain.errors import MtedgeError, SpecError
 @click.option("--test-count", type=int, default=None, help="evaluate before/after on the first N test samples")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, max_step, latency_table, finetune_epochs,
-             finetune_limit, distill, label_free, val_count, ignored, quantize, output, report_dir, test_count, threads):
+             finetune_limit, distill, label_free, val_count, screen_count, time_budget_min, ignored, quantize, output,
+             report_dir, test_count, threads):
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
     import torch
 
@@ -89,7 +94,10 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         from toolchain.prune.pagcp import PruneConfig, prune
 
         config = PruneConfig(keep_flops=keep_flops, target_latency_ms=target_latency_ms, round_to=round_to, order=order,
-                             max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored))
+                             max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored),
+                             screen_count=screen_count,
+                             time_budget_s=60 * time_budget_min if time_budget_min is not None else None,
+                             on_step=lambda line: console.print(line, highlight=False))
         if latency_table:
             from toolchain.targets.latency import load_table
 

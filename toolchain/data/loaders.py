@@ -42,7 +42,7 @@ def batches(recipe: Recipe, split: str, count: int | None = None, batch_size: in
             source = user.images_batches if kind == "images" else user.arrays_batches
             yield from source(recipe, split, count, batch_size, shuffle=shuffle, seed=seed)
     elif kind == "fashion-mnist":
-        yield from _fashion(recipe, split, count, batch_size, seed)
+        yield from _fashion(recipe, split, count, batch_size, seed, shuffle)
     elif kind == "photos":
         yield from _photos(recipe, split, count, batch_size, seed)
     elif kind == "random":
@@ -55,7 +55,8 @@ def batches(recipe: Recipe, split: str, count: int | None = None, batch_size: in
         raise SpecError(f"data kind {kind!r} has no loader")
 
 
-def _fashion(recipe: Recipe, split: str, count: int | None, batch_size: int, seed: int) -> Iterator[Batch]:
+def _fashion(recipe: Recipe, split: str, count: int | None, batch_size: int, seed: int,
+             shuffle: bool = False) -> Iterator[Batch]:
     from toolchain.data import fashion
 
     val_n = recipe.data.val_count
@@ -75,7 +76,7 @@ def _fashion(recipe: Recipe, split: str, count: int | None, batch_size: int, see
         part = part.subset(count)
     # distinct noise seeds per split so val/test inputs never repeat training noise
     base = {"train": 1, "val": 2, "test": 3, "calib": 4}[split] + 10 * seed
-    yield from fashion.iterate(part, batch_size, shuffle=False, seed=base)
+    yield from fashion.iterate(part, batch_size, shuffle=shuffle, seed=base)
 
 
 def _photos(recipe: Recipe, split: str, count: int | None, batch_size: int, seed: int) -> Iterator[Batch]:
@@ -99,6 +100,29 @@ def _photos(recipe: Recipe, split: str, count: int | None, batch_size: int, seed
     x_all = torch.from_numpy(normalize_for(out, recipe.input))
     for start in range(0, n, batch_size):
         yield x_all[start : start + batch_size], None
+
+
+def split_length(recipe: Recipe, split: str, count: int | None = None) -> int:
+    """How many samples `batches(recipe, split, count)` yields, without decoding them where the
+    source can tell (image folders, arrays, Fashion-MNIST)."""
+    kind = recipe.data.kind
+    if kind == "images":
+        from toolchain.data.user import _image_split
+
+        n = len(_image_split(recipe, split))
+    elif kind == "arrays":
+        from toolchain.data.user import _array_split
+
+        n = len(_array_split(recipe, split)[2])
+    elif kind == "fashion-mnist" and split == "calib":
+        n = recipe.data.calibration_count
+    elif kind == "fashion-mnist":
+        n = {"val": recipe.data.val_count, "test": 10000}.get(split, 60000 - recipe.data.val_count)
+    elif kind in ("photos", "random"):
+        n = count or (recipe.data.val_count if kind == "photos" else 64)
+    else:
+        n = sum(len(x) for x, _ in batches(recipe, split, count=count))
+    return min(n, count) if count is not None else n
 
 
 def example_input(recipe: Recipe, batch: int = 1) -> torch.Tensor:

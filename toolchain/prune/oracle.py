@@ -15,10 +15,20 @@ Keeping it cheap:
   subset with one forward, and each candidate re-runs only the changed nodes that lead to the
   tasks the group feeds. Tasks the group cannot reach keep their current metric without running.
   When a group's layers cannot be found in the fx graph (a custom leaf module), the oracle falls
-  back to a full forward of the candidate: slower, same answer.
+  back to a full forward of the candidate: slower, same answer;
+- **screening**: with ``screen_count``, candidates are judged on the first ``screen_count`` images
+  only (``judge``); the step the search accepts is then **confirmed** on the whole subset
+  (``confirm``: exact, full forwards), so every accepted model is within its budgets on the full
+  subset, never on an estimate;
+- ``judge_all`` judges a list of candidates (one function, so it can be distributed later).
+
+Cost counters: ``evaluations`` (candidates judged, screening and confirmation), ``confirmations``
+and ``images_evaluated`` (images pushed through a candidate, suffix-only runs included).
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -59,12 +69,14 @@ class Oracle:
     `unpruned` instead of labels. `evaluations` counts the candidates judged."""
 
     def __init__(self, unpruned: nn.Module, recipe: Recipe, data: Sequence[Batch], budgets: dict[str, float],
-                 label_free: bool, max_scale: dict[str, float] | None = None) -> None:
+                 label_free: bool, max_scale: dict[str, float] | None = None, screen_count: int | None = None) -> None:
         self.recipe = recipe
         self.label_free = label_free
         self.budgets = dict(budgets)
         self.max_scale = dict(max_scale or {})
         self.evaluations = 0
+        self.confirmations = 0
+        self.images_evaluated = 0
         self.tasks = list(recipe.tasks)
         self.metric_names = {t: task_metric_name(recipe, t, label_free) for t in self.tasks}
         self.hib = {t: make_metric(self.metric_names[t]).higher_is_better for t in self.tasks}
@@ -74,37 +86,71 @@ class Oracle:
                 self.data = [(x, {t: v.clone() for t, v in unpruned(x).items()}) for x, _ in data]
             else:
                 self.data = [(x, y) for x, y in data]
-        self.before = self.score(unpruned)
+        total = sum(len(x) for x, _ in self.data)
+        self.screening = screen_count is not None and screen_count < total
+        self.screen = _head(self.data, screen_count) if self.screening else self.data
+        if label_free:  # the unpruned model's outputs are the targets: score them, no second forward
+            self.before = self._score_outputs(self.data)
+            self.before_screen = self._score_outputs(self.screen)
+        else:
+            self.before = self.score(unpruned)  # on the whole subset
+            self.before_screen = self.score(unpruned, data=self.screen) if self.screening else dict(self.before)
         self._current: dict[str, float] = dict(self.before)
+        self._current_screen: dict[str, float] = dict(self.before_screen)
         self._gm: fx.GraphModule | None = None
         self._out: dict[str, fx.Node] = {}
 
     # -- plain evaluation ---------------------------------------------------------------------
 
     @torch.no_grad()
-    def score(self, model: nn.Module, tasks: Sequence[str] | None = None) -> dict[str, float]:
-        """Metrics of `model` on the subset (full forwards)."""
+    def score(self, model: nn.Module, tasks: Sequence[str] | None = None,
+              data: Sequence[Batch] | None = None) -> dict[str, float]:
+        """Metrics of `model` on the subset, or on `data` (full forwards)."""
         model.eval()
         tasks = list(tasks or self.tasks)
         ms = {t: make_metric(self.metric_names[t]) for t in tasks}
-        for x, y in self.data:
+        for x, y in (self.data if data is None else data):
             out = model(x)
             for t in tasks:
                 ms[t].update(out[t], y[t])
         return {t: m.value() for t, m in ms.items()}
 
-    def drops(self, metrics: dict[str, float]) -> dict[str, float]:
-        return {t: (self.before[t] - v) if self.hib[t] else (v - self.before[t]) for t, v in metrics.items()}
+    def _score_outputs(self, data: Sequence[Batch]) -> dict[str, float]:
+        ms = {t: make_metric(self.metric_names[t]) for t in self.tasks}
+        for _, y in data:
+            for t in self.tasks:
+                ms[t].update(y[t], y[t])
+        return {t: m.value() for t, m in ms.items()}
+
+    def drops(self, metrics: dict[str, float], before: dict[str, float] | None = None) -> dict[str, float]:
+        before = self.before if before is None else before
+        return {t: (before[t] - v) if self.hib[t] else (v - before[t]) for t, v in metrics.items()}
 
     def within(self, drops: dict[str, float], scale: float = 1.0) -> bool:
         return all(d <= self.budgets[t] * min(scale, self.max_scale.get(t, scale)) + 1e-9 for t, d in drops.items())
 
+    def needed_scale(self, drops: dict[str, float]) -> float:
+        """The smallest budget scale that accepts `drops` (inf when a task's max_relax forbids it)."""
+        need = 0.0
+        for t, d in drops.items():
+            s = d / self.budgets[t] if self.budgets[t] > 0 else (0.0 if d <= 1e-9 else math.inf)
+            if s > self.max_scale.get(t, math.inf) + 1e-9:
+                return math.inf
+            need = max(need, s)
+        return need
+
     # -- the current model and its cached prefixes -----------------------------------------------
 
-    def set_current(self, model: nn.Module, metrics: dict[str, float] | None = None) -> None:
-        """The model candidates are derived from (after each accepted step)."""
+    def set_current(self, model: nn.Module, metrics: dict[str, float] | None = None,
+                    screen_metrics: dict[str, float] | None = None) -> None:
+        """The model candidates are derived from (after each accepted step), with its metrics on
+        the whole subset and on the screening images (computed when not given)."""
         model.eval()
         self._current = dict(metrics) if metrics is not None else self.score(model)
+        if not self.screening:
+            self._current_screen = dict(self._current)
+        else:
+            self._current_screen = dict(screen_metrics) if screen_metrics is not None else self.score(model, data=self.screen)
         try:
             self._gm = fx.symbolic_trace(model)
             out_node = next(n for n in self._gm.graph.nodes if n.op == "output")
@@ -146,32 +192,64 @@ class Oracle:
             return suffix
         want = set(frontier_nodes)
         suffix.frontier = []
-        for x, _ in self.data:
+        for x, _ in self.screen:
             env = _run(gm, [n for n in gm.graph.nodes if n.op != "output"], {}, x, stop_when=want)
             suffix.frontier.append([_detach(env[n]) for n in frontier_nodes])
         return suffix
 
     @torch.no_grad()
     def judge(self, candidate: nn.Module, suffix: _Suffix | None, budget_scale: float = 1.0) -> Verdict:
-        """Metrics, drops and verdict of `candidate` (the current model with one group pruned)."""
+        """Metrics, drops and verdict of `candidate` (the current model with one group pruned) on
+        the screening images (the whole subset without screening)."""
         self.evaluations += 1
         candidate.eval()
+        n = sum(len(x) for x, _ in self.screen)
         if suffix is None:
-            metrics = self.score(candidate)
+            metrics = self.score(candidate, data=self.screen)
+            self.images_evaluated += n
         else:
-            metrics = dict(self._current)
+            metrics = dict(self._current_screen)
             if suffix.tasks:
+                self.images_evaluated += n
                 gm = fx.GraphModule(candidate, suffix.gm.graph)  # the candidate's modules, the traced graph
                 ms = {t: make_metric(self.metric_names[t]) for t in suffix.tasks}
-                for (x, y), values in zip(self.data, suffix.frontier or []):
+                for (x, y), values in zip(self.screen, suffix.frontier or []):
                     # fresh copies: an in-place op in the suffix (`out += identity`) must not edit the cache
                     env = {n: _detach(v) for n, v in zip(suffix.frontier_nodes, values)}
                     env = _run(gm, suffix.nodes, env, x)
                     for t in suffix.tasks:
                         ms[t].update(env[suffix.outputs[t]], y[t])
                 metrics.update({t: m.value() for t, m in ms.items()})
+        d = self.drops(metrics, self.before_screen)
+        return Verdict(metrics, d, self.within(d, budget_scale))
+
+    def judge_all(self, candidates: Sequence[tuple[nn.Module, _Suffix | None]], budget_scale: float = 1.0) -> list[Verdict]:
+        """Verdicts of several candidates (each with its group's suffix), in order."""
+        return [self.judge(c, s, budget_scale) for c, s in candidates]
+
+    @torch.no_grad()
+    def confirm(self, candidate: nn.Module, budget_scale: float = 1.0) -> Verdict:
+        """The exact verdict on the whole subset (full forwards): what an accepted step must pass.
+        Without screening the screening verdict already was this one; callers skip it then."""
+        self.evaluations += 1
+        self.confirmations += 1
+        self.images_evaluated += sum(len(x) for x, _ in self.data)
+        metrics = self.score(candidate)
         d = self.drops(metrics)
         return Verdict(metrics, d, self.within(d, budget_scale))
+
+
+def _head(data: Sequence[Batch], count: int) -> list[Batch]:
+    """The first `count` samples of `data` (the last batch cut to fit)."""
+    out: list[Batch] = []
+    left = count
+    for x, y in data:
+        if left <= 0:
+            break
+        take = min(left, len(x))
+        out.append((x[:take], None if y is None else {t: v[:take] for t, v in y.items()}))
+        left -= take
+    return out
 
 
 def _has_weights(model: nn.Module, name: str) -> bool:

@@ -4,18 +4,23 @@ as built here (docs/pruning.md says what differs from the paper and why).
 Sequentially greedy over channel groups, in rounds::
 
     budget scale s = budget_fraction
-    repeat (at most max_rounds):
+    repeat (at most max_rounds, or until the time budget is spent):
         groups  <- Torch-Pruning channel groups of the current model, exactness-checked
         scores  <- channel saliency (group magnitude + per-task-normalized Taylor, max over tasks)
         for each group, in config.order (most FLOPs saved, most ms saved, or most ms per FLOP first):
             keep counts: multiples of round_to, >= round_to, >= (1 - max_step) x channels,
                          no fewer than the global goal still needs
+            carried bracket: keeps whose last verdict needed a budget > s are taken as infeasible
+                         without evaluating them (all of them: the group is skipped this round)
             bisection over the keep count: the fewest channels for which the oracle says every
-                         task's drop (val subset, against the unpruned model) <= s x allowed_drop
+                         task's drop (screening images, against the unpruned model) <= s x allowed_drop
                          (never more than max_relax x allowed_drop for a task whose recipe caps it)
+            confirmation: the chosen keep is judged exactly on every oracle image; a failure makes
+                         it the upper bracket and the bisection goes on below it
             prune the lowest-scoring channels; stop when the global goal is reached
         s <- s x relax      (the cumulative budget grows slowly, so pruning spreads over layers
-                             instead of the first group taking the whole budget)
+                             instead of the first group taking the whole budget); after a round
+                             with no step, s jumps to the least budget any group's next step needs
 
 The result is a dense, smaller ``nn.Module`` of the same class (Torch-Pruning edits layers in place).
 """
@@ -70,6 +75,16 @@ class PruneConfig:
     # how target_latency_ms is judged: None measures the host (OpenVINO CPU); a latency table's
     # estimate (cost.TableLatency.estimate_ms) judges it for the table's target instead
     latency_of: Callable[[nn.Module], float] | None = None
+    # screening: judge candidates on the first screen_count oracle images, confirm the accepted step
+    # exactly on all val_count (None: every judgement on all of them)
+    screen_count: int | None = None
+    carry_brackets: bool = True  # skip keeps whose last verdict needed more budget than this round has
+    # dead-set sizes the exactness check proves per group (None: its default, one channel, half, all
+    # but one); each size costs a copy, a dependency-graph trace and two forwards per group; ()
+    # skips the check (noted in the result) for an architecture already proven
+    exactness_fractions: tuple[float, ...] | None = None
+    time_budget_s: float | None = None  # stop cleanly at the last confirmed step after this long
+    on_step: Callable[[str], None] | None = None  # one line per accepted step (rounds, FLOPs, evaluations, ETA)
 
     def check(self) -> None:
         if (self.keep_flops is None) == (self.target_latency_ms is None):
@@ -82,6 +97,10 @@ class PruneConfig:
             raise SpecError(f"max_step must be in (0, 1], got {self.max_step}; e.g. 0.5 cuts at most half a group per round")
         if self.round_to < 1:
             raise SpecError(f"round_to must be >= 1, got {self.round_to}")
+        if self.screen_count is not None and self.screen_count < 1:
+            raise SpecError(f"screen_count must be >= 1 image, got {self.screen_count}; or None to judge on all val images")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise SpecError(f"time budget must be > 0, got {self.time_budget_s} s; e.g. --time-budget 15 (minutes)")
         if self.order not in ORDERS:
             raise SpecError(f"order must be one of {', '.join(ORDERS)}; got {self.order!r}")
 
@@ -98,6 +117,7 @@ class PathPoint:
     params: int
     metrics: dict[str, float]  # on the oracle's val subset
     drops: dict[str, float]
+    budget_scale: float = 1.0  # the round's budget, as a multiple of each allowed drop
 
 
 @dataclass
@@ -119,6 +139,8 @@ class PruneResult:
     val_metrics_after: dict[str, float]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    # evaluations, confirmations, images_evaluated, bracket_skips, stopped_by, phase_seconds
+    cost: dict[str, Any] = field(default_factory=dict)
 
     @property
     def flops_removed(self) -> float:
@@ -129,9 +151,13 @@ def oracle_data(recipe: Recipe, config: PruneConfig) -> list[Batch]:
     return list(batches(recipe, "val", count=config.val_count, batch_size=config.batch_size))
 
 
-def exactness_refusals(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup]) -> dict[str, str]:
+def exactness_refusals(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup],
+                       fractions: tuple[float, ...] | None = None) -> dict[str, str]:
     """group root -> reason, for the groups toolchain.prune.exactness refuses."""
-    return {name: str(reason) for name, reason in check_groups(model, example, groups).refused.items()}
+    if fractions is not None and not fractions:
+        return {}
+    kw = {"dead_fractions": fractions} if fractions else {}
+    return {name: str(reason) for name, reason in check_groups(model, example, groups, **kw).refused.items()}
 
 
 def _latency(config: PruneConfig, model: nn.Module, example: torch.Tensor) -> float:
@@ -174,14 +200,15 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     round's budget is exhausted; the result is still valid, just larger."""
     config = config or PruneConfig()
     config.check()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     model = multitask(model, recipe).eval()
     example = example if example is not None else example_input(recipe)
     label_free = config.label_free or not has_labels(recipe)
     unpruned = copy.deepcopy(model)
     data = data if data is not None else oracle_data(recipe, config)
+    phases = {"setup": 0.0, "exactness": 0.0, "saliency": 0.0, "cache": 0.0, "screen": 0.0, "confirm": 0.0, "regroup": 0.0}
     oracle = Oracle(unpruned, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, label_free,
-                    {t: s.max_relax for t, s in recipe.tasks.items() if s.max_relax is not None})
+                    {t: s.max_relax for t, s in recipe.tasks.items() if s.max_relax is not None}, config.screen_count)
     taylor_data = data[: config.taylor_batches]
     flops0, params0 = cost.model_flops(model, example), cost.model_params(model)
     notes: list[str] = []
@@ -196,7 +223,11 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     groups = channel_groups(model, example, ignored=config.ignored)
     start_channels = {g.name: g.channels for g in groups}
     layers_of = {g.name: g.layers for g in groups}
-    refused = exactness_refusals(model, example, groups)
+    tp = time.perf_counter()
+    refused = exactness_refusals(model, example, groups, config.exactness_fractions)
+    phases["exactness"] = time.perf_counter() - tp
+    if config.exactness_fractions is not None and not config.exactness_fractions:
+        notes.append("exactness check skipped (exactness_fractions=()): groups were not proven exact before pruning")
     for name, reason in refused.items():
         warnings.warn(f"pruning group {name} skipped: the exactness check refused it ({reason})", stacklevel=2)
     latency_per_channel: dict[str, float] = {}
@@ -205,15 +236,33 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
             raise SpecError(f"order={config.order!r} needs a latency cost (a measured or target latency table)")
         latency_per_channel = {g.name: config.latency_cost(model, g) for g in groups if g.name not in refused}
 
-    oracle.set_current(model, oracle.before)
+    oracle.set_current(model, oracle.before, oracle.before_screen)
+    phases["setup"] += time.perf_counter() - t0 - phases["exactness"]
     path: list[PathPoint] = []
     scale = config.budget_fraction
     flops_now = flops0
     step = 0
     reached = False
+    stopped = ""  # why the search ended early ("time budget")
+    skipped = 0  # group visits decided without an evaluation (carried brackets)
+    # carried brackets: group -> keep count -> the budget scale the last verdict at that keep needed.
+    # Drops are cumulative against the unpruned model and grow as other groups are pruned, so a keep
+    # that needed more than the current scale is taken as infeasible without evaluating it again (a
+    # ranking estimate only: every accepted step is still judged, and confirmed, exactly)
+    known: dict[str, dict[int, float]] = {}
+    goal_total = (flops0 - goal_flops) if goal_flops is not None else float(flops0)
+    t_search = time.perf_counter()
+
+    def out_of_time() -> bool:
+        return config.time_budget_s is not None and time.perf_counter() - t0 > config.time_budget_s
+
     with progress_bar(transient=True) as progress:
-        job = progress.add_task("pagcp", total=config.max_rounds)
+        job = progress.add_task("pagcp", total=max(int(goal_total / 1e6), 1))
         for rnd in range(config.max_rounds):
+            if out_of_time():
+                stopped = "time budget"
+                break
+            tp = time.perf_counter()
             groups = [g for g in channel_groups(model, example, ignored=config.ignored) if g.name not in refused]
             scores = channel_scores(model, groups, recipe, taylor_data, unpruned if label_free else None,
                                     config.use_taylor)
@@ -222,10 +271,19 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
             order = [g.name for g in sorted(groups, key=lambda g: -_priority(config, g, per_channel[g.name],
                                                                              latency_per_channel))]
             current = {g.name: g for g in groups}
+            phases["saliency"] += time.perf_counter() - tp
+            first_need: dict[str, float] = {}  # group -> scale its smallest step needs (blocked groups)
+            shrinkable = 0  # groups visited that had a step to try
+            steps_before = step
             for i, name in enumerate(order):
-                progress.update(job, description=f"pagcp round {rnd + 1} budget x{scale:.2f} group {i + 1}/{len(order)} "
-                                f"FLOPs {flops_now / flops0:.0%}")
+                removed = flops0 - flops_now
+                progress.update(job, completed=int(removed / 1e6),
+                                description=f"pagcp round {rnd + 1} budget x{scale:.2f} group {i + 1}/{len(order)} "
+                                f"steps {step} FLOPs -{removed / flops0:.1%} evals {oracle.evaluations}")
                 if goal_flops is not None and flops_now <= goal_flops:
+                    break
+                if out_of_time():
+                    stopped = "time budget"
                     break
                 g = current.get(name)
                 if g is None:
@@ -234,62 +292,126 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
                 keeps = _keep_candidates(g.channels, config.round_to, config.max_step, need, per_channel[name])
                 if len(keeps) < 2:
                     continue
+                shrinkable += 1
+                rec = known.setdefault(name, {})
+                bracket = (next((j for j in range(1, len(keeps)) if rec.get(keeps[j], 0.0) > scale), None)
+                           if config.carry_brackets else None)
+                if bracket == 1:
+                    skipped += 1
+                    first_need[name] = rec[keeps[1]]
+                    continue
                 s = scores[name] if len(scores[name]) == g.channels else torch.arange(g.channels, dtype=torch.float)
+                tp = time.perf_counter()
                 suffix = oracle.prepare(model, g)
+                phases["cache"] += time.perf_counter() - tp
                 verdicts: dict[int, Any] = {}
                 candidates: dict[int, nn.Module] = {}
 
                 def feasible(keep: int) -> bool:
+                    tq = time.perf_counter()
                     cand = copy.deepcopy(model)
                     g.prune(cand, lowest(s, g.channels - keep), example=example)
-                    v = oracle.judge(cand, suffix, scale)
+                    v = oracle.judge_all([(cand, suffix)], scale)[0]
+                    rec[keep] = oracle.needed_scale(v.drops)
                     verdicts[keep] = v
                     if v.ok:
                         candidates.clear()
                         candidates[keep] = cand
+                    phases["screen"] += time.perf_counter() - tq
                     return v.ok
 
-                lo, hi = 0, len(keeps) - 1  # keeps[lo] feasible (no pruning); find the last feasible index
-                if feasible(keeps[hi]):
-                    lo = hi
-                else:
+                confirmed = None
+                while True:  # a keep that fails confirmation becomes the new upper bracket
+                    lo = 0  # keeps[lo] feasible (keeps[0]: no pruning); find the last feasible index
+                    if bracket is None:
+                        hi = len(keeps) - 1
+                        if feasible(keeps[hi]):
+                            lo = hi
+                    else:
+                        hi = bracket
                     while hi - lo > 1:
                         mid = (lo + hi) // 2
                         if feasible(keeps[mid]):
                             lo = mid
                         else:
                             hi = mid
-                if lo == 0:
+                    if lo == 0:
+                        break
+                    if keeps[lo] not in candidates:  # cannot happen: the last feasible keep is always kept
+                        raise RuntimeError(f"pagcp lost the candidate for {name} keep {keeps[lo]}")
+                    if not oracle.screening:
+                        confirmed = verdicts[keeps[lo]]
+                        break
+                    tq = time.perf_counter()
+                    full = oracle.confirm(candidates[keeps[lo]], scale)
+                    phases["confirm"] += time.perf_counter() - tq
+                    if full.ok:
+                        confirmed = full
+                        break
+                    rec[keeps[lo]] = max(oracle.needed_scale(full.drops), scale * (1 + 1e-6))
+                    candidates.clear()
+                    bracket = lo
+                if 1 in range(len(keeps)) and rec.get(keeps[1], 0.0) > scale:
+                    first_need[name] = rec[keeps[1]]
+                if confirmed is None:
                     continue
                 keep = keeps[lo]
-                model = candidates[keep] if keep in candidates else model
-                if keep not in candidates:  # cannot happen: the last feasible keep is always kept
-                    raise RuntimeError(f"pagcp lost the candidate for {name} keep {keep}")
+                model = candidates[keep]
                 step += 1
+                tp = time.perf_counter()
                 flops_now = cost.model_flops(model, example)
-                v = verdicts[keep]
-                oracle.set_current(model, v.metrics)
+                oracle.set_current(model, confirmed.metrics, verdicts[keep].metrics)
                 # the groups are bound to the pruned model's dependency graph: rebuild them
                 current = {g.name: g for g in channel_groups(model, example, ignored=config.ignored)}
+                phases["regroup"] += time.perf_counter() - tp
                 path.append(PathPoint(step, rnd + 1, name, (g.channels, keep), flops_now, cost.model_params(model),
-                                      v.metrics, v.drops))
-            progress.advance(job)
+                                      confirmed.metrics, oracle.drops(confirmed.metrics), scale))
+                if config.on_step is not None:
+                    elapsed = time.perf_counter() - t_search
+                    done = (flops0 - flops_now) / goal_total
+                    eta = elapsed * (1 - done) / done if done > 0 else math.inf
+                    config.on_step(f"pagcp step {step} (round {rnd + 1}, budget x{scale:.2f}): {name} "
+                                   f"{g.channels}->{keep}, FLOPs -{1 - flops_now / flops0:.1%} "
+                                   f"({min(done, 1):.0%} of the goal), evaluations {oracle.evaluations}, "
+                                   f"{time.perf_counter() - t0:.0f} s, ETA {eta:.0f} s")
+            if stopped:
+                break
             if goal_flops is not None and flops_now <= goal_flops:
                 if config.target_latency_ms is not None:
                     latency = _latency(config, model, example)
                     if latency > config.target_latency_ms:  # FLOPs were a proxy: tighten from the measurement
                         goal_flops = flops_now * config.target_latency_ms / latency
+                        goal_total = flops0 - goal_flops
                         notes.append(f"round {rnd + 1}: {latency:.3f} ms measured; FLOPs goal now {goal_flops / flops0:.1%}")
                         continue
                 reached = True
                 break
             scale *= config.relax
+            if step == steps_before and first_need and len(first_need) == shrinkable:
+                # every group's smallest step is known to need more: jump over the empty rounds
+                jump = min(first_need.values())
+                if math.isinf(jump):
+                    notes.append(f"round {rnd + 1}: no group can shrink within any budget (max_relax caps)")
+                    break
+                scale = max(scale, jump)
     final = {g.name: g.channels for g in channel_groups(model, example, ignored=config.ignored)}
     channels = {n: (c, final.get(n, c)) for n, c in start_channels.items()}
     notes.append(f"final oracle budget: {scale:.2f} x allowed drop")
-    if not reached:
+    if stopped:
+        notes.append(f"stopped by the {stopped} ({config.time_budget_s:.0f} s) at the last confirmed step: "
+                     "every task within its oracle budget, goal not reached")
+    elif not reached:
         notes.append("global goal not reached within max_rounds: every task's budget was exhausted first")
     model.eval()
+    seconds = time.perf_counter() - t0
+    phases["search"] = seconds - sum(phases.values())  # bisection bookkeeping, copies, progress
+    oracle_cost = {"evaluations": oracle.evaluations, "confirmations": oracle.confirmations,
+                   "images_evaluated": oracle.images_evaluated, "bracket_skips": skipped,
+                   "screen_images": sum(len(x) for x, _ in oracle.screen),
+                   "val_images": sum(len(x) for x, _ in oracle.data), "stopped_by": stopped or None,
+                   # CPU seconds of this process (all threads): the load-independent cost on a shared host
+                   "cpu_seconds": round(time.process_time() - cpu0, 3),
+                   "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
     return PruneResult(model, "pagcp", flops0, cost.model_flops(model, example), params0, cost.model_params(model),
                        channels, layers_of, path, oracle.evaluations, refused, reached, label_free, oracle.before,
-                       oracle.current, time.perf_counter() - t0, notes)
+                       oracle.current, seconds, notes, oracle_cost)

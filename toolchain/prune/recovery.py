@@ -1,32 +1,97 @@
-"""Recovery after pruning: fine-tune the pruned model, optionally distilling from the unpruned one.
+"""Recovery after pruning: fine-tune the pruned model on the recipe's ``train`` split.
 
-- zoo models (labelled Fashion-MNIST data): the built-in trainer, toolchain.train.train, with the
-  unpruned model as teacher when distilling;
-- a user's own model: the recipe's hook ``hooks: {finetune: "package.module:function"}``, called
+- Any recipe's data, through ``toolchain.data.loaders.batches(recipe, "train", ...)``: batches
+  with labels add the task losses; every batch (labels or not) is distilled from the unpruned
+  model when a teacher is given. Unlabeled data needs the teacher (label-free distillation).
+- Distillation losses per task kind (``distill_loss``): classification KL to temperature-softened
+  teacher probabilities; segmentation the same per pixel; depth / regression / keypoints /
+  reconstruction L1 divided by the teacher's mean absolute output, so a task's weight does not
+  depend on its output units.
+- A user's own loop: the recipe's hook ``hooks: {finetune: "package.module:function"}``, called
   as ``function(model, recipe, teacher)`` (teacher is None without distillation); it trains
-  `model` in place (or returns the trained module).
+  `model` in place (or returns the trained module). The hook wins over the built-in loop.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
+import torch.nn.functional as F
 from torch import nn
 
+from toolchain.data.loaders import batches, has_labels, split_length
 from toolchain.errors import SpecError
+from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
-from toolchain.train import TrainConfig, train
+from toolchain.train import task_loss
+
+REGRESSION_KINDS = ("depth", "regression", "keypoints", "reconstruction")
+
+
+def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """How far `student` is from `teacher` for one task of `kind` (0 when equal)."""
+    if kind in ("classification", "segmentation"):
+        t = temperature
+        log_p = F.log_softmax(student / t, 1)
+        q = F.softmax(teacher / t, 1)
+        # KL per sample (classification) or per pixel (segmentation), averaged; x t^2 keeps gradients
+        # on the scale of the hard loss
+        return (q * (torch.log(q.clamp_min(1e-12)) - log_p)).sum(1).mean() * t * t
+    if kind in REGRESSION_KINDS:
+        scale = teacher.detach().abs().mean().clamp_min(1e-6)
+        return F.l1_loss(student, teacher) / scale
+    raise SpecError(f"no distillation loss for task kind {kind!r}; expected one of classification, segmentation, "
+                    f"{', '.join(REGRESSION_KINDS)}")
 
 
 def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module | None = None,
-             distill_weight: float = 1.0, limit: int | None = None, lr: float = 1e-3) -> nn.Module:
-    """Fine-tune `model` (in place; also returned). A recipe hook wins over the built-in trainer."""
+             distill_weight: float = 1.0, limit: int | None = None, lr: float = 1e-3, batch_size: int = 128,
+             temperature: float = 2.0, weight_decay: float = 1e-4) -> nn.Module:
+    """Fine-tune `model` (in place; also returned) for `epochs` passes over the recipe's train split
+    (at most `limit` samples per pass; a fractional last epoch runs that share of its batches)."""
     hook = recipe.hook("finetune")
     if hook is not None:
         out = hook(model, recipe, teacher)
         return (out if isinstance(out, nn.Module) else model).eval()
-    if recipe.data.kind != "fashion-mnist":
+    if epochs <= 0:
+        return model.eval()
+    labeled = has_labels(recipe)
+    if not labeled and teacher is None:
         raise SpecError(
-            f"recipe {recipe.name!r} has unlabeled data ({recipe.data.kind}); the built-in trainer cannot fine-tune it. "
-            "Add `hooks: {finetune: \"package.module:function\"}` to the recipe, or pass --finetune-epochs 0"
+            f"recipe {recipe.name!r} has no labels ({recipe.data.kind} data): fine-tuning it distills the unpruned "
+            "model, so pass --distill (or teacher=...), or bring your own loop with the recipe hook "
+            "`hooks: {finetune: \"package.module:function\"}`"
         )
-    config = TrainConfig(epochs=epochs, lr=lr, limit=limit, distill_weight=distill_weight if teacher is not None else 0.0)
-    return train(model, recipe, config, teacher=teacher, description="fine-tuning").eval()
+    kinds = {t: spec.kind for t, spec in recipe.tasks.items()}
+    steps_per_epoch = math.ceil(split_length(recipe, "train", limit) / batch_size)
+    total = max(1, int(math.ceil(epochs * steps_per_epoch)))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+    if teacher is not None:
+        teacher.eval()
+    torch.manual_seed(0)
+    model.train()
+    step = 0
+    with progress_bar() as progress:
+        job = progress.add_task("fine-tuning", total=total)
+        for epoch in range(int(math.ceil(epochs))):
+            # a new seed per epoch: kinds that augment (random crops) see new samples each pass
+            for x, targets in batches(recipe, "train", count=limit, batch_size=batch_size, seed=epoch, shuffle=True):
+                if step >= total:
+                    break
+                out = model(x)
+                loss = torch.zeros(())
+                if targets is not None:
+                    loss = loss + sum(task_loss(kinds[t], out[t], targets[t]) for t in kinds)
+                if teacher is not None and distill_weight > 0:
+                    with torch.no_grad():
+                        ref = teacher(x)
+                    loss = loss + distill_weight * sum(distill_loss(kinds[t], out[t], ref[t], temperature) for t in kinds)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                progress.update(job, advance=1, description=f"fine-tuning loss {loss.item():.3f}")
+    return model.eval()

@@ -35,11 +35,13 @@ def report_doc(result: PruneResult, recipe: Recipe, before: dict[str, float], af
                    for n, (b, a) in result.channels.items()},
         "refused_groups": result.refused,
         "oracle_evaluations": result.oracle_evaluations,
+        # what the search cost: evaluations (screening + confirmation), images evaluated, wall time per phase
+        "oracle_cost": result.cost,
         "goal_reached": result.goal_reached,
         "prune_seconds": result.seconds,
         "val_metrics": {"before": result.val_metrics_before, "after_pruning": result.val_metrics_after},
         "path": [{"step": p.step, "round": p.round, "group": p.group, "channels": list(p.channels), "flops": p.flops,
-                  "params": p.params, "metrics": p.metrics, "drops": p.drops} for p in result.path],
+                  "params": p.params, "metrics": p.metrics, "drops": p.drops, "budget_scale": p.budget_scale} for p in result.path],
         "notes": result.notes,
         **(extra or {}),
     }
@@ -54,7 +56,12 @@ def markdown(doc: dict[str, Any]) -> str:
         lat = doc["latency_ms"]
         lines.append(f"- host latency (OpenVINO CPU, f32, median): {lat['before']:.3f} ms -> {lat['after']:.3f} ms "
                      f"({doc['latency_speedup']:.2f}x)")
-    lines += [f"- oracle evaluations: {doc['oracle_evaluations']}; goal reached: {doc['goal_reached']}", "",
+    c = doc.get("oracle_cost") or {}
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in (c.get("phase_seconds") or {}).items())
+    lines += [f"- oracle evaluations: {doc['oracle_evaluations']} ({c.get('confirmations', 0)} confirmations, "
+              f"{c.get('images_evaluated', 0):,} images); goal reached: {doc['goal_reached']}"
+              + (f"; stopped by the {c['stopped_by']}" if c.get("stopped_by") else ""),
+              f"- prune wall time {doc['prune_seconds']:.1f} s: {phases}", "",
               "| task | metric | before | after | drop | allowed | within |", "|---|---|---|---|---|---|---|"]
     for t, v in doc["tasks"].items():
         lines.append(f"| {t} | {v['metric']}{' (fidelity)' if doc['label_free'] else ''} | {v['before']:.3f} | "

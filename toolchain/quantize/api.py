@@ -199,15 +199,42 @@ def quantize_bundle(
             say("OpenVINO CPU latency")
             from toolchain.quantize.latency import measure
 
-            lat = measure(bundle, present, runs=opts.latency_runs, threads=max(opts.threads, 1))
-            for v, r in lat.items():
+            from toolchain.quantize.latency import BF16_ROW, bf16_native, fastest_within_bounds
+
+            lat = measure(bundle, present, runs=opts.latency_runs, threads=max(opts.threads, 1), bf16=True)
+            for v in present:
+                r = lat[v]
                 report["variants"][v]["latency"] = r
                 report["variants"][v]["speedup_vs_fp32"] = lat["fp32"]["latency_ms"] / r["latency_ms"]
+                # a variant that does not pay its way on this host is marked, never picked by default
+                report["variants"][v]["slower_than_fp32"] = r["latency_ms"] > lat["fp32"]["latency_ms"]
+            if BF16_ROW in lat:
+                report["bf16"] = {"native": bf16_native(), "latency": lat[BF16_ROW],
+                                  "speedup_vs_fp32": lat["fp32"]["latency_ms"] / lat[BF16_ROW]["latency_ms"],
+                                  "note": "the fp32 files at INFERENCE_PRECISION_HINT=bf16 (the CPU plugin's default "
+                                          "where bf16 is native); compare with the int8 row"}
+            report["default_variant"] = _pick_default(bundle, fastest_within_bounds(lat, present), report)
     report["ok"] = all(report["variants"][p]["written"] for p in wanted)
     report["seconds"] = time.perf_counter() - t_start
     if report_dir is not None:
         write_report(report, Path(report_dir))
     return report
+
+
+def _pick_default(bundle: Bundle, best: str, report: dict[str, Any]) -> str:
+    """Make `best` (fastest on this host, within every bound) the manifest's default_variant,
+    unless engines were already built against the current default (their keys name it)."""
+    m = bundle.manifest
+    if best == m["default_variant"]:
+        return best
+    if m.get("engines"):
+        report["notes"].append(f"{best} is the fastest variant on this host but engines are built for "
+                               f"{m['default_variant']!r}; default_variant unchanged (pass --variant {best} to run it)")
+        return m["default_variant"]
+    m["default_variant"] = best
+    bundle.save_manifest()
+    report["notes"].append(f"default_variant is now {best}: the fastest variant on this host within every task's bound")
+    return best
 
 
 def _variant_bytes(bundle: Bundle, variant: str) -> int:

@@ -22,9 +22,9 @@ HINTS = {"fp32": "f32", "int8": "f32", "mixed": "f32", "fp16": "f16"}
 
 
 class _Chain:
-    def __init__(self, core: Any, bundle: Bundle, variant: str, threads: int) -> None:
+    def __init__(self, core: Any, bundle: Bundle, variant: str, threads: int, hint: str | None = None) -> None:
         v = bundle.variant(variant)
-        self.hint = HINTS[v["precision"]]
+        self.hint = hint or HINTS[v["precision"]]
         self.segments = bundle.manifest["segments"]
         self.requests = {}
         for name, seg in v["segments"].items():
@@ -42,17 +42,32 @@ class _Chain:
         return values
 
 
-def measure(bundle: Bundle, variants: list[str], runs: int = 50, warmup: int = 5, threads: int = 2) -> dict[str, Any]:
-    """Median whole-chain latency (ms) per variant and the hint each was compiled with."""
+BF16_ROW = "fp32@bf16"  # the fp32 files run at the CPU plugin's bf16 precision (its default where native)
+
+
+def bf16_native() -> bool:
+    """Whether this CPU runs bf16 in hardware (OpenVINO's CPU capabilities list BF16); elsewhere
+    a bf16 hint falls back to f32 and the fp32@bf16 row is just fp32 again."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def measure(bundle: Bundle, variants: list[str], runs: int = 50, warmup: int = 5, threads: int = 2,
+            bf16: bool = False) -> dict[str, Any]:
+    """Median whole-chain latency (ms) per variant and the hint each was compiled with; with
+    `bf16`, also the fp32 files at the bf16 hint (row ``fp32@bf16``), measured in the same loop."""
     import openvino as ov
 
     core = ov.Core()
     chains = {v: _Chain(core, bundle, v, threads) for v in variants}
+    if bf16 and "fp32" in variants:
+        chains[BF16_ROW] = _Chain(core, bundle, "fp32", threads, hint="bf16")
     x, _ = bundle.golden()
     batch = bundle.manifest["input"]["shape"][0]
     image = np.ascontiguousarray(x[:batch], dtype=np.float32)
     name = bundle.manifest["input"]["name"]
-    times: dict[str, list[float]] = {v: [] for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in chains}
     for i in range(warmup + runs):
         for v, chain in chains.items():
             t0 = time.perf_counter()
@@ -61,3 +76,16 @@ def measure(bundle: Bundle, variants: list[str], runs: int = 50, warmup: int = 5
                 times[v].append((time.perf_counter() - t0) * 1e3)
     return {v: {"latency_ms": statistics.median(ts), "p90_ms": float(np.percentile(ts, 90)),
                 "hint": chains[v].hint, "runs": runs, "threads": threads} for v, ts in times.items()}
+
+
+PAYS = 0.95  # a variant must take at most this share of fp32's time to replace it (median noise)
+
+
+def fastest_within_bounds(latency: dict[str, Any], written: list[str]) -> str:
+    """The default variant for this host: the fastest written variant (every written variant is
+    within every task's bound on val) if it beats fp32 by more than measurement noise, else fp32."""
+    timed = [v for v in written if v in latency]
+    if "fp32" not in timed:
+        return "fp32"
+    best = min(timed, key=lambda v: latency[v]["latency_ms"])
+    return best if latency[best]["latency_ms"] <= PAYS * latency["fp32"]["latency_ms"] else "fp32"
