@@ -31,7 +31,7 @@ from toolchain.errors import MtedgeError, SpecError
               help="latency table of this model from `mtedge profile`: orders groups by ms saved and judges --target-latency-ms")
 @click.option("--finetune-epochs", type=float, default=0.0, show_default=True, help="recovery fine-tuning epochs after pruning")
 @click.option("--finetune-limit", type=int, default=None, help="fine-tune on at most this many images (quick runs)")
-@click.option("--distill", is_flag=True, help="fine-tune with the unpruned model as teacher")
+@click.option("--distill", is_flag=True, help="fine-tune with the unpruned model as teacher (always, when label-free)")
 @click.option("--label-free", is_flag=True, help="judge tasks by fidelity to the unpruned model (no labels needed)")
 @click.option("--val-count", type=int, default=512, show_default=True, help="oracle subset of the val split")
 @click.option("--screen-count", type=int, default=None,
@@ -121,7 +121,9 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         if finetune_epochs > 0:
             from toolchain.prune.recovery import finetune
 
-            finetune(pruned, rec, finetune_epochs, teacher=unpruned if distill else None, limit=finetune_limit)
+            # label-free: the unpruned model is the only teacher there is (distillation is implied)
+            finetune(pruned, rec, finetune_epochs, teacher=unpruned if (distill or label_free) else None,
+                     limit=finetune_limit)
         console.print(f"pruned: FLOPs {result.flops_before:,} -> {result.flops_after:,} "
                       f"({100 * result.flops_removed:.1f}% removed), oracle evaluations {result.oracle_evaluations}")
     if not quantize:
