@@ -1,0 +1,128 @@
+"""Scale-out (toolchain/scale, docs/scale-out.md): one evaluation interface, serial or Ray workers.
+
+One local Ray instance (2 CPUs) serves the whole module and is shut down at its end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from toolchain.errors import MtedgeError
+
+# --- evaluation functions: module-level, so Ray ships them by reference ---------------------------
+
+_LOADS = 0  # per process: how many times a _CountedState was deserialized there
+
+
+class _CountedState:
+    """State whose deserializations are counted in the process that unpickles it."""
+
+    def __init__(self, payload):
+        self.payload = payload
+
+    def __getstate__(self):
+        return {"payload": self.payload}
+
+    def __setstate__(self, d):
+        global _LOADS
+        _LOADS += 1
+        self.payload = d["payload"]
+
+
+def _slow_square(state, item):
+    time.sleep(0.02 * (item % 3))  # later items often finish first
+    return item * item + state.payload, os.getpid(), _LOADS
+
+
+def _die_once(state, item):
+    marker = os.path.join(state, f"died-{item}")
+    if item == 3 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)  # the worker process dies: Ray reports the actor lost
+    return item
+
+
+def _always_fails(state, item):
+    if item == 2:
+        raise ValueError("bad candidate")
+    return item
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from toolchain.scale.evaluator import RayEvaluator
+
+    ev = RayEvaluator(workers=2, threads=1, retries=2, object_store_mb=128)
+    yield ev
+    ev.close()
+    import ray
+
+    assert not ray.is_initialized()  # no Ray left running after the tests
+
+
+def test_without_workers_evaluation_stays_in_process_and_never_imports_ray():
+    code = ("import sys; from toolchain.scale.evaluator import make_evaluator, SerialEvaluator\n"
+            "ev = make_evaluator()\n"
+            "assert isinstance(ev, SerialEvaluator)\n"
+            "assert ev.map(lambda s, i: s + i, [1, 2, 3], state=10) == [11, 12, 13]\n"
+            "import toolchain.slim.search, toolchain.commands.slim\n"
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "MTEDGE_NO_PROGRESS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_results_come_back_in_item_order_and_state_is_shipped_once_per_worker(pool):
+    items = list(range(12))
+    results = pool.map(_slow_square, items, state=_CountedState(5))
+    assert [r[0] for r in results] == [i * i + 5 for i in items]
+    pids = {r[1] for r in results}
+    assert len(pids) == 2 and os.getpid() not in pids  # both workers took part, none of it ran here
+    assert {r[2] for r in results} == {1}  # each worker deserialized the state once, not per task
+    again = pool.map(_slow_square, items, state=_CountedState(7))  # a new state: once more per worker
+    assert [r[0] for r in again] == [i * i + 7 for i in items]
+    assert {r[2] for r in again} == {2}
+
+
+def test_a_lost_worker_is_replaced_and_its_item_retried_and_reported(pool, tmp_path):
+    pool.incidents.clear()
+    assert pool.map(_die_once, list(range(6)), state=str(tmp_path)) == list(range(6))
+    assert len(pool.incidents) == 1 and "lost" in pool.incidents[0] and "item 3" in pool.incidents[0]
+    assert pool.map(_slow_square, [1, 2], state=_CountedState(0))[1][0] == 4  # the pool still has 2 workers
+
+
+def test_an_evaluation_that_keeps_failing_stops_the_map_naming_the_item(pool):
+    pool.incidents.clear()
+    with pytest.raises(MtedgeError, match=r"item 2 \(2\) failed 3 times.*ValueError: bad candidate"):
+        pool.map(_always_fails, list(range(4)))
+    assert len(pool.incidents) == 3  # two reported retries, then the failure
+
+
+def test_slim_grid_is_identical_serial_and_on_workers(pool, fashion_recipe):
+    from toolchain.data.loaders import batches
+    from toolchain.slim.convert import convert
+    from toolchain.slim.search import evaluate_grid, search
+    from toolchain.slim.train import recalibrate
+    from toolchain.zoo.fashion_mt import FashionMT
+
+    torch.manual_seed(0)
+    x, _ = next(batches(fashion_recipe, "val", count=8, batch_size=8))
+    s = convert(FashionMT().eval(), list(fashion_recipe.tasks), x[:1], widths=(1.0, 0.5), round_to=4)
+    recalibrate(s, fashion_recipe, images=32)
+    data = list(batches(fashion_recipe, "val", count=64, batch_size=32))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: bit-identical arithmetic
+    try:
+        serial = evaluate_grid(s, fashion_recipe, data, x[:1])
+    finally:
+        torch.set_num_threads(before)
+    parallel = evaluate_grid(s, fashion_recipe, data, x[:1], evaluator=pool)
+    assert parallel.to_dict() == serial.to_dict()
+    prefs = {t: 1.0 for t in fashion_recipe.tasks}
+    assert search(parallel, prefs, budget_flops=0.6).config == search(serial, prefs, budget_flops=0.6).config
