@@ -126,3 +126,84 @@ def test_slim_grid_is_identical_serial_and_on_workers(pool, fashion_recipe):
     assert parallel.to_dict() == serial.to_dict()
     prefs = {t: 1.0 for t in fashion_recipe.tasks}
     assert search(parallel, prefs, budget_flops=0.6).config == search(serial, prefs, budget_flops=0.6).config
+
+
+# --- mtedge sweep ----------------------------------------------------------------------------------
+
+def test_a_cached_unit_is_published_whole_and_never_redone(tmp_path):
+    from toolchain.scale.sweep import cached_unit
+
+    calls = []
+
+    def failing(d):
+        (d / "half.bin").write_bytes(b"x")
+        raise KeyboardInterrupt  # the sweep is interrupted inside the unit
+
+    def make(d):
+        calls.append(d)
+        (d / "artifact.bin").write_bytes(b"done")
+        return {"value": 42}
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_unit(tmp_path, "prune", "flops0.5", {"goal": 0.5}, failing)
+    assert list(tmp_path.iterdir()) == []  # nothing half-written stays behind
+    first = cached_unit(tmp_path, "prune", "flops0.5", {"goal": 0.5}, make)
+    again = cached_unit(tmp_path, "prune", "flops0.5", {"goal": 0.5}, make)
+    assert first["done_now"] and not again["done_now"] and again["value"] == 42 and len(calls) == 1
+    assert (tmp_path / again["dir"] / "artifact.bin").read_bytes() == b"done"
+    other = cached_unit(tmp_path, "prune", "flops0.5", {"goal": 0.5, "val_count": 64}, make)  # another key
+    assert other["done_now"] and other["dir"] != first["dir"]
+
+
+def test_pareto_front_keeps_undominated_points_and_chooses_the_fastest_within_bounds():
+    from toolchain.scale.sweep import choose, pareto_front
+
+    def p(i, ms, acc, err, ok=True):
+        return {"id": i, "latency_ms": ms, "metrics": {"acc": acc, "err": err}, "within_bounds": ok}
+
+    hib = {"acc": True, "err": False}
+    pts = [p("a", 1.0, 80, 5, ok=False), p("b", 2.0, 90, 4), p("c", 2.5, 85, 6), p("d", 3.0, 95, 3), p("e", 3.0, 95, 3.5)]
+    front = pareto_front(pts, hib)
+    assert [q["id"] for q in front] == ["a", "b", "d"]  # c is slower and worse than b; e is d with more error
+    assert choose(front)["id"] == "b"  # a is faster but out of bounds
+    assert choose([p("x", 1.0, 1, 1, ok=False)]) is None
+
+
+def test_sweep_goals_and_precisions_are_checked():
+    from toolchain.errors import SpecError
+    from toolchain.scale.sweep import Goal, parse_goals
+
+    assert parse_goals("0.7, 0.5,2.5ms") == [Goal("flops", 0.7), Goal("flops", 0.5), Goal("latency_ms", 2.5)]
+    for bad in ("1.5", "fast", "", "-1ms"):
+        with pytest.raises(SpecError, match="goal|--goals"):
+            parse_goals(bad)
+    from cli_helpers import mtedge
+
+    r = mtedge("sweep", "zoo:fashion-mt", "--goals", "0.5", "--precisions", "int4", "-o", "unused", check=False)
+    assert r.returncode == 2 and "int4" in r.stderr and "fp32, fp16, int8" in r.stderr
+
+
+def test_sweep_on_workers_then_served_from_the_cache(pool, tiny_trained_fashion, tmp_path):
+    import json
+
+    from toolchain.scale.evaluator import SerialEvaluator
+    from toolchain.scale.sweep import SweepConfig, parse_goals, run_sweep
+
+    cfg = SweepConfig(model=str(tiny_trained_fashion[0]), goals=parse_goals("0.8"),
+                      targets=["host-cpu", "jetson-orin-nano-8gb"], precisions=["fp32"], out=str(tmp_path / "sw"),
+                      val_count=64, test_count=128, runs=2)
+    first = run_sweep(cfg, pool)
+    assert first.done_now == 5 and first.cached == 0  # reference, prune, bundle, 2 targets
+    assert {p["target"] for p in first.points} == {"host-cpu", "jetson-orin-nano-8gb"}
+    host = next(p for p in first.points if p["target"] == "host-cpu")
+    jetson = next(p for p in first.points if p["target"] == "jetson-orin-nano-8gb")
+    assert host["latency_source"] == "measured" and jetson["latency_source"] == "estimate"
+    assert 0.6 < host["flops_fraction"] <= 0.8 and os.path.exists(jetson["build"]["script"])
+    assert os.path.isdir(host["build"]["engines"])
+    for f in ("sweep.json", "pareto.md", "pareto.png", "chosen/host-cpu.json", "chosen/jetson-orin-nano-8gb.json"):
+        assert (tmp_path / "sw" / f).stat().st_size > 0
+    second = run_sweep(cfg, SerialEvaluator())  # in-process now: every unit from the cache
+    assert second.done_now == 0 and second.cached == 5
+    assert second.points == first.points
+    doc = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert doc["run"] == {"done_now": 0, "cached": 5} and set(doc["pareto"]) == set(cfg.targets)

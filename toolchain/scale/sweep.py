@@ -114,8 +114,12 @@ def cached_unit(root: Path, kind: str, label: str, key: dict[str, Any], make: Ca
     partial = root / f".{final.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    doc = {"kind": kind, "label": label, "key": key, **make(partial)}
-    write_json_atomic(partial / "unit.json", doc)  # last: its presence marks the unit complete
+    try:
+        doc = {"kind": kind, "label": label, "key": key, **make(partial)}
+        write_json_atomic(partial / "unit.json", doc)  # last: its presence marks the unit complete
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     return {**doc, "dir": str(final), "done_now": True}
