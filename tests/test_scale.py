@@ -207,3 +207,36 @@ def test_sweep_on_workers_then_served_from_the_cache(pool, tiny_trained_fashion,
     assert second.points == first.points
     doc = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert doc["run"] == {"done_now": 0, "cached": 5} and set(doc["pareto"]) == set(cfg.targets)
+
+
+def test_accuracy_control_trials_on_workers_give_the_serial_report(pool, tmp_path, monkeypatch):
+    import functools
+    import shutil
+
+    import toolchain.quantize.api as api
+    from toolchain.export import export_bundle
+    from toolchain.quantize import QuantizeOptions, quantize_bundle
+    from toolchain.quantize.accuracy_control import control
+    from toolchain.recipe import parse_recipe
+    from toolchain.testing.architectures import ResNetFPNTwoHeads, recipe_for
+
+    torch.manual_seed(3)
+    model = ResNetFPNTwoHeads().eval()
+    doc = recipe_for(model).to_dict()
+    for t in doc["tasks"]:
+        doc["tasks"][t]["allowed_drop"] = 100.0
+    doc["tasks"]["depth"]["allowed_drop"] = 0.0  # out of bounds after int8: the loop tries layers in float
+    recipe = parse_recipe(doc)
+    path = tmp_path / "fpn.mtb"
+    export_bundle(model, recipe, path, golden_samples=2)
+    shutil.copytree(path, tmp_path / "workers.mtb")
+    monkeypatch.setattr(api, "control", functools.partial(control, max_rounds=1))  # one round: 2 trials, one batch
+    opts = QuantizeOptions(latency_runs=0, test_count=0, margin=0.0, top_k=2, val_count=32)
+    serial = quantize_bundle(path, recipe, ("int8",), calibration_count=8, options=opts)["variants"]["int8"]
+    parallel = quantize_bundle(tmp_path / "workers.mtb", recipe, ("int8",), calibration_count=8, options=opts,
+                               evaluator=pool)["variants"]["int8"]
+    assert serial["decisions"], "the zero bound must make the loop keep a layer in float"
+    assert parallel["decisions"] == serial["decisions"] and parallel["float_layers"] == serial["float_layers"]
+    assert parallel["scores"] == serial["scores"]
+    assert (parallel["calibration"]["accuracy_control"]["quantize_calls"]
+            == serial["calibration"]["accuracy_control"]["quantize_calls"])  # a worker's trials are counted alike
