@@ -39,22 +39,30 @@ def _sleep(seconds, item):
     return item
 
 
-def _slim_model(recipe, example):
-    """zoo:fashion-mt (trained checkpoint when the benches have one, else seeded weights) made
-    slimmable per encoder stage and recalibrated: the grid's cost does not depend on the weights."""
+def _weights():
+    """zoo:fashion-mt: the benches' trained checkpoint when it is cached, else seeded weights
+    (the evaluations' cost does not depend on the weights). Returns (LoadedModel, description)."""
     from common import CACHE
 
     from toolchain.model import load
-    from toolchain.slim import convert
-    from toolchain.slim.train import recalibrate
 
     ckpt = CACHE / "fashion-mt.pt"
     torch.manual_seed(0)
-    loaded = load(str(ckpt)) if ckpt.exists() else load("zoo:fashion-mt")
+    if ckpt.exists():
+        return load(str(ckpt)), f"trained {ckpt}"
+    return load("zoo:fashion-mt"), "zoo:fashion-mt seeded weights (torch.manual_seed(0))"
+
+
+def _slim_model(recipe, example):
+    """fashion-mt made slimmable per encoder stage (4 widths) and recalibrated."""
+    from toolchain.slim import convert
+    from toolchain.slim.train import recalibrate
+
+    loaded, weights = _weights()
     s = convert(loaded.module.eval(), list(recipe.tasks), example, widths=(1.0, 0.75, 0.5, 0.35), round_to=2,
                 encoder_stages=True)
     recalibrate(s, recipe, images=256)
-    return s, ("trained " + str(ckpt)) if ckpt.exists() else "zoo:fashion-mt seeded weights (torch.manual_seed(0))"
+    return s, weights
 
 
 def bench_grid(args, console) -> dict:
@@ -72,6 +80,7 @@ def bench_grid(args, console) -> dict:
     t0 = time.perf_counter()
     serial = evaluate_grid(slim, recipe, data, example)
     serial_s = time.perf_counter() - t0
+    console.print(f"grid serial (2 torch threads): {serial_s:.1f} s for {len(serial.metrics)} evaluations")
     t0 = time.perf_counter()
     ev = RayEvaluator(workers=2, threads=1)
     startup_s = time.perf_counter() - t0
@@ -181,6 +190,8 @@ def main() -> int:
     ap.add_argument("--work", default=str(ROOT / "bench" / ".cache" / "scale"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale.json"))
     args = ap.parse_args()
+    # Ray workers import the oracle bench's evaluation function by module name
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))
 
     from common import trained_fashion
     from rich.table import Table
