@@ -37,7 +37,10 @@ def sweep(model, checkpoint, recipe, goals, targets, precisions, output, val_cou
                       runs=runs)
     with evaluator_from(workers, ray_address, worker_threads) as ev:
         result = run_sweep(cfg, ev)
-    console.print(open(result.files["table"]).read())
+    from rich.markdown import Markdown
+
+    with open(result.files["table"]) as f:
+        console.print(Markdown(f.read()))
     for target, c in result.chosen.items():
         console.print(f"chosen for {target}: " + (f"{c['id']} ({c['latency_ms']:.3f} ms, {c['latency_source']})"
                                                   if c else "none keeps every task within its allowed drop"))

@@ -120,6 +120,9 @@ class RayEvaluator(_ContextMixin):
             if address:
                 ray.init(address=address, **kwargs)
             else:
+                # Ray starts workers at nice 15; here they do the job's main work, so they run at the
+                # driver's priority (on a shared machine nice 15 starves them behind everything else)
+                os.environ.setdefault("RAY_worker_niceness", "0")
                 ray.init(num_cpus=workers, object_store_memory=(object_store_mb or 0) * 2**20 or None, **kwargs)
             self._owns = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -183,6 +186,7 @@ class RayEvaluator(_ContextMixin):
                 else:
                     progress.update(job, advance=1)
                 idle.append(a)
+        self._state_ref = None  # the object store may free it once the workers drop theirs
         return results
 
     def _retry(self, i: int, attempts: list[int], items: list[Any], message: str, cause: BaseException | None = None) -> None:
