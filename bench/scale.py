@@ -211,8 +211,11 @@ def main() -> int:
     for part in parts:
         console.rule(part)
         t0 = time.perf_counter()
+        load_before = os.getloadavg()
         doc[part] = runners[part](args, console)
         doc[part]["bench_part_s"] = time.perf_counter() - t0
+        # other users' load on the cores: a parallel run cannot beat a serial one on saturated cores
+        doc[part]["load_average_1min_before_after"] = [load_before[0], os.getloadavg()[0]]
         out.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(out, doc)  # after each part: an interrupted bench keeps what it measured
 
