@@ -32,6 +32,8 @@ def _judge(state: dict, item: tuple[str, int]) -> tuple[dict, dict, bool]:
         local["suffix"] = {}
     g = local["groups"][name]
     oracle = state["oracle"]
+    if oracle._gm is None:  # shipped without its fx trace (a GraphModule does not pickle): trace here
+        oracle.set_current(state["model"], oracle.current)
     if name not in local["suffix"]:
         local["suffix"][name] = oracle.prepare(state["model"], g)
     cand = copy.deepcopy(state["model"])
@@ -76,6 +78,9 @@ def oracle_batch(val_count: int = 512) -> dict:
     serial = SerialEvaluator().map(_judge, items, state=state, description="oracle batch (serial)")
     serial_s = time.perf_counter() - t0
     t0 = time.perf_counter()
+    shipped = copy.copy(oracle)
+    shipped._gm, shipped._out = None, {}  # the Oracle would do this in a __getstate__ (issue 18's file)
+    state = {**state, "oracle": shipped}
     ev = RayEvaluator(workers=2, threads=1)
     startup_s = time.perf_counter() - t0
     try:
