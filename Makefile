@@ -90,3 +90,10 @@ bench-slim: install
 
 clean:
 	rm -rf build $(OUT) $(VENV)
+
+# --- issue 17: scale-out on Ray (docs/scale-out.md) ---
+.PHONY: bench-scale
+# slim grid and an oracle batch serial vs 2 Ray workers, a simulated 8-worker run, mtedge sweep
+# (3 goals x 2 targets x 2 precisions) twice: bench/results/scale.json
+bench-scale: install
+	$(VENV)/bin/python bench/scale.py

@@ -27,6 +27,7 @@ _COMMANDS = [
     ("toolchain.commands.targets", "profile"),
     ("toolchain.commands.compress", "compress"),
     ("toolchain.commands.slim", "slim"),
+    ("toolchain.commands.sweep", "sweep"),
 ]
 
 

@@ -44,3 +44,21 @@ def write_json(path: str | Path | None, doc: Any) -> None:
 
 def dumps(doc: Any) -> str:
     return json.dumps(doc, indent=2)
+
+
+def scale_options(f):
+    """--workers / --ray-address / --worker-threads: where independent evaluations run (docs/scale-out.md)."""
+    f = click.option("--worker-threads", type=int, default=1, show_default=True,
+                     help="torch threads in each Ray worker")(f)
+    f = click.option("--ray-address", default=None,
+                     help="join an existing Ray cluster (auto, ray://HOST:10001, HOST:6379) for the evaluations")(f)
+    f = click.option("--workers", type=int, default=None,
+                     help="evaluate candidates on N local Ray workers (default: in this process, no Ray)")(f)
+    return f
+
+
+def evaluator_from(workers: int | None, ray_address: str | None, worker_threads: int | None):
+    """The evaluator the scale options ask for; a context manager (closes Ray if it started it)."""
+    from toolchain.scale.evaluator import make_evaluator
+
+    return make_evaluator(workers=workers, ray_address=ray_address, threads=worker_threads)

@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from toolchain.commands.common import evaluator_from, scale_options
+
 
 @click.command()
 @click.argument("bundle", type=click.Path(file_okay=False))
@@ -21,7 +23,9 @@ import click
 @click.option("--margin", type=float, default=None, help="fraction of each allowed drop held back on val (default 0.2)")
 @click.option("--latency-runs", type=int, default=30, show_default=True, help="OpenVINO CPU latency iterations (0: skip)")
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime / OpenVINO threads")
-def quantize(bundle, recipe, precision, label_free, calibration, report_dir, margin, latency_runs, threads):
+@scale_options
+def quantize(bundle, recipe, precision, label_free, calibration, report_dir, margin, latency_runs, threads, workers,
+             ray_address, worker_threads):
     """Quantize BUNDLE (NAME.mtb) in place: int8 (NNCF Q/DQ, per-task accuracy control) and/or fp16.
 
     Exit status 1 when a requested variant could not keep every task within its bound (it is
@@ -45,8 +49,9 @@ def quantize(bundle, recipe, precision, label_free, calibration, report_dir, mar
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
     opts = QuantizeOptions(latency_runs=latency_runs, threads=threads,
                            **({"margin": margin} if margin is not None else {}))
-    report = quantize_bundle(bundle, rec, precisions, label_free=label_free, calibration_count=calibration,
-                             report_dir=report_dir, options=opts)
+    with evaluator_from(workers, ray_address, worker_threads) as ev:
+        report = quantize_bundle(bundle, rec, precisions, label_free=label_free, calibration_count=calibration,
+                                 report_dir=report_dir, options=opts, evaluator=ev)
     variants = ["fp32"] + [p for p in precisions if p in report["variants"]]
     table = Table(title=f"quantize {bundle} ({report['mode']}, test split)")
     table.add_column("task")

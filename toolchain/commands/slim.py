@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from toolchain.commands.common import checkpoint_option, load_model_and_recipe, model_argument, recipe_option
+from toolchain.commands.common import (checkpoint_option, evaluator_from, load_model_and_recipe, model_argument, recipe_option,
+                                       scale_options)
 from toolchain.errors import SpecError
 
 
@@ -43,8 +44,9 @@ def slim() -> None:
 @click.option("--taylor/--magnitude", default=True, show_default=True,
               help="order channels by the pruner's task-aware score, or by group magnitude only")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on busy cores)")
+@scale_options
 def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_stages, epochs, limit, lr, random_configs,
-                teacher, calib_images, val_count, latency, taylor, threads):
+                teacher, calib_images, val_count, latency, taylor, threads, workers, ray_address, worker_threads):
     """Make MODEL slimmable: order channels, train (sandwich rule + distillation), recalibrate, tabulate."""
     from toolchain.data.loaders import batches, example_input
     from toolchain.progress import console
@@ -74,7 +76,8 @@ def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_sta
                                                 calib_images=calib_images), teacher=loaded.module if teacher else None)
     else:
         recalibrate(s, rec, images=calib_images)
-    table = evaluate_grid(s, rec, list(batches(rec, "val", count=val_count, batch_size=500)), example)
+    with evaluator_from(workers, ray_address, worker_threads) as ev:
+        table = evaluate_grid(s, rec, list(batches(rec, "val", count=val_count, batch_size=500)), example, evaluator=ev)
     if latency:
         fit_latency(table, s, example)
     save_slimmable(output, s, loaded.origin, rec, table)

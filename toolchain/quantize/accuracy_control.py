@@ -28,6 +28,7 @@ import onnx
 from toolchain.quantize.chain import ChainRunner, SegmentModel, Samples
 from toolchain.quantize.evaluation import TaskEvaluator
 from toolchain.quantize.int8 import Int8Settings, layer_errors, quantize_segment, quantized_layers
+from toolchain.scale.evaluator import Evaluator, SerialEvaluator
 
 Progress = Callable[[str], None]
 
@@ -70,6 +71,21 @@ class Int8Quantizer:
                 self._cache[key] = SegmentModel(q, "int8|" + ",".join(sorted(float_layers)))
         return self._cache[key]
 
+    def adopt(self, segment: str, float_layers: frozenset[str], model: SegmentModel) -> None:
+        """Cache a model quantized elsewhere (a worker) as if this quantizer had made it."""
+        if (segment, float_layers) not in self._cache:
+            self.calls += 1
+            self._cache[(segment, float_layers)] = model
+
+
+def _trial(state: tuple, candidate: tuple[str, str]) -> tuple[float, SegmentModel]:
+    """One trial: `candidate`'s segment re-quantized with that layer in float, and the task's drop."""
+    runner, evaluator, baseline, quantizer, models, ignored, task = state
+    s, name = candidate
+    trial = quantizer(s, ignored[s] | {name})
+    values = evaluator.score(runner.task_outputs({**models, s: trial}, [task]))
+    return evaluator.drops({task: baseline[task]}, values)[task], trial
+
 
 def control(
     runner: ChainRunner,
@@ -81,8 +97,10 @@ def control(
     proxy_samples: int = 32,
     max_rounds: int = 16,
     progress: Progress | None = None,
+    pool: Evaluator | None = None,
 ) -> ControlResult:
-    """Run the loop in the module docstring; `bounds` are the effective (margin-applied) drops."""
+    """Run the loop in the module docstring; `bounds` are the effective (margin-applied) drops.
+    `pool` (toolchain.scale) runs each round's trials on workers; the result is the same."""
     graph = runner.graph
     say = progress or (lambda msg: None)
     tasks = list(bounds)
@@ -118,13 +136,17 @@ def control(
         # top_k at a time by the proxy; go further down the ranking (at most 3 * top_k trials)
         # only while none of those tried lowers the task's drop
         for start in range(0, min(len(order), 3 * top_k), top_k):
-            for s, name in order[start : start + top_k]:
+            # the chunk's trials are independent: one batch through the evaluator, reduced in rank order
+            chunk = order[start : start + top_k]
+            trials = (pool or SerialEvaluator()).map(
+                _trial, chunk, state=(runner, evaluator, baseline, quantizer, models, ignored, task),
+                description=f"accuracy control: {task}")
+            for (s, name), (drop, trial) in zip(chunk, trials):
                 ranked.append((s, name))
-                trial = quantizer(s, ignored[s] | {name})
-                _, d = score({**models, s: trial}, [task])
-                say(f"{task}: trying {s}:{name} in float -> drop {d[task]:.3f}")
-                if best is None or d[task] < best[0]:
-                    best = (d[task], (s, name), trial, proxy[(s, name)])
+                quantizer.adopt(s, ignored[s] | {name}, trial)  # a worker's result joins this process's cache
+                say(f"{task}: trying {s}:{name} in float -> drop {drop:.3f}")
+                if best is None or drop < best[0]:
+                    best = (drop, (s, name), trial, proxy[(s, name)])
             if best is not None and best[0] < drops[task]:
                 break
         assert best is not None

@@ -53,6 +53,7 @@ def quantize_bundle(
     calibration_count: int | None = None,
     report_dir: str | Path | None = None,
     options: QuantizeOptions | None = None,
+    evaluator: Any = None,
 ) -> dict[str, Any]:
     """Add variants named after `precisions` ("int8", "fp16") to the fp32 bundle at `bundle_path`.
 
@@ -132,7 +133,7 @@ def quantize_bundle(
                 del calib_runner
                 quantizer = Int8Quantizer(fp32, calib.samples, opts.int8)
                 result = control(runners["val"], evaluators["val"], baseline["val"], bounds, quantizer,
-                                 top_k=opts.top_k, progress=say)
+                                 top_k=opts.top_k, progress=say, pool=evaluator)
                 models, float_layers = result.models, result.float_layers
                 seg_precision = {s: ("fp32" if sm.key == "fp32" else "mixed" if float_layers.get(s) else "int8")
                                  for s, sm in models.items()}

@@ -80,6 +80,10 @@ class ChainRunner:
         self._cache: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
         self._cache_bytes = cache_bytes
 
+    def __getstate__(self) -> dict:
+        # shipped to a worker without its cache: that rebuilds from the images on first use
+        return {**self.__dict__, "_cache": OrderedDict()}
+
     def _key(self, models: dict[str, SegmentModel], segment: str) -> tuple:
         return tuple((s, models[s].key) for s in self.graph.upstream(segment))
 

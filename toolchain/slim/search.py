@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,10 +31,12 @@ from toolchain.data.loaders import Batch
 from toolchain.errors import SpecError
 from toolchain.evaluate import evaluate, task_metric_name
 from toolchain.metrics import make_metric
-from toolchain.progress import progress_bar
 from toolchain.prune.cost import layer_flops
 from toolchain.recipe import Recipe
 from toolchain.slim.convert import ENCODER, SlimmableModel, WidthConfig, _pct, encoder_assignments
+
+if TYPE_CHECKING:
+    from toolchain.scale.evaluator import Evaluator
 
 
 def _key(config: WidthConfig, d: float) -> str:
@@ -105,31 +107,48 @@ class SlimTable:
 
 
 @torch.no_grad()
+def _grid_point(state: tuple, point: tuple[tuple[float, ...], float]) -> tuple[dict[str, float], dict[str, int]]:
+    """One (encoder widths, decoder width) pair: every task's metric on the data and FLOPs per unit.
+    Module-level so Ray workers can run it on their own copy of the state."""
+    slim, recipe, data, example, unit_of = state
+    e, d = point
+    cfg = WidthConfig.make(e, {t: d for t in slim.tasks})
+    slim.set_config(cfg)
+    metrics = evaluate(slim, recipe, data)
+    per_unit: dict[str, int] = {}
+    for layer, f in layer_flops(slim.materialize(cfg, example), example).items():
+        u = unit_of.get(layer, ENCODER)
+        per_unit[u] = per_unit.get(u, 0) + f
+    return metrics, per_unit
+
+
+@torch.no_grad()
 def evaluate_grid(slim: SlimmableModel, recipe: Recipe, data: Sequence[Batch], example: torch.Tensor,
-                  split: str = "val") -> SlimTable:
-    """Evaluate every (encoder widths, decoder width) pair on `data` and count FLOPs per unit."""
+                  split: str = "val", evaluator: "Evaluator | None" = None) -> SlimTable:
+    """Evaluate every (encoder widths, decoder width) pair on `data` and count FLOPs per unit.
+
+    The pairs are independent: `evaluator` (toolchain.scale) spreads them over workers, each
+    holding one copy of the model and the data; the table is the same in any order."""
+    from toolchain.scale.evaluator import SerialEvaluator
+
     widths = sorted(slim.spec.widths, reverse=True)
-    encoders = slim.spec.encoder_configs()
     tasks = slim.tasks
+    unit_of = {layer: unit for unit, layers in slim.spec.unit_layers.items() for layer in layers}
+    points = list(itertools.product(slim.spec.encoder_configs(), widths))
+    prev = slim.config
+    try:
+        results = (evaluator or SerialEvaluator()).map(_grid_point, points, state=(slim, recipe, list(data), example, unit_of),
+                                                       description="evaluating width grid")
+    finally:
+        slim.set_config(prev)
     metrics: dict[str, dict[str, float]] = {}
     enc_flops: dict[str, int] = {}
     dec_flops: dict[str, dict[str, int]] = {}
-    unit_of = {layer: unit for unit, layers in slim.spec.unit_layers.items() for layer in layers}
-    prev = slim.config
-    with progress_bar(transient=True) as progress:
-        job = progress.add_task("evaluating width grid", total=len(encoders) * len(widths))
-        for e, d in itertools.product(encoders, widths):
-            cfg = WidthConfig.make(e, {t: d for t in tasks})
-            slim.set_config(cfg)
-            metrics[_key(cfg, d)] = evaluate(slim, recipe, data)
-            per_unit: dict[str, int] = {}
-            for layer, f in layer_flops(slim.materialize(cfg, example), example).items():
-                u = unit_of.get(layer, ENCODER)
-                per_unit[u] = per_unit.get(u, 0) + f
-            enc_flops[cfg.encoder_key] = per_unit.get(ENCODER, 0)
-            dec_flops[_key(cfg, d)] = {t: per_unit.get(t, 0) for t in tasks}
-            progress.update(job, advance=1, description=f"evaluating width grid e={cfg.encoder_key} d={_pct(d)}")
-    slim.set_config(prev)
+    for (e, d), (m, per_unit) in zip(points, results):
+        cfg = WidthConfig.make(e, {t: d for t in tasks})
+        metrics[_key(cfg, d)] = m
+        enc_flops[cfg.encoder_key] = per_unit.get(ENCODER, 0)
+        dec_flops[_key(cfg, d)] = {t: per_unit.get(t, 0) for t in tasks}
     hib = {t: make_metric(task_metric_name(recipe, t, False)).higher_is_better for t in tasks}
     n = sum(int(x.shape[0]) for x, _ in data)
     return SlimTable(widths, tasks, hib, metrics, enc_flops, dec_flops, split, n, stages=slim.spec.stages)

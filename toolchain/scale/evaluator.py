@@ -1,0 +1,226 @@
+"""One interface for independent candidate evaluations: in-process, or Ray workers (docs/scale-out.md).
+
+    with make_evaluator(workers=2) as ev:            # or ray_address="ray://head:10001", or neither
+        results = ev.map(score_one, candidates, state=(model, recipe, data))
+
+`fn(state, item)` must be a module-level function (Ray ships it by reference). `state` is what
+every evaluation reads (a model, the validation batches): the Ray evaluator puts it into the
+object store once per `map` and each worker deserializes it once, so a task carries only its
+item. Results come back in the order of `items`, whatever order the workers finish in, so a
+reduction over them (argmax, first-best) is the same as the serial loop's.
+
+Without workers and without an address the evaluation stays in this process: Ray is not
+imported and nothing starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from toolchain.errors import MtedgeError, SpecError
+from toolchain.progress import console, progress_bar
+
+EvalFn = Callable[[Any, Any], Any]
+
+
+class Evaluator(Protocol):
+    """Maps an evaluation over candidates; results in the candidates' order."""
+
+    workers: int
+    incidents: list[str]
+
+    def map(self, fn: EvalFn, items: Sequence[Any], state: Any = None, description: str = "evaluating") -> list[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class _ContextMixin:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class SerialEvaluator(_ContextMixin):
+    """In-process evaluation, one candidate after another (the default; no Ray)."""
+
+    workers: int = 1
+    incidents: list[str] = field(default_factory=list)
+
+    def map(self, fn: EvalFn, items: Sequence[Any], state: Any = None, description: str = "evaluating") -> list[Any]:
+        items = list(items)
+        out = []
+        with progress_bar(transient=True) as progress:
+            job = progress.add_task(description, total=len(items))
+            for item in items:
+                out.append(fn(state, item))
+                progress.update(job, advance=1)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class _Worker:
+    """A Ray actor: holds the current state (deserialized once per `map`) and evaluates items on it."""
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+        self.token = None
+        self.state = None
+
+    def load(self, token: int, state: Any) -> int:
+        self.token, self.state = token, state
+        self._pin_threads()
+        return os.getpid()
+
+    def run(self, token: int, fn: EvalFn, item: Any) -> Any:
+        if token != self.token:  # a replacement worker that never got this map's state
+            raise RuntimeError(f"worker holds state {self.token}, task wants {token}")
+        self._pin_threads()
+        return fn(self.state, item)
+
+    def _pin_threads(self) -> None:
+        # one torch thread per worker unless told otherwise: N workers share N cores without oversubscribing
+        if self.threads and "torch" in sys.modules:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+
+
+class RayEvaluator(_ContextMixin):
+    """Evaluations as Ray actor tasks: a pool of `workers` actors, state shipped once per worker.
+
+    `address` joins an existing cluster (``auto``, ``ray://host:10001``, ``host:6379``); without it a
+    local Ray instance with `workers` CPUs is started and shut down by :meth:`close`. A worker that
+    dies (process killed, node lost) is replaced and its item re-run; an evaluation that raises is
+    re-run too; each retry is reported on the console and kept in `incidents`. After `retries`
+    failed attempts of one item the map stops with an error naming it."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None, threads: int | None = 1,
+                 retries: int = 2, object_store_mb: int | None = 512) -> None:
+        try:
+            import ray
+        except ImportError as e:  # pragma: no cover - ray is a dependency
+            raise MtedgeError(f"--workers/--ray-address need Ray ({e}); pip install 'ray==2.60.0'") from None
+        self._ray = ray
+        self.threads, self.retries = threads, retries
+        self.incidents: list[str] = []
+        self._owns = False
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "configure_logging": False}
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                # Ray starts workers at nice 15; here they do the job's main work, so they run at the
+                # driver's priority (on a shared machine nice 15 starves them behind everything else)
+                os.environ.setdefault("RAY_worker_niceness", "0")
+                ray.init(num_cpus=workers, object_store_memory=(object_store_mb or 0) * 2**20 or None, **kwargs)
+            self._owns = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = int(workers or cpus)
+        self._actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(_Worker)
+        self._actors = [self._new_actor() for _ in range(self.workers)]
+        self._tokens = itertools.count(1)
+        self._token = 0
+        self._state_ref = None
+
+    def _new_actor(self):
+        return self._actor_cls.remote(self.threads)
+
+    def _replace(self, index: int) -> None:
+        try:
+            self._ray.kill(self._actors[index])
+        except Exception:  # already gone
+            pass
+        self._actors[index] = self._new_actor()
+        self._actors[index].load.remote(self._token, self._state_ref)
+
+    def _report(self, message: str) -> None:
+        self.incidents.append(message)
+        console.print(f"[yellow]retry:[/yellow] {message}")
+
+    def map(self, fn: EvalFn, items: Sequence[Any], state: Any = None, description: str = "evaluating") -> list[Any]:
+        ray = self._ray
+        items = list(items)
+        self._token = next(self._tokens)
+        self._state_ref = ray.put(state)  # one copy in the object store; each worker fetches it once
+        for actor in self._actors:
+            actor.load.remote(self._token, self._state_ref)
+        results: list[Any] = [None] * len(items)
+        attempts = [0] * len(items)
+        queue = list(range(len(items)))
+        queue.reverse()  # pop() hands out items in order
+        idle = list(range(len(self._actors)))
+        pending: dict[Any, tuple[int, int]] = {}  # object ref -> (actor index, item index)
+        with progress_bar(transient=True) as progress:
+            job = progress.add_task(description, total=len(items))
+            while queue or pending:
+                while queue and idle:
+                    a, i = idle.pop(0), queue.pop()
+                    pending[self._actors[a].run.remote(self._token, fn, items[i])] = (a, i)
+                progress.update(job, description=f"{description} [{len(pending)}/{self.workers} workers busy]")
+                done, _ = ray.wait(list(pending), num_returns=1)
+                ref = done[0]
+                a, i = pending.pop(ref)
+                try:
+                    results[i] = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                        ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError) as e:
+                    self._retry(i, attempts, items, f"worker {a} lost ({type(e).__name__}) while evaluating item {i}")
+                    self._replace(a)
+                    queue.append(i)
+                except ray.exceptions.RayTaskError as e:
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    self._retry(i, attempts, items, f"item {i} failed on worker {a}: {type(cause).__name__}: {cause}",
+                                cause)
+                    queue.append(i)
+                else:
+                    progress.update(job, advance=1)
+                idle.append(a)
+        self._state_ref = None  # the object store may free it once the workers drop theirs
+        return results
+
+    def _retry(self, i: int, attempts: list[int], items: list[Any], message: str, cause: BaseException | None = None) -> None:
+        attempts[i] += 1
+        if attempts[i] > self.retries:
+            self.incidents.append(message)
+            raise MtedgeError(f"evaluation of item {i} ({_short(items[i])}) failed {attempts[i]} times; last: {message}. "
+                              f"Fix the cause, or raise the retry limit if workers are being lost") from cause
+        self._report(f"{message}; attempt {attempts[i] + 1} of {self.retries + 1}")
+
+    def close(self) -> None:
+        ray = self._ray
+        for actor in self._actors:
+            try:
+                ray.kill(actor)
+            except Exception:
+                pass
+        self._actors = []
+        if self._owns and ray.is_initialized():
+            ray.shutdown()
+            self._owns = False
+
+
+def _short(item: Any, limit: int = 80) -> str:
+    text = repr(item)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def make_evaluator(workers: int | None = None, ray_address: str | None = None, threads: int | None = 1,
+                   retries: int = 2) -> SerialEvaluator | RayEvaluator:
+    """In-process without `workers` and `ray_address` (Ray not imported); otherwise a Ray pool."""
+    if workers is not None and workers < 0:
+        raise SpecError(f"--workers {workers} must be >= 1 (or left out for in-process evaluation)")
+    if not workers and not ray_address:
+        return SerialEvaluator()
+    return RayEvaluator(workers=workers or None, address=ray_address, threads=threads, retries=retries)
+
