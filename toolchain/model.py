@@ -180,12 +180,15 @@ def save_checkpoint(path: str | Path, model: nn.Module, origin: str, recipe: Rec
         # is stored (format 1), and loading it again needs trust_pickle / --trust-pickle.
         payload = {"format": CHECKPOINT_FORMAT, "version": 1, "model": model, "origin": origin,
                    "recipe": recipe.to_dict() if recipe else None, **meta}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from toolchain.bundle.files import named_output_errors
+
+    with named_output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
