@@ -46,7 +46,7 @@ test-cpp: install build/cpp/CMakeCache.txt
 test-py: install
 	cd tests && ../$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
-test: test-py test-cpp check-tensorrt
+test: test-py test-cpp check-tensorrt test-sanitize
 
 check-tensorrt:
 	@bash scripts/check-tensorrt.sh
@@ -73,3 +73,23 @@ bench-slim: install
 
 clean:
 	rm -rf build $(OUT) $(VENV)
+
+# ---- issue 15: reliability (docs/reliability.md) ----
+# test-sanitize: csrc + C++ tests + the extension under ASan/UBSan, ctest and a Python subset.
+# fuzz-long: the mutation fuzzer for longer (FUZZ_CASES, FUZZ_SEED); bench-reliability: the figures.
+FUZZ_CASES ?= 200000
+FUZZ_SEED  ?= $(shell date +%s)
+.PHONY: test-sanitize fuzz-long bench-reliability
+
+test-sanitize: install
+	bash scripts/test-sanitize.sh $(PY) build/asan $(JOBS)
+
+fuzz-long: install build/cpp/CMakeCache.txt
+	cmake --build build/cpp -j $(JOBS) --target mtedge_fuzz
+	$(PY) scripts/make_toy_bundle.py build/cpp/toy.mtb
+	build/cpp/tests/cpp/mtedge_fuzz --bundle build/cpp/toy.mtb --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
+
+bench-reliability: install build/cpp/CMakeCache.txt
+	cmake --build build/cpp -j $(JOBS) --target mtedge_fuzz
+	$(PY) bench/reliability.py --fuzz $(abspath build/cpp/tests/cpp/mtedge_fuzz) --sanitize-log build/asan/sanitize-summary.json
+# ---- end issue 15 ----
