@@ -52,4 +52,7 @@ unset LD_PRELOAD ASAN_OPTIONS PYTHONPATH
 findings=$(cat "$build"/reports/* 2>/dev/null | grep -c "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" || true)
 echo "test-sanitize: sanitizer findings: $findings"
 [[ $findings == 0 ]] || { cat "$build"/reports/* | head -80; status=1; }
+printf '{"findings": %d, "tests_passed": %s, "sanitizers": "address,undefined", "seconds": %d, "fuzz_cases": %d}\n' \
+  "$findings" "$([[ $status == 0 ]] && echo true || echo false)" "$(( $(date +%s) - t0 ))" "$fuzz_cases" \
+  > "$build/sanitize-summary.json"
 exit $status
