@@ -218,8 +218,7 @@ def bad_inputs(toy: Path, work: Path) -> dict[str, list[dict[str, Any]]]:
         shutil.rmtree(d, ignore_errors=True)
         shutil.copytree(toy, d)
         m = json.loads((d / "manifest.json").read_text())
-        edit(d, m)
-        if (d / "manifest.json").exists() and m is not None:
+        if edit(d, m) is not False and (d / "manifest.json").exists():  # False: the edit wrote it
             (d / "manifest.json").write_text(json.dumps(m))
         return d
 
@@ -249,8 +248,9 @@ def bad_inputs(toy: Path, work: Path) -> dict[str, list[dict[str, Any]]]:
         b[len(b) // 2] ^= 1
         f.write_bytes(bytes(b))
 
-    def not_json(d: Path, _m: dict) -> None:
+    def not_json(d: Path, _m: dict) -> bool:
         (d / "manifest.json").write_text("{not json")
+        return False
 
     def relpath(value: str) -> Callable[[Path, dict], None]:
         def edit(_d: Path, m: dict) -> None:

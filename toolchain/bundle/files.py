@@ -16,7 +16,8 @@ from toolchain.errors import OutputError
 
 _WHY = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
         errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-        errno.ENOTDIR: "a parent path is a file, not a directory"}
+        errno.ENOTDIR: "a parent path is a file, not a directory",
+        errno.EEXIST: "a parent path is an existing file, not a directory"}
 
 
 def output_error(path: str | Path, e: OSError) -> OutputError:
