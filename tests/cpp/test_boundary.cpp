@@ -2,7 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
+
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -10,6 +14,7 @@
 #include "mtedge/manifest.h"
 #include "mtedge/npy.h"
 #include "mtedge/tensor.h"
+#include "mtedge/sha256.h"
 
 namespace {
 
@@ -105,4 +110,38 @@ TEST(Npy, MissingFileIsFileMissingError) {
 TEST(Npy, GoldenShapeReplacesTheBatch) {
   EXPECT_EQ(mtedge::golden_shape(4, {1, 3, 5, 7}), (mtedge::Shape{4, 3, 5, 7}));
   EXPECT_EQ(mtedge::golden_shape(4, {1, 2}), (mtedge::Shape{4, 2}));
+}
+
+TEST(BundleFiles, ReadOnceCheckShapeAndStayInsideTheBundle) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("mtedge_files_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir / "golden");
+  const std::string bytes = npy(kDict, 6);
+  std::ofstream(dir / "golden" / "t.npy", std::ios::binary) << bytes;
+  mtedge::Manifest m;
+  m.dir = dir.string();
+  mtedge::FileRef ref{"golden/t.npy", mtedge::sha256_hex(bytes), bytes.size()};
+  EXPECT_EQ(mtedge::read_bundle_npy(m, ref, {2, 3}).data.size(), 6u);
+  try {  // a golden file shorter than the manifest implies (the old "no golden output" exit 0)
+    mtedge::read_bundle_npy(m, ref, {3, 3});
+    FAIL() << "expected BundleError";
+  } catch (const mtedge::BundleError& e) {
+    EXPECT_NE(std::string(e.what()).find("the manifest implies [3, 3]"), std::string::npos) << e.what();
+  }
+  auto other = ref;
+  other.bytes += 1;
+  EXPECT_THROW(mtedge::read_verified(m, other), mtedge::IntegrityError);
+  // Same bytes, but reached through a symlink that leaves the bundle: refused before reading.
+  std::ofstream(dir.string() + "_outside.npy", std::ios::binary) << bytes;
+  fs::remove(dir / "golden" / "t.npy");
+  fs::create_symlink(dir.string() + "_outside.npy", dir / "golden" / "t.npy");
+  try {
+    mtedge::read_verified(m, ref);
+    FAIL() << "expected BundleError";
+  } catch (const mtedge::BundleError& e) {
+    EXPECT_NE(std::string(e.what()).find("outside the bundle"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+  fs::remove(dir.string() + "_outside.npy");
 }
