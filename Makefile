@@ -89,7 +89,7 @@ fuzz-long: install build/cpp/CMakeCache.txt
 	$(PY) scripts/make_toy_bundle.py build/cpp/toy.mtb
 	build/cpp/tests/cpp/mtedge_fuzz --bundle build/cpp/toy.mtb --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
 
-bench-reliability: install build/cpp/CMakeCache.txt
+bench-reliability: install build/cpp/CMakeCache.txt test-sanitize
 	cmake --build build/cpp -j $(JOBS) --target mtedge_fuzz
 	$(PY) bench/reliability.py --fuzz $(abspath build/cpp/tests/cpp/mtedge_fuzz) --sanitize-log build/asan/sanitize-summary.json
 # ---- end issue 15 ----
