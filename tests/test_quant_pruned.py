@@ -12,7 +12,7 @@ import torch
 from toolchain.bundle import Bundle
 from toolchain.tolerance import compare
 from toolchain.export import export_bundle
-from toolchain.model import load
+from toolchain.model import load, save_checkpoint
 from toolchain.quantize import QuantizeOptions, quantize_bundle
 from toolchain.quantize.pruned import magnitude_prune, output_layers
 from toolchain.testing.architectures import HeadConcatenatesTwoStages, recipe_for
@@ -31,8 +31,9 @@ def pruned_bundle(tmp_path_factory) -> Path:
     magnitude_prune(model, example, 0.5, output_layers(model, example))
     assert sum(p.numel() for p in model.parameters()) < 0.6 * before
     ckpt = tmp / "pruned.pt"
-    torch.save(model, ckpt)
-    loaded = load(str(ckpt))  # any nn.Module checkpoint, as `mtedge compress` writes them
+    # an mtedge checkpoint as `mtedge compress` writes it: the pruning replays from its plan on load
+    save_checkpoint(ckpt, model, "toolchain.testing.architectures:HeadConcatenatesTwoStages", recipe_for(model))
+    loaded = load(str(ckpt))
     recipe = recipe_for(loaded.module)
     path = tmp / "pruned.mtb"
     export_bundle(loaded, recipe, path, golden_samples=2)
