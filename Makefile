@@ -47,7 +47,7 @@ test-py: install tensorrt-double-py
 	cd tests && MTEDGE_TRT_DOUBLE_PY=$(abspath build/cpp/tensorrt-double/trt10/python) \
 	  ../$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
-test: test-py test-cpp check-tensorrt
+test: test-py test-cpp check-tensorrt test-sanitize
 
 # --- TensorRT backend through the link-time test double (issue 19); test-cpp runs these too ---
 # The runtime binding linked against the double, for test_runtime.py's "tensorrt" runs. Without
@@ -97,3 +97,22 @@ clean:
 # (3 goals x 2 targets x 2 precisions) twice: bench/results/scale.json
 bench-scale: install
 	$(VENV)/bin/python bench/scale.py
+# ---- issue 15: reliability (docs/reliability.md) ----
+# test-sanitize: csrc + C++ tests + the extension under ASan/UBSan, ctest and a Python subset.
+# fuzz-long: the mutation fuzzer for longer (FUZZ_CASES, FUZZ_SEED); bench-reliability: the figures.
+FUZZ_CASES ?= 200000
+FUZZ_SEED  ?= $(shell date +%s)
+.PHONY: test-sanitize fuzz-long bench-reliability
+
+test-sanitize: install
+	bash scripts/test-sanitize.sh $(PY) build/asan $(JOBS)
+
+fuzz-long: install build/cpp/CMakeCache.txt
+	cmake --build build/cpp -j $(JOBS) --target mtedge_fuzz
+	$(PY) scripts/make_toy_bundle.py build/cpp/toy.mtb
+	build/cpp/tests/cpp/mtedge_fuzz --bundle build/cpp/toy.mtb --cases $(FUZZ_CASES) --seed $(FUZZ_SEED)
+
+bench-reliability: install build/cpp/CMakeCache.txt test-sanitize
+	cmake --build build/cpp -j $(JOBS) --target mtedge_fuzz
+	$(PY) bench/reliability.py --fuzz $(abspath build/cpp/tests/cpp/mtedge_fuzz) --sanitize-log build/asan/sanitize-summary.json
+# ---- end issue 15 ----

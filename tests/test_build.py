@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -238,11 +237,6 @@ def test_import_rejects_engine_from_other_onnx(toy_bundle: Path, trtexec_on_path
         b.import_engines(toy_bundle, load_profile("jetson-orin-nano-8gb"))
 
 
-_HAVE_RUNTIME = (importlib.util.find_spec("toolchain.runtime") is not None
-                 and importlib.util.find_spec("toolchain._runtime") is not None)
-
-
-@pytest.mark.skipif(not _HAVE_RUNTIME, reason="the C++ runtime extension (toolchain._runtime) is not built here")
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
 def test_host_cpu_engines_run_in_runtime(toy_bundle: Path, variant: str) -> None:
     """Acceptance: the recorded OpenVINO blobs load in the C++ runtime and reproduce the golden outputs."""
@@ -259,8 +253,6 @@ def test_host_cpu_engines_run_in_runtime(toy_bundle: Path, variant: str) -> None
         assert np.abs(got - np.load(toy_bundle / f"golden/{task}.npy")).max() <= tol
 
 
-@pytest.mark.skipif(importlib.util.find_spec("toolchain.testing.toy_bundle") is None,
-                    reason="the exporter's toolchain.testing.toy_bundle is not in this checkout")
 def test_exporter_toy_bundle_builds_for_host_cpu(tmp_path: Path) -> None:
     """The exporter's own toy bundle (shared segment 'neck', two variants) builds and verifies too."""
     from toolchain.testing.toy_bundle import make_toy_bundle

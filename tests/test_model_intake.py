@@ -29,7 +29,9 @@ def test_factory_spec_with_checkpoint_state_dict(tmp_path):
 def test_pickled_module_and_mtedge_checkpoint(tmp_path, fashion_recipe):
     module = load("zoo:fashion-mt").module
     torch.save(module, tmp_path / "whole.pt")
-    whole = load(str(tmp_path / "whole.pt"))
+    with pytest.raises(SpecError, match="runs code stored in the file.*--trust-pickle"):
+        load(str(tmp_path / "whole.pt"))
+    whole = load(str(tmp_path / "whole.pt"), trust_pickle=True)
     assert type(whole.module).__name__ == "FashionMT"
     save_checkpoint(tmp_path / "c.pt", module, "zoo:fashion-mt", fashion_recipe, metrics={"garment": 1.0})
     c = load(str(tmp_path / "c.pt"))

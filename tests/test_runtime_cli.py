@@ -71,9 +71,7 @@ def test_bench_writes_json_with_the_contracted_keys(bundle, tmp_path, capsys):
 
 
 def test_real_exporter_bundle(tmp_path):
-    export = pytest.importorskip("toolchain.export")
-    if not hasattr(export, "export_bundle"):
-        pytest.skip("toolchain.export.export_bundle not available")
+    from toolchain import export
     from toolchain.model import load
 
     loaded = load("zoo:fashion-mt")
@@ -89,4 +87,7 @@ def test_real_exporter_bundle(tmp_path):
     trunk_runs = rt.stats()["segments"][f"{rt.variants[0]}/{rt.plan(rt.tasks)[0]}"]["runs"]
     assert trunk_runs == len(x)  # once per frame for all tasks together
     r = bench_bundle(path, iters=5, warmup=1, rss=False, progress=False)
-    assert set(r["tasks"]) == set(rt.tasks) and r["multitask_speedup"] > 0
+    assert set(r["tasks"]) == set(rt.tasks)
+    # the report's ratio is the ratio of its own medians (a figure that is wired up, not a timing claim)
+    assert r["multitask_speedup"] == pytest.approx(
+        r["separate_models_per_frame"]["median_ms"] / r["all_tasks_one_call"]["median_ms"])

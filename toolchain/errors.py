@@ -15,3 +15,7 @@ class BundleError(MtedgeError):
 
 class VerificationError(MtedgeError):
     """Outputs differ from the reference by more than the tolerance."""
+
+
+class OutputError(MtedgeError, OSError):
+    """An artifact cannot be written: the output directory is read-only, full, or not a directory."""

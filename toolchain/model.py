@@ -4,8 +4,12 @@ Accepted specs:
 
 - ``zoo:NAME``                         a reference model (``--checkpoint`` loads trained weights),
 - ``package.module:factory``           a callable returning the module; ``--checkpoint`` gives weights,
-- ``path/to/file.pt``                  a whole pickled ``nn.Module``, or a checkpoint written by
-                                        ``mtedge train`` / ``mtedge compress`` (it carries the module).
+- ``path/to/file.pt``                  a checkpoint written by ``mtedge train`` / ``compress`` /
+                                        ``slim`` (toolchain/checkpoint.py: tensors + origin spec + plan,
+                                        loaded without unpickling code), or a whole pickled ``nn.Module``
+                                        (only with ``trust_pickle=True`` / ``--trust-pickle``).
+
+State dicts given with ``--checkpoint`` load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from toolchain import checkpoint as ckpt
 from toolchain import zoo
+from toolchain.checkpoint import CHECKPOINT_FORMAT
 from toolchain.errors import SpecError
 from toolchain.recipe import Recipe, load_recipe
-
-CHECKPOINT_FORMAT = "mtedge-checkpoint"
 
 
 @dataclass
@@ -51,18 +55,26 @@ def state_sha256(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _torch_load(path: Path) -> Any:
-    try:
-        # Whole pickled modules need full unpickling; only load files you trust.
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # torch raises many types for corrupt files
-        raise SpecError(f"cannot read {path} as a torch file ({type(e).__name__}: {e})") from None
+def _torch_load(path: Path, trust_pickle: bool = False) -> Any:
+    return ckpt.torch_load(path, trust_pickle)
 
 
-def _apply_checkpoint(module: nn.Module, checkpoint: str | Path) -> nn.Module:
-    obj = _torch_load(Path(checkpoint))
-    if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
+def _is_mtedge(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
+
+
+def _from_mtedge(obj: dict, where: str, trust_pickle: bool) -> nn.Module:
+    if "model" in obj:  # format 1 pickled the module; weights_only loading only got here if trusted
+        if not isinstance(obj["model"], nn.Module):
+            raise SpecError(f"{where} is a damaged mtedge checkpoint (its model is a {type(obj['model']).__name__})")
         return obj["model"]
+    return ckpt.rebuild(obj, lambda origin: _build(origin)[0], where)
+
+
+def _apply_checkpoint(module: nn.Module, checkpoint: str | Path, trust_pickle: bool = False) -> nn.Module:
+    obj = _torch_load(Path(checkpoint), trust_pickle)
+    if _is_mtedge(obj):
+        return _from_mtedge(obj, str(checkpoint), trust_pickle)
     if isinstance(obj, nn.Module):
         return obj
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
@@ -75,25 +87,46 @@ def _apply_checkpoint(module: nn.Module, checkpoint: str | Path) -> nn.Module:
     return module
 
 
-def load(spec: str, checkpoint: str | Path | None = None) -> LoadedModel:
-    """Build the model named by `spec` (see module docstring), in eval mode, on the CPU."""
+def _build(spec: str) -> tuple[nn.Module, Recipe | None]:
+    """A fresh module (and its built-in recipe) from ``zoo:NAME`` or ``package.module:factory``."""
+    if spec.startswith("zoo:"):
+        entry = zoo.get(spec[4:])
+        return entry.factory(), load_recipe(entry.recipe_path)
+    if ":" in spec and not spec.endswith((".pt", ".pth")) and not os.path.exists(spec):
+        mod_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(mod_name), attr)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise SpecError(f"cannot import factory {spec!r} ({e}); expected package.module:callable") from None
+        if not callable(factory):
+            raise SpecError(f"{spec} is a {type(factory).__name__}, not a callable; expected package.module:factory")
+        module = factory()
+        if not isinstance(module, nn.Module):
+            raise SpecError(f"factory {spec} returned {type(module).__name__}; expected a torch.nn.Module")
+        return module, None
+    raise SpecError(
+        f"model spec {spec!r} is not zoo:NAME, package.module:factory, or an existing file; "
+        f"known zoo models: {', '.join('zoo:' + n for n in zoo.ZOO)}"
+    )
+
+
+def load(spec: str, checkpoint: str | Path | None = None, *, trust_pickle: bool = False) -> LoadedModel:
+    """Build the model named by `spec` (see module docstring), in eval mode, on the CPU.
+
+    `trust_pickle`: allow files that hold pickled code (a whole module, a format-1 mtedge
+    checkpoint); unpickling runs code from the file, so it is off by default."""
     if checkpoint is not None and not Path(checkpoint).exists():
         raise SpecError(f"checkpoint file {checkpoint} not found")
     recipe: Recipe | None = None
     meta: dict[str, Any] = {}
     origin = spec
-    if spec.startswith("zoo:"):
-        entry = zoo.get(spec[4:])
-        module = entry.factory()
-        recipe = load_recipe(entry.recipe_path)
-        if checkpoint is not None:
-            module = _apply_checkpoint(module, checkpoint)
-    elif os.path.exists(spec):
-        obj = _torch_load(Path(spec))
-        if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
-            module = obj["model"]
+    if os.path.exists(spec) and not spec.startswith("zoo:"):
+        obj = _torch_load(Path(spec), trust_pickle)
+        if _is_mtedge(obj):
+            module = _from_mtedge(obj, spec, trust_pickle)
             origin = obj.get("origin", spec)
-            meta = {k: v for k, v in obj.items() if k not in ("model", "format")}
+            meta = {k: v for k, v in obj.items()
+                    if k not in ("model", "format", "state_dict", "plan", "probe")}
             if obj.get("recipe"):
                 from toolchain.recipe import parse_recipe
 
@@ -105,24 +138,10 @@ def load(spec: str, checkpoint: str | Path | None = None) -> LoadedModel:
                 f"{spec} holds {type(obj).__name__}, not a model; a bare state dict needs its architecture: "
                 f"`mtedge ... package.module:factory --checkpoint {spec}`"
             )
-    elif ":" in spec and not spec.endswith((".pt", ".pth")):
-        mod_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise SpecError(f"cannot import factory {spec!r} ({e}); expected package.module:callable") from None
-        if not callable(factory):
-            raise SpecError(f"{spec} is a {type(factory).__name__}, not a callable; expected package.module:factory")
-        module = factory()
-        if not isinstance(module, nn.Module):
-            raise SpecError(f"factory {spec} returned {type(module).__name__}; expected a torch.nn.Module")
-        if checkpoint is not None:
-            module = _apply_checkpoint(module, checkpoint)
     else:
-        raise SpecError(
-            f"model spec {spec!r} is not zoo:NAME, package.module:factory, or an existing file; "
-            f"known zoo models: {', '.join('zoo:' + n for n in zoo.ZOO)}"
-        )
+        module, recipe = _build(spec)
+        if checkpoint is not None:
+            module = _apply_checkpoint(module, checkpoint, trust_pickle)
     module = module.cpu().eval()
     return LoadedModel(module, spec, recipe, origin, meta)
 
@@ -141,17 +160,35 @@ def check_outputs(module: nn.Module, example: torch.Tensor) -> dict[str, torch.T
     return out
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, origin: str, recipe: Recipe | None, **meta: Any) -> None:
-    """Write a checkpoint atomically (temp file + rename): a whole module plus provenance."""
+def save_checkpoint(path: str | Path, model: nn.Module, origin: str, recipe: Recipe | None, *,
+                    input_shape: tuple[int, ...] | None = None, **meta: Any) -> None:
+    """Write an mtedge checkpoint atomically (temp file + rename): tensors, the origin spec, the
+    structural plan, a probe of the outputs and provenance; see toolchain/checkpoint.py.
+
+    `origin` must rebuild the model (``zoo:NAME`` or ``package.module:factory``). The probe input
+    is `input_shape`, else the recipe's input shape (batch 1); `meta` must be plain data."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": CHECKPOINT_FORMAT, "version": 1, "model": model, "origin": origin,
-               "recipe": recipe.to_dict() if recipe else None, **meta}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
+    if input_shape is None and recipe is not None:
+        input_shape = (1, *tuple(recipe.input.shape)[1:])
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        _build(origin)
+        payload = ckpt.payload(model, origin, recipe.to_dict() if recipe else None, input_shape, meta)
+    except SpecError:
+        if origin.startswith("zoo:") or not os.path.exists(origin):
+            raise
+        # The model came from a trusted pickled module: no spec rebuilds it, so the module itself
+        # is stored (format 1), and loading it again needs trust_pickle / --trust-pickle.
+        payload = {"format": CHECKPOINT_FORMAT, "version": 1, "model": model, "origin": origin,
+                   "recipe": recipe.to_dict() if recipe else None, **meta}
+    from toolchain.bundle.files import named_output_errors
+
+    with named_output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(payload, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -26,6 +26,7 @@ user data kinds (`images`, `arrays`, `python`) are described in docs/byo.md.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -134,22 +135,56 @@ def _require(d: dict, key: str, where: str, types: type | tuple[type, ...]) -> A
     return value
 
 
+def _number(value: Any, where: str, minimum: float | None = None, integer: bool = False) -> float:
+    """A finite number (bools are not numbers here), at least `minimum`; SpecError naming `where`."""
+    kinds = (int,) if integer else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (minimum is not None and value < minimum):
+        what = "an integer" if integer else "a finite number"
+        bound = f" >= {minimum:g}" if minimum is not None else ""
+        raise SpecError(f"recipe: '{where}' must be{bound} ({what}), got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _numbers(value: Any, where: str) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(f"recipe: '{where}' must be a list of numbers, got {value!r}")
+    return tuple(_number(v, f"{where}[{i}]") for i, v in enumerate(value))
+
+
 def parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
+    """A typed Recipe from a YAML document; any malformed document raises SpecError naming the field."""
+    try:
+        return _parse_recipe(doc, source)
+    except SpecError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError) as e:  # a check the parser does not have yet
+        raise SpecError(f"recipe {source or ''}: malformed document ({type(e).__name__}: {e}); "
+                        "see docs/recipes.md for the expected keys and types") from None
+
+
+def _parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
     if not isinstance(doc, dict):
         raise SpecError(f"recipe {source or ''}: expected a YAML mapping at the top level, got {type(doc).__name__}")
     name = str(doc.get("name", Path(source).stem if source else "model"))
     inp = _require(doc, "input", "", dict)
     shape = _require(inp, "shape", "input", list)
-    if len(shape) != 4 or not all(isinstance(s, int) and s > 0 for s in shape):
+    if len(shape) != 4 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
         raise SpecError(f"recipe: 'input.shape' must be 4 positive ints [N, C, H, W], got {shape}")
     norm = inp.get("normalization", {}) or {}
-    mean = tuple(float(v) for v in norm.get("mean", [0.0] * shape[1]))
-    std = tuple(float(v) for v in norm.get("std", [1.0] * shape[1]))
+    if not isinstance(norm, dict):
+        raise SpecError(f"recipe: 'input.normalization' must be a mapping {{scale, mean, std}}, got {norm!r}")
+    mean = _numbers(norm.get("mean", [0.0] * shape[1]), "input.normalization.mean")
+    std = _numbers(norm.get("std", [1.0] * shape[1]), "input.normalization.std")
     if len(mean) not in (1, shape[1]) or len(std) not in (1, shape[1]) or any(s <= 0 for s in std):
         raise SpecError(
             f"recipe: 'input.normalization' mean/std need 1 or {shape[1]} values (std > 0), got mean={mean} std={std}"
         )
-    input_spec = InputSpec(tuple(shape), float(norm.get("scale", 1.0 / 255.0)), mean, std, str(inp.get("layout", "NCHW")))
+    layout = inp.get("layout", "NCHW")
+    if not isinstance(layout, str):
+        raise SpecError(f"recipe: 'input.layout' must be a string such as NCHW, got {layout!r}")
+    scale = _number(norm.get("scale", 1.0 / 255.0), "input.normalization.scale")
+    input_spec = InputSpec(tuple(shape), scale, mean, std, layout)
 
     data = _require(doc, "data", "", dict)
     kind = _require(data, "kind", "data", str)
@@ -157,7 +192,8 @@ def parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
         raise SpecError(f"recipe: 'data.kind' is {kind!r}; expected one of {', '.join(DATA_KINDS)}")
     extra = {k: v for k, v in data.items() if k not in ("kind", "val_count", "calibration_count")}
     _check_data(kind, extra)
-    data_spec = DataSpec(kind, _positive_int(data, "val_count", 2000), _positive_int(data, "calibration_count", 300), extra)
+    data_spec = DataSpec(kind, _number(data.get("val_count", 2000), "data.val_count", 1, integer=True),
+                         _number(data.get("calibration_count", 300), "data.calibration_count", 1, integer=True), extra)
 
     tasks_doc = _require(doc, "tasks", "", dict)
     if not tasks_doc:
@@ -175,7 +211,10 @@ def parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
             raise SpecError(f"recipe: task(s) {', '.join(unnamed)} are not among 'outputs' {outputs}; "
                             "each task is one of the model's outputs")
         outputs = tuple(outputs)
-    return Recipe(name, input_spec, data_spec, tasks, doc.get("model"), source, dict(hooks), outputs)
+    model = doc.get("model")
+    if model is not None and not isinstance(model, str):
+        raise SpecError(f"recipe: 'model' must be a model spec string (zoo:NAME, package.module:factory), got {model!r}")
+    return Recipe(name, input_spec, data_spec, tasks, model, source, dict(hooks), outputs)
 
 
 def _parse_task(tname: str, t: Any) -> TaskSpec:
@@ -195,28 +234,21 @@ def _parse_task(tname: str, t: Any) -> TaskSpec:
     elif hib is not None and hib != make_metric(metric).higher_is_better:
         raise SpecError(f"recipe: '{where}.higher_is_better' is {hib} but {metric} is "
                         f"{'higher' if not hib else 'lower'}-is-better; drop the key")
-    drop = _require(t, "allowed_drop", where, (int, float))
-    if drop < 0:
-        raise SpecError(f"recipe: '{where}.allowed_drop' must be >= 0, got {drop}")
+    drop = _number(_require(t, "allowed_drop", where, (int, float)), f"{where}.allowed_drop", 0)
     max_relax = t.get("max_relax")
-    if max_relax is not None and (not isinstance(max_relax, (int, float)) or max_relax < 1):
+    if max_relax is not None and (not isinstance(max_relax, (int, float)) or isinstance(max_relax, bool)
+                                  or not math.isfinite(max_relax) or max_relax < 1):
         raise SpecError(f"recipe: '{where}.max_relax' must be a number >= 1 (a multiple of allowed_drop), got {max_relax!r}")
     unit_scale = t.get("unit_scale")
     if unit_scale is not None:
         if tkind not in SCALAR_KINDS:
             raise SpecError(f"recipe: '{where}.unit_scale' applies to {', '.join(SCALAR_KINDS)} tasks, not {tkind}")
-        if isinstance(unit_scale, bool) or not isinstance(unit_scale, (int, float)) or unit_scale <= 0:
+        if isinstance(unit_scale, bool) or not isinstance(unit_scale, (int, float)) or not math.isfinite(unit_scale) \
+                or unit_scale <= 0:
             raise SpecError(f"recipe: '{where}.unit_scale' must be a number > 0 (e.g. 48: outputs in crop units "
                             f"-> pixels), got {unit_scale!r}")
     return TaskSpec(tname, tkind, metric, float(drop), make_metric(metric).higher_is_better,
                     None if max_relax is None else float(max_relax), None if unit_scale is None else float(unit_scale))
-
-
-def _positive_int(d: dict, key: str, default: int) -> int:
-    v = d.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-        raise SpecError(f"recipe: 'data.{key}' must be a positive integer, got {v!r}")
-    return v
 
 
 def _check_data(kind: str, opts: dict[str, Any]) -> None:

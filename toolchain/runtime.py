@@ -19,6 +19,9 @@ Outputs: fresh numpy arrays per call, owned by the caller (safe to keep and modi
 
 Threads: one ``Runtime`` may be shared by several threads. Calls are serialized by one mutex
 per Runtime (the GIL is released while it runs); use one Runtime per thread for parallelism.
+``close()`` (or leaving a ``with Runtime(...) as rt:`` block) frees every compiled segment at
+once; a call in progress finishes first, and any later call, from any thread, raises
+``InputError`` saying the runtime is closed.
 
 Errors (all subclasses of ``toolchain.errors.MtedgeError``, from ``toolchain._runtime``):
 ``BundleFileNotFoundError`` (FileNotFoundError), ``BundleIntegrityError`` and
@@ -133,6 +136,22 @@ class Runtime:
     def reset_stats(self) -> None:
         self._rt.reset_stats()
 
+    def close(self) -> None:
+        """Free every compiled segment and buffer now (idempotent); later calls raise InputError."""
+        self._rt.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._rt.closed
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
+        if self.closed:
+            return f"Runtime({self.bundle!r}, closed)"
         return (f"Runtime({self.bundle!r}, backend={self.backend!r}, variants={self.variants}, "
                 f"tasks={self.tasks})")

@@ -9,14 +9,14 @@ import numpy as np
 
 from toolchain.bundle.manifest import Bundle
 from toolchain.bundle.reference import ReferenceExecutor
-
-DEFAULT_TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2, "int8": 0.5, "mixed": 0.5}
+from toolchain.tolerance import compare, tolerance_for
 
 
 def verify_bundle(path: str | Path, variants: list[str] | None = None) -> dict[str, Any]:
     """Per variant and task: max abs error against the fp32 golden outputs (or, for a variant with
     its own ``golden.outputs`` -- slimmable width configurations -- against those), and whether it is
-    within the variant's tolerance. Raises BundleError (naming the file) on a bad checksum."""
+    within the variant's tolerance (toolchain/tolerance.py: exact shapes and dtypes, tolerance scaled by
+    the golden outputs). Raises BundleError (naming the file) on a bad checksum or a shape mismatch."""
     bundle = Bundle.open(path)
     checked = bundle.verify_files()
     names = variants or bundle.variants
@@ -28,10 +28,8 @@ def verify_bundle(path: str | Path, variants: list[str] | None = None) -> dict[s
         expected = {t: np.load(bundle.path(own[t], check=False)) if t in own else e for t, e in expected.items()}
         per_task = {}
         for t in expected:
-            err = float(np.max(np.abs(got[t] - expected[t])))
-            tol = float(v.get("tolerance", {}).get(t, DEFAULT_TOLERANCE[v["precision"]]))
-            ok = bool(np.isfinite(err) and err <= tol)
-            per_task[t] = {"max_abs_error": err, "tolerance": tol, "ok": ok}
-            report["ok"] &= ok
+            c = compare(t, got[t], expected[t], tolerance_for(v, t, expected[t], name))
+            per_task[t] = {"max_abs_error": c.max_abs_err, "tolerance": c.tolerance, "ok": c.passed}
+            report["ok"] &= c.passed
         report["variants"][name] = per_task
     return report

@@ -46,13 +46,20 @@ std::vector<std::string> str_list(const Json& j, const char* key, const std::str
 }
 
 Shape shape(const Json& j, const std::string& where) {
-  if (!j.is_array() || j.empty()) fail(where, "expected a non-empty list of positive integers");
+  if (!j.is_array() || j.empty() || j.size() > kMaxRank)
+    fail(where, "expected a list of 1 to " + std::to_string(kMaxRank) + " positive integers, got " +
+                    j.dump());
   Shape s;
   for (const auto& d : j) {
-    if (!d.is_number_integer() || d.get<std::int64_t>() < 1)
+    // An unsigned value above int64's range would wrap: bound it before converting.
+    if (!d.is_number_integer() ||
+        (d.is_number_unsigned() && d.get<std::uint64_t>() > std::uint64_t(kMaxElements)) ||
+        d.get<std::int64_t>() < 1)
       fail(where, "expected positive integer dimensions, got " + j.dump());
     s.push_back(d.get<std::int64_t>());
   }
+  const std::string why = shape_problem(s);
+  if (!why.empty()) fail(where, "shape " + shape_str(s) + " is invalid (" + why + ")");
   return s;
 }
 
@@ -176,7 +183,9 @@ const Variant& Manifest::variant(const std::string& n) const {
   return it->second;
 }
 
-Manifest parse_manifest(const std::string& text, const std::string& dir) {
+namespace {
+
+Manifest parse_checked(const std::string& text, const std::string& dir) {
   Json j;
   try {
     j = Json::parse(text);
@@ -190,7 +199,7 @@ Manifest parse_manifest(const std::string& text, const std::string& dir) {
   if (str(j, "format", "top level") != "mtedge-bundle")
     fail("format", "expected 'mtedge-bundle', got '" + j["format"].get<std::string>() + "'");
   const Json& ver = field(j, "format_version", "top level");
-  if (!ver.is_number_integer() || ver.get<int>() != 1)
+  if (!ver.is_number_integer() || ver.get<std::int64_t>() != 1)
     fail("format_version", "this runtime reads format_version 1, got " + ver.dump() +
                                " (upgrade mtedge to read newer bundles)");
   m.name = str(j, "name", "top level");
@@ -307,15 +316,30 @@ Manifest parse_manifest(const std::string& text, const std::string& dir) {
   for (const auto& [task, r] : gouts.items())
     m.golden_outputs.emplace(task, file_ref(r, "golden.outputs." + task));
   const Json& samples = field(golden, "samples", "golden");
-  if (!samples.is_number_integer() || samples.get<int>() < 1)
-    fail("golden.samples", "expected a positive integer");
-  m.golden_samples = samples.get<int>();
+  if (!samples.is_number_integer() || samples.get<std::int64_t>() < 1 ||
+      samples.get<std::int64_t>() > 1000000)
+    fail("golden.samples", "expected an integer from 1 to 1000000, got " + samples.dump());
+  m.golden_samples = static_cast<int>(samples.get<std::int64_t>());
   return m;
+}
+
+}  // namespace
+
+Manifest parse_manifest(const std::string& text, const std::string& dir) {
+  try {
+    return parse_checked(text, dir);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {  // only mtedge::Error leaves csrc
+    throw BundleError(std::string("manifest.json: cannot be read (") + e.what() +
+                      "); re-export the bundle (docs/bundle-format.md)");
+  }
 }
 
 Manifest load_manifest(const std::string& bundle_dir) {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(bundle_dir))
+  std::error_code ec;
+  if (!fs::is_directory(bundle_dir, ec))
     throw FileMissingError("bundle '" + bundle_dir +
                            "' is not a directory; pass the NAME.mtb directory written by "
                            "`mtedge export`");
@@ -325,32 +349,66 @@ Manifest load_manifest(const std::string& bundle_dir) {
     throw FileMissingError("bundle '" + bundle_dir +
                            "' has no manifest.json (an interrupted export leaves none); "
                            "re-export it");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return parse_manifest(ss.str(), fs::absolute(bundle_dir).lexically_normal().string());
+  std::string text;
+  char buf[1 << 16];
+  while (f.read(buf, sizeof buf) || f.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(f.gcount()));
+    if (text.size() > kMaxManifestBytes)
+      throw BundleError("manifest.json in '" + bundle_dir + "' is larger than " +
+                        std::to_string(kMaxManifestBytes) + " bytes; it is not a manifest "
+                        "mtedge wrote: re-export the bundle");
+  }
+  const fs::path dir = fs::absolute(bundle_dir, ec).lexically_normal();
+  if (ec) throw FileMissingError("cannot resolve bundle '" + bundle_dir + "': " + ec.message());
+  return parse_manifest(text, dir.string());
 }
 
 std::string bundle_path(const Manifest& m, const std::string& rel) {
   return (std::filesystem::path(m.dir) / rel).string();
 }
 
-void verify_file(const Manifest& m, const FileRef& ref) {
+std::string read_verified(const Manifest& m, const FileRef& ref) {
   namespace fs = std::filesystem;
   const std::string path = bundle_path(m, ref.file);
   std::error_code ec;
-  const auto size = fs::file_size(path, ec);
+  // Symlinks are resolved before anything is read: the real file must live inside the bundle.
+  const fs::path real = fs::canonical(path, ec);
   if (ec)
     throw FileMissingError("bundle file '" + ref.file + "' is missing from " + m.dir +
                            "; re-export or re-copy the whole bundle");
-  if (size != ref.bytes)
-    throw IntegrityError("bundle file '" + ref.file + "' has " + std::to_string(size) +
+  const fs::path root = fs::canonical(m.dir, ec);
+  const std::string r = root.string() + "/";
+  if (ec || real.string().compare(0, r.size(), r) != 0)
+    throw BundleError("bundle file '" + ref.file + "' resolves to '" + real.string() +
+                      "', outside the bundle " + m.dir +
+                      "; bundles must hold their files (copy it without symlinks)");
+  if (!fs::is_regular_file(real, ec))
+    throw BundleError("bundle file '" + ref.file + "' is not a regular file; re-export the bundle");
+  std::ifstream f(real, std::ios::binary);
+  if (!f) throw FileMissingError("cannot open bundle file '" + ref.file + "' in " + m.dir +
+                                 "; check its permissions");
+  std::string bytes;
+  char buf[1 << 16];
+  Sha256 h;
+  while (f.read(buf, sizeof buf) || f.gcount() > 0) {
+    const auto n = static_cast<std::size_t>(f.gcount());
+    if (bytes.size() + n > ref.bytes) break;  // longer than the manifest says: size error below
+    h.update(buf, n);
+    bytes.append(buf, n);
+  }
+  const auto size = fs::file_size(real, ec);
+  if (ec || size != ref.bytes || bytes.size() != ref.bytes)
+    throw IntegrityError("bundle file '" + ref.file + "' has " + std::to_string(ec ? bytes.size() : size) +
                          " bytes, the manifest expects " + std::to_string(ref.bytes) +
                          "; the bundle is truncated or modified: re-export or re-copy it");
-  const std::string got = sha256_file(path);
+  const std::string got = h.hex_digest();
   if (got != ref.sha256)
     throw IntegrityError("bundle file '" + ref.file + "' has sha256 " + got +
                          ", the manifest expects " + ref.sha256 +
                          "; the file was modified: re-export or re-copy the bundle");
+  return bytes;
 }
+
+void verify_file(const Manifest& m, const FileRef& ref) { read_verified(m, ref); }
 
 }  // namespace mtedge

@@ -30,6 +30,19 @@ struct Runtime::LoadedVariant {
 
 Runtime::Runtime(const std::string& bundle_dir, RuntimeOptions opts)
     : manifest_(load_manifest(bundle_dir)), opts_(std::move(opts)) {
+  try {
+    load();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {  // only mtedge::Error leaves csrc
+    throw BackendError("out of memory while loading bundle " + manifest_.dir +
+                       "; load fewer variants or free memory");
+  } catch (const std::exception& e) {
+    throw BackendError("loading bundle " + manifest_.dir + " failed: " + e.what());
+  }
+}
+
+void Runtime::load() {
   const auto t0 = Clock::now();
   backend_ = make_backend(opts_.backend, opts_.backend_options);
   stats_.backend = backend_->name();
@@ -90,6 +103,7 @@ void Runtime::load_variant(const std::string& name, const std::string& engine_ta
   lv->name = name;
   const auto t_verify = Clock::now();
   std::vector<FileRef> files;
+  std::vector<std::string> bytes;  // what was hashed is what gets compiled
   for (const auto& seg : manifest_.segments) {
     if (engines) {
       auto it = engines->segments.find(seg.name);
@@ -102,7 +116,7 @@ void Runtime::load_variant(const std::string& name, const std::string& engine_ta
     }
   }
   if (opts_.verify)
-    for (const auto& f : files) verify_file(manifest_, f);
+    for (const auto& f : files) bytes.push_back(read_verified(manifest_, f));
   stats_.verify_ms += ms(ns_since(t_verify));
 
   // One buffer per boundary tensor: the model input and every segment output.
@@ -119,7 +133,8 @@ void Runtime::load_variant(const std::string& name, const std::string& engine_ta
   for (std::size_t i = 0; i < manifest_.segments.size(); ++i) {
     const auto& seg = manifest_.segments[i];
     const VariantSegment& vs = var.segments.at(seg.name);
-    SegmentSource src{seg.name, bundle_path(manifest_, files[i].file), vs.inputs, vs.outputs};
+    SegmentSource src{seg.name, bundle_path(manifest_, files[i].file),
+                      opts_.verify ? std::move(bytes[i]) : std::string(), vs.inputs, vs.outputs};
     auto compiled = backend_->load(src);
     // Producer outputs and consumer inputs bind the same buffer: heads read the trunk in place.
     bool reads_input = false;
@@ -138,6 +153,9 @@ void Runtime::load_variant(const std::string& name, const std::string& engine_ta
 }
 
 const Runtime::LoadedVariant& Runtime::find_variant(const std::string& name) const {
+  if (variants_.empty())
+    throw InputError("the runtime for bundle " + manifest_.dir +
+                     " is closed; create a new Runtime to run it again");
   if (name.empty()) return *variants_.front();
   for (const auto& v : variants_)
     if (v->name == name) return *v;
@@ -148,7 +166,7 @@ const Runtime::LoadedVariant& Runtime::find_variant(const std::string& name) con
                          "); pass it in variants= when creating the runtime");
 }
 
-const std::string& Runtime::default_variant() const { return variants_.front()->name; }
+const std::string& Runtime::default_variant() const { return find_variant({}).name; }
 
 std::vector<std::string> Runtime::tasks() const {
   std::vector<std::string> out;
@@ -199,6 +217,9 @@ void Runtime::run(const void* input, const std::vector<std::string>& tasks,
   if (input == nullptr) throw InputError("input '" + manifest_.input.name + "' is null");
 
   std::lock_guard<std::mutex> lock(mu_);
+  if (closed_)
+    throw InputError("the runtime for bundle " + manifest_.dir +
+                     " was closed (by another thread?); create a new Runtime to run it again");
   LoadedVariant& v = const_cast<LoadedVariant&>(find_variant(variant));
   // Plan: union of the tasks' segment masks, walked in manifest (topological) order.
   std::fill(scratch_mask_.begin(), scratch_mask_.end(), false);
@@ -253,6 +274,19 @@ RuntimeStats Runtime::stats() const {
   RuntimeStats s = stats_;
   for (const auto& v : variants_) s.segments.insert(s.segments.end(), v->stats.begin(), v->stats.end());
   return s;
+}
+
+void Runtime::close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (closed_) return;
+  closed_ = true;
+  variants_.clear();  // segments and buffers before the backend that made them
+  backend_.reset();
+}
+
+bool Runtime::closed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_;
 }
 
 void Runtime::reset_stats() {

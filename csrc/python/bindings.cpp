@@ -192,5 +192,9 @@ PYBIND11_MODULE(_runtime, m) {
       .def("plan", &mtedge::Runtime::plan, py::arg("tasks"))
       .def("run", &run_tasks, py::arg("input"), py::arg("tasks"), py::arg("variant") = "")
       .def("stats", [](const mtedge::Runtime& rt) { return stats_dict(rt.stats()); })
-      .def("reset_stats", &mtedge::Runtime::reset_stats);
+      .def("reset_stats", &mtedge::Runtime::reset_stats)
+      // Keeps the GIL: no other Python thread can be between input_spec() and run() meanwhile;
+      // a run in progress (GIL released) finishes first, later ones get InputError.
+      .def("close", &mtedge::Runtime::close)
+      .def_property_readonly("closed", &mtedge::Runtime::closed);
 }

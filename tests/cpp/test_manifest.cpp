@@ -146,3 +146,30 @@ TEST(Manifest, MissingBundleOrManifest) {
   }
   fs::remove_all(dir);
 }
+
+TEST(Manifest, RejectsShapesBeyondTheRuntimeLimits) {
+  Json m = valid();
+  m["input"]["shape"] = std::vector<int>(9, 1);
+  expect_bundle_error(m, {"input.shape", "1 to 8"});
+  m = valid();
+  m["input"]["shape"] = Json::array({1, 3, std::uint64_t(1) << 63, 7});  // wraps to negative as int64
+  expect_bundle_error(m, {"input.shape", "positive integer"});
+  m = valid();
+  m["input"]["shape"] = Json::array({65536, 65536, 65536});
+  expect_bundle_error(m, {"input.shape", "more than"});
+  m = valid();
+  m["golden"]["samples"] = std::uint64_t(1) << 40;
+  expect_bundle_error(m, {"golden.samples", "1 to 1000000"});
+}
+
+TEST(Manifest, AnyTypeConfusionIsABundleError) {
+  // Wrong JSON types anywhere must end in BundleError, never nlohmann's exceptions.
+  for (const char* key : {"format", "name", "input", "segments", "tasks", "variants", "default_variant", "golden"}) {
+    for (const Json& v : {Json(nullptr), Json(1), Json("x"), Json::array(), Json::object(), Json(true)}) {
+      if (v.is_string() && std::string(key) == "name") continue;  // a valid name
+      Json m = valid();
+      m[key] = v;
+      EXPECT_THROW(mtedge::parse_manifest(m.dump(), "/b"), mtedge::BundleError) << key << "=" << v.dump();
+    }
+  }
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -10,6 +11,34 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+
+from toolchain.errors import OutputError
+
+_WHY = {errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied", errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+        errno.ENOTDIR: "a parent path is a file, not a directory",
+        errno.EEXIST: "a parent path is an existing file, not a directory"}
+
+
+def output_error(path: str | Path, e: OSError) -> OutputError:
+    """A named error for an artifact that cannot be written (read-only, full, not a directory)."""
+    why = _WHY.get(e.errno or 0, e.strerror or str(e))
+    err = OutputError(f"cannot write {path}: {why} ({errno.errorcode.get(e.errno or 0, '?')}); "
+                      "write to another output directory (-o) or free space there; nothing was published")
+    err.errno = e.errno
+    return err
+
+
+@contextlib.contextmanager
+def named_output_errors(path: str | Path) -> Iterator[None]:
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as e:
+        if e.errno in _WHY:
+            raise output_error(path, e) from e
+        raise
 
 
 def sha256_file(path: str | Path) -> str:
@@ -27,6 +56,11 @@ def file_ref(root: Path, path: Path) -> dict[str, Any]:
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     path = Path(path)
+    with named_output_errors(path):
+        _write_bytes_atomic(path, data)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -61,19 +95,22 @@ def staged_directory(final: str | Path, overwrite: bool = False) -> Iterator[Pat
     final = Path(final)
     if final.exists() and not overwrite:
         raise FileExistsError(f"{final} exists; pass --force to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    with named_output_errors(final):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
     try:
-        yield tmp
-        if final.exists():
-            old = final.with_name(f"{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        with named_output_errors(final):
+            yield tmp
+        with named_output_errors(final):
+            if final.exists():
+                old = final.with_name(f"{final.name}.old-{os.getpid()}")
+                os.replace(final, old)
+                os.replace(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

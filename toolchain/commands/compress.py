@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -142,8 +143,17 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         from toolchain.export import export_bundle
 
         export_bundle(pruned, rec, output, force=True)
-        quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free)
+        qrep = quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free)
         click.echo(f"wrote {output}", err=True)
+        missing = [v for v in quantize if not qrep["variants"].get(v, {}).get("written")]
+        if missing or not qrep["ok"]:
+            # same contract as `mtedge quantize`: a requested variant that was not written fails
+            for n in qrep["notes"]:
+                click.echo(f"note: {n}", err=True)
+            click.secho(f"compress --quantize: variant(s) {', '.join(missing) or '?'} not written to {output} "
+                        "(tasks out of bounds, see the notes); loosen allowed_drop or add calibration data",
+                        fg="red", err=True)
+            sys.exit(1)
 
 
 def _summary(result) -> dict | None:

@@ -165,7 +165,7 @@ def quantize_bundle(
             golden_err = max_abs_errors(golden_got, golden_y)
             ok = all(v["within_bound"] for v in scores["val"].values())
             entry["tolerance"] = tolerances("int8" if precision == "int8" else precision, golden_err,
-                                            scores["val_max_abs_error"])
+                                            scores["val_max_abs_error"], golden_y)
             entry["metrics"] = {"mode": report["mode"], "val_samples": len(val),
                                 "test_samples": len(test) if test is not None else 0,
                                 "tasks": {t: {"metric": report["tasks"][t]["metric"],

@@ -18,10 +18,9 @@ import onnx
 from toolchain.bundle.files import file_ref, write_bytes_atomic
 from toolchain.bundle.manifest import Bundle
 from toolchain.quantize.chain import SegmentModel
+from toolchain.tolerance import recorded_tolerance
 
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
-TOLERANCE_FLOOR = {"fp16": 1e-3, "int8": 1e-2, "mixed": 1e-2}
-TOLERANCE_MARGIN = 2.0
 
 
 def _specs(values: Any) -> list[dict[str, Any]]:
@@ -60,15 +59,14 @@ def write_segment_files(bundle: Bundle, variant: str, models: dict[str, SegmentM
     return entries
 
 
-def tolerances(precision: str, golden_errors: dict[str, float], val_errors: dict[str, float]) -> dict[str, float]:
-    """`variant.tolerance` per task for `mtedge verify`: the larger of twice the golden error this
-    variant shows in onnxruntime and the worst error seen on the val split, with a floor."""
-    floor = TOLERANCE_FLOOR[precision]
-    out = {}
-    for t, e in golden_errors.items():
-        tol = max(floor, TOLERANCE_MARGIN * e, val_errors.get(t, 0.0))
-        out[t] = float(np.format_float_positional(tol, precision=3, unique=False, fractional=False, trim="-"))
-    return out
+def tolerances(precision: str, golden_errors: dict[str, float], val_errors: dict[str, float],
+               golden_outputs: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """`variant.tolerance` per task for `mtedge verify` and build verification: the one rule of
+    toolchain/tolerance.py (floor scaled by the task's golden outputs, twice the golden error this
+    variant shows in onnxruntime, the worst error seen on the val split)."""
+    golden_outputs = golden_outputs or {}
+    return {t: recorded_tolerance(precision, golden_outputs.get(t), e, val_errors.get(t, 0.0))
+            for t, e in golden_errors.items()}
 
 
 def publish_variant(bundle: Bundle, name: str, entry: dict[str, Any]) -> list[str]:

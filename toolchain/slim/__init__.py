@@ -6,8 +6,9 @@
     export    toolchain.slim.export    K configurations -> one bundle, identical segments stored once
     report    toolchain.slim.report    metric-vs-FLOPs plot, controllability, tables
 
-A slimmable checkpoint is an ordinary mtedge checkpoint (``toolchain.model.save_checkpoint``) whose
-module is a :class:`SlimmableModel` and whose ``slim`` entry holds the evaluated table.
+A slimmable checkpoint is an ordinary mtedge checkpoint (``toolchain.model.save_checkpoint``) of a
+:class:`SlimmableModel`: its plan stores the SlimSpec, configuration and per-width batch-norm
+statistics (toolchain/checkpoint.py), and its ``slim`` entry holds the evaluated table.
 See docs/slimmable.md.
 """
 
@@ -31,12 +32,13 @@ def save_slimmable(path: str | Path, slim: SlimmableModel, origin: str, recipe: 
     save_checkpoint(path, slim, origin, recipe, slim={"table": table.to_dict() if table is not None else None, **meta})
 
 
-def load_slimmable(spec: str, checkpoint: str | None = None) -> tuple[SlimmableModel, Any, Any, dict[str, Any]]:
+def load_slimmable(spec: str, checkpoint: str | None = None, *,
+                   trust_pickle: bool = False) -> tuple[SlimmableModel, Any, Any, dict[str, Any]]:
     """(slimmable model, recipe, SlimTable or None, meta) from a checkpoint written by ``mtedge slim convert``."""
     from toolchain.model import load
     from toolchain.slim.search import SlimTable
 
-    loaded = load(spec, checkpoint)
+    loaded = load(spec, checkpoint, trust_pickle=trust_pickle)
     if not isinstance(loaded.module, SlimmableModel):
         raise SpecError(f"{spec} holds a {type(loaded.module).__name__}, not a slimmable model; "
                         f"make one with `mtedge slim convert {spec} -o slim.pt`")

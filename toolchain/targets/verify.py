@@ -1,12 +1,8 @@
 """Check built engines against the bundle's golden I/O by running the segment DAG.
 
-Tolerances per variant precision (max |out - golden| over all samples and elements):
-
-* ``fp32``: 1e-4 * max(1, max |golden|)
-* ``fp16``: 1e-2 * max(1, max |golden|)   (relative to the output's scale)
-* ``int8`` / ``mixed``: the variant's ``tolerance[task]`` (absolute; the exporter records it)
-
-A variant's ``tolerance[task]``, when present, overrides the default for any precision.
+Comparison and tolerances: the one rule in toolchain/tolerance.py (exact shapes and dtypes;
+fp32 1e-4 and fp16 1e-2 times max(1, max |golden|); a variant's recorded ``tolerance[task]``
+overrides; a quantized variant without one is an error).
 
 Reference: the golden outputs are those of the full model, so they are the reference for variants
 without a width configuration (``config: null``). A variant with a width configuration (slimmable
@@ -16,25 +12,20 @@ own ONNX files run in onnxruntime on the golden inputs (same tolerances).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from toolchain import tolerance
 from toolchain.errors import BundleError
 from toolchain.targets.bundle_io import check_file, topo_segments
+from toolchain.tolerance import Check
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-DEFAULT_RELATIVE = {"fp32": 1e-4, "fp16": 1e-2}
 
 
-@dataclass(frozen=True)
-class TaskCheck:
-    task: str
-    max_abs_err: float
-    tolerance: float
-    passed: bool
+TaskCheck = Check  # one record type for every verification
 
 
 def load_golden(bundle: Path, manifest: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -53,15 +44,8 @@ def reference_kind(manifest: dict[str, Any], variant: str) -> str:
 
 
 def tolerance_for(manifest: dict[str, Any], variant: str, task: str, golden: np.ndarray) -> float:
-    """Absolute tolerance for ``task``'s output of ``variant`` (see the module docstring)."""
-    v = manifest["variants"][variant]
-    explicit = (v.get("tolerance") or {}).get(task)
-    if explicit is not None:
-        return float(explicit)
-    if v["precision"] in DEFAULT_RELATIVE:
-        return DEFAULT_RELATIVE[v["precision"]] * max(1.0, float(np.abs(golden).max()))
-    raise BundleError(f"variant {variant!r} ({v['precision']}) records no tolerance for task {task!r}; "
-                      f"the exporter writes variants.{variant}.tolerance — re-export, or build with --no-verify")
+    """Absolute tolerance for ``task``'s output of ``variant`` (toolchain/tolerance.py)."""
+    return tolerance.tolerance_for(manifest["variants"][variant], task, golden, variant)
 
 
 def run_dag(manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner], x: np.ndarray) -> dict[str, np.ndarray]:
@@ -121,11 +105,7 @@ def verify_variant(bundle: Path, manifest: dict[str, Any], variant: str, runners
         if task not in golden:
             continue
         ref = golden[task]
-        if got.shape != ref.shape:
-            raise BundleError(f"task {task!r}: engines produce shape {list(got.shape)}, golden is {list(ref.shape)}")
-        err = float(np.abs(got - ref).max())
-        tol = tolerance_for(manifest, variant, task, ref)
-        checks.append(TaskCheck(task, err, tol, bool(err <= tol)))
+        checks.append(tolerance.compare(task, got, ref, tolerance_for(manifest, variant, task, ref)))
     return checks
 
 

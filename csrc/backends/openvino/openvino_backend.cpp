@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <openvino/openvino.hpp>
 
@@ -115,7 +116,10 @@ class OpenVinoBackend final : public Backend {
     try {
       ov::CompiledModel compiled;
       if (ends_with(src.path, ".onnx") || ends_with(src.path, ".xml")) {
-        std::shared_ptr<ov::Model> model = core_.read_model(src.path);
+        // From the verified bytes when the runtime read them (the file is not read twice).
+        std::shared_ptr<ov::Model> model = src.data.empty() || !ends_with(src.path, ".onnx")
+                                               ? core_.read_model(src.path)
+                                               : core_.read_model(src.data, ov::Tensor());
         check_names(*model, src);
         // Dynamic-batch exports: fix every input to the manifest's static shape.
         std::map<std::string, ov::PartialShape> shapes;
@@ -125,8 +129,13 @@ class OpenVinoBackend final : public Backend {
         if (!shapes.empty()) model->reshape(shapes);
         compiled = core_.compile_model(model, device_, config_);
       } else {  // an OpenVINO compiled blob from engines.<target>
-        std::ifstream blob(src.path, std::ios::binary);
-        compiled = core_.import_model(blob, device_, config_);
+        if (!src.data.empty()) {
+          std::istringstream blob(src.data);
+          compiled = core_.import_model(blob, device_, config_);
+        } else {
+          std::ifstream blob(src.path, std::ios::binary);
+          compiled = core_.import_model(blob, device_, config_);
+        }
       }
       return std::make_unique<OvSegment>(std::move(compiled), src);
     } catch (const ov::Exception& e) {

@@ -166,6 +166,7 @@ class TrtSegment final : public Segment {
     bool dynamic = false;
     for (int i = 0; i < d.nbDims; ++i) dynamic |= d.d[i] < 0;
     if (mode == nvinfer1::TensorIOMode::kINPUT && dynamic) {
+      check_shape(t.shape, "segment '" + name_ + "' input '" + t.name + "'");  // rank <= Dims::MAX_DIMS
       nvinfer1::Dims want{};
       want.nbDims = static_cast<std::int32_t>(t.shape.size());
       for (std::size_t i = 0; i < t.shape.size(); ++i) want.d[i] = t.shape[i];

@@ -14,6 +14,8 @@ class Buffer {
  public:
   explicit Buffer(TensorSpec spec) : spec_(std::move(spec)) {}
   virtual ~Buffer() = default;
+  Buffer(const Buffer&) = delete;  // owns device/host memory: never copied
+  Buffer& operator=(const Buffer&) = delete;
   const TensorSpec& spec() const { return spec_; }
   // Copies the whole tensor into caller memory (spec().bytes() bytes); waits for pending work.
   virtual void copy_to_host(void* dst) const = 0;
@@ -24,7 +26,10 @@ class Buffer {
 
 class Segment {
  public:
+  Segment() = default;
   virtual ~Segment() = default;
+  Segment(const Segment&) = delete;  // owns a compiled model / execution context
+  Segment& operator=(const Segment&) = delete;
   // At load: make the segment read/write `tensor` in place in `buf` (shared with other segments).
   virtual void bind(const std::string& tensor, Buffer& buf) = 0;
   // Per run: feed caller memory for a model input. Zero-copy where the backend can
@@ -36,12 +41,18 @@ class Segment {
 struct SegmentSource {
   std::string name;     // logical segment name, for messages
   std::string path;     // absolute file path (ONNX, OpenVINO blob or TensorRT plan)
+  // The file's bytes as read once and sha256-checked by the runtime; empty when verification
+  // is off. A backend that can load from memory uses these, so what runs is what was hashed.
+  std::string data;
   std::vector<TensorSpec> inputs, outputs;
 };
 
 class Backend {
  public:
+  Backend() = default;
   virtual ~Backend() = default;
+  Backend(const Backend&) = delete;  // owns the core / CUDA stream
+  Backend& operator=(const Backend&) = delete;
   virtual std::string name() const = 0;
   virtual std::unique_ptr<Buffer> allocate(const TensorSpec& spec) = 0;
   virtual std::unique_ptr<Segment> load(const SegmentSource& src) = 0;

@@ -76,5 +76,12 @@ Manifest load_manifest(const std::string& bundle_dir);
 std::string bundle_path(const Manifest& m, const std::string& rel);
 // Checks size then sha256 of one referenced file; names it on mismatch.
 void verify_file(const Manifest& m, const FileRef& ref);
+// Reads a referenced file once and returns exactly the bytes whose size and sha256 were checked
+// (hash what you load, never load again what you hashed). The resolved path must stay inside the
+// bundle directory (a symlink pointing out of it is refused). Throws FileMissingError /
+// IntegrityError / BundleError.
+std::string read_verified(const Manifest& m, const FileRef& ref);
+
+constexpr std::size_t kMaxManifestBytes = 16 * 1024 * 1024;
 
 }  // namespace mtedge

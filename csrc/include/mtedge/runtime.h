@@ -71,9 +71,16 @@ class Runtime {
   RuntimeStats stats() const;
   void reset_stats();
 
+  // Releases every compiled segment and buffer; waits for a run in progress. Later calls to
+  // run() throw InputError ("closed"). Must not race with input_spec()/output_spec(), whose
+  // references it invalidates (the Python binding holds the GIL around both).
+  void close();
+  bool closed() const;
+
  private:
   struct LoadedVariant;
   const LoadedVariant& find_variant(const std::string& name) const;
+  void load();
   void load_variant(const std::string& name, const std::string& engine_target);
 
   Manifest manifest_;
@@ -83,6 +90,7 @@ class Runtime {
   std::vector<std::vector<bool>> task_masks_;  // per task: which segments it needs
   std::vector<bool> scratch_mask_;             // reused by run(), guarded by mu_
   mutable std::mutex mu_;
+  bool closed_ = false;                        // guarded by mu_
   RuntimeStats stats_;
 };
 
