@@ -34,6 +34,9 @@ def valid_docs(draw) -> dict:
                  "calibration_count": draw(st.integers(1, 10**6))},
         "tasks": {},
     }
+    # a user's data kinds name their source (what the loaders read is checked when they read it)
+    doc["data"].update({"images": {"path": "images/"}, "arrays": {"path": "data.npz"},
+                        "python": {"source": "my_pkg.data:batches"}}.get(doc["data"]["kind"], {}))
     if draw(st.booleans()):
         doc["model"] = "zoo:" + draw(names)
     for t in draw(st.lists(names, min_size=1, max_size=4, unique=True)):
