@@ -54,6 +54,13 @@ def test_pattern_through_every_stage(name, tmp_path):
     assert not any(n.target in (torch.conv2d, torch.nn.functional.conv2d, torch.nn.functional.linear)
                    for n in gm.graph.nodes), "every weighted layer is a call_module node"
 
+    # evaluation takes the user's model as it is (the recipe names its outputs)
+    from toolchain.data.loaders import batches
+    from toolchain.evaluate import evaluate
+
+    data = list(batches(recipe, "val", count=4))
+    assert evaluate(model, recipe, data, reference=model) == evaluate(gm, recipe, data, reference=gm)
+
     # 1. inspect
     report, part = inspect_model(gm, x)
     assert set(report["tasks"]) == set(recipe.tasks)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from toolchain.data.loaders import Batch
-from toolchain.graph.capture import capture
+from toolchain.graph.capture import multitask
 from toolchain.metrics import FIDELITY_METRIC, make_metric
 from toolchain.recipe import Recipe
 
@@ -32,8 +32,8 @@ def evaluate(
 ) -> dict[str, float]:
     """Metric per task. With `reference`, targets are the reference's outputs (fidelity mode);
     otherwise batches must carry labels."""
-    model = capture(model).eval()
-    reference = capture(reference).eval() if reference is not None else None
+    model = multitask(model, recipe).eval()
+    reference = multitask(reference, recipe).eval() if reference is not None else None
     names = list(tasks) if tasks is not None else list(recipe.tasks)
     label_free = reference is not None
     metrics = {t: make_metric(task_metric_name(recipe, t, label_free)) for t in names}
