@@ -22,11 +22,13 @@ t0=$(date +%s)
 cmake --build "$build" -j "$jobs"
 echo "test-sanitize: build $(( $(date +%s) - t0 )) s"
 
+LSAN_SUPP="$(cd "$(dirname "$0")" && pwd)/lsan.supp"  # third-party leaks only (oneTBB)
 # Reports go to files as well as stderr so they can be counted.
 rm -rf "$build/reports" && mkdir -p "$build/reports"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$build/reports/ubsan"
 status=0
 (cd "$build" && ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$build/reports/asan" \
+  LSAN_OPTIONS="suppressions=$LSAN_SUPP" \
   MTEDGE_PYTHON="$py" ctest --output-on-failure -j "$jobs") || status=1
 
 # Python: the installed package with its extension swapped for the sanitized one.

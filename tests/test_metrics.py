@@ -76,7 +76,7 @@ def test_rmse_in_a_user_unit_and_user_metrics_from_a_recipe():
     user.update(torch.tensor([0.0]), torch.tensor([3.0]))
     assert user.value() == pytest.approx((0 + 2 + 3) / 3)  # the whole split at once
     assert parse_recipe(recipe.to_dict()).tasks == recipe.tasks
-    for bad, match in [({"metric": "nope.mod:f"}, "cannot be imported"), ({"unit_scale": -1}, "unit_scale' must be a number > 0"),
+    for bad, match in [({"metric": "nope.mod:f"}, "cannot import metric"), ({"unit_scale": -1}, "unit_scale' must be a number > 0"),
                        ({"metric": "f1"}, "known metrics"), ({"higher_is_better": True, "metric": "rmse"}, "drop the key")]:
         task = {"kind": "regression", "allowed_drop": 1.0, **bad}
         with pytest.raises(SpecError, match=match):

@@ -230,17 +230,9 @@ def make_metric(name: str) -> Metric:
 
 
 def _resolve(spec: str):
-    import importlib
+    from toolchain.imports import import_callable
 
-    mod_name, _, attr = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise SpecError(f"metric {spec!r} cannot be imported ({e}); expected 'package.module:function' "
-                        "taking (predictions, targets) and returning a float") from None
-    if not callable(fn):
-        raise SpecError(f"metric {spec!r} is a {type(fn).__name__}, not a function")
-    return fn
+    return import_callable(spec, "metric", "'package.module:function' taking (predictions, targets) and returning a float")
 
 
 def _float(s: str) -> float | None:

@@ -15,7 +15,6 @@ State dicts given with ``--checkpoint`` load with ``weights_only=True``.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from toolchain import checkpoint as ckpt
 from toolchain import zoo
 from toolchain.checkpoint import CHECKPOINT_FORMAT
 from toolchain.errors import SpecError
+from toolchain.imports import import_callable
 from toolchain.recipe import Recipe, load_recipe
 
 
@@ -93,13 +93,7 @@ def _build(spec: str) -> tuple[nn.Module, Recipe | None]:
         entry = zoo.get(spec[4:])
         return entry.factory(), load_recipe(entry.recipe_path)
     if ":" in spec and not spec.endswith((".pt", ".pth")) and not os.path.exists(spec):
-        mod_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError, ValueError) as e:
-            raise SpecError(f"cannot import factory {spec!r} ({e}); expected package.module:callable") from None
-        if not callable(factory):
-            raise SpecError(f"{spec} is a {type(factory).__name__}, not a callable; expected package.module:factory")
+        factory = import_callable(spec, "factory", "package.module:factory")
         module = factory()
         if not isinstance(module, nn.Module):
             raise SpecError(f"factory {spec} returned {type(module).__name__}; expected a torch.nn.Module")

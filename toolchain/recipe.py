@@ -25,7 +25,6 @@ user data kinds (`images`, `arrays`, `python`) are described in docs/byo.md.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from typing import Any, Callable
 import yaml
 
 from toolchain.errors import SpecError
+from toolchain.imports import import_callable
 from toolchain.metrics import FIDELITY_METRIC, is_known_metric, make_metric, register_user_metric
 
 TASK_KINDS = ("classification", "segmentation", "depth", "regression", "keypoints", "reconstruction")
@@ -91,14 +91,7 @@ class Recipe:
         spec = self.hooks.get(name)
         if not spec:
             return None
-        mod_name, _, attr = spec.partition(":")
-        try:
-            fn = getattr(importlib.import_module(mod_name), attr)
-        except (ImportError, AttributeError, ValueError) as e:
-            raise SpecError(f"recipe hook {name}={spec!r} cannot be imported ({e}); expected 'package.module:function'") from None
-        if not callable(fn):
-            raise SpecError(f"recipe hook {name}={spec!r} is not callable")
-        return fn
+        return import_callable(spec, f"recipe hook {name}", "'package.module:function'")
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form: `parse_recipe(r.to_dict())` gives back an equal recipe."""

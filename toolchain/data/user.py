@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib
 import json
 import zlib
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch
 
 from toolchain.data.images import IMAGE_SUFFIXES, image_as_target, normalize_for, read_image, read_mask
 from toolchain.errors import SpecError
+from toolchain.imports import import_callable
 from toolchain.recipe import Recipe
 
 SPLITS = ("train", "val", "test", "calib")
@@ -348,11 +348,7 @@ def _load_npz(path: str, tasks: tuple[str, ...], shape: tuple[int, ...]) -> tupl
 
 def python_batches(recipe: Recipe, split: str, count: int | None) -> Iterator[Batch]:
     spec = recipe.data.options["source"]
-    mod_name, _, attr = spec.partition(":")
-    try:
-        fn = getattr(importlib.import_module(mod_name), attr)
-    except (ImportError, AttributeError, ValueError) as e:
-        raise SpecError(f"data.source {spec!r} cannot be imported ({e}); expected 'package.module:function'") from None
+    fn = import_callable(spec, "data.source", "'package.module:function'")
     seen = 0
     empty = True
     for i, item in enumerate(fn(split)):
