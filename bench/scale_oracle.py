@@ -51,7 +51,8 @@ def oracle_batch(val_count: int = 512) -> dict:
     from toolchain.prune.groups import channel_groups
     from toolchain.prune.importance import channel_scores
     from toolchain.prune.oracle import Oracle
-    from toolchain.prune.pagcp import _keep_candidates, exactness_refusals
+    from toolchain.prune.pagcp import exactness_refusals
+    from toolchain.prune.sequential import keep_candidates
     from toolchain.scale.evaluator import RayEvaluator, SerialEvaluator
 
     loaded, weights = _weights()
@@ -68,7 +69,7 @@ def oracle_batch(val_count: int = 512) -> dict:
     items = []
     bisection = 0
     for g in groups:
-        keeps = _keep_candidates(g.channels, 8, 0.5, 0.0, cost.flops_per_channel(model, g, flops))
+        keeps = keep_candidates(g.channels, 8, 0.5, 0.0, cost.flops_per_channel(model, g, flops))
         items += [(g.name, k) for k in keeps[1:]]
         n = len(keeps) - 1
         bisection += 0 if n < 1 else 1 + max(0, (n - 1).bit_length())  # worst case of the serial bisection

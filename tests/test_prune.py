@@ -19,7 +19,8 @@ from toolchain.prune.baseline import l1_prune
 from toolchain.prune.groups import channel_groups, output_layers
 from toolchain.prune.importance import channel_scores, lowest
 from toolchain.prune.oracle import Oracle
-from toolchain.prune.pagcp import PruneConfig, _keep_candidates, prune
+from toolchain.prune.pagcp import PruneConfig, prune
+from toolchain.prune.sequential import keep_candidates
 from toolchain.testing.architectures import recipe_for
 from toolchain.testing.encoders import ENCODERS
 
@@ -44,11 +45,11 @@ def test_ignored_layer_must_exist():
 
 
 def test_keep_candidates_are_rounded_and_never_below_the_multiple():
-    assert _keep_candidates(64, 8, 0.5, 0, 0) == [64, 56, 48, 40, 32]
-    assert _keep_candidates(24, 16, 1.0, 0, 0) == [24, 16]
-    assert _keep_candidates(8, 8, 1.0, 0, 0) == [8]  # at the multiple: nothing to prune
+    assert keep_candidates(64, 8, 0.5, 0, 0) == [64, 56, 48, 40, 32]
+    assert keep_candidates(24, 16, 1.0, 0, 0) == [24, 16]
+    assert keep_candidates(8, 8, 1.0, 0, 0) == [8]  # at the multiple: nothing to prune
     # the goal needs 10 channels' worth of FLOPs: no deeper than the multiple that reaches it
-    assert _keep_candidates(64, 8, 1.0, 10 * 100.0, 100.0) == [64, 56, 48]
+    assert keep_candidates(64, 8, 1.0, 10 * 100.0, 100.0) == [64, 56, 48]
 
 
 def test_oracle_suffix_reexecution_equals_full_forward(fashion_recipe):

@@ -74,7 +74,8 @@ def test_host_counters_time_every_prunable_layer_of_fashion_mt(tiny_trained_fash
 
 
 def test_latency_per_flop_order_visits_layers_slow_for_their_flops_first(tiny_trained_fashion):
-    from toolchain.prune.pagcp import PruneConfig, _priority
+    from toolchain.prune.pagcp import PruneConfig
+    from toolchain.prune.sequential import _priority
 
     model = tiny_trained_fashion[1].module
     x = torch.zeros(1, 1, 28, 28)

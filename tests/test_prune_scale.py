@@ -74,7 +74,7 @@ def _tiny(seed: int = 0):
 def test_carried_brackets_cut_evaluations_and_every_step_stays_within_its_budget():
     model, recipe, x = _tiny()
     base = dict(keep_flops=0.3, round_to=4, val_count=16, batch_size=16, max_rounds=4, budget_fraction=0.5,
-                exactness_fractions=(0.5,))
+                exactness_fractions=(0.5,), search="sequential")
     plain = prune(model, recipe, PruneConfig(**base, carry_brackets=False), example=x)
     carried = prune(model, recipe, PruneConfig(**base), example=x)
     assert carried.oracle_evaluations < plain.oracle_evaluations

@@ -4,6 +4,8 @@ One local Ray instance (2 CPUs) serves the whole module and is shut down at its 
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import subprocess
 import sys
@@ -126,6 +128,25 @@ def test_slim_grid_is_identical_serial_and_on_workers(pool, fashion_recipe):
     assert parallel.to_dict() == serial.to_dict()
     prefs = {t: 1.0 for t in fashion_recipe.tasks}
     assert search(parallel, prefs, budget_flops=0.6).config == search(serial, prefs, budget_flops=0.6).config
+
+
+def test_pruning_oracle_on_workers_finds_the_serial_result(pool, fashion_recipe):
+    from toolchain.model import load
+    from toolchain.prune.pagcp import PruneConfig, prune
+
+    model = load("zoo:fashion-mt").module.eval()
+    config = PruneConfig(keep_flops=0.5, round_to=4, val_count=64, batch_size=32, screen_count=32, max_rounds=4,
+                         label_free=True, exactness_fractions=(), points_per_probe=2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' thread count: bit-identical arithmetic
+    try:
+        serial = prune(model, fashion_recipe, config)
+    finally:
+        torch.set_num_threads(before)
+    parallel = prune(model, fashion_recipe, dataclasses.replace(config, evaluator=pool))
+    assert parallel.channels == serial.channels
+    assert [p.drops for p in parallel.path] == [p.drops for p in serial.path]
+    assert parallel.oracle_evaluations == serial.oracle_evaluations and serial.path
 
 
 # --- mtedge sweep ----------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from toolchain.commands.common import checkpoint_option, load_model_and_recipe, model_argument, recipe_option
+from toolchain.commands.common import (checkpoint_option, evaluator_from, load_model_and_recipe, model_argument,
+                                      recipe_option, scale_options)
 from toolchain.errors import MtedgeError, SpecError
 
 
@@ -26,6 +27,12 @@ from toolchain.errors import MtedgeError, SpecError
               help="prune first the groups that save the most FLOPs, the most milliseconds, or the most milliseconds "
                    "per FLOP (best with --keep-flops: the FLOPs budget buys the most time); times from --latency-table, "
                    "else OpenVINO's per-layer counters on this host")
+@click.option("--search", type=click.Choice(["joint", "sequential"]), default="joint", show_default=True,
+              help="PAGCP's search: joint (one ranking of every channel, a handful of oracle evaluations a round) "
+                   "or sequential (the paper's group-by-group greedy, a bisection per group)")
+@click.option("--points-per-probe", type=int, default=None,
+              help="prefixes the joint search judges per probe (default: --workers, else 1); the result depends on "
+                   "this number, not on where the points are judged")
 @click.option("--max-step", type=float, default=0.5, show_default=True,
               help="at most this fraction of a group's channels is cut per round")
 @click.option("--latency-table", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -47,9 +54,11 @@ from toolchain.errors import MtedgeError, SpecError
               help="write report.json, report.md and pruning_path.png here")
 @click.option("--test-count", type=int, default=None, help="evaluate before/after on the first N test samples")
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
-def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, max_step, latency_table, finetune_epochs,
-             finetune_limit, distill, label_free, val_count, screen_count, time_budget_min, ignored, quantize, output,
-             report_dir, test_count, threads):
+@scale_options
+def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, search,
+             points_per_probe, max_step, latency_table, finetune_epochs, finetune_limit, distill, label_free, val_count,
+             screen_count, time_budget_min, ignored, quantize, output, report_dir, test_count, threads, workers,
+             ray_address, worker_threads):
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
     import torch
 
@@ -95,7 +104,7 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         from toolchain.prune.pagcp import PruneConfig, prune
 
         config = PruneConfig(keep_flops=keep_flops, target_latency_ms=target_latency_ms, round_to=round_to, order=order,
-                             max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored),
+                             search=search, points_per_probe=points_per_probe or workers or 1, max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored),
                              screen_count=screen_count,
                              time_budget_s=60 * time_budget_min if time_budget_min is not None else None,
                              on_step=lambda line: console.print(line, highlight=False))
@@ -113,7 +122,9 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
             console.print(f"host per-layer latency (OpenVINO CPU counters): {table.total_ms:.3f} ms, "
                           f"{len(table.names)} prunable layers timed")
         if method == "pagcp":
-            result = prune(unpruned, rec, config, example=example)
+            with evaluator_from(workers, ray_address, worker_threads) as ev:
+                config.evaluator = None if workers is None and ray_address is None else ev
+                result = prune(unpruned, rec, config, example=example)
         else:
             config.check()
             goal = cost.model_flops(unpruned, example) * (keep_flops if keep_flops is not None else 0.5)

@@ -14,8 +14,16 @@ Score of channel c of group g (higher = keep)::
   channel that *any* task relies on (the PAGCP idea: filters needed by one task are not traded for
   another task's).
 
-Losses: labelled data uses the trainer's task losses; label-free data uses the distillation loss
-against the unpruned model's outputs.
+Losses: labelled data uses the trainer's task losses (first order: the loss change of removing a
+channel). Label-free there is no loss to differentiate -- the distillation loss against the
+unpruned model has a zero gradient where the two agree, i.e. before the first cut -- so the score
+is the *sampled-Fisher sensitivity*: the squared Taylor term of a loss whose expected square is the
+second-order change of the outputs (KL of the class scores, squared change of the rest), see
+:func:`_fisher_loss`.
+
+The sequential search compares channels within a group (:func:`channel_scores`); the joint search
+ranks every channel of the network at once and needs scores comparable across groups
+(:func:`joint_scores`: per-task Taylor over its network-wide total, max over tasks).
 """
 
 from __future__ import annotations
@@ -23,13 +31,14 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 import torch_pruning as tp
 from torch import nn
 
 from toolchain.data.loaders import Batch
 from toolchain.prune.groups import ChannelGroup
 from toolchain.recipe import Recipe
-from toolchain.train import distill_loss, task_loss
+from toolchain.train import task_loss
 
 
 def magnitude(group: ChannelGroup) -> torch.Tensor:
@@ -40,38 +49,73 @@ def magnitude(group: ChannelGroup) -> torch.Tensor:
 
 
 def taylor_per_task(model: nn.Module, groups: Sequence[ChannelGroup], recipe: Recipe, data: Sequence[Batch],
-                    reference: nn.Module | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    """task -> group name -> first-order Taylor importance per channel (on `data`).
-
-    With `reference` (label-free), a task's loss is its distillation loss to the reference."""
+                    label_free: bool = False, seed: int = 0) -> dict[str, dict[str, torch.Tensor]]:
+    """task -> group name -> Taylor importance per channel on `data` (see the module docstring):
+    labelled, |w * dL_t/dw| of the task loss; label-free, the sampled-Fisher sensitivity."""
     model.eval()  # batch norm uses running statistics: we score the deployed function
     kinds = {t: recipe.tasks[t].kind for t in recipe.tasks}
-    imp = tp.importance.GroupTaylorImportance(group_reduction="mean", normalizer=None)
+    fisher = label_free or any(y is None for _, y in data)
+    # Fisher: the signed sum per channel (the whole channel is removed), squared; bias terms count
+    # because removing a channel removes its bias too
+    imp = tp.importance.GroupTaylorImportance(group_reduction="sum", normalizer=None, multivariable=fisher, bias=fisher)
+    x = torch.cat([b for b, _ in data])
+    targets = None if fisher else {t: torch.cat([y[t] for _, y in data]) for t in kinds}
+    gen = torch.Generator().manual_seed(seed)
+    params = list(model.parameters())
     out: dict[str, dict[str, torch.Tensor]] = {}
-    params = [p for p in model.parameters()]
-    for task in kinds:
-        for p in params:
-            p.grad = None
-        with torch.enable_grad():
-            for x, targets in data:
-                pred = model(x)[task]
-                if reference is not None or targets is None:
-                    with torch.no_grad():
-                        ref = (reference or model)(x)[task]
-                    loss = distill_loss(kinds[task], pred, ref)
-                else:
-                    loss = task_loss(kinds[task], pred, targets[task])
-                loss.backward()
-        per_group: dict[str, torch.Tensor] = {}
-        for g in groups:
-            try:
-                per_group[g.name] = imp(g.tp_group).detach().float().abs()
-            except (TypeError, AttributeError):  # a layer this task never reached has no gradient
-                per_group[g.name] = torch.zeros(g.channels)
-        out[task] = per_group
+    with torch.enable_grad():
+        preds = model(x)  # one forward; a backward per task
+        for i, task in enumerate(kinds):
+            for p in params:
+                p.grad = None
+            pred = preds[task]
+            loss = _fisher_loss(kinds[task], pred, gen) if fisher else task_loss(kinds[task], pred, targets[task])
+            loss.backward(retain_graph=i < len(kinds) - 1)
+            for p in params:  # a layer this task never reaches has no gradient: it contributes zero
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            per_group: dict[str, torch.Tensor] = {}
+            for g in groups:
+                v = imp(g.tp_group)
+                v = torch.zeros(g.channels) if v is None else v.detach().float().abs()
+                per_group[g.name] = v.square() if fisher else v
+            out[task] = per_group
     for p in params:
         p.grad = None
     return out
+
+
+def _fisher_loss(kind: str, pred: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A loss whose squared Taylor term estimates, in expectation, how far removing a channel moves
+    the outputs in the metric that matters: for class scores the KL divergence of the softmax (at the
+    distillation temperature), labels sampled from the model's own prediction (sampled Fisher); for
+    other outputs the squared change, through a Gaussian random projection. Unlike a distillation
+    loss against the unpruned model, its gradient is not zero where the two models are equal."""
+    if kind in ("classification", "segmentation"):
+        t = 2.0
+        logits = (pred.float() / t).movedim(1, -1).reshape(-1, pred.shape[1])
+        with torch.no_grad():
+            sampled = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen).squeeze(1)
+        return F.cross_entropy(logits, sampled, reduction="sum")
+    r = torch.randn(pred.shape, generator=gen)
+    return (pred.float() * r).sum()
+
+
+def joint_scores(model: nn.Module, groups: Sequence[ChannelGroup], recipe: Recipe, data: Sequence[Batch],
+                 label_free: bool = False, use_taylor: bool = True) -> dict[str, torch.Tensor]:
+    """group name -> score per channel, comparable *across* groups (the joint search ranks every
+    channel of the network at once): each task's Taylor importance divided by that task's total
+    over all groups, the max over tasks. Without Taylor, group magnitude over its mean (a ranking
+    that is comparable only roughly)."""
+    if not use_taylor:
+        return {g.name: _normalized(magnitude(g)) for g in groups}
+    taylor = taylor_per_task(model, groups, recipe, data, label_free)
+    totals = {t: sum(float(v.sum()) for v in per.values()) for t, per in taylor.items()}
+    scores = {}
+    for g in groups:
+        per_task = [taylor[t][g.name] / totals[t] for t in taylor if totals[t] > 0]
+        scores[g.name] = torch.stack(per_task).max(dim=0).values if per_task else torch.zeros(g.channels)
+    return scores
 
 
 def _normalized(v: torch.Tensor) -> torch.Tensor:
@@ -81,9 +125,10 @@ def _normalized(v: torch.Tensor) -> torch.Tensor:
 
 
 def channel_scores(model: nn.Module, groups: Sequence[ChannelGroup], recipe: Recipe, data: Sequence[Batch],
-                   reference: nn.Module | None = None, use_taylor: bool = True) -> dict[str, torch.Tensor]:
-    """group name -> score per channel (higher = more important; see the module docstring)."""
-    taylor = taylor_per_task(model, groups, recipe, data, reference) if use_taylor else {}
+                   label_free: bool = False, use_taylor: bool = True) -> dict[str, torch.Tensor]:
+    """group name -> score per channel, comparable within its group (higher = more important; see
+    the module docstring)."""
+    taylor = taylor_per_task(model, groups, recipe, data, label_free) if use_taylor else {}
     scores: dict[str, torch.Tensor] = {}
     for g in groups:
         s = _normalized(magnitude(g))

@@ -16,11 +16,12 @@ Keeping it cheap:
   tasks the group feeds. Tasks the group cannot reach keep their current metric without running.
   When a group's layers cannot be found in the fx graph (a custom leaf module), the oracle falls
   back to a full forward of the candidate: slower, same answer;
-- **screening**: with ``screen_count``, candidates are judged on the first ``screen_count`` images
-  only (``judge``); the step the search accepts is then **confirmed** on the whole subset
+- **screening**: with ``screen_count``, candidates are judged on ``screen_count`` images spread
+  evenly over the subset (``judge``); the step the search accepts is then **confirmed** on the whole subset
   (``confirm``: exact, full forwards), so every accepted model is within its budgets on the full
   subset, never on an estimate;
-- ``judge_all`` judges a list of candidates (one function, so it can be distributed later).
+- ``judge_all`` judges a list of candidates, on an evaluator's workers when one is given
+  (toolchain/scale/evaluator.py: Ray, or in-process).
 
 Cost counters: ``evaluations`` (candidates judged, screening and confirmation), ``confirmations``
 and ``images_evaluated`` (images pushed through a candidate, suffix-only runs included).
@@ -88,7 +89,7 @@ class Oracle:
                 self.data = [(x, y) for x, y in data]
         total = sum(len(x) for x, _ in self.data)
         self.screening = screen_count is not None and screen_count < total
-        self.screen = _head(self.data, screen_count) if self.screening else self.data
+        self.screen = _spread(self.data, screen_count) if self.screening else self.data
         if label_free:  # the unpruned model's outputs are the targets: score them, no second forward
             self.before = self._score_outputs(self.data)
             self.before_screen = self._score_outputs(self.screen)
@@ -99,21 +100,15 @@ class Oracle:
         self._current_screen: dict[str, float] = dict(self.before_screen)
         self._gm: fx.GraphModule | None = None
         self._out: dict[str, fx.Node] = {}
+        self._state: tuple | None = None
 
     # -- plain evaluation ---------------------------------------------------------------------
 
-    @torch.no_grad()
     def score(self, model: nn.Module, tasks: Sequence[str] | None = None,
               data: Sequence[Batch] | None = None) -> dict[str, float]:
         """Metrics of `model` on the subset, or on `data` (full forwards)."""
-        model.eval()
-        tasks = list(tasks or self.tasks)
-        ms = {t: make_metric(self.metric_names[t]) for t in tasks}
-        for x, y in (self.data if data is None else data):
-            out = model(x)
-            for t in tasks:
-                ms[t].update(out[t], y[t])
-        return {t: m.value() for t, m in ms.items()}
+        names = {t: self.metric_names[t] for t in (tasks or self.tasks)}
+        return _metrics(model, self.data if data is None else data, names)
 
     def _score_outputs(self, data: Sequence[Batch]) -> dict[str, float]:
         ms = {t: make_metric(self.metric_names[t]) for t in self.tasks}
@@ -223,9 +218,29 @@ class Oracle:
         d = self.drops(metrics, self.before_screen)
         return Verdict(metrics, d, self.within(d, budget_scale))
 
-    def judge_all(self, candidates: Sequence[tuple[nn.Module, _Suffix | None]], budget_scale: float = 1.0) -> list[Verdict]:
-        """Verdicts of several candidates (each with its group's suffix), in order."""
-        return [self.judge(c, s, budget_scale) for c, s in candidates]
+    def judge_all(self, candidates: Sequence[tuple[nn.Module, _Suffix | None]], budget_scale: float = 1.0,
+                  evaluator: Any = None) -> list[Verdict]:
+        """Verdicts of several candidates (each with its group's suffix), in order. With an
+        `evaluator` (toolchain.scale.evaluator), candidates judged by full forwards go to its workers:
+        the screening images travel once per worker, each candidate once; same metrics as in-process."""
+        if evaluator is None or len(candidates) < 2 or any(s is not None for _, s in candidates):
+            return [self.judge(c, s, budget_scale) for c, s in candidates]
+        found = evaluator.map(_screen_metrics, [c for c, _ in candidates], state=self._screen_state(),
+                              description="oracle")
+        n = sum(len(x) for x, _ in self.screen)
+        self.evaluations += len(found)
+        self.images_evaluated += n * len(found)
+        out = []
+        for metrics in found:
+            d = self.drops(metrics, self.before_screen)
+            out.append(Verdict(metrics, d, self.within(d, budget_scale)))
+        return out
+
+    def _screen_state(self) -> tuple:
+        # one object for the whole search, so the evaluator ships it to each worker once
+        if self._state is None:
+            self._state = (list(self.screen), dict(self.metric_names))
+        return self._state
 
     @torch.no_grad()
     def confirm(self, candidate: nn.Module, budget_scale: float = 1.0) -> Verdict:
@@ -239,17 +254,35 @@ class Oracle:
         return Verdict(metrics, d, self.within(d, budget_scale))
 
 
-def _head(data: Sequence[Batch], count: int) -> list[Batch]:
-    """The first `count` samples of `data` (the last batch cut to fit)."""
-    out: list[Batch] = []
-    left = count
+@torch.no_grad()
+def _metrics(model: nn.Module, data: Sequence[Batch], metric_names: dict[str, str]) -> dict[str, float]:
+    """task -> metric of `model` on `data` (full forwards)."""
+    model.eval()
+    ms = {t: make_metric(name) for t, name in metric_names.items()}
     for x, y in data:
-        if left <= 0:
-            break
-        take = min(left, len(x))
-        out.append((x[:take], None if y is None else {t: v[:take] for t, v in y.items()}))
-        left -= take
-    return out
+        out = model(x)
+        for t in ms:
+            ms[t].update(out[t], y[t])
+    return {t: m.value() for t, m in ms.items()}
+
+
+def _screen_metrics(state: tuple, model: nn.Module) -> dict[str, float]:
+    """Evaluator task: a candidate's metrics on the screening images (module level: Ray ships it by name)."""
+    screen, metric_names = state
+    return _metrics(model, screen, metric_names)
+
+
+def _spread(data: Sequence[Batch], count: int) -> list[Batch]:
+    """`count` samples spread evenly over `data` (every k-th), batched as `data` is. A folder is read
+    in name order, so its first images are often crops of one photo: the screening images must be
+    a sample of the whole subset, or their verdicts say little about the confirmation's."""
+    xs = torch.cat([x for x, _ in data])
+    total = len(xs)
+    idx = torch.tensor([i * total // count for i in range(count)])
+    ys = None if data[0][1] is None else {t: torch.cat([y[t] for _, y in data])[idx] for t in data[0][1]}
+    size = len(data[0][0])
+    return [(xs[idx][i : i + size], None if ys is None else {t: v[i : i + size] for t, v in ys.items()})
+            for i in range(0, count, size)]
 
 
 def _has_weights(model: nn.Module, name: str) -> bool:

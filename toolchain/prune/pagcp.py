@@ -1,34 +1,34 @@
 """PAGCP: performance-aware global channel pruning for multitask networks (Ye et al., TPAMI 2023),
 as built here (docs/pruning.md says what differs from the paper and why).
 
-Sequentially greedy over channel groups, in rounds::
+In rounds, with an oracle that judges each candidate by every task's drop against the unpruned
+model (toolchain/prune/oracle.py)::
 
     budget scale s = budget_fraction
     repeat (at most max_rounds, or until the time budget is spent):
         groups  <- Torch-Pruning channel groups of the current model, exactness-checked
-        scores  <- channel saliency (group magnitude + per-task-normalized Taylor, max over tasks)
-        for each group, in config.order (most FLOPs saved, most ms saved, or most ms per FLOP first):
-            keep counts: multiples of round_to, >= round_to, >= (1 - max_step) x channels,
-                         no fewer than the global goal still needs
-            carried bracket: keeps whose last verdict needed a budget > s are taken as infeasible
-                         without evaluating them (all of them: the group is skipped this round)
-            bisection over the keep count: the fewest channels for which the oracle says every
-                         task's drop (screening images, against the unpruned model) <= s x allowed_drop
-                         (never more than max_relax x allowed_drop for a task whose recipe caps it)
-            confirmation: the chosen keep is judged exactly on every oracle image; a failure makes
-                         it the upper bracket and the bisection goes on below it
-            prune the lowest-scoring channels; stop when the global goal is reached
-        s <- s x relax      (the cumulative budget grows slowly, so pruning spreads over layers
-                             instead of the first group taking the whole budget); after a round
-                             with no step, s jumps to the least budget any group's next step needs
+        scores  <- task-aware channel saliency (Taylor per task, max over tasks)
+        step    <- the largest cut for which the oracle says every task's drop (screening images)
+                   <= s x allowed_drop (never more than max_relax x allowed_drop where the recipe
+                   caps a task), confirmed exactly on every oracle image
+        s <- s x relax      (the cumulative budget grows slowly, so pruning spreads over layers);
+                            after a round with no step, s jumps to the least budget a step needs
 
-The result is a dense, smaller ``nn.Module`` of the same class (Torch-Pruning edits layers in place).
+How a round finds its step (``PruneConfig.search``):
+
+- ``joint`` (default): every channel of the network in one ranking of saliency lost per FLOP (or
+  ms), a galloping search over how far down it the cut goes -- a handful of evaluations a round,
+  whatever the number of groups (toolchain/prune/joint.py);
+- ``sequential``: the paper's greedy, group by group in ``order``, a bisection over each group's
+  keep count, with carried brackets (toolchain/prune/sequential.py) -- a few evaluations per group.
+
+Both stop at the global goal (``keep_flops``, or ``target_latency_ms`` through a FLOPs proxy that
+is re-measured). The result is a dense, smaller ``nn.Module`` of the same class (Torch-Pruning edits
+layers in place).
 """
-
 from __future__ import annotations
 
 import copy
-import math
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -44,12 +44,17 @@ from toolchain.progress import progress_bar
 from toolchain.prune import cost
 from toolchain.prune.exactness import check_groups
 from toolchain.prune.groups import ChannelGroup, channel_groups
-from toolchain.prune.importance import channel_scores, lowest
+from toolchain.prune.joint import joint_search
 from toolchain.prune.oracle import Oracle
+from toolchain.prune.sequential import sequential_search
+from toolchain.prune.state import PathPoint, SearchState
 from toolchain.recipe import Recipe
 
 
 ORDERS = ("flops", "latency", "latency-per-flop")
+SEARCHES = ("joint", "sequential")
+
+__all__ = ["PathPoint", "PruneConfig", "PruneResult", "prune"]
 
 
 @dataclass
@@ -68,6 +73,13 @@ class PruneConfig:
     relax: float = 2.0  # budget growth per round (fine-tuning recovers what pruning costs beyond 1x)
     max_rounds: int = 6
     max_step: float = 0.5  # at most this fraction of a group's channels per round
+    # "joint": one ranking of every channel, a handful of evaluations a round (toolchain/prune/joint.py);
+    # "sequential": the paper's group-by-group greedy, a bisection per group visit (prune/sequential.py)
+    search: str = "joint"
+    # prefixes the joint search judges per probe; with an evaluator they are judged in parallel. The
+    # result depends on this number only, not on where the points run (--workers N sets it to N)
+    points_per_probe: int = 1
+    evaluator: Any = None  # toolchain.scale.evaluator.Evaluator for the screening judgements (None: in-process)
     label_free: bool = False  # fidelity to the unpruned model instead of labels
     ignored: tuple[str, ...] = ()  # layers whose output channels must stay
     use_taylor: bool = True
@@ -101,23 +113,12 @@ class PruneConfig:
             raise SpecError(f"screen_count must be >= 1 image, got {self.screen_count}; or None to judge on all val images")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise SpecError(f"time budget must be > 0, got {self.time_budget_s} s; e.g. --time-budget 15 (minutes)")
+        if self.points_per_probe < 1:
+            raise SpecError(f"points_per_probe must be >= 1, got {self.points_per_probe}")
+        if self.search not in SEARCHES:
+            raise SpecError(f"search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
         if self.order not in ORDERS:
             raise SpecError(f"order must be one of {', '.join(ORDERS)}; got {self.order!r}")
-
-
-@dataclass
-class PathPoint:
-    """The model after one accepted pruning step."""
-
-    step: int
-    round: int
-    group: str
-    channels: tuple[int, int]  # before, after
-    flops: int
-    params: int
-    metrics: dict[str, float]  # on the oracle's val subset
-    drops: dict[str, float]
-    budget_scale: float = 1.0  # the round's budget, as a multiple of each allowed drop
 
 
 @dataclass
@@ -166,31 +167,6 @@ def _latency(config: PruneConfig, model: nn.Module, example: torch.Tensor) -> fl
     return cost.host_latency_ms({"model": model}, example)["model"]
 
 
-def _keep_candidates(channels: int, m: int, max_step: float, need_flops: float, per_channel: float) -> list[int]:
-    """Keep counts to try for a group, most kept first (the first is `channels`: no pruning)."""
-    if channels <= m:
-        return [channels]
-    floor_keep = max(m, m * math.ceil((1.0 - max_step) * channels / m))
-    if per_channel > 0 and need_flops > 0:
-        # no more than the goal still needs: the most channels kept that still reach it
-        goal_keep = max(m, m * math.floor(max(channels - need_flops / per_channel, 0.0) / m))
-        floor_keep = max(floor_keep, min(goal_keep, channels))
-    keeps = [k for k in range(m * ((channels - 1) // m), floor_keep - 1, -m) if k >= m]
-    return [channels, *keeps]
-
-
-def _priority(config: PruneConfig, group: ChannelGroup, flops_per_channel: float,
-              latency_per_channel: dict[str, float]) -> float:
-    """How early `group` is visited in a round (highest first), by config.order."""
-    prunable = max(group.channels - config.round_to, 0)
-    if config.order == "flops":
-        return flops_per_channel * prunable
-    ms = latency_per_channel.get(group.name, 0.0)
-    if config.order == "latency":
-        return ms * prunable
-    return ms / flops_per_channel if flops_per_channel > 0 and prunable else 0.0
-
-
 def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
           example: torch.Tensor | None = None, data: list[Batch] | None = None) -> PruneResult:
     """Prune a copy of `model` with PAGCP until the global goal (`model` itself is left as it was);
@@ -209,12 +185,10 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     phases = {"setup": 0.0, "exactness": 0.0, "saliency": 0.0, "cache": 0.0, "screen": 0.0, "confirm": 0.0, "regroup": 0.0}
     oracle = Oracle(unpruned, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, label_free,
                     {t: s.max_relax for t, s in recipe.tasks.items() if s.max_relax is not None}, config.screen_count)
-    taylor_data = data[: config.taylor_batches]
     flops0, params0 = cost.model_flops(model, example), cost.model_params(model)
     notes: list[str] = []
 
     goal_flops = flops0 * config.keep_flops if config.keep_flops is not None else None
-    latency = None
     if config.target_latency_ms is not None:
         latency = _latency(config, model, example)
         goal_flops = flops0 * min(1.0, config.target_latency_ms / latency)
@@ -238,162 +212,17 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
 
     oracle.set_current(model, oracle.before, oracle.before_screen)
     phases["setup"] += time.perf_counter() - t0 - phases["exactness"]
-    path: list[PathPoint] = []
-    scale = config.budget_fraction
-    flops_now = flops0
-    step = 0
-    reached = False
-    stopped = ""  # why the search ended early ("time budget")
-    skipped = 0  # group visits decided without an evaluation (carried brackets)
-    # carried brackets: group -> keep count -> the budget scale the last verdict at that keep needed.
-    # Drops are cumulative against the unpruned model and grow as other groups are pruned, so a keep
-    # that needed more than the current scale is taken as infeasible without evaluating it again (a
-    # ranking estimate only: every accepted step is still judged, and confirmed, exactly)
-    known: dict[str, dict[int, float]] = {}
-    goal_total = (flops0 - goal_flops) if goal_flops is not None else float(flops0)
-    t_search = time.perf_counter()
-
-    def out_of_time() -> bool:
-        return config.time_budget_s is not None and time.perf_counter() - t0 > config.time_budget_s
-
     with progress_bar(transient=True) as progress:
-        job = progress.add_task("pagcp", total=max(int(goal_total / 1e6), 1))
-        for rnd in range(config.max_rounds):
-            if out_of_time():
-                stopped = "time budget"
-                break
-            tp = time.perf_counter()
-            groups = [g for g in channel_groups(model, example, ignored=config.ignored) if g.name not in refused]
-            scores = channel_scores(model, groups, recipe, taylor_data, unpruned if label_free else None,
-                                    config.use_taylor)
-            flops = cost.layer_flops(model, example)
-            per_channel = {g.name: cost.flops_per_channel(model, g, flops) for g in groups}
-            order = [g.name for g in sorted(groups, key=lambda g: -_priority(config, g, per_channel[g.name],
-                                                                             latency_per_channel))]
-            current = {g.name: g for g in groups}
-            phases["saliency"] += time.perf_counter() - tp
-            first_need: dict[str, float] = {}  # group -> scale its smallest step needs (blocked groups)
-            shrinkable = 0  # groups visited that had a step to try
-            steps_before = step
-            for i, name in enumerate(order):
-                removed = flops0 - flops_now
-                progress.update(job, completed=int(removed / 1e6),
-                                description=f"pagcp round {rnd + 1} budget x{scale:.2f} group {i + 1}/{len(order)} "
-                                f"steps {step} FLOPs -{removed / flops0:.1%} evals {oracle.evaluations}")
-                if goal_flops is not None and flops_now <= goal_flops:
-                    break
-                if out_of_time():
-                    stopped = "time budget"
-                    break
-                g = current.get(name)
-                if g is None:
-                    continue
-                need = flops_now - goal_flops if goal_flops is not None else 0.0
-                keeps = _keep_candidates(g.channels, config.round_to, config.max_step, need, per_channel[name])
-                if len(keeps) < 2:
-                    continue
-                shrinkable += 1
-                rec = known.setdefault(name, {})
-                bracket = (next((j for j in range(1, len(keeps)) if rec.get(keeps[j], 0.0) > scale), None)
-                           if config.carry_brackets else None)
-                if bracket == 1:
-                    skipped += 1
-                    first_need[name] = rec[keeps[1]]
-                    continue
-                s = scores[name] if len(scores[name]) == g.channels else torch.arange(g.channels, dtype=torch.float)
-                tp = time.perf_counter()
-                suffix = oracle.prepare(model, g)
-                phases["cache"] += time.perf_counter() - tp
-                verdicts: dict[int, Any] = {}
-                candidates: dict[int, nn.Module] = {}
-
-                def feasible(keep: int) -> bool:
-                    tq = time.perf_counter()
-                    cand = copy.deepcopy(model)
-                    g.prune(cand, lowest(s, g.channels - keep), example=example)
-                    v = oracle.judge_all([(cand, suffix)], scale)[0]
-                    rec[keep] = oracle.needed_scale(v.drops)
-                    verdicts[keep] = v
-                    if v.ok:
-                        candidates.clear()
-                        candidates[keep] = cand
-                    phases["screen"] += time.perf_counter() - tq
-                    return v.ok
-
-                confirmed = None
-                while True:  # a keep that fails confirmation becomes the new upper bracket
-                    lo = 0  # keeps[lo] feasible (keeps[0]: no pruning); find the last feasible index
-                    if bracket is None:
-                        hi = len(keeps) - 1
-                        if feasible(keeps[hi]):
-                            lo = hi
-                    else:
-                        hi = bracket
-                    while hi - lo > 1:
-                        mid = (lo + hi) // 2
-                        if feasible(keeps[mid]):
-                            lo = mid
-                        else:
-                            hi = mid
-                    if lo == 0:
-                        break
-                    if keeps[lo] not in candidates:  # cannot happen: the last feasible keep is always kept
-                        raise RuntimeError(f"pagcp lost the candidate for {name} keep {keeps[lo]}")
-                    if not oracle.screening:
-                        confirmed = verdicts[keeps[lo]]
-                        break
-                    tq = time.perf_counter()
-                    full = oracle.confirm(candidates[keeps[lo]], scale)
-                    phases["confirm"] += time.perf_counter() - tq
-                    if full.ok:
-                        confirmed = full
-                        break
-                    rec[keeps[lo]] = max(oracle.needed_scale(full.drops), scale * (1 + 1e-6))
-                    candidates.clear()
-                    bracket = lo
-                if 1 in range(len(keeps)) and rec.get(keeps[1], 0.0) > scale:
-                    first_need[name] = rec[keeps[1]]
-                if confirmed is None:
-                    continue
-                keep = keeps[lo]
-                model = candidates[keep]
-                step += 1
-                tp = time.perf_counter()
-                flops_now = cost.model_flops(model, example)
-                oracle.set_current(model, confirmed.metrics, verdicts[keep].metrics)
-                # the groups are bound to the pruned model's dependency graph: rebuild them
-                current = {g.name: g for g in channel_groups(model, example, ignored=config.ignored)}
-                phases["regroup"] += time.perf_counter() - tp
-                path.append(PathPoint(step, rnd + 1, name, (g.channels, keep), flops_now, cost.model_params(model),
-                                      confirmed.metrics, oracle.drops(confirmed.metrics), scale))
-                if config.on_step is not None:
-                    elapsed = time.perf_counter() - t_search
-                    done = (flops0 - flops_now) / goal_total
-                    eta = elapsed * (1 - done) / done if done > 0 else math.inf
-                    config.on_step(f"pagcp step {step} (round {rnd + 1}, budget x{scale:.2f}): {name} "
-                                   f"{g.channels}->{keep}, FLOPs -{1 - flops_now / flops0:.1%} "
-                                   f"({min(done, 1):.0%} of the goal), evaluations {oracle.evaluations}, "
-                                   f"{time.perf_counter() - t0:.0f} s, ETA {eta:.0f} s")
-            if stopped:
-                break
-            if goal_flops is not None and flops_now <= goal_flops:
-                if config.target_latency_ms is not None:
-                    latency = _latency(config, model, example)
-                    if latency > config.target_latency_ms:  # FLOPs were a proxy: tighten from the measurement
-                        goal_flops = flops_now * config.target_latency_ms / latency
-                        goal_total = flops0 - goal_flops
-                        notes.append(f"round {rnd + 1}: {latency:.3f} ms measured; FLOPs goal now {goal_flops / flops0:.1%}")
-                        continue
-                reached = True
-                break
-            scale *= config.relax
-            if step == steps_before and first_need and len(first_need) == shrinkable:
-                # every group's smallest step is known to need more: jump over the empty rounds
-                jump = min(first_need.values())
-                if math.isinf(jump):
-                    notes.append(f"round {rnd + 1}: no group can shrink within any budget (max_relax caps)")
-                    break
-                scale = max(scale, jump)
+        job = progress.add_task("pagcp", total=max(int((flops0 - (goal_flops or 0)) / 1e6), 1))
+        st = SearchState(config, oracle, model, example, flops0, goal_flops, config.budget_fraction, phases,
+                         recipe, data[: config.taylor_batches], label_free, refused, latency_per_channel, t0=t0,
+                         notes=notes)
+        st.show = lambda text, removed: progress.update(
+            job, completed=int(removed / 1e6),
+            description=f"pagcp {text} steps {st.step} FLOPs -{removed / flops0:.1%} evals {oracle.evaluations}")
+        search = joint_search if config.search == "joint" else sequential_search
+        search(st, lambda m: _latency(config, m, example))
+    model, scale, stopped, reached = st.model, st.scale, st.stopped, st.reached
     final = {g.name: g.channels for g in channel_groups(model, example, ignored=config.ignored)}
     channels = {n: (c, final.get(n, c)) for n, c in start_channels.items()}
     notes.append(f"final oracle budget: {scale:.2f} x allowed drop")
@@ -406,12 +235,12 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     seconds = time.perf_counter() - t0
     phases["search"] = seconds - sum(phases.values())  # bisection bookkeeping, copies, progress
     oracle_cost = {"evaluations": oracle.evaluations, "confirmations": oracle.confirmations,
-                   "images_evaluated": oracle.images_evaluated, "bracket_skips": skipped,
+                   "images_evaluated": oracle.images_evaluated, "bracket_skips": st.skipped, "search": config.search,
                    "screen_images": sum(len(x) for x, _ in oracle.screen),
                    "val_images": sum(len(x) for x, _ in oracle.data), "stopped_by": stopped or None,
                    # CPU seconds of this process (all threads): the load-independent cost on a shared host
                    "cpu_seconds": round(time.process_time() - cpu0, 3),
                    "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
     return PruneResult(model, "pagcp", flops0, cost.model_flops(model, example), params0, cost.model_params(model),
-                       channels, layers_of, path, oracle.evaluations, refused, reached, label_free, oracle.before,
+                       channels, layers_of, st.path, oracle.evaluations, refused, reached, label_free, oracle.before,
                        oracle.current, seconds, notes, oracle_cost)

@@ -47,9 +47,14 @@ def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temper
 
 def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module | None = None,
              distill_weight: float = 1.0, limit: int | None = None, lr: float = 1e-3, batch_size: int = 128,
-             temperature: float = 2.0, weight_decay: float = 1e-4) -> nn.Module:
+             temperature: float = 2.0, weight_decay: float = 1e-4, freeze_bn: bool | None = None) -> nn.Module:
     """Fine-tune `model` (in place; also returned) for `epochs` passes over the recipe's train split
-    (at most `limit` samples per pass; a fractional last epoch runs that share of its batches)."""
+    (at most `limit` samples per pass; a fractional last epoch runs that share of its batches).
+
+    `freeze_bn` keeps batch-norm statistics as they are (the layers run in eval mode; their scale
+    and shift still learn). Default: frozen for label-free distillation, where the goal is the
+    teacher's function and a few small batches of the user's images would replace statistics the
+    network was trained with; updated when there are labels."""
     hook = recipe.hook("finetune")
     if hook is not None:
         out = hook(model, recipe, teacher)
@@ -70,8 +75,14 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
     if teacher is not None:
         teacher.eval()
+    if freeze_bn is None:
+        freeze_bn = not labeled
     torch.manual_seed(0)
     model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     step = 0
     with progress_bar() as progress:
         job = progress.add_task("fine-tuning", total=total)

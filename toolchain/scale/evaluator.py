@@ -6,7 +6,7 @@
 `fn(state, item)` must be a module-level function (Ray ships it by reference). `state` is what
 every evaluation reads (a model, the validation batches): the Ray evaluator puts it into the
 object store once per `map` and each worker deserializes it once, so a task carries only its
-item. Results come back in the order of `items`, whatever order the workers finish in, so a
+item (and a `map` with the very same state object as the last one ships nothing). Results come back in the order of `items`, whatever order the workers finish in, so a
 reduction over them (argmax, first-best) is the same as the serial loop's.
 
 Without workers and without an address the evaluation stays in this process: Ray is not
@@ -132,6 +132,7 @@ class RayEvaluator(_ContextMixin):
         self._tokens = itertools.count(1)
         self._token = 0
         self._state_ref = None
+        self._state_obj: Any = None
 
     def _new_actor(self):
         return self._actor_cls.remote(self.threads)
@@ -151,10 +152,13 @@ class RayEvaluator(_ContextMixin):
     def map(self, fn: EvalFn, items: Sequence[Any], state: Any = None, description: str = "evaluating") -> list[Any]:
         ray = self._ray
         items = list(items)
-        self._token = next(self._tokens)
-        self._state_ref = ray.put(state)  # one copy in the object store; each worker fetches it once
-        for actor in self._actors:
-            actor.load.remote(self._token, self._state_ref)
+        if state is not self._state_obj or self._state_ref is None:
+            # a new state: one copy in the object store, each worker fetches it once; the same
+            # object again (a search judging a probe at a time) stays where it is
+            self._token = next(self._tokens)
+            self._state_obj, self._state_ref = state, ray.put(state)
+            for actor in self._actors:
+                actor.load.remote(self._token, self._state_ref)
         results: list[Any] = [None] * len(items)
         attempts = [0] * len(items)
         queue = list(range(len(items)))
@@ -186,7 +190,6 @@ class RayEvaluator(_ContextMixin):
                 else:
                     progress.update(job, advance=1)
                 idle.append(a)
-        self._state_ref = None  # the object store may free it once the workers drop theirs
         return results
 
     def _retry(self, i: int, attempts: list[int], items: list[Any], message: str, cause: BaseException | None = None) -> None:
@@ -205,6 +208,7 @@ class RayEvaluator(_ContextMixin):
             except Exception:
                 pass
         self._actors = []
+        self._state_obj = self._state_ref = None
         if self._owns and ray.is_initialized():
             ray.shutdown()
             self._owns = False

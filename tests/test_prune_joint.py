@@ -1,0 +1,125 @@
+"""PAGCP's joint search: one ranking of every channel, a galloping search over how far down it the
+cut goes, screening confirmed exactly; the sampled-Fisher saliency it ranks by when label-free;
+parallel probes that give the serial result."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from toolchain.data.loaders import batches
+from toolchain.prune.groups import channel_groups
+from toolchain.prune.importance import joint_scores, taylor_per_task
+from toolchain.prune.joint import Block, gallop, keeps_at, plan, pruned_copy
+from toolchain.prune.oracle import Oracle
+from toolchain.prune.pagcp import PruneConfig, prune
+from toolchain.testing.architectures import recipe_for
+from toolchain.testing.encoders import ENCODERS
+
+
+def _tiny(seed: int = 0):
+    """A small ResNet-style multitask net with BatchNorm statistics that match its data."""
+    torch.manual_seed(seed)
+    model = ENCODERS["resnet"]()
+    recipe = recipe_for(model)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for x, _ in batches(recipe, "train", count=64, batch_size=16):
+            model(x)
+    return model.eval(), recipe, torch.randn(recipe.input.shape)
+
+
+@pytest.mark.parametrize("points", [1, 2, 3])
+@pytest.mark.parametrize("limit", [0, 1, 5, 37, 64, 100])
+def test_gallop_finds_the_largest_accepted_prefix_to_an_eighth(points, limit):
+    judged: list[int] = []
+
+    def judge(prefixes):
+        judged.extend(prefixes)
+        return [p <= limit for p in prefixes]
+
+    found = gallop(judge, first=20, top=100, points=points)
+    assert found <= limit  # never a refused prefix
+    assert limit - found <= max(1, found // 8) or found == 100  # within 1/8 of the step
+    assert len(judged) == len(set(judged))  # no prefix judged twice
+    if limit == 0:
+        assert found == 0
+
+
+def test_gallop_stops_when_the_judge_runs_out_of_time():
+    calls = []
+
+    def judge(prefixes):
+        calls.append(prefixes)
+        return None if len(calls) > 1 else [True] * len(prefixes)
+
+    assert gallop(judge, first=8, top=100) == 8  # the last accepted before the stop
+
+
+def test_plan_orders_blocks_by_saliency_per_flop_and_keeps_each_groups_order():
+    model, recipe, x = _tiny()
+    groups = channel_groups(model, x)
+    scores = {g.name: torch.rand(g.channels, generator=torch.Generator().manual_seed(i)) for i, g in enumerate(groups)}
+    unit = {g.name: 1.0 + i for i, g in enumerate(groups)}
+    blocks = plan(groups, scores, unit, unit, round_to=4, max_step=0.5)
+    assert [b.ratio for b in blocks] == sorted(b.ratio for b in blocks)
+    for g in groups:  # each group's keeps shrink along the order, never below half or round_to
+        keeps = [b.keep for b in blocks if b.group == g.name]
+        assert keeps == sorted(keeps, reverse=True)
+        assert all(k % 4 == 0 and k >= max(4, g.channels // 2) for k in keeps)
+    cut = keeps_at(blocks, len(blocks) // 2)
+    cand = pruned_copy(model, {g.name: g for g in groups}, cut, scores, x)
+    after = {g.name: g.channels for g in channel_groups(cand, x)}
+    assert all(after[n] == k for n, k in cut.items())  # every group cut to its keep in one copy
+    assert isinstance(blocks[0], Block) and set(cand(x)) == set(model(x))
+
+
+def test_label_free_saliency_is_not_zero_at_the_unpruned_model():
+    # a distillation loss has zero gradient where student == teacher: the Fisher sensitivity does not
+    model, recipe, x = _tiny()
+    groups = channel_groups(model, x)
+    data = list(batches(recipe, "val", count=16, batch_size=8))
+    fisher = taylor_per_task(model, groups, recipe, data, label_free=True)
+    for task, per_group in fisher.items():
+        assert sum(float(v.sum()) for v in per_group.values()) > 0, task
+    scores = joint_scores(model, groups, recipe, data, label_free=True)
+    assert all(len(scores[g.name]) == g.channels and bool((scores[g.name] >= 0).all()) for g in groups)
+    # repeatable: the sampled labels and projections come from a seeded generator
+    again = joint_scores(model, groups, recipe, data, label_free=True)
+    assert all(torch.equal(scores[n], again[n]) for n in scores)
+
+
+def test_joint_search_reaches_the_goal_with_fewer_evaluations_and_every_step_confirmed():
+    model, recipe, x = _tiny(1)
+    base = dict(keep_flops=0.5, round_to=4, val_count=16, batch_size=8, max_rounds=4, budget_fraction=2.0,
+                screen_count=8, exactness_fractions=(), label_free=True)
+    joint = prune(model, recipe, PruneConfig(**base, search="joint"), example=x)
+    sequential = prune(model, recipe, PruneConfig(**base, search="sequential"), example=x)
+    assert joint.path and joint.cost["search"] == "joint"
+    assert joint.oracle_evaluations < sequential.oracle_evaluations
+    assert joint.cost["confirmations"] >= len(joint.path)
+    data = list(batches(recipe, "val", count=16, batch_size=8))
+    oracle = Oracle(model, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, True)
+    final = oracle.drops(oracle.score(joint.model))  # recomputed from scratch on all 16 images
+    assert final == pytest.approx(joint.path[-1].drops, abs=1e-6)
+    assert all(d <= recipe.tasks[t].allowed_drop * joint.path[-1].budget_scale + 1e-6 for t, d in final.items())
+    assert all(p.widths and p.group.startswith("joint") for p in joint.path)
+    assert joint.channels == {n: (b, a) for n, (b, a) in joint.channels.items() if a <= b}
+
+
+def test_points_per_probe_decides_the_result_not_where_points_are_judged():
+    from toolchain.scale.evaluator import SerialEvaluator
+
+    model, recipe, x = _tiny(2)
+    config = PruneConfig(keep_flops=0.6, round_to=4, val_count=8, batch_size=8, max_rounds=2, label_free=True,
+                         exactness_fractions=(), points_per_probe=2)
+    inline = prune(model, recipe, config, example=x)
+    mapped = prune(model, recipe, dataclasses.replace(config, evaluator=SerialEvaluator()), example=x)
+    assert mapped.channels == inline.channels
+    assert mapped.oracle_evaluations == inline.oracle_evaluations
+    assert [p.drops for p in mapped.path] == [p.drops for p in inline.path]

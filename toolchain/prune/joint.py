@@ -1,0 +1,205 @@
+"""PAGCP's joint search: every group's cut decided together, one search per round.
+
+The sequential search (toolchain/prune/sequential.py) bisects each group's keep count in turn, so
+a round costs a few oracle evaluations *per group*: on a 40-group network at 224x224 that is
+hundreds of full evaluations a round. The joint search spends its evaluations on one question a
+round -- how far down one global ranking of channels can the cut go -- so a round costs a handful,
+whatever the number of groups:
+
+1. saliency comparable across groups (toolchain/prune/importance.py:joint_scores): each task's
+   Taylor importance over that task's network-wide total, the max over tasks, so a channel any
+   task relies on ranks high;
+2. every group's removable channels cut into blocks (the same keep counts the sequential search
+   tries: multiples of round_to, at most max_step of the group a round), each block priced by the
+   saliency it loses per unit of cost (FLOPs, or ms for the latency orders); the blocks in one
+   global order, cheapest to lose first (a group's blocks never overtake each other);
+3. a galloping search over the prefix of that order: first a step about twice the last accepted
+   one (the carried step size) or the whole remaining goal, then doubling or quartering until the
+   oracle's verdict changes, then bisection to 1/8 of the step; screening verdicts as in the
+   sequential search, and the accepted prefix confirmed exactly on every oracle image (a failure
+   makes it the upper bound, and the rest of the round judges every point on all oracle images);
+4. the budget relaxes between rounds as in the sequential search.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import itertools
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from toolchain.prune import cost
+from toolchain.prune.groups import ChannelGroup, dependency_graph
+from toolchain.prune.importance import joint_scores, lowest
+from toolchain.prune.oracle import Verdict
+from toolchain.prune.sequential import keep_candidates
+from toolchain.prune.state import SearchState
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of one group's channels, removed together."""
+
+    group: str
+    keep: int  # the group's channels once this block and the group's earlier blocks are removed
+    flops: float  # FLOPs it saves (the group's per-channel share; an estimate when coupled groups shrink too)
+    ratio: float  # saliency lost per unit of cost: the global order, lowest first
+
+
+def plan(groups: list[ChannelGroup], scores: dict[str, torch.Tensor], unit_cost: dict[str, float],
+         flops_per_channel: dict[str, float], round_to: int, max_step: float) -> list[Block]:
+    """Every group's removable blocks in the order the joint search removes them."""
+    keyed: list[tuple[float, int, int, Block]] = []
+    for gi, g in enumerate(groups):
+        unit = unit_cost.get(g.name, 0.0)
+        if unit <= 0:
+            continue
+        ranked = sorted(float(v) for v in scores[g.name])  # the group's channels, least salient first
+        prev, floor_ratio = g.channels, 0.0
+        for bi, keep in enumerate(keep_candidates(g.channels, round_to, max_step, 0.0, 0.0)[1:]):
+            lost = sum(ranked[g.channels - prev : g.channels - keep])
+            # never ahead of the group's earlier block: a prefix of the order is a set of valid cuts
+            floor_ratio = max(floor_ratio, lost / ((prev - keep) * unit))
+            keyed.append((floor_ratio, gi, bi, Block(g.name, keep, (prev - keep) * flops_per_channel[g.name], floor_ratio)))
+            prev = keep
+    return [b for *_, b in sorted(keyed, key=lambda k: k[:3])]
+
+
+def keeps_at(blocks: list[Block], prefix: int) -> dict[str, int]:
+    """group -> channels kept when the first `prefix` blocks are removed."""
+    keeps: dict[str, int] = {}
+    for b in blocks[:prefix]:
+        keeps[b.group] = b.keep  # a group's blocks come in order: the last one is its smallest keep
+    return keeps
+
+
+def pruned_copy(model: nn.Module, groups: dict[str, ChannelGroup], keeps: dict[str, int],
+                scores: dict[str, torch.Tensor], example: torch.Tensor) -> nn.Module:
+    """A copy of `model` with each group cut to its keep count (its least salient channels go)."""
+    cand = copy.deepcopy(model)
+    graph = dependency_graph(cand, example)  # one graph for all the cuts, as Torch-Pruning's pruners do
+    for name, keep in keeps.items():
+        g = groups[name]
+        g.prune(cand, lowest(scores[name], g.channels - keep), graph=graph)
+    return cand
+
+
+def gallop(judge: Callable[[list[int]], list[bool] | None], first: int, top: int, points: int = 1,
+           hi: int | None = None) -> int:
+    """The largest prefix in [1, top] the oracle accepts (0 for none), to 1/8 of itself.
+
+    Probes of `points` prefixes each (judged together, e.g. on parallel workers): first `first` (and
+    below it), then doubling while accepted, quartering while refused, then splitting the bracket
+    into ``points + 1`` parts. The verdicts are read in ascending order up to the first refusal (the
+    drops grow with the cut). `hi`: a prefix known refused. `judge` returns None to stop (out of
+    time): the best accepted so far is returned. The points probed depend only on `points` and the
+    verdicts, never on where they were judged."""
+    lo, hi = 0, (top + 1 if hi is None else hi)
+    p = min(max(first, 1), hi - 1)
+    probe = [max(1, p // 4**i) for i in range(points)]
+    while hi - lo > 1:
+        probe = sorted({x for x in probe if lo < x < hi})
+        if not probe:
+            break
+        verdicts = judge(probe)
+        if verdicts is None:
+            break
+        for x, ok in zip(probe, verdicts):
+            if not ok:
+                hi = x
+                break
+            lo = x
+        if hi > top:  # accepted so far: grow
+            probe = [min(top, lo * 2 ** (i + 1)) for i in range(points)]
+        elif lo == 0:  # refused so far: shrink fast
+            probe = [max(1, hi // 4 ** (i + 1)) for i in range(points)]
+        elif hi - lo <= max(1, lo // 8):
+            break
+        else:
+            probe = [lo + (hi - lo) * (i + 1) // (points + 1) for i in range(points)]
+    return lo
+
+
+def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> None:
+    config, oracle, example = st.config, st.oracle, st.example
+    last_step = 0.0  # FLOPs the last accepted step removed (the carried step size)
+    for rnd in range(config.max_rounds):
+        if st.out_of_time():
+            return
+        with st.timed("saliency"):
+            groups = st.groups()
+            scores = joint_scores(st.model, groups, st.recipe, st.taylor_data, st.label_free, config.use_taylor)
+            flops = cost.layer_flops(st.model, example)
+            per_flop = {g.name: cost.flops_per_channel(st.model, g, flops) for g in groups}
+            unit = per_flop if config.order == "flops" else st.latency_per_channel
+            blocks = plan(groups, scores, unit, per_flop, config.round_to, config.max_step)
+        if not blocks:
+            st.notes.append(f"round {rnd + 1}: no group can shrink further (every group at round_to or refused)")
+            return
+        byname = {g.name: g for g in groups}
+        removed = list(itertools.accumulate(b.flops for b in blocks))
+        need = st.need()
+        top = min(bisect.bisect_left(removed, need) + 1, len(blocks)) if need > 0 else len(blocks)
+        first = min(top, bisect.bisect_left(removed, 2 * last_step) + 1) if last_step else top
+        verdicts: dict[int, Verdict] = {}
+        needed: dict[int, float] = {}
+        accepted: dict[int, nn.Module] = {}  # prefix -> its candidate, for every verdict that passed
+        exact = not oracle.screening  # verdicts on every oracle image (no confirmation needed)
+
+        def judge(prefixes: list[int]) -> list[bool] | None:
+            if st.out_of_time():
+                return None
+            st.show(f"round {rnd + 1} budget x{st.scale:.2f} joint step {max(prefixes)}/{len(blocks)} blocks",
+                    st.flops0 - st.flops_now)
+            with st.timed("confirm" if exact else "screen"):
+                cands = [pruned_copy(st.model, byname, keeps_at(blocks, p), scores, example) for p in prefixes]
+                found = ([oracle.confirm(c, st.scale) for c in cands] if exact else
+                         oracle.judge_all([(c, None) for c in cands], st.scale, config.evaluator))
+            for p, cand, v in zip(prefixes, cands, found):
+                verdicts[p], needed[p] = v, oracle.needed_scale(v.drops)
+                if v.ok:
+                    accepted[p] = cand
+            return [v.ok for v in found]
+
+        confirmed, lo, hi = None, 0, None
+        p = first
+        while True:  # a prefix that fails confirmation becomes the upper bound
+            lo = gallop(judge, p, top, config.points_per_probe, hi)
+            if lo == 0 or st.stopped:
+                break
+            if exact:
+                confirmed = verdicts[lo]
+                break
+            with st.timed("confirm"):
+                full = oracle.confirm(accepted[lo], st.scale)
+            if full.ok:
+                confirmed = full
+                break
+            needed[lo] = max(oracle.needed_scale(full.drops), st.scale * (1 + 1e-6))
+            # the screening images misjudged this step: the rest of the round judges on all of them
+            # (a few exact verdicts cost less than walking the bound down one screened step at a time)
+            exact = True
+            hi, p = lo, max(1, lo // 2)
+        if confirmed is not None:
+            keeps = keeps_at(blocks, lo)
+            widths = {n: (byname[n].channels, k) for n, k in keeps.items()}
+            channels = (sum(b for b, _ in widths.values()), sum(a for _, a in widths.values()))
+            before = st.flops_now
+            screened = None if exact and oracle.screening else verdicts[lo].metrics
+            st.accept(accepted[lo], rnd, f"joint: {len(widths)} groups", channels, confirmed, screened, widths)
+            last_step = before - st.flops_now
+        if st.stopped or st.round_done(rnd, latency_of):
+            return
+        st.scale *= config.relax
+        if confirmed is None and needed:
+            # even the smallest step tried needs more: go straight to the budget that accepts it
+            jump = needed[min(needed)]
+            if math.isinf(jump):
+                st.notes.append(f"round {rnd + 1}: no step fits any budget (max_relax caps)")
+                return
+            st.scale = max(st.scale, jump)

@@ -1,0 +1,136 @@
+"""What a PAGCP search carries from step to step, shared by its two searches (sequential and joint):
+the current model, the goal, the oracle budget scale, the accepted path, the clock and the progress
+line. Each accepted step goes through :meth:`SearchState.accept`, so both searches report, count
+and re-prepare the oracle the same way."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from toolchain.prune import cost
+from toolchain.prune.groups import ChannelGroup, channel_groups
+from toolchain.prune.oracle import Oracle, Verdict
+
+
+@dataclass
+class PathPoint:
+    """The model after one accepted pruning step."""
+
+    step: int
+    round: int
+    group: str  # the group's root layer (sequential search) or "joint: N groups"
+    channels: tuple[int, int]  # before, after (summed over the step's groups)
+    flops: int
+    params: int
+    metrics: dict[str, float]  # on the oracle's val subset
+    drops: dict[str, float]
+    budget_scale: float = 1.0  # the round's budget, as a multiple of each allowed drop
+    widths: dict[str, tuple[int, int]] = field(default_factory=dict)  # group -> before, after (joint steps)
+
+
+@dataclass
+class SearchState:
+    config: Any  # PruneConfig
+    oracle: Oracle
+    model: nn.Module
+    example: torch.Tensor
+    flops0: int
+    goal_flops: float | None
+    scale: float
+    phases: dict[str, float]
+    recipe: Any  # Recipe
+    taylor_data: list  # val batches for the Taylor saliency
+    label_free: bool  # tasks judged by fidelity to the unpruned model
+    refused: dict[str, str] = field(default_factory=dict)  # groups the exactness check refused
+    latency_per_channel: dict[str, float] = field(default_factory=dict)  # ms per channel (latency orders)
+    t0: float = field(default_factory=time.perf_counter)
+    flops_now: int = 0
+    step: int = 0
+    path: list[PathPoint] = field(default_factory=list)
+    stopped: str = ""  # why the search ended early ("time budget")
+    reached: bool = False
+    skipped: int = 0  # decisions taken without an evaluation (carried brackets)
+    notes: list[str] = field(default_factory=list)
+    show: Callable[[str, float], None] = lambda text, removed: None  # progress line, FLOPs removed so far
+
+    def __post_init__(self) -> None:
+        self.flops_now = self.flops_now or self.flops0
+        self.t_search = time.perf_counter()
+
+    @property
+    def goal_total(self) -> float:
+        return (self.flops0 - self.goal_flops) if self.goal_flops is not None else float(self.flops0)
+
+    def goal_met(self) -> bool:
+        return self.goal_flops is not None and self.flops_now <= self.goal_flops
+
+    def need(self) -> float:
+        """FLOPs still to remove (0 without a FLOPs goal)."""
+        return max(self.flops_now - self.goal_flops, 0.0) if self.goal_flops is not None else 0.0
+
+    def out_of_time(self) -> bool:
+        budget = self.config.time_budget_s
+        if budget is not None and time.perf_counter() - self.t0 > budget:
+            self.stopped = "time budget"
+        return bool(self.stopped)
+
+    def timed(self, phase: str) -> "_Phase":
+        return _Phase(self.phases, phase)
+
+    def groups(self) -> list[ChannelGroup]:
+        """The current model's channel groups the search may prune."""
+        return [g for g in channel_groups(self.model, self.example, ignored=self.config.ignored)
+                if g.name not in self.refused]
+
+    def accept(self, model: nn.Module, rnd: int, label: str, channels: tuple[int, int], confirmed: Verdict,
+               screen_metrics: dict[str, float] | None, widths: dict[str, tuple[int, int]] | None = None) -> None:
+        """Make `model` (confirmed within every budget) the current model and record the step."""
+        with self.timed("regroup"):
+            self.model = model
+            self.step += 1
+            self.flops_now = cost.model_flops(model, self.example)
+            self.oracle.set_current(model, confirmed.metrics, screen_metrics)
+        self.path.append(PathPoint(self.step, rnd + 1, label, channels, self.flops_now, cost.model_params(model),
+                                   confirmed.metrics, self.oracle.drops(confirmed.metrics), self.scale, widths or {}))
+        if self.config.on_step is not None:
+            elapsed = time.perf_counter() - self.t_search
+            done = (self.flops0 - self.flops_now) / self.goal_total
+            eta = elapsed * (1 - done) / done if done > 0 else math.inf
+            self.config.on_step(f"pagcp step {self.step} (round {rnd + 1}, budget x{self.scale:.2f}): {label} "
+                                f"{channels[0]}->{channels[1]}, FLOPs -{1 - self.flops_now / self.flops0:.1%} "
+                                f"({min(done, 1):.0%} of the goal), evaluations {self.oracle.evaluations}, "
+                                f"{time.perf_counter() - self.t0:.0f} s, ETA {eta:.0f} s")
+
+    def round_done(self, rnd: int, latency_of: Callable[[nn.Module], float]) -> bool:
+        """After a round: True when the global goal is reached (a latency goal is re-measured and,
+        when FLOPs were too weak a proxy, tightened: the search goes on)."""
+        if not self.goal_met():
+            return False
+        target = self.config.target_latency_ms
+        if target is not None:
+            latency = latency_of(self.model)
+            if latency > target:
+                self.goal_flops = self.flops_now * target / latency
+                self.notes.append(f"round {rnd + 1}: {latency:.3f} ms measured; FLOPs goal now {self.goal_flops / self.flops0:.1%}")
+                return False
+        self.reached = True
+        return True
+
+
+class _Phase:
+    """Adds the wall time of a `with` block to one phase of the cost report."""
+
+    def __init__(self, phases: dict[str, float], name: str) -> None:
+        self.phases, self.name = phases, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.phases[self.name] = self.phases.get(self.name, 0.0) + time.perf_counter() - self.start
