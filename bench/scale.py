@@ -5,9 +5,8 @@ Parts (all by default, ratios measured side by side in this one run):
 grid       the slimmable width grid of zoo:fashion-mt (one width per encoder stage, 4 widths:
            256 evaluations on `--val-count` val images): serial in-process with 2 torch threads vs
            2 local Ray workers with 1 torch thread each; identical table and search results?
-oracle     a batch of pruning candidates (every keep count of every prunable group of the
-           unpruned model, judged by the PAGCP oracle) the same two ways: what the oracle gains
-           when it hands its bisection points to the interface (docs/scale-out.md)
+oracle     a whole PAGCP run of fashion-mt (joint search, 2 prefixes per probe) the same two
+           ways: the screening verdicts of each probe on 2 workers (docs/scale-out.md)
 simulated  local Ray with 8 workers on an evaluation that sleeps a fixed time: measured speedup
            vs the schedule's ideal (items / ceil(items / workers))
 sweep      `mtedge sweep` over 3 FLOPs goals x 2 targets x 2 precisions, then the same sweep again
@@ -229,7 +228,7 @@ def main() -> int:
                       f"identical table {g['identical_table']}, search {g['identical_search']}")
     if "oracle" in doc:
         o = doc["oracle"]
-        table.add_row(f"oracle batch ({o['candidates']} candidates)", f"{o['serial_2_threads_s']:.1f} s (2 threads)",
+        table.add_row(f"PAGCP oracle ({o['candidates']} evaluations)", f"{o['serial_2_threads_s']:.1f} s (2 threads)",
                       f"{o['ray_2_workers_1_thread_s']:.1f} s (2 workers)", f"{o['speedup']:.2f}x",
                       f"identical verdicts {o['identical_verdicts']}")
     if "simulated" in doc:

@@ -47,14 +47,17 @@ def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temper
 
 def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module | None = None,
              distill_weight: float = 1.0, limit: int | None = None, lr: float = 1e-3, batch_size: int = 128,
-             temperature: float = 2.0, weight_decay: float = 1e-4, freeze_bn: bool | None = None) -> nn.Module:
+             temperature: float = 2.0, weight_decay: float = 1e-4, freeze_bn: bool | None = None,
+             balance: bool = False) -> nn.Module:
     """Fine-tune `model` (in place; also returned) for `epochs` passes over the recipe's train split
     (at most `limit` samples per pass; a fractional last epoch runs that share of its batches).
 
     `freeze_bn` keeps batch-norm statistics as they are (the layers run in eval mode; their scale
     and shift still learn). Default: frozen for label-free distillation, where the goal is the
     teacher's function and a few small batches of the user's images would replace statistics the
-    network was trained with; updated when there are labels."""
+    network was trained with; updated when there are labels. `balance` divides each task's
+    distillation loss by its value on the first batch, so a task the pruning hurt in a small way (a
+    small loss) is not drowned by one it hurt badly."""
     hook = recipe.hook("finetune")
     if hook is not None:
         out = hook(model, recipe, teacher)
@@ -78,6 +81,7 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
     if freeze_bn is None:
         freeze_bn = not labeled
     torch.manual_seed(0)
+    first: dict[str, float] = {}
     model.train()
     if freeze_bn:
         for m in model.modules():
@@ -98,7 +102,11 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
                 if teacher is not None and distill_weight > 0:
                     with torch.no_grad():
                         ref = teacher(x)
-                    loss = loss + distill_weight * sum(distill_loss(kinds[t], out[t], ref[t], temperature) for t in kinds)
+                    per_task = {t: distill_loss(kinds[t], out[t], ref[t], temperature) for t in kinds}
+                    if balance:  # each task's loss over its first value: every task starts at weight 1
+                        first = first or {t: float(v.detach()) for t, v in per_task.items()}
+                        per_task = {t: v / max(first[t], 1e-8) for t, v in per_task.items()}
+                    loss = loss + distill_weight * sum(per_task.values())
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
