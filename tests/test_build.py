@@ -61,7 +61,7 @@ def test_blobs_chain_through_the_dag(toy_bundle: Path) -> None:
     """The recorded blobs alone (imported as a reader would) reproduce the golden outputs."""
     import openvino as ov
 
-    from toolchain.targets.verify import run_dag
+    from toolchain.bundle.executor import run_dag
 
     b.build(toy_bundle, load_profile("host-cpu"), BuildOptions(variants=("fp32",)))
     m = _manifest(toy_bundle)

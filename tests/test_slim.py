@@ -387,7 +387,7 @@ def test_a_width_variants_own_golden_outputs_are_checksummed(slim_bundle, tmp_pa
 
 def test_narrow_variant_matches_onnxruntime_and_torch(slim, slim_bundle):
     from toolchain.bundle.manifest import Bundle
-    from toolchain.bundle.reference import ReferenceExecutor
+    from toolchain.bundle.executor import ReferenceExecutor
 
     out, _, configs = slim_bundle
     bundle = Bundle.open(out)

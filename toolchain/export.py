@@ -22,7 +22,7 @@ from torch import nn
 from toolchain import __version__
 from toolchain.bundle.files import file_ref, staged_directory, write_bytes_atomic, write_json_atomic
 from toolchain.bundle.manifest import Bundle, validate_manifest
-from toolchain.bundle.reference import ReferenceExecutor
+from toolchain.bundle.executor import ReferenceExecutor
 from toolchain.data.loaders import batches
 from toolchain.errors import SpecError, VerificationError
 from toolchain.graph.partition import INPUT_NAME, Partition, partition, segment_module

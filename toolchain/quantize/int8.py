@@ -18,7 +18,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from toolchain.errors import MtedgeError
-from toolchain.quantize.chain import Samples, ort_session
+from toolchain.bundle.executor import ort_session
+from toolchain.quantize.chain import Samples
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")

@@ -19,7 +19,6 @@ configuration's.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import tempfile
 import time
@@ -31,7 +30,7 @@ import numpy as np
 import torch
 
 from toolchain.bundle.files import file_ref, staged_directory, write_bytes_atomic, write_json_atomic
-from toolchain.bundle.manifest import validate_manifest
+from toolchain.bundle.manifest import Bundle, validate_manifest
 from toolchain.errors import SpecError
 from toolchain.export import FP32_TOLERANCE, export_bundle
 from toolchain.progress import progress_bar
@@ -78,7 +77,7 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
             for n in order:
                 res = export_bundle(dense[n], recipe, Path(scratch) / f"{n}.mtb", name=bundle_name, force=True)
                 errors[n] = res.max_abs_error
-                parts[n] = json.loads((Path(scratch) / f"{n}.mtb" / "manifest.json").read_text())
+                parts[n] = Bundle.open(Path(scratch) / f"{n}.mtb").manifest
                 progress.update(job, advance=1, description=f"exported {n}")
         base = parts[default]
         manifest = copy.deepcopy(base)

@@ -28,7 +28,7 @@ import onnx
 from onnx import shape_inference
 
 from toolchain.errors import SpecError
-from toolchain.targets.bundle_io import check_file, topo_segments, write_bytes_atomic
+from toolchain.targets.bundle_io import check_file, write_bytes_atomic
 from toolchain.targets.profile import TargetProfile
 
 FORMAT = "mtedge-latency"
@@ -224,7 +224,7 @@ def load_table(path: str | Path) -> LatencyTable:
 
 def _segment_models(bundle: Path, manifest: dict[str, Any], variant: str) -> dict[str, tuple[Path, onnx.ModelProto]]:
     out = {}
-    for seg in topo_segments(manifest):
+    for seg in manifest["segments"]:  # manifest order is topological
         ref = manifest["variants"][variant]["segments"][seg]
         path = check_file(bundle, ref)
         out[seg] = (path, onnx.load(str(path)))
