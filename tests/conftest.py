@@ -14,8 +14,16 @@ os.environ.setdefault("MTEDGE_NO_PROGRESS", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 TESTS = Path(__file__).parent
-if str(TESTS) not in sys.path:  # test doubles and helpers live under tests/, not in the package
+if str(TESTS) not in sys.path:  # test doubles, architectures and helpers live under tests/, not in the package
     sys.path.insert(0, str(TESTS))
+
+# The old import path of tests/support (toolchain.testing), for test modules not yet moved to `support`.
+import support  # noqa: E402
+from support import architectures, encoders, layout_models, toy_bundle  # noqa: E402,F401
+
+sys.modules.setdefault("toolchain.testing", support)
+for _name in ("architectures", "encoders", "layout_models", "toy_bundle"):
+    sys.modules.setdefault(f"toolchain.testing.{_name}", getattr(support, _name))
 
 
 @pytest.fixture(scope="session")

@@ -255,7 +255,7 @@ def test_host_cpu_engines_run_in_runtime(toy_bundle: Path, variant: str) -> None
 
 def test_exporter_toy_bundle_builds_for_host_cpu(tmp_path: Path) -> None:
     """The exporter's own toy bundle (shared segment 'neck', two variants) builds and verifies too."""
-    from toolchain.testing.toy_bundle import make_toy_bundle
+    from support.toy_bundle import make_toy_bundle
 
     bundle = make_toy_bundle(tmp_path / "exp.mtb")
     result = b.build(bundle, load_profile("host-cpu"))

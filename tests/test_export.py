@@ -21,7 +21,7 @@ from toolchain.bundle.manifest import schema
 from toolchain.bundle.executor import ReferenceExecutor
 from toolchain.errors import BundleError, SpecError
 from toolchain.export import export_bundle
-from toolchain.testing.architectures import EXPORT_SHAPES, recipe_for
+from support.architectures import EXPORT_SHAPES, recipe_for
 from toolchain.verify import verify_bundle
 
 

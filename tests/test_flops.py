@@ -15,9 +15,9 @@ from toolchain.graph.cost import node_flops
 from toolchain.graph.tracing import trace
 from toolchain.prune import cost
 from toolchain.recipe import load_recipe, parse_recipe
-from toolchain.testing import layout_models
-from toolchain.testing.architectures import EXPORT_SHAPES, recipe_for
-from toolchain.testing.encoders import ENCODERS
+from support import layout_models
+from support.architectures import EXPORT_SHAPES, recipe_for
+from support.encoders import ENCODERS
 
 
 def _cases() -> dict:

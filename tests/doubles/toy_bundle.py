@@ -1,7 +1,6 @@
-"""A minimal multitask bundle for the targets/build/profile tests (a test fixture, not product code).
-
-The exporter's ``toolchain.testing.toy_bundle.make_toy_bundle`` is the shared fixture once it
-exists; until then these tests use this one, which follows docs/bundle-format.md exactly:
+"""A minimal multitask bundle for the targets/build/profile tests, with fp16 and int8 variants
+(``support/toy_bundle.py`` is the runtime's toy: more tasks, width variants). Follows
+docs/bundle-format.md exactly:
 
     image [1,3,16,16] ─ trunk (Conv+Relu, Conv/2+Relu) ─┬─ enc.feat [1,8,16,16] ─ seg head (1x1 Conv) → seg
                                                         └─ enc.deep [1,16,8,8] ─ cls head (GAP, Flatten, Gemm) → cls
