@@ -334,22 +334,12 @@ def _task_switch(bundle: Path, threads: int, iters: int = 400) -> float:
 
     from toolchain.runtime import Runtime
 
+    from toolchain.timing import medians, repeated_and_alternating_ms
+
     rt = Runtime(str(bundle), backend="openvino", threads=threads)
     x = np.ascontiguousarray(np.load(bundle / "golden" / "input.npy")[:1])
-    rep = {t: [] for t in rt.tasks}
-    alt = {t: [] for t in rt.tasks}
-    for _ in range(4):
-        for t in rt.tasks:
-            for _ in range(iters // 4):
-                t0 = time.perf_counter()
-                rt.run(x, task=t)
-                rep[t].append(time.perf_counter() - t0)
-        for i in range(len(rt.tasks) * iters // 4):
-            t = rt.tasks[i % len(rt.tasks)]
-            t0 = time.perf_counter()
-            rt.run(x, task=t)
-            alt[t].append(time.perf_counter() - t0)
-    return 100.0 * (sum(np.median(v) for v in alt.values()) / sum(np.median(v) for v in rep.values()) - 1.0)
+    rep, alt = repeated_and_alternating_ms(lambda t: rt.run(x, task=t), rt.tasks, iters // 4, rounds=4)
+    return 100.0 * (sum(medians(alt).values()) / sum(medians(rep).values()) - 1.0)
 
 
 if __name__ == "__main__":

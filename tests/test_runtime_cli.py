@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from toolchain.bench_runtime import bench_bundle, task_model
+from toolchain.bench_runtime import bench_bundle
+from toolchain.bundle.task_model import task_model
 from toolchain.cli import main
 from toolchain.runtime import Runtime
 from support.toy_bundle import make_toy_bundle, reference_outputs

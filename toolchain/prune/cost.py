@@ -15,6 +15,7 @@ from torch import nn
 
 from toolchain.graph.cost import module_flops
 from toolchain.prune.groups import ChannelGroup
+from toolchain.timing import interleaved_ms, medians
 
 _COUNTED = (nn.modules.conv._ConvNd, nn.Linear)  # the layers toolchain/flops.py counts
 
@@ -115,16 +116,7 @@ def host_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, runs: i
     compiled = {n: compile_openvino(m, example, threads) for n, m in models.items()}
     requests = {n: c.create_infer_request() for n, c in compiled.items()}
     x = example.numpy()
-    for _ in range(warmup):
-        for r in requests.values():
-            r.infer({0: x})
-    times: dict[str, list[float]] = {n: [] for n in models}
-    for _ in range(runs):
-        for n, r in requests.items():
-            t0 = time.perf_counter()
-            r.infer({0: x})
-            times[n].append((time.perf_counter() - t0) * 1e3)
-    return {n: statistics.median(t) for n, t in times.items()}
+    return medians(interleaved_ms({n: (lambda r=r: r.infer({0: x})) for n, r in requests.items()}, runs, warmup))
 
 
 def _module_of_ov_node(node: str, modules: set[str]) -> str | None:

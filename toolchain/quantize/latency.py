@@ -11,13 +11,13 @@ alike; the figure is the median over `runs` iterations.
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 import numpy as np
 
 from toolchain.bundle.executor import openvino_runners, run_dag
 from toolchain.bundle.manifest import Bundle
+from toolchain.timing import interleaved_ms
 
 HINTS = {"fp32": "f32", "int8": "f32", "mixed": "f32", "fp16": "f16"}
 
@@ -56,13 +56,8 @@ def measure(bundle: Bundle, variants: list[str], runs: int = 50, warmup: int = 5
         chains[BF16_ROW] = _Chain(core, bundle, "fp32", threads, hint="bf16")
     x, _ = bundle.golden()
     image = np.ascontiguousarray(x[:bundle.manifest["input"]["shape"][0]], dtype=np.float32)
-    times: dict[str, list[float]] = {v: [] for v in chains}
-    for i in range(warmup + runs):
-        for v, chain in chains.items():
-            t0 = time.perf_counter()
-            run_dag(bundle.manifest, chain.variant, chain.runners, image)
-            if i >= warmup:
-                times[v].append((time.perf_counter() - t0) * 1e3)
+    times = interleaved_ms({v: (lambda c=c: run_dag(bundle.manifest, c.variant, c.runners, image))
+                            for v, c in chains.items()}, runs, warmup)
     return {v: {"latency_ms": statistics.median(ts), "p90_ms": float(np.percentile(ts, 90)),
                 "hint": chains[v].hint, "runs": runs, "threads": threads} for v, ts in times.items()}
 

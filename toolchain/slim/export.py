@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -36,6 +35,7 @@ from toolchain.export import FP32_TOLERANCE, export_bundle
 from toolchain.progress import progress_bar
 from toolchain.prune.cost import model_flops
 from toolchain.recipe import Recipe
+from toolchain.timing import interleaved_ms, medians
 from toolchain.slim.convert import SlimmableModel, WidthConfig
 
 
@@ -150,13 +150,4 @@ def measure_variant_latency(bundle: str | Path, variants: Sequence[str], x: np.n
 
     rt = Runtime(bundle, backend="openvino", threads=threads, variant=list(variants))
     x = np.ascontiguousarray(x, dtype=np.float32)
-    for _ in range(warmup):
-        for v in variants:
-            rt.run(x, variant=v)
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in range(iters):
-        for v in variants:
-            t0 = time.perf_counter()
-            rt.run(x, variant=v)
-            times[v].append((time.perf_counter() - t0) * 1e3)
-    return {v: float(np.median(t)) for v, t in times.items()}
+    return medians(interleaved_ms({v: (lambda v=v: rt.run(x, variant=v)) for v in variants}, iters, warmup))
