@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ def test_fashion_encoder_slims_per_stage_by_resolution(fashion_recipe, data, tmp
     from toolchain.verify import verify_bundle
 
     out = tmp_path / "staged.mtb"
-    export_slim_bundle(s, fashion_recipe, out, [WidthConfig.uniform(1.0, TASKS), cfg], data[:1], measure_latency=False)
+    export_slim_bundle(s, fashion_recipe, out, [WidthConfig.uniform(1.0, TASKS), cfg], data[:1])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["variants"][cfg.name]["config"]["encoder"] == [1.0, 1.0, 0.5]
     assert verify_bundle(out)["ok"]
@@ -340,7 +341,9 @@ def slim_bundle(slim, fashion_recipe, data, tmp_path_factory):
     configs = [WidthConfig.uniform(1.0, TASKS), WidthConfig.uniform(0.5, TASKS),
                WidthConfig.make(1.0, {"garment": 1.0, "group": 1.0, "silhouette": 0.5, "denoise": 0.5})]
     out = tmp_path_factory.mktemp("slim") / "fashion-slim.mtb"
-    res = export_slim_bundle(slim, fashion_recipe, out, configs, data[:1], latency_iters=5,
+    from toolchain.bench_runtime import measure_variant_latency
+
+    res = export_slim_bundle(slim, fashion_recipe, out, configs, data[:1], latency=partial(measure_variant_latency, iters=5),
                              metrics={"c50": {t: 1.0 for t in TASKS}})
     return out, res, configs
 

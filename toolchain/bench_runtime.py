@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import onnx
 from toolchain.bundle import Bundle
 from toolchain.bundle.task_model import task_model
 from toolchain.runtime import Runtime
-from toolchain.timing import interleaved_ms, repeated_and_alternating_ms, stats_ms
+from toolchain.timing import interleaved_ms, medians, repeated_and_alternating_ms, stats_ms
 
 
 def _ov_config(threads: int | None, precision: str) -> dict:
@@ -391,3 +391,12 @@ def render_report(r: dict, iters: int) -> None:
                   f"{r['rss_separate_models_mb']:.1f} MB",
                   f"+{r['rss_all_tasks_delta_mb']:.1f} vs +{r['rss_separate_models_delta_mb']:.1f} MB")
     console.print(c)
+
+
+def measure_variant_latency(bundle: str | Path, variants: Sequence[str], x: np.ndarray, iters: int = 100,
+                            threads: int | None = 1, warmup: int = 5) -> dict[str, float]:
+    """Median ms of an all-task ``run`` per variant, every variant resident in one Runtime, the
+    variants interleaved call by call (so load from other processes hits them alike)."""
+    rt = Runtime(bundle, backend="openvino", threads=threads, variant=list(variants))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return medians(interleaved_ms({v: (lambda v=v: rt.run(x, variant=v)) for v in variants}, iters, warmup))

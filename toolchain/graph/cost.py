@@ -1,4 +1,4 @@
-"""FLOPs and parameters of captured nodes, in the convention of toolchain/flops.py."""
+"""FLOPs of captured nodes and layers, in the convention of toolchain/flops.py."""
 
 from __future__ import annotations
 
@@ -39,6 +39,10 @@ def node_flops(gm: fx.GraphModule, node: fx.Node) -> int:
     if node.target is F.conv2d and _is_tensor(node.args[1]):
         return conv_flops(math.prod(node_shape(first)), math.prod(out), node_shape(node.args[1]))
     return 0
+
+
+def _is_tensor(arg: object) -> bool:
+    return isinstance(arg, fx.Node) and is_tensor_node(arg)
 
 
 def _is_tensor(arg: object) -> bool:

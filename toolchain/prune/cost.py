@@ -89,7 +89,7 @@ def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | Non
     """The whole model as an OpenVINO CPU compiled model, f32 precision hint, latency mode."""
     import openvino as ov
 
-    from toolchain.export import onnx_bytes
+    from toolchain.torch_onnx import onnx_bytes
 
     model = model.eval()
     with torch.no_grad():

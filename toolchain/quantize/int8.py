@@ -136,10 +136,6 @@ def quantized_layers(qmodel: onnx.ModelProto) -> list[str]:
     return [n.name for n in hits if n.op_type in WEIGHTED_OPS] + [n.name for n in hits if n.op_type not in WEIGHTED_OPS]
 
 
-def weighted_layers(model: onnx.ModelProto) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
-
-
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     m = onnx.ModelProto()
     m.CopyFrom(model)

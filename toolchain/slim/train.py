@@ -29,7 +29,7 @@ from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
 from toolchain.slim.convert import SlimmableModel, WidthConfig, _NORMS, norm_layers
-from toolchain.train import distill_loss, task_loss, training_batches
+from toolchain.train import distill_loss, one_cycle, task_loss, training_batches
 
 
 @dataclass
@@ -160,8 +160,8 @@ def train_slimmable(slim: SlimmableModel, recipe: Recipe, config: SlimTrainConfi
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     steps, data = training_batches(recipe, config.epochs, config.batch_size, config.limit, config.seed)
-    opt = torch.optim.AdamW(slim.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
+    # a shorter warm-up than training from scratch: the slimmable network starts from trained weights
+    opt, sched = one_cycle(slim.parameters(), config.lr, config.weight_decay, steps, pct_start=0.1)
     kinds = {t: recipe.tasks[t].kind for t in slim.tasks}
     if teacher is not None:
         teacher.eval()

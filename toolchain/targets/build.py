@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from toolchain import __version__
+from toolchain.version import __version__
 from toolchain.errors import BundleError, VerificationError
 from toolchain.targets import openvino_builder, tensorrt_builder, trtexec as trtexec_mod
 from toolchain.targets.bundle_io import check_file, file_ref, load_manifest, write_bytes_atomic, write_manifest
