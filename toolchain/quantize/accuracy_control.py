@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-
 from toolchain.quantize.chain import ChainRunner, SegmentModel, Samples
 from toolchain.quantize.evaluation import TaskEvaluator
 from toolchain.quantize.int8 import Int8Settings, layer_errors, quantize_segment, quantized_layers
