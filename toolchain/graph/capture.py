@@ -28,7 +28,7 @@ import copy
 import inspect
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.fx as fx
@@ -264,6 +264,23 @@ def task_sets(gm: fx.GraphModule, tasks: Sequence[str] | None = None) -> dict[fx
                 s.add(task)
                 stack.extend(n.all_input_nodes)
     return {n: frozenset(s) for n, s in deps.items()}
+
+
+def reach(start: Iterable[fx.Node], keep: Callable[[fx.Node], bool],
+          through: Callable[[fx.Node], Iterable[fx.Node]]) -> list[fx.Node]:
+    """The nodes ``keep`` accepts that are reachable from ``start``, looking ``through`` the others
+    (e.g. tensor producers behind shape arithmetic, modules behind functional ops); each node once."""
+    found, stack, seen = [], list(start), set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if keep(n):
+            found.append(n)
+        else:
+            stack.extend(through(n))
+    return found
 
 
 def default_output_names(model: nn.Module) -> list[str]:

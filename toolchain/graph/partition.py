@@ -18,7 +18,7 @@ import torch
 import torch.fx as fx
 
 from toolchain.errors import SpecError
-from toolchain.graph.capture import task_sets
+from toolchain.graph.capture import reach, task_sets
 from toolchain.graph.cost import node_flops
 from toolchain.graph.tracing import TracedModel, is_tensor_node, node_shape
 
@@ -114,17 +114,8 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
     # 4. boundaries: a tensor produced in one segment (or the input) and read in another
     def tensor_inputs(n: fx.Node) -> list[fx.Node]:
         """Tensor-valued producers `n` depends on, looking through non-tensor helper nodes."""
-        found, stack, seen = [], list(n.all_input_nodes), set()
-        while stack:
-            m = stack.pop()
-            if m in seen:
-                continue
-            seen.add(m)
-            if m.op == "placeholder" or (is_tensor_node(m) and m.op != "get_attr"):
-                found.append(m)
-            else:
-                stack.extend(m.all_input_nodes)
-        return found
+        return reach(n.all_input_nodes, lambda m: m.op == "placeholder" or (is_tensor_node(m) and m.op != "get_attr"),
+                     lambda m: m.all_input_nodes)
 
     for key, seg in segments.items():
         reads: list[fx.Node] = []

@@ -46,7 +46,7 @@ import torch.fx as fx
 from torch import nn
 
 from toolchain.errors import SpecError
-from toolchain.graph.capture import capture, task_sets
+from toolchain.graph.capture import capture, reach, task_sets
 from toolchain.prune.groups import ChannelGroup, channel_groups, dependency_graph
 
 ENCODER = "encoder"
@@ -348,17 +348,8 @@ def _feature_points(gm: fx.GraphModule, depends: dict[str, frozenset[str]], grou
 
 
 def _users_through_functions(node: fx.Node) -> list[fx.Node]:
-    out, stack, seen = [], list(node.users), set()
-    while stack:
-        u = stack.pop()
-        if u in seen:
-            continue
-        seen.add(u)
-        if u.op == "call_module":
-            out.append(u)
-        elif u.op in ("call_function", "call_method"):
-            stack.extend(u.users)
-    return out
+    return reach(node.users, lambda u: u.op == "call_module",
+                 lambda u: u.users if u.op in ("call_function", "call_method") else ())
 
 
 def _permute_group(group: ChannelGroup, order: torch.Tensor) -> None:
