@@ -71,7 +71,7 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         except ImportError as e:
             raise MtedgeError(f"quantization is not available in this build ({e}); run compress without --quantize") from None
     loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
-    pruned, label_free = loaded.module.eval(), label_free
+    pruned = loaded.module.eval()
     if method is not None:
         result = compress_model(
             loaded.module, rec, method=method, keep_flops=keep_flops, target_latency_ms=target_latency_ms, target=target,
@@ -79,7 +79,7 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
             latency_table=latency_table, finetune_epochs=finetune_epochs, finetune_limit=finetune_limit, distill=distill,
             label_free=label_free, val_count=val_count, screen_count=screen_count, ignored=tuple(ignored),
             time_budget_s=60 * time_budget_min if time_budget_min is not None else None,
-            on_step=lambda line: console.print(line, highlight=False), log=lambda line: console.print(line))
+            on_step=lambda line: console.print(line, highlight=False), log=console.print)
         result.origin = loaded.origin
         pruned, label_free = result.model, result.label_free
         if not quantize:
