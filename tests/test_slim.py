@@ -468,3 +468,20 @@ def test_cli_search_and_errors(slim, table, fashion_recipe, tmp_path):
     assert bad.returncode == 2 and "seg=2" in bad.stderr
     with pytest.raises(SpecError, match="mtedge slim convert"):
         load_slimmable("zoo:fashion-mt")
+
+
+def test_cli_convert_then_export_records_runtime_latency(tiny_trained_fashion, tmp_path):
+    """`mtedge slim convert` (library make_slimmable) then `slim export`, whose latency comes from
+    the runtime through the function the command passes in (the front end never loads it)."""
+    from cli_helpers import mtedge
+
+    from toolchain.verify import verify_bundle
+
+    ckpt, slim_ckpt, out = tiny_trained_fashion[0], tmp_path / "slim.pt", tmp_path / "slim.mtb"
+    mtedge("slim", "convert", ckpt, "-o", slim_ckpt, "--epochs", "0", "--magnitude", "--no-latency",
+           "--calib-images", "64", "--val-count", "64", "--threads", "1")
+    mtedge("slim", "export", slim_ckpt, "-o", out, "--configs", "c100,c50", "--threads", "1")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert list(manifest["variants"]) == ["c100", "c50"]
+    assert all(v["latency_ms"] > 0 and v["metrics"] for v in manifest["variants"].values())
+    assert verify_bundle(out)["ok"]
