@@ -351,7 +351,8 @@ def main() -> int:
         work = Path(tmp)
         from toolchain.export import export_bundle
         from toolchain.model import load
-        from toolchain.testing.toy_bundle import make_toy_bundle
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the toy bundle is a test fixture
+        from support.toy_bundle import make_toy_bundle
 
         toy = make_toy_bundle(work / "toy.mtb", seed=15, samples=2)
         if want("fuzz"):

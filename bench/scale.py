@@ -221,25 +221,22 @@ def main() -> int:
     table = Table(title="scale-out (bench/results/scale.json)")
     for col in ("part", "serial", "parallel", "speedup", "check"):
         table.add_column(col)
-    if "grid" in doc:
-        g = doc["grid"]
-        table.add_row(f"slim grid ({g['evaluations']} evals)", f"{g['serial_2_threads_s']:.1f} s (2 threads)",
-                      f"{g['ray_2_workers_1_thread_s']:.1f} s (2 workers)", f"{g['speedup']:.2f}x",
-                      f"identical table {g['identical_table']}, search {g['identical_search']}")
-    if "oracle" in doc:
-        o = doc["oracle"]
-        table.add_row(f"PAGCP oracle ({o['candidates']} evaluations)", f"{o['serial_2_threads_s']:.1f} s (2 threads)",
-                      f"{o['ray_2_workers_1_thread_s']:.1f} s (2 workers)", f"{o['speedup']:.2f}x",
-                      f"identical verdicts {o['identical_verdicts']}")
-    if "simulated" in doc:
-        s = doc["simulated"]
-        table.add_row(f"simulated ({s['items']} x {s['sleep_s']} s)", f"{s['serial_s']:.1f} s",
-                      f"{s['parallel_s_median_of_3']:.2f} s ({s['workers']} workers)", f"{s['speedup']:.2f}x",
-                      f"ideal {s['ideal_speedup']:.1f}x: {s['fraction_of_ideal']:.0%}")
-    if "sweep" in doc:
-        w = doc["sweep"]
-        table.add_row(f"mtedge sweep ({w['points']} points)", f"first {w['first_run_s']:.1f} s",
-                      f"second {w['second_run_s']:.2f} s", "-", f"second/first {w['second_over_first']:.1%}")
+    rows = {  # part -> its row (what ran, serial, parallel, speedup, check)
+        "grid": lambda g: (f"slim grid ({g['evaluations']} evals)", f"{g['serial_2_threads_s']:.1f} s (2 threads)",
+                           f"{g['ray_2_workers_1_thread_s']:.1f} s (2 workers)", f"{g['speedup']:.2f}x",
+                           f"identical table {g['identical_table']}, search {g['identical_search']}"),
+        "oracle": lambda o: (f"PAGCP oracle ({o['candidates']} evaluations)", f"{o['serial_2_threads_s']:.1f} s (2 threads)",
+                             f"{o['ray_2_workers_1_thread_s']:.1f} s (2 workers)", f"{o['speedup']:.2f}x",
+                             f"identical verdicts {o['identical_verdicts']}"),
+        "simulated": lambda s: (f"simulated ({s['items']} x {s['sleep_s']} s)", f"{s['serial_s']:.1f} s",
+                                f"{s['parallel_s_median_of_3']:.2f} s ({s['workers']} workers)", f"{s['speedup']:.2f}x",
+                                f"ideal {s['ideal_speedup']:.1f}x: {s['fraction_of_ideal']:.0%}"),
+        "sweep": lambda w: (f"mtedge sweep ({w['points']} points)", f"first {w['first_run_s']:.1f} s",
+                            f"second {w['second_run_s']:.2f} s", "-", f"second/first {w['second_over_first']:.1%}"),
+    }
+    for part, row in rows.items():
+        if part in doc:
+            table.add_row(*row(doc[part]))
     console.print(table)
     console.print(f"wrote {out}")
     return 0

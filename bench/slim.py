@@ -12,6 +12,7 @@ test metrics per configuration vs the non-slimmable model -> configuration switc
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -59,7 +60,7 @@ def main() -> int:
     from toolchain.prune.cost import model_flops
     from toolchain.prune.importance import channel_scores
     from toolchain.prune.groups import channel_groups
-    from toolchain.slim import convert, load_slimmable, parse_config_name, save_slimmable
+    from toolchain.bench_runtime import measure_variant_latency
     from toolchain.slim.export import export_slim_bundle
     from toolchain.slim.report import plot_metric_vs_flops, preference_swap, table_render
     from toolchain.slim.search import evaluate_grid, fit_latency, search
@@ -151,8 +152,9 @@ def main() -> int:
 
     bundle = work / "fashion-slim.mtb"
     t0 = time.perf_counter()
+    latency = functools.partial(measure_variant_latency, iters=200, threads=args.threads)
     res = export_slim_bundle(slim, rec, bundle, configs, example, metrics=test_metrics, force=True,
-                             threads=args.threads, latency_iters=200, spec=str(slim_path))
+                             latency=latency, spec=str(slim_path))
     timings["export_s"] = time.perf_counter() - t0
     ver = verify_bundle(bundle)
     t0 = time.perf_counter()
@@ -324,7 +326,7 @@ def _mobilenet_switch(work: Path, threads: int) -> dict:
     slim = convert(lm.module.eval(), tasks, example, widths=widths, round_to=16)
     bundle = work / "mobilenetv2-slim.mtb"
     export_slim_bundle(slim, lm.recipe, bundle, [WidthConfig.uniform(w, tasks) for w in widths], example,
-                       force=True, measure_latency=False)
+                       force=True)
     return bench_config_switch(bundle, iters=100, threads=threads)
 
 
@@ -334,22 +336,12 @@ def _task_switch(bundle: Path, threads: int, iters: int = 400) -> float:
 
     from toolchain.runtime import Runtime
 
+    from toolchain.timing import medians, repeated_and_alternating_ms
+
     rt = Runtime(str(bundle), backend="openvino", threads=threads)
     x = np.ascontiguousarray(np.load(bundle / "golden" / "input.npy")[:1])
-    rep = {t: [] for t in rt.tasks}
-    alt = {t: [] for t in rt.tasks}
-    for _ in range(4):
-        for t in rt.tasks:
-            for _ in range(iters // 4):
-                t0 = time.perf_counter()
-                rt.run(x, task=t)
-                rep[t].append(time.perf_counter() - t0)
-        for i in range(len(rt.tasks) * iters // 4):
-            t = rt.tasks[i % len(rt.tasks)]
-            t0 = time.perf_counter()
-            rt.run(x, task=t)
-            alt[t].append(time.perf_counter() - t0)
-    return 100.0 * (sum(np.median(v) for v in alt.values()) / sum(np.median(v) for v in rep.values()) - 1.0)
+    rep, alt = repeated_and_alternating_ms(lambda t: rt.run(x, task=t), rt.tasks, iters // 4, rounds=4)
+    return 100.0 * (sum(medians(alt).values()) / sum(medians(rep).values()) - 1.0)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the toy multitask bundle (toolchain/testing/toy_bundle.py) to a path.
+"""Write the toy multitask bundle (tests/support/toy_bundle.py) to a path.
 
 usage: make_toy_bundle.py OUT.mtb [--seed N] [--samples N]
 """
@@ -7,9 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout too
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # a test fixture, not in the package
 
-from toolchain.testing.toy_bundle import make_toy_bundle  # noqa: E402
+from support.toy_bundle import make_toy_bundle  # noqa: E402
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -14,9 +14,8 @@ os.environ.setdefault("MTEDGE_NO_PROGRESS", "1")
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 TESTS = Path(__file__).parent
-if str(TESTS) not in sys.path:  # test doubles and helpers live under tests/, not in the package
+if str(TESTS) not in sys.path:  # test doubles, architectures and helpers live under tests/, not in the package
     sys.path.insert(0, str(TESTS))
-
 
 @pytest.fixture(scope="session")
 def fashion_recipe():

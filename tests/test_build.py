@@ -61,7 +61,7 @@ def test_blobs_chain_through_the_dag(toy_bundle: Path) -> None:
     """The recorded blobs alone (imported as a reader would) reproduce the golden outputs."""
     import openvino as ov
 
-    from toolchain.targets.verify import run_dag
+    from toolchain.bundle.executor import run_dag
 
     b.build(toy_bundle, load_profile("host-cpu"), BuildOptions(variants=("fp32",)))
     m = _manifest(toy_bundle)
@@ -255,7 +255,7 @@ def test_host_cpu_engines_run_in_runtime(toy_bundle: Path, variant: str) -> None
 
 def test_exporter_toy_bundle_builds_for_host_cpu(tmp_path: Path) -> None:
     """The exporter's own toy bundle (shared segment 'neck', two variants) builds and verifies too."""
-    from toolchain.testing.toy_bundle import make_toy_bundle
+    from support.toy_bundle import make_toy_bundle
 
     bundle = make_toy_bundle(tmp_path / "exp.mtb")
     result = b.build(bundle, load_profile("host-cpu"))

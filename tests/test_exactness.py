@@ -28,11 +28,11 @@ from toolchain.prune.exactness import (
     verify_exact,
 )
 from toolchain.prune.groups import ChannelGroup, channel_groups, dependency_graph
-from toolchain.testing import layout_models as lm
-from toolchain.testing.architectures import EXPORT_SHAPES, recipe_for
+from support import layout_models as lm
+from support.architectures import EXPORT_SHAPES, recipe_for
 
 try:
-    from toolchain.testing.encoders import ENCODERS
+    from support.encoders import ENCODERS
 except ImportError:  # written by the pruning engineer; the property covers it once it exists
     ENCODERS = {}
 
@@ -296,7 +296,7 @@ def test_compress_cli_reports_refused_groups(tmp_path):
               "tasks": {"cls": {"kind": "classification", "allowed_drop": 50.0},
                         "seg": {"kind": "segmentation", "allowed_drop": 50.0}}}
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-    proc = mtedge("compress", "toolchain.testing.layout_models:ChannelShuffle", "--recipe", tmp_path / "r.yaml",
+    proc = mtedge("compress", "support.layout_models:ChannelShuffle", "--recipe", tmp_path / "r.yaml",
                   "--prune", "pagcp", "--keep-flops", "0.7", "--round-to", "1", "--val-count", "8", "--label-free",
                   "--test-count", "8", "-o", tmp_path / "p.pt", "--report", tmp_path / "rep", "--threads", "1")
     assert "s1.0" in proc.stderr and "skipped" in proc.stderr  # the warning names the group

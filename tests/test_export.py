@@ -18,10 +18,10 @@ import torch
 from cli_helpers import MTEDGE, mtedge
 from toolchain.bundle import Bundle
 from toolchain.bundle.manifest import schema
-from toolchain.bundle.reference import ReferenceExecutor
+from toolchain.bundle.executor import ReferenceExecutor
 from toolchain.errors import BundleError, SpecError
 from toolchain.export import export_bundle
-from toolchain.testing.architectures import EXPORT_SHAPES, recipe_for
+from support.architectures import EXPORT_SHAPES, recipe_for
 from toolchain.verify import verify_bundle
 
 

@@ -17,13 +17,13 @@ def test_zoo_models_return_a_dict_of_tasks():
 
 
 def test_factory_spec_with_checkpoint_state_dict(tmp_path):
-    ref = load("toolchain.testing.architectures:SingleLayerBranch").module
+    ref = load("support.architectures:SingleLayerBranch").module
     torch.nn.init.constant_(ref.edge.weight, 0.5)
     ckpt = tmp_path / "w.pt"
     torch.save(ref.state_dict(), ckpt)
-    m = load("toolchain.testing.architectures:SingleLayerBranch", checkpoint=ckpt)
+    m = load("support.architectures:SingleLayerBranch", checkpoint=ckpt)
     assert torch.equal(m.module.edge.weight, ref.edge.weight)
-    assert m.sha256 == load("toolchain.testing.architectures:SingleLayerBranch", checkpoint=ckpt).sha256
+    assert m.sha256 == load("support.architectures:SingleLayerBranch", checkpoint=ckpt).sha256
 
 
 def test_pickled_module_and_mtedge_checkpoint(tmp_path, fashion_recipe):
@@ -64,7 +64,7 @@ def test_bad_specs(spec, message):
 def test_checkpoint_that_does_not_fit(tmp_path):
     torch.save({"state_dict": {"enc.0.0.weight": torch.zeros(1)}}, tmp_path / "x.pt")
     with pytest.raises(SpecError, match="does not fit the model"):
-        load("toolchain.testing.architectures:SingleLayerBranch", checkpoint=tmp_path / "x.pt")
+        load("support.architectures:SingleLayerBranch", checkpoint=tmp_path / "x.pt")
     with pytest.raises(SpecError, match="checkpoint file .* not found"):
         load("zoo:fashion-mt", checkpoint=tmp_path / "missing.pt")
     (tmp_path / "garbage.pt").write_bytes(b"not a torch file")

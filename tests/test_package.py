@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import openvino
 
@@ -44,3 +45,12 @@ def test_runtime_is_exported_at_the_top_level():
     from toolchain.runtime import Runtime
 
     assert toolchain.Runtime is Runtime
+
+
+def test_the_wheel_holds_the_product_only():
+    """Test architectures and toy bundles live under tests/ (tests/support), not in the package."""
+    import toolchain
+
+    pkg = Path(toolchain.__file__).parent
+    assert not (pkg / "testing").exists()
+    assert (pkg / "zoo" / "fashion_mt.py").exists()  # zoo models are product: `zoo:NAME` on the CLI

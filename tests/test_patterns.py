@@ -10,7 +10,7 @@ from torch import nn
 
 from patterns import PATTERNS, SHAPE, recipe_doc
 from toolchain.bundle.manifest import Bundle
-from toolchain.bundle.reference import ReferenceExecutor
+from toolchain.bundle.executor import ReferenceExecutor
 from toolchain.errors import SpecError
 from toolchain.export import export_bundle
 from toolchain.graph.capture import capture, multitask

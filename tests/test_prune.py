@@ -21,8 +21,8 @@ from toolchain.prune.importance import channel_scores, lowest
 from toolchain.prune.oracle import Oracle
 from toolchain.prune.pagcp import PruneConfig, prune
 from toolchain.prune.sequential import keep_candidates
-from toolchain.testing.architectures import recipe_for
-from toolchain.testing.encoders import ENCODERS
+from support.architectures import recipe_for
+from support.encoders import ENCODERS
 
 
 def test_output_layers_are_never_in_a_group():

@@ -15,8 +15,8 @@ from toolchain.prune.importance import joint_scores, taylor_per_task
 from toolchain.prune.joint import Block, gallop, keeps_at, plan, pruned_copy
 from toolchain.prune.oracle import Oracle
 from toolchain.prune.pagcp import PruneConfig, prune
-from toolchain.testing.architectures import recipe_for
-from toolchain.testing.encoders import ENCODERS
+from support.architectures import recipe_for
+from support.encoders import ENCODERS
 
 
 def _tiny(seed: int = 0):

@@ -18,8 +18,8 @@ from toolchain.prune.importance import lowest
 from toolchain.prune.oracle import Oracle
 from toolchain.prune.pagcp import PruneConfig, prune
 from toolchain.prune.recovery import distill_loss, finetune
-from toolchain.testing.architectures import recipe_for
-from toolchain.testing.encoders import ENCODERS
+from support.architectures import recipe_for
+from support.encoders import ENCODERS
 
 
 def test_screening_judges_a_prefix_and_confirmation_is_the_exact_full_verdict(fashion_recipe):

@@ -1,6 +1,6 @@
 """Quantization: int8 (NNCF Q/DQ) and fp16 variants with per-task accuracy control.
 
-Tiny test networks (toolchain/testing/architectures.py) on random, label-free data keep this fast.
+Tiny test networks (tests/support/architectures.py) on random, label-free data keep this fast.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from toolchain.export import export_bundle
 from toolchain.quantize import QuantizeOptions, quantize_bundle
 from toolchain.quantize.int8 import check_symmetric
 from toolchain.recipe import parse_recipe
-from toolchain.testing.architectures import ResNetFPNTwoHeads, SingleLayerBranch, recipe_for
+from support.architectures import ResNetFPNTwoHeads, SingleLayerBranch, recipe_for
 from toolchain.verify import verify_bundle
 
 os.environ["MTEDGE_NO_PROGRESS"] = "1"

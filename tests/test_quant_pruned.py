@@ -15,7 +15,7 @@ from toolchain.export import export_bundle
 from toolchain.model import load, save_checkpoint
 from toolchain.quantize import QuantizeOptions, quantize_bundle
 from toolchain.quantize.pruned import magnitude_prune, output_layers
-from toolchain.testing.architectures import HeadConcatenatesTwoStages, recipe_for
+from support.architectures import HeadConcatenatesTwoStages, recipe_for
 from toolchain.verify import verify_bundle
 
 os.environ["MTEDGE_NO_PROGRESS"] = "1"
@@ -32,7 +32,7 @@ def pruned_bundle(tmp_path_factory) -> Path:
     assert sum(p.numel() for p in model.parameters()) < 0.6 * before
     ckpt = tmp / "pruned.pt"
     # an mtedge checkpoint as `mtedge compress` writes it: the pruning replays from its plan on load
-    save_checkpoint(ckpt, model, "toolchain.testing.architectures:HeadConcatenatesTwoStages", recipe_for(model))
+    save_checkpoint(ckpt, model, "support.architectures:HeadConcatenatesTwoStages", recipe_for(model))
     loaded = load(str(ckpt))
     recipe = recipe_for(loaded.module)
     path = tmp / "pruned.mtb"

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from toolchain.errors import OutputError
 from toolchain.runtime import BundleFormatError, InputError, Runtime
-from toolchain.testing.toy_bundle import make_toy_bundle, reference_outputs
+from support.toy_bundle import make_toy_bundle, reference_outputs
 
 TOL = 1e-4
 

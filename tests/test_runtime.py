@@ -18,7 +18,7 @@ import pytest
 
 from toolchain.errors import BundleError, MtedgeError
 from toolchain.runtime import BundleFileNotFoundError, BundleIntegrityError, InputError, Runtime
-from toolchain.testing.toy_bundle import make_toy_bundle, reference_outputs
+from support.toy_bundle import make_toy_bundle, reference_outputs
 
 from doubles import tensorrt_double
 from doubles.tensorrt_double import native, open_runtime

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from toolchain.bench_runtime import bench_bundle, task_model
+from toolchain.bench_runtime import bench_bundle
+from toolchain.bundle.task_model import task_model
 from toolchain.cli import main
 from toolchain.runtime import Runtime
-from toolchain.testing.toy_bundle import make_toy_bundle, reference_outputs
+from support.toy_bundle import make_toy_bundle, reference_outputs
 
 BENCH_KEYS = {"switch_overhead_pct", "reload_speedup", "multitask_speedup", "runtime_overhead_pct",
               "python_call_overhead_us", "rss_all_tasks_mb", "rss_separate_models_mb", "tasks"}

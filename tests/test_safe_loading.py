@@ -12,8 +12,8 @@ from toolchain.errors import SpecError
 from toolchain.model import load, save_checkpoint
 from toolchain.prune import cost
 from toolchain.prune.baseline import l1_prune
-from toolchain.testing.architectures import recipe_for
-from toolchain.testing.encoders import ENCODERS
+from support.architectures import recipe_for
+from support.encoders import ENCODERS
 
 
 class _Payload:
@@ -45,7 +45,7 @@ def test_checkpoint_is_plain_data_and_round_trips(tmp_path, fashion_recipe):
 def test_pruned_factory_model_rebuilds_from_its_plan(name, tmp_path):
     torch.manual_seed(0)
     model = ENCODERS[name]().eval()
-    origin = f"toolchain.testing.encoders:{type(model).__name__}"
+    origin = f"support.encoders:{type(model).__name__}"
     recipe = recipe_for(model)
     x = torch.randn(recipe.input.shape)
     result = l1_prune(model, x, int(0.7 * cost.model_flops(model, x)), round_to=4, iterations=2)

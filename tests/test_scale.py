@@ -239,7 +239,7 @@ def test_accuracy_control_trials_on_workers_give_the_serial_report(pool, tmp_pat
     from toolchain.quantize import QuantizeOptions, quantize_bundle
     from toolchain.quantize.accuracy_control import control
     from toolchain.recipe import parse_recipe
-    from toolchain.testing.architectures import ResNetFPNTwoHeads, recipe_for
+    from support.architectures import ResNetFPNTwoHeads, recipe_for
 
     torch.manual_seed(3)
     model = ResNetFPNTwoHeads().eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from functools import partial
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ def test_fashion_encoder_slims_per_stage_by_resolution(fashion_recipe, data, tmp
     from toolchain.verify import verify_bundle
 
     out = tmp_path / "staged.mtb"
-    export_slim_bundle(s, fashion_recipe, out, [WidthConfig.uniform(1.0, TASKS), cfg], data[:1], measure_latency=False)
+    export_slim_bundle(s, fashion_recipe, out, [WidthConfig.uniform(1.0, TASKS), cfg], data[:1])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["variants"][cfg.name]["config"]["encoder"] == [1.0, 1.0, 0.5]
     assert verify_bundle(out)["ok"]
@@ -340,7 +341,9 @@ def slim_bundle(slim, fashion_recipe, data, tmp_path_factory):
     configs = [WidthConfig.uniform(1.0, TASKS), WidthConfig.uniform(0.5, TASKS),
                WidthConfig.make(1.0, {"garment": 1.0, "group": 1.0, "silhouette": 0.5, "denoise": 0.5})]
     out = tmp_path_factory.mktemp("slim") / "fashion-slim.mtb"
-    res = export_slim_bundle(slim, fashion_recipe, out, configs, data[:1], latency_iters=5,
+    from toolchain.bench_runtime import measure_variant_latency
+
+    res = export_slim_bundle(slim, fashion_recipe, out, configs, data[:1], latency=partial(measure_variant_latency, iters=5),
                              metrics={"c50": {t: 1.0 for t in TASKS}})
     return out, res, configs
 
@@ -387,7 +390,7 @@ def test_a_width_variants_own_golden_outputs_are_checksummed(slim_bundle, tmp_pa
 
 def test_narrow_variant_matches_onnxruntime_and_torch(slim, slim_bundle):
     from toolchain.bundle.manifest import Bundle
-    from toolchain.bundle.reference import ReferenceExecutor
+    from toolchain.bundle.executor import ReferenceExecutor
 
     out, _, configs = slim_bundle
     bundle = Bundle.open(out)
@@ -465,3 +468,20 @@ def test_cli_search_and_errors(slim, table, fashion_recipe, tmp_path):
     assert bad.returncode == 2 and "seg=2" in bad.stderr
     with pytest.raises(SpecError, match="mtedge slim convert"):
         load_slimmable("zoo:fashion-mt")
+
+
+def test_cli_convert_then_export_records_runtime_latency(tiny_trained_fashion, tmp_path):
+    """`mtedge slim convert` (library make_slimmable) then `slim export`, whose latency comes from
+    the runtime through the function the command passes in (the front end never loads it)."""
+    from cli_helpers import mtedge
+
+    from toolchain.verify import verify_bundle
+
+    ckpt, slim_ckpt, out = tiny_trained_fashion[0], tmp_path / "slim.pt", tmp_path / "slim.mtb"
+    mtedge("slim", "convert", ckpt, "-o", slim_ckpt, "--epochs", "0", "--magnitude", "--no-latency",
+           "--calib-images", "64", "--val-count", "64", "--threads", "1")
+    mtedge("slim", "export", slim_ckpt, "-o", out, "--configs", "c100,c50", "--threads", "1")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert list(manifest["variants"]) == ["c100", "c50"]
+    assert all(v["latency_ms"] > 0 and v["metrics"] for v in manifest["variants"].values())
+    assert verify_bundle(out)["ok"]

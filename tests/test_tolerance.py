@@ -8,7 +8,6 @@ import pytest
 from toolchain.errors import BundleError
 from toolchain.quantize.evaluation import max_abs_errors
 from toolchain.quantize.variants import tolerances
-from toolchain.targets import verify as target_verify
 from toolchain.tolerance import compare, output_scale, recorded_tolerance, tolerance_for
 
 
@@ -45,9 +44,6 @@ def test_default_tolerance_scales_with_the_golden_outputs():
 
 def test_every_verifier_uses_the_same_numbers():
     golden = np.full((3, 4), 50.0, np.float32)
-    manifest = {"variants": {"fp16": {"precision": "fp16"}, "q": {"precision": "int8", "tolerance": {"t": 0.7}}}}
-    assert target_verify.tolerance_for(manifest, "fp16", "t", golden) == tolerance_for({"precision": "fp16"}, "t", golden)
-    assert target_verify.tolerance_for(manifest, "q", "t", golden) == 0.7
     # quantization records the floor scaled by the golden outputs, or the errors it measured
     assert tolerances("int8", {"t": 1e-4}, {}, {"t": golden}) == {"t": recorded_tolerance("int8", golden, 1e-4)} == {"t": 0.5}
     assert tolerances("int8", {"t": 0.3}, {"t": 0.9}) == {"t": 0.9}

@@ -24,66 +24,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from toolchain.bundle import Bundle
+from toolchain.bundle.task_model import task_model
 from toolchain.runtime import Runtime
-
-
-def _stats_ms(samples: list[float]) -> dict[str, float]:
-    a = np.asarray(samples)
-    return {"median_ms": float(np.median(a)), "p90_ms": float(np.percentile(a, 90)), "n": int(a.size)}
-
-
-def task_model(bundle: str | os.PathLike, task: str, variant: str | None = None) -> onnx.ModelProto:
-    """The task's segments merged into one ONNX model (input -> task output).
-
-    Segment files share only boundary tensor names; everything internal is prefixed with the
-    segment name so that initializers and intermediate values of different segments never clash."""
-    root = Path(bundle)
-    m = json.loads((root / "manifest.json").read_text())
-    variant = variant or m["default_variant"]
-    order = [s for s in m["segments"] if s in m["tasks"][task]["segments"]]
-    nodes, inits, value_info, opsets = [], [], [], {}
-    graph_input = graph_output = None
-    ir_version = 8
-    for seg in order:
-        model = onnx.load(root / m["variants"][variant]["segments"][seg]["file"])
-        g = model.graph
-        ir_version = max(ir_version, model.ir_version)
-        for op in model.opset_import:
-            opsets[op.domain] = max(opsets.get(op.domain, 0), op.version)
-        boundary = {v.name for v in g.input} | {v.name for v in g.output}
-        rename = {n: f"{seg}/{n}" for n in [i.name for i in g.initializer] +
-                  [o for node in g.node for o in node.output] if n and n not in boundary}
-        for node in g.node:
-            if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-                raise NotImplementedError(f"segment {seg!r} has control flow ({node.op_type}); cannot merge")
-            node.input[:] = [rename.get(n, n) for n in node.input]
-            node.output[:] = [rename.get(n, n) for n in node.output]
-            if node.name:
-                node.name = f"{seg}/{node.name}"
-            nodes.append(node)
-        for init in g.initializer:
-            init.name = rename.get(init.name, init.name)
-            inits.append(init)
-        for vi in g.value_info:
-            vi.name = rename.get(vi.name, vi.name)
-            value_info.append(vi)
-        for vi in g.input:
-            if vi.name == m["input"]["name"] and graph_input is None:
-                graph_input = vi
-        for vi in g.output:
-            if vi.name == m["tasks"][task]["output"]:
-                graph_output = vi
-    graph = onnx.helper.make_graph(nodes, f"{m['name']}-{task}", [graph_input], [graph_output], inits,
-                                   value_info=value_info)
-    merged = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
-    merged.ir_version = ir_version
-    return merged
+from toolchain.timing import interleaved_ms, medians, repeated_and_alternating_ms, stats_ms
 
 
 def _ov_config(threads: int | None, precision: str) -> dict:
@@ -94,14 +44,7 @@ def _ov_config(threads: int | None, precision: str) -> dict:
 
 
 def _timeit(fn: Callable[[], object], n: int, advance: Callable[[], None] | None = None) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1e3)
-        if advance:
-            advance()
-    return out
+    return interleaved_ms({0: fn}, n, after_round=advance)[0]
 
 
 def _rss_mb() -> float:
@@ -118,8 +61,8 @@ def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: s
 
     from toolchain import _runtime  # noqa: F401
 
-    m = json.loads((Path(bundle) / "manifest.json").read_text())
-    x = np.load(Path(bundle) / m["golden"]["input"]["file"])[:1].astype(np.float32)
+    b = Bundle.open(bundle)
+    x = b.golden()[0][:1].astype(np.float32)
     base = _rss_mb()
     if mode == "runtime":
         rt = Runtime(bundle, backend="openvino", threads=threads or None, variant=variant or None, precision=precision)
@@ -128,7 +71,7 @@ def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: s
     else:
         core = ov.Core()
         keep = [core]
-        for t in m["tasks"]:
+        for t in b.tasks:
             cm = core.compile_model(str(Path(model_dir) / f"{t}.onnx"), "CPU", _ov_config(threads, precision))
             req = cm.create_infer_request()
             req.infer({0: x})
@@ -186,7 +129,7 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
     bundle = str(bundle)
     rt = Runtime(bundle, backend="openvino", threads=threads, variant=variant, precision=precision)
     tasks = rt.tasks
-    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    m = Bundle.open(bundle).manifest
     var = rt.variants[0]
     shape = tuple(rt.input_spec()["shape"])
     golden = np.load(Path(bundle) / m["golden"]["input"]["file"]).astype(np.float32)
@@ -211,27 +154,16 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
         # machine (frequency, other processes) hits both alike.
         rounds = max(1, min(5, iters // 20))
         per_round = max(1, iters // rounds)
-        job = bar.add_task("runtime: one task repeated / tasks alternating", total=2 * len(tasks) * per_round * rounds)
+        job = bar.add_task("runtime: one task repeated / tasks alternating", total=len(tasks) * per_round * rounds)
         py_minus_cpp: dict[str, list[float]] = {t: [] for t in tasks}
-        rep: dict[str, list[float]] = {t: [] for t in tasks}
-        alt: dict[str, list[float]] = {t: [] for t in tasks}
-        for _ in range(rounds):
-            for t in tasks:
-                for _ in range(per_round):
-                    t0 = time.perf_counter()
-                    rt.run(x, task=t)
-                    wall = (time.perf_counter() - t0) * 1e3
-                    rep[t].append(wall)
-                    py_minus_cpp[t].append(wall * 1e3 - rt.stats()["last_run_us"])
-                    bar.advance(job)
-            for i in range(len(tasks) * per_round):
-                t = tasks[i % len(tasks)]
-                t0 = time.perf_counter()
-                rt.run(x, task=t)
-                alt[t].append((time.perf_counter() - t0) * 1e3)
-                bar.advance(job)
+
+        def python_overhead(t: str, wall_ms: float) -> None:
+            py_minus_cpp[t].append(wall_ms * 1e3 - rt.stats()["last_run_us"])
+            bar.advance(job)
+
+        rep, alt = repeated_and_alternating_ms(lambda t: rt.run(x, task=t), tasks, per_round, rounds, python_overhead)
         for t in tasks:
-            report["tasks"][t] = _stats_ms(rep[t])
+            report["tasks"][t] = stats_ms(rep[t])
             report["tasks"][t]["alternating_median_ms"] = float(np.median(alt[t]))
             report["tasks"][t]["python_overhead_us"] = float(np.median(py_minus_cpp[t]))
         repeat_sum = sum(report["tasks"][t]["median_ms"] for t in tasks)
@@ -280,11 +212,11 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
 
     med = lambda v: float(np.median(v))  # noqa: E731
     report.update({
-        "all_tasks_one_call": _stats_ms(all_in_one),
-        "separate_models_per_frame": _stats_ms(separate),
-        "alternating": _stats_ms(alt_all),
-        "reload_per_switch": _stats_ms(reload),
-        "raw_openvino_all_tasks": _stats_ms(raw),
+        "all_tasks_one_call": stats_ms(all_in_one),
+        "separate_models_per_frame": stats_ms(separate),
+        "alternating": stats_ms(alt_all),
+        "reload_per_switch": stats_ms(reload),
+        "raw_openvino_all_tasks": stats_ms(raw),
         "switch_overhead_pct": 100.0 * (alt_sum / repeat_sum - 1.0),
         "reload_speedup": med(reload) / med(alt_all),
         "multitask_speedup": med(separate) / med(all_in_one),
@@ -333,7 +265,7 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
     ``runtime_added_switch_overhead_pct`` the ratio of the two (what the runtime adds on top)."""
     import openvino as ov
 
-    m = json.loads((Path(bundle) / "manifest.json").read_text())
+    m = Bundle.open(bundle).manifest
     names = variants or width_config_variants(m)
     if len(names) < 2:
         raise ValueError(f"{bundle}: configuration switching needs two width variants, found {names}")
@@ -400,7 +332,7 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
     mean_latency_us = 1e3 * sum(float(np.median(rep["runtime"][v])) for v in names) / len(names)
     ours, raw = overhead("runtime"), overhead("raw_openvino")
     return {"variants": names, "block": block,
-            "configs": {v: {**_stats_ms(rep["runtime"][v]), "alternating_median_ms": alternating_ms("runtime", v),
+            "configs": {v: {**stats_ms(rep["runtime"][v]), "alternating_median_ms": alternating_ms("runtime", v),
                             "after_switch_median_ms": float(np.median(alt["runtime"][0][v])),
                             **({"within_block_median_ms": float(np.median(alt["runtime"][1][v]))} if block > 1 else {}),
                             "raw_openvino_median_ms": float(np.median(rep["raw_openvino"][v])),
@@ -459,3 +391,12 @@ def render_report(r: dict, iters: int) -> None:
                   f"{r['rss_separate_models_mb']:.1f} MB",
                   f"+{r['rss_all_tasks_delta_mb']:.1f} vs +{r['rss_separate_models_delta_mb']:.1f} MB")
     console.print(c)
+
+
+def measure_variant_latency(bundle: str | Path, variants: Sequence[str], x: np.ndarray, iters: int = 100,
+                            threads: int | None = 1, warmup: int = 5) -> dict[str, float]:
+    """Median ms of an all-task ``run`` per variant, every variant resident in one Runtime, the
+    variants interleaved call by call (so load from other processes hits them alike)."""
+    rt = Runtime(bundle, backend="openvino", threads=threads, variant=list(variants))
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return medians(interleaved_ms({v: (lambda v=v: rt.run(x, variant=v)) for v in variants}, iters, warmup))

@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,10 +17,10 @@ import onnx
 import torch
 from torch import nn
 
-from toolchain import __version__
+from toolchain.version import __version__
 from toolchain.bundle.files import file_ref, staged_directory, write_bytes_atomic, write_json_atomic
 from toolchain.bundle.manifest import Bundle, validate_manifest
-from toolchain.bundle.reference import ReferenceExecutor
+from toolchain.bundle.executor import ReferenceExecutor
 from toolchain.data.loaders import batches
 from toolchain.errors import SpecError, VerificationError
 from toolchain.graph.partition import INPUT_NAME, Partition, partition, segment_module
@@ -31,8 +29,8 @@ from toolchain.graph.tracing import trace
 from toolchain.model import LoadedModel
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
+from toolchain.torch_onnx import OPSET, onnx_bytes  # noqa: F401  OPSET: the bundle's opset
 
-OPSET = 17
 FP32_TOLERANCE = 1e-4
 
 
@@ -57,24 +55,6 @@ class ExportResult:
     path: Path
     max_abs_error: dict[str, float]  # onnxruntime chain vs torch, per task, on the golden samples
     partition: Partition
-
-
-def onnx_bytes(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str],
-               dynamic_batch: bool = False) -> bytes:
-    """Export `module` to ONNX (opset 17, weights inside the file) and return the bytes."""
-    if module.training:
-        raise ValueError("export a module in eval mode (call .eval() first)")
-    buf = io.BytesIO()
-    dynamic_axes = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, args, buf, opset_version=OPSET, input_names=input_names, output_names=output_names,
-            dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
-        )
-    data = buf.getvalue()
-    onnx.checker.check_model(data, full_check=True)  # checks the bytes in C++: no Python-side parse
-    return data
 
 
 def _tensor_spec(name: str, shape: Sequence[int]) -> dict[str, Any]:

@@ -76,15 +76,19 @@ class MeanIoU(Metric):
         return float((self._inter[present] / self._union[present]).mean() * 100.0)
 
 
-class PSNR(Metric):
-    """Peak signal-to-noise ratio in dB for images in [0, 1], from the mean squared error."""
-
-    def __init__(self) -> None:
-        super().__init__("psnr", True, "dB")
+class _SquaredError(Metric):
+    """Accumulates the squared error and the element count (PSNR and RMSE derive from the mean)."""
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         self._num += torch.sum((pred.double() - target.double()) ** 2).item()
         self._den += target.numel()
+
+
+class PSNR(_SquaredError):
+    """Peak signal-to-noise ratio in dB for images in [0, 1], from the mean squared error."""
+
+    def __init__(self) -> None:
+        super().__init__("psnr", True, "dB")
 
     def value(self) -> float:
         mse = self._num / max(self._den, 1)
@@ -103,13 +107,9 @@ class RelativeError(Metric):
         self._den += target.numel()
 
 
-class RMSE(Metric):
+class RMSE(_SquaredError):
     def __init__(self) -> None:
         super().__init__("rmse", False, "")
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        self._num += torch.sum((pred.double() - target.double()) ** 2).item()
-        self._den += target.numel()
 
     def value(self) -> float:
         return math.sqrt(self._num / max(self._den, 1))

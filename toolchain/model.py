@@ -140,6 +140,24 @@ def load(spec: str, checkpoint: str | Path | None = None, *, trust_pickle: bool 
     return LoadedModel(module, spec, recipe, origin, meta)
 
 
+def load_with_recipe(spec: str, checkpoint: str | Path | None = None, recipe: str | Path | Recipe | None = None, *,
+                     trust_pickle: bool = False) -> tuple[LoadedModel, Recipe]:
+    """The model captured as {task: tensor} (toolchain.graph.capture) with its recipe: ``recipe``
+    (a file or a Recipe) or, for zoo models and mtedge checkpoints, their own."""
+    from toolchain.graph.capture import multitask
+
+    loaded = load(spec, checkpoint, trust_pickle=trust_pickle)
+    if recipe is not None:
+        rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    elif loaded.recipe is None:
+        raise SpecError(f"{spec} has no built-in recipe; pass --recipe FILE (see docs/byo.md; "
+                        f"`mtedge recipe init {spec}` writes one)")
+    else:
+        rec = loaded.recipe
+    loaded.module = multitask(loaded.module, rec)
+    return loaded, rec
+
+
 def check_outputs(module: nn.Module, example: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run one forward and check it returns a non-empty dict of task name -> tensor."""
     with torch.no_grad():

@@ -75,6 +75,12 @@ def training_batches(recipe: Recipe, epochs: float, batch_size: int, limit: int 
     return total, stream()
 
 
+def one_cycle(params, lr: float, weight_decay: float, total_steps: int, pct_start: float = 0.15):
+    """AdamW under a one-cycle schedule: every mtedge training loop (training, recovery, slimming)."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
+
+
 def train(
     model: nn.Module,
     recipe: Recipe,
@@ -91,8 +97,7 @@ def train(
         )
     torch.manual_seed(config.seed)
     total_steps, data = training_batches(recipe, config.epochs, config.batch_size, config.limit, config.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=0.15)
+    opt, sched = one_cycle(model.parameters(), config.lr, config.weight_decay, total_steps)
     kinds = {t: recipe.tasks[t].kind for t in recipe.tasks}
     if teacher is not None:
         teacher.eval()

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from toolchain.bundle.manifest import Bundle
-from toolchain.bundle.reference import ReferenceExecutor
+from toolchain.bundle.executor import ReferenceExecutor
 from toolchain.tolerance import compare, tolerance_for
 
 

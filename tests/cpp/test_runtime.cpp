@@ -8,19 +8,11 @@
 #include "mtedge/errors.h"
 #include "mtedge/npy.h"
 #include "mtedge/runtime.h"
+#include "test_env.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string env(const char* name) {
-  const char* p = std::getenv(name);
-#ifdef MTEDGE_TRT_BUNDLE_PATH  // the double's test binaries know where ctest builds the engines
-  if (!p && std::string(name) == "MTEDGE_TRT_BUNDLE") return MTEDGE_TRT_BUNDLE_PATH;
-  if (!p && std::string(name) == "MTEDGE_OTHER_TRT_BUNDLE") return MTEDGE_OTHER_TRT_BUNDLE_PATH;
-#endif
-  return p ? p : "";
-}
 
 // Every test runs once per backend. "tensorrt" exists in the binaries linked against the
 // TensorRT/CUDA test double (tests/tensorrt_double); its bundle is the toy bundle plus engines
@@ -40,7 +32,7 @@ class RuntimeTest : public ::testing::TestWithParam<std::string> {
       GTEST_SKIP() << "MTEDGE_TOY_BUNDLE / MTEDGE_TRT_BUNDLE not set: run through ctest (its fixtures make them)";
   }
   bool trt() const { return GetParam() == "tensorrt"; }
-  std::string bundle() const { return env(trt() ? "MTEDGE_TRT_BUNDLE" : "MTEDGE_TOY_BUNDLE"); }
+  std::string bundle() const { return test_env(trt() ? "MTEDGE_TRT_BUNDLE" : "MTEDGE_TOY_BUNDLE"); }
   mtedge::RuntimeOptions f32() const {
     mtedge::RuntimeOptions o;
     o.backend = GetParam();

@@ -1,7 +1,6 @@
-"""A minimal multitask bundle for the targets/build/profile tests (a test fixture, not product code).
-
-The exporter's ``toolchain.testing.toy_bundle.make_toy_bundle`` is the shared fixture once it
-exists; until then these tests use this one, which follows docs/bundle-format.md exactly:
+"""A minimal multitask bundle for the targets/build/profile tests, with fp16 and int8 variants
+(``support/toy_bundle.py`` is the runtime's toy: more tasks, width variants). Follows
+docs/bundle-format.md exactly:
 
     image [1,3,16,16] ─ trunk (Conv+Relu, Conv/2+Relu) ─┬─ enc.feat [1,8,16,16] ─ seg head (1x1 Conv) → seg
                                                         └─ enc.deep [1,16,8,8] ─ cls head (GAP, Flatten, Gemm) → cls
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from toolchain.bundle.executor import ort_session, run_dag, session_runner
 
 OPSET = 17
 SAMPLES = 3
@@ -136,11 +137,27 @@ def _model(name: str, spec: tuple, W: dict[str, np.ndarray], precision: str,
     return model
 
 
+INPUT = {"name": "image", "shape": [1, 3, 16, 16], "dtype": "float32", "layout": "NCHW", "dynamic_batch": False,
+         "normalization": {"scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
+TASKS = {
+    "seg": {"kind": "segmentation", "metric": "miou", "higher_is_better": True, "allowed_drop": 1.0,
+            "output": "seg", "segments": ["trunk", "seg"]},
+    "cls": {"kind": "classification", "metric": "accuracy", "higher_is_better": True,
+            "allowed_drop": 1.0, "output": "cls", "segments": ["trunk", "cls"]},
+}
+SEGMENTS = {
+    "trunk": {"inputs": ["image"], "outputs": ["enc.feat", "enc.deep"], "tasks": ["seg", "cls"],
+              "shared": True, "flops": 2 * 8 * 27 * 256 + 2 * 16 * 72 * 64, "params": 8 * 28 + 16 * 73},
+    "seg": {"inputs": ["enc.feat"], "outputs": ["seg"], "tasks": ["seg"], "shared": False,
+            "flops": 2 * 2 * 8 * 256, "params": 18},
+    "cls": {"inputs": ["enc.deep"], "outputs": ["cls"], "tasks": ["cls"], "shared": False,
+            "flops": 2 * 5 * 16, "params": 85},
+}
+
+
 def make_toy_bundle(path: str | Path, *, variants: tuple[str, ...] = ("fp32", "fp16", "int8"),
                     seed: int = 0, name: str = "toy") -> Path:
     """Write a complete, schema-valid toy bundle at ``path`` (a new directory) and return it."""
-    import onnxruntime as ort
-
     root = Path(path)
     (root / "segments").mkdir(parents=True)
     (root / "golden").mkdir()
@@ -149,21 +166,30 @@ def make_toy_bundle(path: str | Path, *, variants: tuple[str, ...] = ("fp32", "f
     specs = _segment_graphs(W)
     x = rng.standard_normal((SAMPLES, 3, 16, 16)).astype(np.float32)
 
+    def write_variant(v: str, models: dict[str, onnx.ModelProto]) -> dict:
+        segs = {}
+        for s, spec in specs.items():
+            rel = f"segments/{s}.onnx" if v == "fp32" else f"segments/{s}.{v}.onnx"
+            onnx.save(models[s], root / rel)
+
+            def spec_list(items: list) -> list[dict]:
+                return [{"name": t, "shape": sh,
+                         "dtype": "float16" if v == "fp16" and t not in TASK_OUTPUTS and t != MODEL_INPUT
+                         else "float32"} for t, sh in items]
+
+            segs[s] = {**_ref(root, rel), "inputs": spec_list(spec[2]), "outputs": spec_list(spec[3])}
+        return {"precision": v, "config": None, "segments": segs}
+
     # fp32 first: it gives the golden outputs and the activation ranges for int8 scales.
     fp32 = {s: _model(s, spec, W, "fp32", {}) for s, spec in specs.items()}
-    sessions = {s: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-                for s, m in fp32.items()}
-    golden: dict[str, list[np.ndarray]] = {"seg": [], "cls": []}
+    manifest = {"input": INPUT, "tasks": TASKS, "segments": SEGMENTS, "variants": {"fp32": write_variant("fp32", fp32)}}
+    runners = {s: session_runner(ort_session(m)) for s, m in fp32.items()}
+    golden: dict[str, list[np.ndarray]] = {t: [] for t in TASKS}
     amax: dict[str, float] = {}
     for i in range(SAMPLES):
-        env = {"image": x[i:i + 1]}
-        for s in ("trunk", "seg", "cls"):
-            feeds = {t: env[t] for t, _ in specs[s][2]}
-            outs = sessions[s].run([t for t, _ in specs[s][3]], feeds)
-            env.update(zip([t for t, _ in specs[s][3]], outs))
-        for t in ("image", "enc.feat", "enc.deep", "f"):
-            if t in env:
-                amax[t] = max(amax.get(t, 0.0), float(np.abs(env[t]).max()))
+        env = run_dag(manifest, "fp32", runners, x[i:i + 1])
+        for t in ("image", "enc.feat", "enc.deep"):
+            amax[t] = max(amax.get(t, 0.0), float(np.abs(env[t]).max()))
         for t in golden:
             golden[t].append(env[t])
     amax["f"] = amax["enc.deep"]  # GAP of a ReLU output is bounded by its max
@@ -171,19 +197,8 @@ def make_toy_bundle(path: str | Path, *, variants: tuple[str, ...] = ("fp32", "f
 
     variants_json: dict[str, dict] = {}
     for v in variants:
-        segs = {}
-        for s, spec in specs.items():
-            model = fp32[s] if v == "fp32" else _model(s, spec, W, v, act_scale)
-            rel = f"segments/{s}.onnx" if v == "fp32" else f"segments/{s}.{v}.onnx"
-            onnx.save(model, root / rel)
-
-            def spec_list(items: list, _v: str = v) -> list[dict]:
-                return [{"name": t, "shape": sh,
-                         "dtype": "float16" if _v == "fp16" and t not in TASK_OUTPUTS and t != MODEL_INPUT
-                         else "float32"} for t, sh in items]
-
-            segs[s] = {**_ref(root, rel), "inputs": spec_list(spec[2]), "outputs": spec_list(spec[3])}
-        entry: dict = {"precision": v, "config": None, "segments": segs}
+        models = fp32 if v == "fp32" else {s: _model(s, spec, W, v, act_scale) for s, spec in specs.items()}
+        entry = manifest["variants"]["fp32"] if v == "fp32" else write_variant(v, models)
         if v == "int8":
             entry["tolerance"] = {"seg": 0.15, "cls": 0.15}
             entry["calibration"] = {"method": "minmax", "samples": SAMPLES}
@@ -194,27 +209,8 @@ def make_toy_bundle(path: str | Path, *, variants: tuple[str, ...] = ("fp32", "f
         np.save(root / f"golden/{t}.npy", np.concatenate(arrs).astype(np.float32))
 
     manifest = {
-        "format": "mtedge-bundle", "format_version": 1, "name": name,
-        "input": {"name": "image", "shape": [1, 3, 16, 16], "dtype": "float32", "layout": "NCHW",
-                  "dynamic_batch": False,
-                  "normalization": {"scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}},
-        "tasks": {
-            "seg": {"kind": "segmentation", "metric": "miou", "higher_is_better": True, "allowed_drop": 1.0,
-                    "output": "seg", "segments": ["trunk", "seg"]},
-            "cls": {"kind": "classification", "metric": "accuracy", "higher_is_better": True,
-                    "allowed_drop": 1.0, "output": "cls", "segments": ["trunk", "cls"]},
-        },
-        "segments": {
-            "trunk": {"inputs": ["image"], "outputs": ["enc.feat", "enc.deep"], "tasks": ["seg", "cls"],
-                      "shared": True, "flops": 2 * 8 * 27 * 256 + 2 * 16 * 72 * 64, "params": 8 * 28 + 16 * 73},
-            "seg": {"inputs": ["enc.feat"], "outputs": ["seg"], "tasks": ["seg"], "shared": False,
-                    "flops": 2 * 2 * 8 * 256, "params": 18},
-            "cls": {"inputs": ["enc.deep"], "outputs": ["cls"], "tasks": ["cls"], "shared": False,
-                    "flops": 2 * 5 * 16, "params": 85},
-        },
-        "default_variant": "fp32",
-        "variants": variants_json,
-        "engines": {},
+        "format": "mtedge-bundle", "format_version": 1, "name": name, "input": INPUT, "tasks": TASKS,
+        "segments": SEGMENTS, "default_variant": "fp32", "variants": variants_json, "engines": {},
         "golden": {"input": _ref(root, "golden/input.npy"),
                    "outputs": {t: _ref(root, f"golden/{t}.npy") for t in golden},
                    "samples": SAMPLES, "source": f"random normal, seed {seed}"},

@@ -16,19 +16,11 @@
 #include "mtedge/errors.h"
 #include "mtedge/npy.h"
 #include "mtedge/runtime.h"
+#include "../cpp/test_env.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string env(const char* name) {
-  const char* p = std::getenv(name);
-#ifdef MTEDGE_TRT_BUNDLE_PATH  // the double's test binaries know where ctest builds the engines
-  if (!p && std::string(name) == "MTEDGE_TRT_BUNDLE") return MTEDGE_TRT_BUNDLE_PATH;
-  if (!p && std::string(name) == "MTEDGE_OTHER_TRT_BUNDLE") return MTEDGE_OTHER_TRT_BUNDLE_PATH;
-#endif
-  return p ? p : "";
-}
 
 mtedge::RuntimeOptions trt_opts(bool verify = true) {
   mtedge::RuntimeOptions o;
@@ -57,7 +49,7 @@ std::string what_of(const std::function<void()>& f) {
 class TensorRtDouble : public ::testing::Test {
  protected:
   void SetUp() override {
-    bundle_ = env("MTEDGE_TRT_BUNDLE");
+    bundle_ = test_env("MTEDGE_TRT_BUNDLE");
     if (bundle_.empty() || !fs::exists(fs::path(bundle_) / "manifest.json"))
       GTEST_SKIP() << "MTEDGE_TRT_BUNDLE not set: run through ctest (its fixture builds the engines)";
   }
@@ -146,7 +138,7 @@ TEST_F(TensorRtDouble, CorruptEngineIsRefusedWithTensorRtsReason) {
 }
 
 TEST_F(TensorRtDouble, EngineOfAnotherTensorRtVersionIsRefused) {
-  const std::string other = env("MTEDGE_OTHER_TRT_BUNDLE");
+  const std::string other = test_env("MTEDGE_OTHER_TRT_BUNDLE");
   if (other.empty() || other == bundle_) GTEST_SKIP() << "only one TensorRT header set: no other version's engines";
   const std::string msg = what_of([&] { mtedge::Runtime rt(other, trt_opts()); });
   EXPECT_NE(msg.find("Version tag does not match"), std::string::npos) << msg;

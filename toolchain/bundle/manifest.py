@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import jsonschema
 import numpy as np
@@ -50,6 +50,17 @@ def _check_references(doc: dict[str, Any], where: str) -> None:
             raise BundleError(f"{where}: variant {vname!r} has no file for segment(s) {', '.join(missing)}")
     if doc["default_variant"] not in doc["variants"]:
         raise BundleError(f"{where}: default_variant {doc['default_variant']!r} is not one of the variants")
+
+
+def segments_for(manifest: dict[str, Any], tasks: Iterable[str] | None = None) -> list[str]:
+    """Segments ``tasks`` need (all when None) in manifest order, which is topological."""
+    if tasks is None:
+        return list(manifest["segments"])
+    unknown = [t for t in tasks if t not in manifest["tasks"]]
+    if unknown:
+        raise BundleError(f"unknown task(s) {', '.join(unknown)}; this bundle has tasks: {', '.join(manifest['tasks'])}")
+    needed = {s for t in tasks for s in manifest["tasks"][t]["segments"]}
+    return [s for s in manifest["segments"] if s in needed]
 
 
 @dataclass
@@ -129,12 +140,8 @@ class Bundle:
             raise BundleError(f"unknown variant {name!r}; this bundle has variants: {', '.join(self.variants)}")
         return self.manifest["variants"][name]
 
-    def segments_for(self, tasks: list[str]) -> list[str]:
-        unknown = [t for t in tasks if t not in self.manifest["tasks"]]
-        if unknown:
-            raise BundleError(f"unknown task(s) {', '.join(unknown)}; this bundle has tasks: {', '.join(self.tasks)}")
-        needed = {s for t in tasks for s in self.manifest["tasks"][t]["segments"]}
-        return [s for s in self.manifest["segments"] if s in needed]
+    def segments_for(self, tasks: list[str] | None = None) -> list[str]:
+        return segments_for(self.manifest, tasks)
 
     def golden(self, check: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         g = self.manifest["golden"]

@@ -9,9 +9,8 @@ from typing import Any
 import click
 
 from toolchain.bundle.files import write_json_atomic
-from toolchain.errors import SpecError
-from toolchain.model import LoadedModel, load
-from toolchain.recipe import Recipe, load_recipe
+from toolchain.model import LoadedModel, load_with_recipe
+from toolchain.recipe import Recipe
 
 model_argument = click.argument("model", metavar="MODEL")
 _TRUST_KEY = "mtedge.trust_pickle"
@@ -36,22 +35,11 @@ recipe_option = click.option("--recipe", type=click.Path(dir_okay=False), defaul
 
 def load_model_and_recipe(model: str, checkpoint: str | None, recipe: str | None,
                           trust_pickle: bool | None = None) -> tuple[LoadedModel, Recipe]:
-    """The model captured as {task: tensor} (toolchain.graph.capture) with its recipe."""
-    from toolchain.graph.capture import multitask
-
+    """:func:`toolchain.model.load_with_recipe`, trusting pickles when --trust-pickle was given."""
     if trust_pickle is None:
         ctx = click.get_current_context(silent=True)
         trust_pickle = bool(ctx and ctx.meta.get(_TRUST_KEY))
-    loaded = load(model, checkpoint, trust_pickle=trust_pickle)
-    if recipe is not None:
-        rec = load_recipe(recipe)
-    elif loaded.recipe is None:
-        raise SpecError(f"{model} has no built-in recipe; pass --recipe FILE (see docs/byo.md; "
-                        f"`mtedge recipe init {model}` writes one)")
-    else:
-        rec = loaded.recipe
-    loaded.module = multitask(loaded.module, rec)
-    return loaded, rec
+    return load_with_recipe(model, checkpoint, recipe, trust_pickle=trust_pickle)
 
 
 def write_json(path: str | Path | None, doc: Any) -> None:

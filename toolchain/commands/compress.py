@@ -62,10 +62,7 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
     import torch
 
-    from toolchain.data.loaders import batches, example_input, has_labels
-    from toolchain.evaluate import evaluate
-    from toolchain.model import save_checkpoint
-    from toolchain.prune import cost
+    from toolchain.compression import compress as compress_model
     from toolchain.progress import console
 
     if threads:
@@ -83,78 +80,33 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         except ImportError as e:
             raise MtedgeError(f"quantization is not available in this build ({e}); run compress without --quantize") from None
     loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
-    label_free = label_free or not has_labels(rec)
-    if round_to is None:
-        round_to = 8
-        if target:
-            from toolchain.targets.profile import load_profile
-
-            round_to = load_profile(target).channel_multiple(quantize[0] if quantize else "fp32")
-    unpruned = loaded.module.eval()
-    example = example_input(rec)
-    test = list(batches(rec, "test", count=test_count, batch_size=256))
-
-    def metrics(m):
-        return evaluate(m, rec, test, reference=unpruned if label_free else None)
-
-    result = None
-    pruned = unpruned
+    pruned = loaded.module.eval()
     if method is not None:
-        from toolchain.prune.baseline import l1_prune
-        from toolchain.prune.pagcp import PruneConfig, prune
-
-        config = PruneConfig(keep_flops=keep_flops, target_latency_ms=target_latency_ms, round_to=round_to, order=order,
-                             search=search, points_per_probe=points_per_probe or workers or 1, max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored),
-                             screen_count=screen_count,
-                             time_budget_s=60 * time_budget_min if time_budget_min is not None else None,
-                             on_step=lambda line: console.print(line, highlight=False))
-        if latency_table:
-            from toolchain.targets.latency import load_table
-
-            table = cost.TableLatency.from_table(load_table(latency_table), unpruned, example)
-            config.latency_cost, config.latency_of = table.cost_per_channel, table.estimate_ms
-            config.order = order if order != "flops" else "latency"
-            console.print(f"latency table {latency_table} ({table.table.source}, {table.table.target}): "
-                          f"{table.total_ms:.3f} ms, {len(table.names)} prunable layers matched by name")
-        elif order != "flops":
-            table = cost.TableLatency.measured_on_host(unpruned, example, runs=100)
-            config.latency_cost = table.cost_per_channel
-            console.print(f"host per-layer latency (OpenVINO CPU counters): {table.total_ms:.3f} ms, "
-                          f"{len(table.names)} prunable layers timed")
-        if method == "pagcp":
-            with evaluator_from(workers, ray_address, worker_threads) as ev:
-                config.evaluator = None if workers is None and ray_address is None else ev
-                result = prune(unpruned, rec, config, example=example)
-        else:
-            config.check()
-            goal = cost.model_flops(unpruned, example) * (keep_flops if keep_flops is not None else 0.5)
-            result = l1_prune(unpruned, example, int(goal), round_to=round_to, ignored=tuple(ignored))
-        pruned = result.model
-        if finetune_epochs > 0:
-            from toolchain.prune.recovery import finetune
-
-            # label-free: the unpruned model is the only teacher there is (distillation is implied)
-            finetune(pruned, rec, finetune_epochs, teacher=unpruned if (distill or label_free) else None,
-                     limit=finetune_limit)
-        console.print(f"pruned: FLOPs {result.flops_before:,} -> {result.flops_after:,} "
-                      f"({100 * result.flops_removed:.1f}% removed), oracle evaluations {result.oracle_evaluations}")
-    if not quantize:
-        save_checkpoint(output, pruned, loaded.origin, rec, pruning=_summary(result))
-        click.echo(f"wrote {output}", err=True)
-    if report_dir and result is not None:
-        from toolchain.prune.report import report_doc, write_report
-
-        before, after = metrics(unpruned), metrics(pruned)
-        lat = cost.host_latency_ms({"before": unpruned, "after": pruned}, example)
-        doc = report_doc(result, rec, before, after, lat, {"model": model, "output": str(output), "round_to": round_to,
+        with evaluator_from(workers, ray_address, worker_threads) as ev:
+            result = compress_model(
+                loaded.module, rec, method=method, keep_flops=keep_flops, target_latency_ms=target_latency_ms,
+                target=target, precision=quantize[0] if quantize else "fp32", round_to=round_to, order=order,
+                search=search, points_per_probe=points_per_probe or workers or 1,
+                evaluator=None if workers is None and ray_address is None else ev, max_step=max_step,
+                latency_table=latency_table, finetune_epochs=finetune_epochs, finetune_limit=finetune_limit,
+                distill=distill, label_free=label_free, val_count=val_count, screen_count=screen_count,
+                ignored=tuple(ignored), time_budget_s=60 * time_budget_min if time_budget_min is not None else None,
+                on_step=lambda line: console.print(line, highlight=False), log=console.print)
+        result.origin = loaded.origin
+        pruned, label_free = result.model, result.label_free
+        if not quantize:
+            result.save(output)
+            click.echo(f"wrote {output}", err=True)
+        if report_dir:
+            paths = result.report(report_dir, test_count, {"model": model, "output": str(output),
                                                            "finetune_epochs": finetune_epochs, "distill": distill})
-        paths = write_report(doc, report_dir)
-        click.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}", err=True)
+            click.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}", err=True)
     if quantize:
+        from toolchain.data.loaders import has_labels
         from toolchain.export import export_bundle
 
         export_bundle(pruned, rec, output, force=True)
-        qrep = quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free)
+        qrep = quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free or not has_labels(rec))
         click.echo(f"wrote {output}", err=True)
         missing = [v for v in quantize if not qrep["variants"].get(v, {}).get("written")]
         if missing or not qrep["ok"]:
@@ -165,11 +117,3 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
                         "(tasks out of bounds, see the notes); loosen allowed_drop or add calibration data",
                         fg="red", err=True)
             sys.exit(1)
-
-
-def _summary(result) -> dict | None:
-    if result is None:
-        return None
-    return {"method": result.method, "flops_before": result.flops_before, "flops_after": result.flops_after,
-            "params_before": result.params_before, "params_after": result.params_after,
-            "channels": {k: list(v) for k, v in result.channels.items()}, "oracle_evaluations": result.oracle_evaluations}

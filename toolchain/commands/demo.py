@@ -4,11 +4,13 @@ train on real Fashion-MNIST -> inspect -> export a bundle -> verify -> run every
 C++ runtime on real test images, switching tasks -> bench -> prune (PAGCP) -> int8 bundle of the
 pruned model, verified and run -> engines for host-cpu and a TensorRT build script for a Jetson
 -> a slimmable network, preference-driven search, a multi-configuration bundle switched at run time.
-Steps 6-9 run the `mtedge` subcommands exactly as a user would type them.
+Steps 6-9 call the library API the `mtedge` subcommands call (toolchain.compress, export_bundle,
+quantize_bundle, verify_bundle, build, toolchain.slim).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -36,13 +38,23 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     from rich.console import Console
     from rich.table import Table
 
-    from toolchain.bench_runtime import bench_bundle, render_report
+    from toolchain.bench_runtime import bench_bundle, measure_variant_latency, render_report
     from toolchain.commands.train import print_metrics
+    from toolchain.compression import compress
     from toolchain.data import fashion
+    from toolchain.data.loaders import example_input
     from toolchain.export import export_bundle
+    from toolchain.graph.capture import multitask
     from toolchain.inspection import inspect_model, render
     from toolchain.model import load, save_checkpoint
+    from toolchain.quantize import quantize_bundle
     from toolchain.runtime import Runtime
+    from toolchain.slim import make_slimmable, parse_config_name, save_slimmable
+    from toolchain.slim.export import export_slim_bundle
+    from toolchain.slim.search import parse_preferences, parse_task_values, search
+    from toolchain.targets.build import build, emit_script
+    from toolchain.targets.plan import BuildOptions
+    from toolchain.targets.profile import load_profile
     from toolchain.train import TrainConfig, evaluate_on_test, train
     from toolchain.verify import verify_bundle
 
@@ -118,40 +130,57 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
 
     _step(console, f"6. compress: PAGCP pruning to {keep_flops:.0%} of the FLOPs, every task within its allowed drop")
     pruned = out / "fashion-mt-pruned.pt"
-    tune = ["--finetune-epochs", str(finetune_epochs), "--distill"] + (["--finetune-limit", str(limit)] if limit else [])
-    _mtedge(["compress", str(ckpt), "--prune", "pagcp", "--keep-flops", str(keep_flops), "--val-count", str(val_count),
-             *tune, "-o", str(pruned), "--report", str(out / "prune-report")])
+    result = compress(str(ckpt), method="pagcp", keep_flops=keep_flops, val_count=val_count, distill=True,
+                      finetune_epochs=finetune_epochs, finetune_limit=limit,
+                      on_step=lambda line: console.print(line, highlight=False), log=console.print)
+    result.save(pruned)
+    result.report(out / "prune-report", extra={"model": str(ckpt), "output": str(pruned)})
     console.print((out / "prune-report" / "report.md").read_text())
 
     _step(console, "7. quantize: int8 bundle of the pruned model, per-task bounds, verified, run in the runtime")
     int8 = out / "fashion-mt-pruned.mtb"
-    _mtedge(["compress", str(pruned), "--quantize", "int8", "-o", str(int8)])
-    _mtedge(["verify", str(int8)])
+    export_bundle(result.model, recipe, int8, force=True)
+    qrep = quantize_bundle(int8, recipe, precisions=["int8"], label_free=result.label_free)
+    _verified(console, int8)
+    if not qrep["variants"].get("int8", {}).get("written"):
+        raise SystemExit(f"int8 variant not written: {'; '.join(qrep['notes'])}")
     rt8 = Runtime(int8, backend="openvino", variant="int8")
     y = rt8.run(np.ascontiguousarray(x_all[:1].numpy()))
     console.print(f"int8 runtime: {rt8.variants[0]} variant, garment -> "
                   f"{fashion.GARMENTS[int(y['garment'].argmax())]} (true {fashion.GARMENTS[int(test.labels[0])]})")
 
     _step(console, "8. build: OpenVINO engines for host-cpu; a TensorRT build script for Jetson Orin Nano 8GB")
-    _mtedge(["build", str(bundle), "--target", "host-cpu"])
+    built = build(bundle, load_profile("host-cpu"))
+    console.print(f"host-cpu engines ({built.via}): {', '.join(built.entries)} verified against the golden I/O")
     rt_eng = Runtime(bundle, backend="openvino", engine_target="host-cpu")
     same = rt_eng.run(np.ascontiguousarray(x_all[:1].numpy()))
     ref = rt.run(np.ascontiguousarray(x_all[:1].numpy()))
     console.print("host-cpu engines in the runtime, max abs diff vs ONNX segments: "
                   + ", ".join(f"{t} {np.abs(same[t] - ref[t]).max():.1e}" for t in ref))
-    _mtedge(["build", str(bundle), "--target", "jetson-orin-nano-8gb", "--emit-script", str(out / "build-orin-nano-8gb.sh")])
+    script = out / "build-orin-nano-8gb.sh"
+    plan = emit_script(bundle, load_profile("jetson-orin-nano-8gb"), BuildOptions(), script)
+    console.print(f"wrote {script}: {len(plan.steps)} trtexec build(s) (TensorRT {plan.tensorrt_version}), "
+                  f"to run on the device")
 
     _step(console, "9. slimmable widths: one network, the compute budget and task preference chosen at run time")
-    slim = out / "fashion-mt-slim.pt"
-    _mtedge(["slim", "convert", str(ckpt), "-o", str(slim), "--epochs", str(slim_epochs),
-             *(["--limit", str(limit)] if limit else []), "--val-count", str(min(val_count, 1000))])
-    _mtedge(["slim", "search", str(slim), "--budget-flops", "0.6", "--prefer", "silhouette=4,denoise=1"])
-    _mtedge(["slim", "search", str(slim), "--budget-flops", "0.6", "--prefer", "silhouette=1,denoise=4"])
+    slim, table = make_slimmable(multitask(model.module, recipe), recipe, epochs=slim_epochs, limit=limit,
+                                 val_count=min(val_count, 1000))
+    slim_ckpt = out / "fashion-mt-slim.pt"
+    save_slimmable(slim_ckpt, slim, model.origin, recipe, table)
+    for prefer in ("silhouette=4,denoise=1", "silhouette=1,denoise=4"):
+        r = search(table, parse_preferences(prefer, slim.tasks), budget_flops=0.6)
+        console.print(f"within 60% of the FLOPs, preferring {prefer}: {r.config.name} "
+                      f"({r.flops / table.full_flops:.0%} of the FLOPs)")
     # the other question: the least compute that keeps every task within an accuracy bound
-    _mtedge(["slim", "search", str(slim), "--max-drop", "garment=2,group=2,silhouette=2,denoise=0.6"])
+    bound = "garment=2,group=2,silhouette=2,denoise=0.6"
+    r = search(table, parse_preferences(None, slim.tasks), max_drop=parse_task_values(bound, slim.tasks, "max drop"))
+    console.print(f"fewest FLOPs within drops {bound}: {r.config.name} ({r.flops / table.full_flops:.0%} of the FLOPs)")
     slim_bundle = out / "fashion-mt-slim.mtb"
-    _mtedge(["slim", "export", str(slim), "-o", str(slim_bundle), "--configs", "c100,c75,c50", "--force"])
-    _mtedge(["verify", str(slim_bundle)])
+    configs = [parse_config_name(n, slim.tasks) for n in ("c100", "c75", "c50")]
+    export_slim_bundle(slim, recipe, slim_bundle, configs, example_input(recipe), force=True, spec=str(slim_ckpt),
+                       metrics={c.name: table.config_metrics(c) for c in configs},
+                       latency=functools.partial(measure_variant_latency, threads=1))
+    _verified(console, slim_bundle)
     rts = Runtime(slim_bundle, backend="openvino", variant=["c100", "c75", "c50"])
     frame = np.ascontiguousarray(x_all[:1].numpy())
     for cfg in ("c100", "c50", "c75", "c100"):  # every configuration resident: switching reloads nothing
@@ -161,14 +190,16 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     console.rule(f"[bold green]demo done in {time.perf_counter() - t_start:.0f} s; artifacts in {out}/")
 
 
-def _mtedge(args: list[str]) -> None:
-    """Run one `mtedge` subcommand in this process; stop the demo if it fails."""
-    from toolchain.cli import main
+def _verified(console, bundle: Path) -> None:
+    """verify_bundle, printed per variant; stops the demo when a variant is out of tolerance."""
+    from toolchain.verify import verify_bundle
 
-    click.secho("$ mtedge " + " ".join(args), fg="blue")
-    rc = main(args)
-    if rc:
-        raise SystemExit(rc)
+    v = verify_bundle(bundle)
+    for name, tasks in v["variants"].items():
+        console.print(f"verify {bundle.name} {name}: " + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in tasks.items())
+                      + (" [green]PASS" if all(r["ok"] for r in tasks.values()) else " [red]FAIL"))
+    if not v["ok"]:
+        raise SystemExit(1)
 
 
 def _iou(pred, target) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -67,9 +66,10 @@ def summarize(kind: str, out: np.ndarray) -> str:
 @click.option("--precision", default="f32", show_default=True, type=click.Choice(["f32", "bf16"]))
 def run(bundle, tasks, input_path, output, backend, variant, threads, precision):
     """Run BUNDLE's tasks on one input with the C++ runtime and summarize each output."""
+    from toolchain.bundle import Bundle
     from toolchain.runtime import Runtime
 
-    manifest = json.loads((Path(bundle) / "manifest.json").read_text())
+    manifest = Bundle.open(bundle).manifest
     rt = Runtime(bundle, backend=backend, threads=threads, variant=variant, precision=precision)
     x = load_input(input_path, manifest)
     names = list(tasks) or rt.tasks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
@@ -48,14 +49,9 @@ def slim() -> None:
 def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_stages, epochs, limit, lr, random_configs,
                 teacher, calib_images, val_count, latency, taylor, threads, workers, ray_address, worker_threads):
     """Make MODEL slimmable: order channels, train (sandwich rule + distillation), recalibrate, tabulate."""
-    from toolchain.data.loaders import batches, example_input
     from toolchain.progress import console
-    from toolchain.prune.groups import channel_groups
-    from toolchain.prune.importance import channel_scores, magnitude
-    from toolchain.slim import convert, save_slimmable
+    from toolchain.slim import make_slimmable, save_slimmable
     from toolchain.slim.report import table_render
-    from toolchain.slim.search import evaluate_grid, fit_latency
-    from toolchain.slim.train import SlimTrainConfig, recalibrate, train_slimmable
 
     _threads(threads)
     loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
@@ -63,23 +59,11 @@ def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_sta
         ws = [float(w) for w in widths.split(",")]
     except ValueError:
         raise SpecError(f"--widths {widths!r} must be comma-separated numbers, e.g. 1.0,0.75,0.5,0.35") from None
-    example = example_input(rec)
-    groups = channel_groups(loaded.module, example)
-    if taylor:
-        scores = channel_scores(loaded.module, groups, rec, list(batches(rec, "val", count=256, batch_size=128)))
-    else:
-        scores = {g.name: magnitude(g) for g in groups}
-    s = convert(loaded.module, list(rec.tasks), example, scores=scores, widths=ws, round_to=round_to,
-                encoder_stages=encoder_stages)
-    if epochs > 0:
-        train_slimmable(s, rec, SlimTrainConfig(epochs=epochs, limit=limit, lr=lr, random_configs=random_configs,
-                                                calib_images=calib_images), teacher=loaded.module if teacher else None)
-    else:
-        recalibrate(s, rec, images=calib_images)
     with evaluator_from(workers, ray_address, worker_threads) as ev:
-        table = evaluate_grid(s, rec, list(batches(rec, "val", count=val_count, batch_size=500)), example, evaluator=ev)
-    if latency:
-        fit_latency(table, s, example)
+        s, table = make_slimmable(loaded.module, rec, widths=ws, round_to=round_to, encoder_stages=encoder_stages,
+                                  epochs=epochs, limit=limit, lr=lr, random_configs=random_configs, teacher=teacher,
+                                  calib_images=calib_images, val_count=val_count, latency=latency, taylor=taylor,
+                                  evaluator=ev)
     save_slimmable(output, s, loaded.origin, rec, table)
     rows = []
     for c in s.configs():
@@ -142,6 +126,7 @@ def export_cmd(model, output, configs, metrics_split, force, threads):
     from toolchain.data.loaders import batches, example_input
     from toolchain.evaluate import evaluate
     from toolchain.slim import load_slimmable, parse_config_name
+    from toolchain.bench_runtime import measure_variant_latency
     from toolchain.slim.export import export_slim_bundle
     from toolchain.slim.report import table_render
 
@@ -157,7 +142,8 @@ def export_cmd(model, output, configs, metrics_split, force, threads):
         for c in cfgs:
             s.set_config(c)
             metrics[c.name] = evaluate(s, rec, test)
-    res = export_slim_bundle(s, rec, output, cfgs, example_input(rec), metrics=metrics, force=force, threads=threads,
+    latency = functools.partial(measure_variant_latency, threads=threads)
+    res = export_slim_bundle(s, rec, output, cfgs, example_input(rec), metrics=metrics, force=force, latency=latency,
                              spec=model)
     table_render([{"name": n, **{k: v for k, v in d.items()}, "metrics": d.get("metrics") or {t: float("nan") for t in s.tasks}}
                   for n, d in res.variants.items()], s.tasks, f"{output}: {res.files} segment files for {res.segment_refs} references")

@@ -28,7 +28,7 @@ import copy
 import inspect
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 import torch.fx as fx
@@ -243,7 +243,44 @@ def _shape(node: Any) -> tuple[int, ...] | None:
 def task_outputs(gm: fx.GraphModule) -> dict[str, fx.Node]:
     """Task name -> the node producing it, for a captured GraphModule."""
     out = next(n for n in gm.graph.nodes if n.op == "output")
+    if not isinstance(out.args[0], dict):
+        raise SpecError(f"{type(gm).__name__} is not a captured model: it returns {type(out.args[0]).__name__}, "
+                        "not {task: tensor}; capture it first (toolchain.graph.capture.multitask)")
     return dict(out.args[0])
+
+
+def task_sets(gm: fx.GraphModule, tasks: Sequence[str] | None = None) -> dict[fx.Node, frozenset[str]]:
+    """Node -> the tasks (of ``tasks``, default all) whose output depends on it, walking back from each
+    output once. Nodes no such task reads are absent. Partition and slimming both read this."""
+    deps: dict[fx.Node, set[str]] = {}
+    for task, out in task_outputs(gm).items():
+        if tasks is not None and task not in tasks:
+            continue
+        stack = [out]
+        while stack:
+            n = stack.pop()
+            s = deps.setdefault(n, set())
+            if task not in s:
+                s.add(task)
+                stack.extend(n.all_input_nodes)
+    return {n: frozenset(s) for n, s in deps.items()}
+
+
+def reach(start: Iterable[fx.Node], keep: Callable[[fx.Node], bool],
+          through: Callable[[fx.Node], Iterable[fx.Node]]) -> list[fx.Node]:
+    """The nodes ``keep`` accepts that are reachable from ``start``, looking ``through`` the others
+    (e.g. tensor producers behind shape arithmetic, modules behind functional ops); each node once."""
+    found, stack, seen = [], list(start), set()
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if keep(n):
+            found.append(n)
+        else:
+            stack.extend(through(n))
+    return found
 
 
 def default_output_names(model: nn.Module) -> list[str]:

@@ -1,8 +1,4 @@
-"""FLOPs and parameters of traced nodes.
-
-FLOPs follow torch.utils.flop_counter's convention: 2 x multiply-accumulates of convolutions,
-linear layers and matrix products; element-wise ops, pooling, normalization are not counted.
-"""
+"""FLOPs of captured nodes and layers, in the convention of toolchain/flops.py."""
 
 from __future__ import annotations
 
@@ -14,42 +10,43 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
+from toolchain.flops import conv_flops, matmul_flops
 from toolchain.graph.tracing import is_tensor_node, node_shape
 
 
-def _numel(shape: tuple[int, ...]) -> int:
-    return math.prod(shape)
+def module_flops(mod: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """FLOPs of one call of a layer (0 for layers the convention does not count)."""
+    if isinstance(mod, nn.modules.conv._ConvNd):
+        return conv_flops(math.prod(in_shape), math.prod(out_shape), mod.weight.shape, mod.transposed)
+    if isinstance(mod, nn.Linear):
+        return matmul_flops(math.prod(out_shape), mod.in_features)
+    return 0
 
 
 def node_flops(gm: fx.GraphModule, node: fx.Node) -> int:
     if not is_tensor_node(node):
         return 0
     out = node_shape(node)
+    first = node.args[0] if node.args else None
     if node.op == "call_module":
-        mod = gm.get_submodule(node.target)
-        if isinstance(mod, nn.Conv2d):
-            kh, kw = mod.kernel_size
-            return 2 * _numel(out) * (mod.in_channels // mod.groups) * kh * kw
-        if isinstance(mod, nn.ConvTranspose2d):
-            inp = node_shape(node.args[0])
-            kh, kw = mod.kernel_size
-            return 2 * _numel(inp) * (mod.out_channels // mod.groups) * kh * kw
-        if isinstance(mod, nn.Linear):
-            return 2 * _numel(out) * mod.in_features
+        return module_flops(gm.get_submodule(node.target), node_shape(first) if _is_tensor(first) else (), out)
+    if node.op != "call_function":
         return 0
-    if node.op == "call_function":
-        if node.target in (F.linear,):
-            w = node.args[1]
-            return 2 * _numel(out) * node_shape(w)[-1] if isinstance(w, fx.Node) and is_tensor_node(w) else 0
-        if node.target in (torch.matmul, torch.bmm, torch.mm, operator.matmul):
-            a = node.args[0]
-            return 2 * _numel(out) * node_shape(a)[-1] if isinstance(a, fx.Node) and is_tensor_node(a) else 0
-        if node.target in (F.conv2d,):
-            w = node.args[1]
-            if isinstance(w, fx.Node) and is_tensor_node(w):
-                ws = node_shape(w)
-                return 2 * _numel(out) * ws[1] * ws[2] * ws[3]
+    if node.target is F.linear and _is_tensor(node.args[1]):
+        return matmul_flops(math.prod(out), node_shape(node.args[1])[-1])
+    if node.target in (torch.matmul, torch.bmm, torch.mm, operator.matmul) and _is_tensor(first):
+        return matmul_flops(math.prod(out), node_shape(first)[-1])
+    if node.target is F.conv2d and _is_tensor(node.args[1]):
+        return conv_flops(math.prod(node_shape(first)), math.prod(out), node_shape(node.args[1]))
     return 0
+
+
+def _is_tensor(arg: object) -> bool:
+    return isinstance(arg, fx.Node) and is_tensor_node(arg)
+
+
+def _is_tensor(arg: object) -> bool:
+    return isinstance(arg, fx.Node) and is_tensor_node(arg)
 
 
 def node_params(gm: fx.GraphModule, node: fx.Node) -> int:

@@ -18,6 +18,7 @@ import torch
 import torch.fx as fx
 
 from toolchain.errors import SpecError
+from toolchain.graph.capture import reach, task_sets
 from toolchain.graph.cost import node_flops
 from toolchain.graph.tracing import TracedModel, is_tensor_node, node_shape
 
@@ -83,18 +84,9 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
     nodes = [n for n in gm.graph.nodes if n.op != "output"]
     order = {n: i for i, n in enumerate(nodes)}
 
-    # 1. task sets by walking back from each task output
-    tasks_of: dict[fx.Node, set[str]] = {n: set() for n in nodes}
-    for task, out in traced.task_outputs.items():
-        stack = [out]
-        while stack:
-            n = stack.pop()
-            if task in tasks_of[n]:
-                continue
-            tasks_of[n].add(task)
-            stack.extend(n.all_input_nodes)
-    dead = [n.name for n in nodes if not tasks_of[n] and n.op not in ("placeholder",)]
-    if traced.input_node not in tasks_of or not tasks_of[traced.input_node]:
+    # 1. task sets, walked back from each task output (nodes no task reads are not exported)
+    tasks_of = task_sets(gm)
+    if not tasks_of.get(traced.input_node):
         raise SpecError("no task output depends on the model input")
 
     # 2. tensor names: the input is `image`, a task output is named after its task
@@ -108,11 +100,11 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
     #    assigned: they are recomputed inside each segment that uses them
     groups: dict[frozenset[str], list[fx.Node]] = {}
     for n in nodes:
-        if n.op == "placeholder" or not tasks_of[n]:
+        if n.op == "placeholder" or n not in tasks_of:
             continue
         if not is_tensor_node(n) or n.op == "get_attr":
             continue
-        groups.setdefault(frozenset(tasks_of[n]), []).append(n)
+        groups.setdefault(tasks_of[n], []).append(n)
 
     seg_of: dict[fx.Node, frozenset[str]] = {n: k for k, ns in groups.items() for n in ns}
     segments: dict[frozenset[str], Segment] = {
@@ -122,17 +114,8 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
     # 4. boundaries: a tensor produced in one segment (or the input) and read in another
     def tensor_inputs(n: fx.Node) -> list[fx.Node]:
         """Tensor-valued producers `n` depends on, looking through non-tensor helper nodes."""
-        found, stack, seen = [], list(n.all_input_nodes), set()
-        while stack:
-            m = stack.pop()
-            if m in seen:
-                continue
-            seen.add(m)
-            if m.op == "placeholder" or (is_tensor_node(m) and m.op != "get_attr"):
-                found.append(m)
-            else:
-                stack.extend(m.all_input_nodes)
-        return found
+        return reach(n.all_input_nodes, lambda m: m.op == "placeholder" or (is_tensor_node(m) and m.op != "get_attr"),
+                     lambda m: m.all_input_nodes)
 
     for key, seg in segments.items():
         reads: list[fx.Node] = []
@@ -164,8 +147,6 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
     shapes = {t: node_shape(n) for n, t in tensor_of.items()}
     task_outputs = {t: t for t in traced.task_outputs}
     task_segments = {t: [s for s, seg in named.items() if t in seg.tasks] for t in all_tasks}
-    if dead:
-        pass  # layers no task reads are simply not exported
     return Partition(traced, named, tensor_of, shapes, task_outputs, task_segments)
 
 

@@ -1,9 +1,5 @@
-"""What a channel costs: FLOPs per layer (torch.utils.flop_counter's convention), parameters, and
-measured host latency (OpenVINO CPU, f32 precision hint, median of interleaved runs).
-
-FLOPs are 2 x multiply-accumulates of Conv/ConvTranspose/Linear layers, as in toolchain/graph/cost.py;
-element-wise ops, pooling and normalization are not counted.
-"""
+"""What a channel costs: FLOPs per layer (the convention of toolchain/flops.py), parameters, and
+measured host latency (OpenVINO CPU, f32 precision hint, median of interleaved runs)."""
 
 from __future__ import annotations
 
@@ -17,32 +13,25 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from toolchain.graph.cost import module_flops
 from toolchain.prune.groups import ChannelGroup
+from toolchain.timing import interleaved_ms, medians
 
-_COUNTED = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+_COUNTED = (nn.modules.conv._ConvNd, nn.Linear)  # the layers toolchain/flops.py counts
 
 
 @torch.no_grad()
 def layer_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """FLOPs of every Conv/ConvTranspose/Linear layer (by module name) for one forward of `example`."""
+    """FLOPs of every counted layer (by module name) for one forward of `example`'s first sample."""
     flops: dict[str, int] = {}
-    hooks = []
 
     def hook(name: str):
         def fn(mod: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-            if isinstance(mod, nn.ConvTranspose2d):
-                kh, kw = mod.kernel_size
-                f = 2 * inputs[0].numel() * (mod.out_channels // mod.groups) * kh * kw
-            elif isinstance(mod, (nn.Conv1d, nn.Conv2d)):
-                f = 2 * out.numel() * (mod.in_channels // mod.groups) * int(torch.tensor(mod.kernel_size).prod())
-            else:
-                f = 2 * out.numel() * mod.in_features
-            flops[name] = flops.get(name, 0) + int(f)
+            flops[name] = flops.get(name, 0) + module_flops(mod, tuple(inputs[0].shape), tuple(out.shape))
         return fn
 
-    for name, mod in model.named_modules():
-        if isinstance(mod, _COUNTED):
-            hooks.append(mod.register_forward_hook(hook(name)))
+    hooks = [mod.register_forward_hook(hook(name)) for name, mod in model.named_modules()
+             if isinstance(mod, _COUNTED)]
     was_training = model.training
     model.eval()
     try:
@@ -100,7 +89,7 @@ def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | Non
     """The whole model as an OpenVINO CPU compiled model, f32 precision hint, latency mode."""
     import openvino as ov
 
-    from toolchain.export import onnx_bytes
+    from toolchain.torch_onnx import onnx_bytes
 
     model = model.eval()
     with torch.no_grad():
@@ -127,16 +116,7 @@ def host_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, runs: i
     compiled = {n: compile_openvino(m, example, threads) for n, m in models.items()}
     requests = {n: c.create_infer_request() for n, c in compiled.items()}
     x = example.numpy()
-    for _ in range(warmup):
-        for r in requests.values():
-            r.infer({0: x})
-    times: dict[str, list[float]] = {n: [] for n in models}
-    for _ in range(runs):
-        for n, r in requests.items():
-            t0 = time.perf_counter()
-            r.infer({0: x})
-            times[n].append((time.perf_counter() - t0) * 1e3)
-    return {n: statistics.median(t) for n, t in times.items()}
+    return medians(interleaved_ms({n: (lambda r=r: r.infer({0: x})) for n, r in requests.items()}, runs, warmup))
 
 
 def _module_of_ov_node(node: str, modules: set[str]) -> str | None:

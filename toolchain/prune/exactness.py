@@ -366,7 +366,7 @@ def _tolerance(ref: torch.Tensor, atol: float) -> float:
 def _onnx_diff(model: nn.Module, x: torch.Tensor, ref: dict[str, torch.Tensor]) -> dict[str, float]:
     import onnxruntime as ort
 
-    from toolchain.export import onnx_bytes
+    from toolchain.torch_onnx import onnx_bytes
 
     tasks = list(ref)
     data = onnx_bytes(model.eval(), (x,), ["image"], tasks)

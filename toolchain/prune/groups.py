@@ -30,7 +30,7 @@ import torch_pruning as tp
 from torch import nn
 
 from toolchain.errors import SpecError
-from toolchain.graph.capture import capture
+from toolchain.graph.capture import capture, task_outputs
 
 _PRODUCERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Conv1d)
 
@@ -147,11 +147,7 @@ def output_layers(model: nn.Module, example: torch.Tensor | None = None,
     """
     gm = gm or _trace(model)
     modules = dict(gm.named_modules())
-    out_node = next(n for n in gm.graph.nodes if n.op == "output")
-    result = out_node.args[0]
-    if not isinstance(result, dict):
-        raise SpecError(f"{type(model).__name__}.forward must return a dict {{task: tensor}}, got {type(result).__name__}")
-    return {task: sorted(_producers_behind(node, modules)[0]) for task, node in result.items()}
+    return {task: sorted(_producers_behind(node, modules)[0]) for task, node in task_outputs(gm).items()}
 
 
 _ELEMENTWISE = {operator.add, operator.sub, operator.mul, torch.add, torch.sub, torch.mul, "add", "add_", "sub", "mul"}

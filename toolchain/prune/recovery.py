@@ -24,7 +24,7 @@ from toolchain.data.loaders import batches, has_labels, split_length
 from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
-from toolchain.train import task_loss
+from toolchain.train import one_cycle, task_loss
 
 REGRESSION_KINDS = ("depth", "regression", "keypoints", "reconstruction")
 
@@ -74,8 +74,7 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
     kinds = {t: spec.kind for t, spec in recipe.tasks.items()}
     steps_per_epoch = math.ceil(split_length(recipe, "train", limit) / batch_size)
     total = max(1, int(math.ceil(epochs * steps_per_epoch)))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.15)
+    opt, sched = one_cycle(model.parameters(), lr, weight_decay, total)
     if teacher is not None:
         teacher.eval()
     if freeze_bn is None:

@@ -23,8 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import onnx
-
 from toolchain.quantize.chain import ChainRunner, SegmentModel, Samples
 from toolchain.quantize.evaluation import TaskEvaluator
 from toolchain.quantize.int8 import Int8Settings, layer_errors, quantize_segment, quantized_layers
@@ -178,7 +176,3 @@ def control(
         unresolved=[t for t in tasks if not within[t]],
         quantized={s: quantized_layers(m.model) for s, m in models.items()},
     )
-
-
-def model_bytes(model: onnx.ModelProto) -> int:
-    return len(model.SerializeToString())

@@ -15,6 +15,8 @@ from typing import Any, Iterable
 import numpy as np
 import onnx
 
+from toolchain.bundle.executor import ort_session
+
 Samples = list[dict[str, np.ndarray]]
 
 
@@ -24,17 +26,6 @@ class SegmentModel:
 
     model: onnx.ModelProto = field(compare=False, hash=False)
     key: str
-
-
-def ort_session(model: onnx.ModelProto, threads: int = 1) -> Any:
-    """An onnxruntime CPU session for an in-memory model (all graph optimizations on)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 class BundleGraph:

@@ -18,7 +18,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from toolchain.errors import MtedgeError
-from toolchain.quantize.chain import Samples, ort_session
+from toolchain.bundle.executor import ort_session
+from toolchain.quantize.chain import Samples
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -133,10 +134,6 @@ def quantized_layers(qmodel: onnx.ModelProto) -> list[str]:
     hits = [n for n in qmodel.graph.node if n.op_type not in QDQ_OPS
             and any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in n.input)]
     return [n.name for n in hits if n.op_type in WEIGHTED_OPS] + [n.name for n in hits if n.op_type not in WEIGHTED_OPS]
-
-
-def weighted_layers(model: onnx.ModelProto) -> list[str]:
-    return [n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS]
 
 
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:

@@ -11,35 +11,26 @@ alike; the figure is the median over `runs` iterations.
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 import numpy as np
 
+from toolchain.bundle.executor import openvino_runners, run_dag
 from toolchain.bundle.manifest import Bundle
+from toolchain.timing import interleaved_ms
 
 HINTS = {"fp32": "f32", "int8": "f32", "mixed": "f32", "fp16": "f16"}
 
 
 class _Chain:
-    def __init__(self, core: Any, bundle: Bundle, variant: str, threads: int, hint: str | None = None) -> None:
-        v = bundle.variant(variant)
-        self.hint = hint or HINTS[v["precision"]]
-        self.segments = bundle.manifest["segments"]
-        self.requests = {}
-        for name, seg in v["segments"].items():
-            cfg = {"INFERENCE_PRECISION_HINT": self.hint, "INFERENCE_NUM_THREADS": threads,
-                   "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-            compiled = core.compile_model(str(bundle.path(seg)), "CPU", cfg)
-            self.requests[name] = (compiled.create_infer_request(), [o.get_any_name() for o in compiled.outputs],
-                                   compiled.outputs)
+    """A variant's runners compiled at one precision hint."""
 
-    def run(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for name, (req, out_names, outs) in self.requests.items():
-            res = req.infer({t: values[t] for t in self.segments[name]["inputs"]})
-            for n, port in zip(out_names, outs):
-                values[n] = res[port]
-        return values
+    def __init__(self, core: Any, bundle: Bundle, variant: str, threads: int, hint: str | None = None) -> None:
+        self.hint = hint or HINTS[bundle.variant(variant)["precision"]]
+        self.variant = variant
+        cfg = {"INFERENCE_PRECISION_HINT": self.hint, "INFERENCE_NUM_THREADS": threads,
+               "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        self.runners = openvino_runners(bundle, variant, cfg, core)
 
 
 BF16_ROW = "fp32@bf16"  # the fp32 files run at the CPU plugin's bf16 precision (its default where native)
@@ -64,16 +55,9 @@ def measure(bundle: Bundle, variants: list[str], runs: int = 50, warmup: int = 5
     if bf16 and "fp32" in variants:
         chains[BF16_ROW] = _Chain(core, bundle, "fp32", threads, hint="bf16")
     x, _ = bundle.golden()
-    batch = bundle.manifest["input"]["shape"][0]
-    image = np.ascontiguousarray(x[:batch], dtype=np.float32)
-    name = bundle.manifest["input"]["name"]
-    times: dict[str, list[float]] = {v: [] for v in chains}
-    for i in range(warmup + runs):
-        for v, chain in chains.items():
-            t0 = time.perf_counter()
-            chain.run({name: image})
-            if i >= warmup:
-                times[v].append((time.perf_counter() - t0) * 1e3)
+    image = np.ascontiguousarray(x[:bundle.manifest["input"]["shape"][0]], dtype=np.float32)
+    times = interleaved_ms({v: (lambda c=c: run_dag(bundle.manifest, c.variant, c.runners, image))
+                            for v, c in chains.items()}, runs, warmup)
     return {v: {"latency_ms": statistics.median(ts), "p90_ms": float(np.percentile(ts, 90)),
                 "hint": chains[v].hint, "runs": runs, "threads": threads} for v, ts in times.items()}
 

@@ -128,9 +128,9 @@ def cached_unit(root: Path, kind: str, label: str, key: dict[str, Any], make: Ca
 # -- units (module-level: Ray workers run them) ----------------------------------------------------
 
 def _load(cfg: SweepConfig):
-    from toolchain.commands.common import load_model_and_recipe
+    from toolchain.model import load_with_recipe
 
-    return load_model_and_recipe(cfg.model, cfg.checkpoint, cfg.recipe)
+    return load_with_recipe(cfg.model, cfg.checkpoint, cfg.recipe)
 
 
 def _test_metrics(module, rec, cfg: SweepConfig) -> dict[str, float]:
@@ -141,10 +141,10 @@ def _test_metrics(module, rec, cfg: SweepConfig) -> dict[str, float]:
 
 
 def _base_key(cfg: SweepConfig) -> dict[str, Any]:
-    import toolchain
+    from toolchain.version import __version__
 
     return {"model": cfg.model, "checkpoint": _file_digest(cfg.checkpoint), "recipe": _file_digest(cfg.recipe),
-            "val_count": cfg.val_count, "test_count": cfg.test_count, "version": getattr(toolchain, "__version__", "0")}
+            "val_count": cfg.val_count, "test_count": cfg.test_count, "version": __version__}
 
 
 def _reference_unit(cfg: SweepConfig, _item: Any = None) -> dict[str, Any]:

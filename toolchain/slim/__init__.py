@@ -15,13 +15,47 @@ See docs/slimmable.md.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from toolchain.errors import SpecError
 from toolchain.slim.convert import DEFAULT_WIDTHS, SlimmableModel, WidthConfig, convert, parse_config_name
 
 __all__ = ["DEFAULT_WIDTHS", "SlimmableModel", "WidthConfig", "convert", "parse_config_name", "load_slimmable",
-           "save_slimmable"]
+           "save_slimmable", "make_slimmable"]
+
+
+def make_slimmable(model: Any, recipe: Any, *, widths: Sequence[float] = DEFAULT_WIDTHS, round_to: int = 4,
+                   encoder_stages: bool = False, epochs: float = 0.5, limit: int | None = None, lr: float = 1e-3,
+                   random_configs: int = 1, teacher: bool = True, calib_images: int = 512, val_count: int = 1000,
+                   latency: bool = True, taylor: bool = True, evaluator: Any = None) -> tuple[SlimmableModel, Any]:
+    """A captured model made slimmable (`mtedge slim convert`): channels ordered by the pruner's
+    task-aware score (``taylor``) or magnitude, sandwich-rule training with the original as teacher
+    (``epochs`` 0: BN recalibration only), the width grid evaluated on val and, with ``latency``, the
+    host latency model fitted. Returns (slimmable model, its SlimTable)."""
+    from toolchain.data.loaders import batches, example_input
+    from toolchain.prune.groups import channel_groups
+    from toolchain.prune.importance import channel_scores, magnitude
+    from toolchain.slim.search import evaluate_grid, fit_latency
+    from toolchain.slim.train import SlimTrainConfig, recalibrate, train_slimmable
+
+    example = example_input(recipe)
+    groups = channel_groups(model, example)
+    if taylor:
+        scores = channel_scores(model, groups, recipe, list(batches(recipe, "val", count=256, batch_size=128)))
+    else:
+        scores = {g.name: magnitude(g) for g in groups}
+    s = convert(model, list(recipe.tasks), example, scores=scores, widths=list(widths), round_to=round_to,
+                encoder_stages=encoder_stages)
+    if epochs > 0:
+        train_slimmable(s, recipe, SlimTrainConfig(epochs=epochs, limit=limit, lr=lr, random_configs=random_configs,
+                                                   calib_images=calib_images), teacher=model if teacher else None)
+    else:
+        recalibrate(s, recipe, images=calib_images)
+    table = evaluate_grid(s, recipe, list(batches(recipe, "val", count=val_count, batch_size=500)), example,
+                          evaluator=evaluator)
+    if latency:
+        fit_latency(table, s, example)
+    return s, table
 
 
 def save_slimmable(path: str | Path, slim: SlimmableModel, origin: str, recipe: Any, table: Any = None,

@@ -46,7 +46,7 @@ import torch.fx as fx
 from torch import nn
 
 from toolchain.errors import SpecError
-from toolchain.graph.capture import capture, task_outputs
+from toolchain.graph.capture import capture, reach, task_sets
 from toolchain.prune.groups import ChannelGroup, channel_groups, dependency_graph
 
 ENCODER = "encoder"
@@ -311,28 +311,12 @@ class SlimmableModel(nn.Module):
 
 
 def _module_tasks(model: nn.Module, tasks: Sequence[str]) -> tuple[dict[str, frozenset[str]], fx.GraphModule]:
-    """module name -> the tasks whose output depends on a call of that module (torch.fx), and the trace."""
+    """module name -> the tasks whose output depends on a call of that module, and the captured graph."""
     gm = capture(model)
-    out = task_outputs(gm)
-    deps: dict[fx.Node, set[str]] = {}
-    for task, node in out.items():
-        if task not in tasks:
-            continue
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            if not isinstance(n, fx.Node):
-                continue
-            s = deps.setdefault(n, set())
-            if task in s:
-                continue
-            s.add(task)
-            stack.extend(n.all_input_nodes)
     result: dict[str, frozenset[str]] = {}
-    for n, s in deps.items():
+    for n, s in task_sets(gm, tasks).items():
         if n.op == "call_module":
-            name = str(n.target)
-            result[name] = frozenset(s) | result.get(name, frozenset())
+            result[str(n.target)] = s | result.get(str(n.target), frozenset())
     return result, gm
 
 
@@ -364,17 +348,8 @@ def _feature_points(gm: fx.GraphModule, depends: dict[str, frozenset[str]], grou
 
 
 def _users_through_functions(node: fx.Node) -> list[fx.Node]:
-    out, stack, seen = [], list(node.users), set()
-    while stack:
-        u = stack.pop()
-        if u in seen:
-            continue
-        seen.add(u)
-        if u.op == "call_module":
-            out.append(u)
-        elif u.op in ("call_function", "call_method"):
-            stack.extend(u.users)
-    return out
+    return reach(node.users, lambda u: u.op == "call_module",
+                 lambda u: u.users if u.op in ("call_function", "call_method") else ())
 
 
 def _permute_group(group: ChannelGroup, order: torch.Tensor) -> None:

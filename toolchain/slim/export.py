@@ -19,25 +19,26 @@ configuration's.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from toolchain.bundle.files import file_ref, staged_directory, write_bytes_atomic, write_json_atomic
-from toolchain.bundle.manifest import validate_manifest
+from toolchain.bundle.manifest import Bundle, validate_manifest
 from toolchain.errors import SpecError
 from toolchain.export import FP32_TOLERANCE, export_bundle
 from toolchain.progress import progress_bar
 from toolchain.prune.cost import model_flops
 from toolchain.recipe import Recipe
 from toolchain.slim.convert import SlimmableModel, WidthConfig
+
+
+LatencyOf = Callable[[Path, Sequence[str], np.ndarray], Mapping[str, float]]
 
 
 @dataclass
@@ -51,11 +52,13 @@ class SlimExportResult:
 
 def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, configs: Sequence[WidthConfig],
                        example: torch.Tensor, metrics: Mapping[str, Mapping[str, float]] | None = None,
-                       names: Sequence[str] | None = None, force: bool = False, measure_latency: bool = True,
-                       latency_iters: int = 100, threads: int | None = 1, spec: str | None = None) -> SlimExportResult:
+                       names: Sequence[str] | None = None, force: bool = False,
+                       latency: LatencyOf | None = None, spec: str | None = None) -> SlimExportResult:
     """Write bundle `out` with one variant per configuration (the widest is ``default_variant``).
 
     `metrics`: variant name -> task -> metric (recorded as the variant's ``metrics``).
+    `latency(bundle, variants, x)`: median ms per variant, recorded as ``latency_ms`` (the runtime
+    measures it: ``toolchain.bench_runtime.measure_variant_latency``; the front end never loads it).
     Raises SpecError when two configurations share a name or their segment DAGs differ."""
     if not configs:
         raise SpecError("nothing to export: give at least one width configuration (e.g. --configs c100,c50)")
@@ -78,7 +81,7 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
             for n in order:
                 res = export_bundle(dense[n], recipe, Path(scratch) / f"{n}.mtb", name=bundle_name, force=True)
                 errors[n] = res.max_abs_error
-                parts[n] = json.loads((Path(scratch) / f"{n}.mtb" / "manifest.json").read_text())
+                parts[n] = Bundle.open(Path(scratch) / f"{n}.mtb").manifest
                 progress.update(job, advance=1, description=f"exported {n}")
         base = parts[default]
         manifest = copy.deepcopy(base)
@@ -133,31 +136,11 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
         manifest["variants"] = {n: manifest["variants"][n] for n in names}  # the caller's order
         validate_manifest(manifest)
         write_json_atomic(tmp / "manifest.json", manifest)
-        if measure_latency:
-            lat = measure_variant_latency(tmp, list(names), golden_input[:1], iters=latency_iters, threads=threads)
+        if latency is not None:
+            lat = latency(tmp, list(names), golden_input[:1])
             for n in names:
                 manifest["variants"][n]["latency_ms"] = lat[n]
             validate_manifest(manifest)
             write_json_atomic(tmp / "manifest.json", manifest)
     variants = {n: {k: manifest["variants"][n].get(k) for k in ("config", "flops", "latency_ms", "metrics")} for n in names}
     return SlimExportResult(out, variants, files, refs, errors)
-
-
-def measure_variant_latency(bundle: str | Path, variants: Sequence[str], x: np.ndarray, iters: int = 100,
-                            threads: int | None = 1, warmup: int = 5) -> dict[str, float]:
-    """Median ms of an all-task ``run`` per variant, every variant resident in one Runtime, the
-    variants interleaved call by call (so load from other processes hits them alike)."""
-    from toolchain.runtime import Runtime
-
-    rt = Runtime(bundle, backend="openvino", threads=threads, variant=list(variants))
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    for _ in range(warmup):
-        for v in variants:
-            rt.run(x, variant=v)
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in range(iters):
-        for v in variants:
-            t0 = time.perf_counter()
-            rt.run(x, variant=v)
-            times[v].append((time.perf_counter() - t0) * 1e3)
-    return {v: float(np.median(t)) for v, t in times.items()}

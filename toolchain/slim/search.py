@@ -169,7 +169,7 @@ def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, t
     else:
         import onnx
 
-        from toolchain.export import onnx_bytes
+        from toolchain.torch_onnx import onnx_bytes
         from toolchain.prune.cost import _Outputs
         from toolchain.targets.latency import estimate_layer_ms, node_costs
         from toolchain.targets.profile import load_profile

@@ -29,16 +29,13 @@ from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
 from toolchain.slim.convert import SlimmableModel, WidthConfig, _NORMS, norm_layers
-from toolchain.train import distill_loss, task_loss, training_batches
+from toolchain.train import TrainConfig, distill_loss, one_cycle, task_loss, training_batches
 
 
 @dataclass
-class SlimTrainConfig:
-    epochs: float = 1.0  # fractional epochs train on a prefix of the shuffled data
-    batch_size: int = 128
+class SlimTrainConfig(TrainConfig):
+    epochs: float = 1.0
     lr: float = 1e-3
-    weight_decay: float = 1e-4
-    limit: int | None = None  # at most this many training images (tiny runs in tests)
     random_configs: int = 1  # random configurations per step besides widest and narrowest
     # Weights. Every configuration shares the widest's weights, so the narrower ones' losses pull
     # full width away from the trained model; on fashion-mt (0.5 epoch, 3,000 test images) full-width
@@ -49,7 +46,6 @@ class SlimTrainConfig:
     label_weight: float = 0.25  # narrower configurations also see the labels
     teacher_weight: float = 3.0  # the widest also distills from the original model (when one is given)
     calib_images: int = 512  # batch-norm recalibration images per configuration
-    seed: int = 0
 
 
 class _FeatureTap:
@@ -160,8 +156,8 @@ def train_slimmable(slim: SlimmableModel, recipe: Recipe, config: SlimTrainConfi
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     steps, data = training_batches(recipe, config.epochs, config.batch_size, config.limit, config.seed)
-    opt = torch.optim.AdamW(slim.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
+    # a shorter warm-up than training from scratch: the slimmable network starts from trained weights
+    opt, sched = one_cycle(slim.parameters(), config.lr, config.weight_decay, steps, pct_start=0.1)
     kinds = {t: recipe.tasks[t].kind for t in slim.tasks}
     if teacher is not None:
         teacher.eval()

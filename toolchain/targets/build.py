@@ -15,13 +15,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from toolchain import __version__
+from toolchain.version import __version__
 from toolchain.errors import BundleError, VerificationError
 from toolchain.targets import openvino_builder, tensorrt_builder, trtexec as trtexec_mod
 from toolchain.targets.bundle_io import check_file, file_ref, load_manifest, write_bytes_atomic, write_manifest
 from toolchain.targets.plan import BuildOptions, BuildPlan, EngineBuildStep, VariantPlan, plan_build
 from toolchain.targets.profile import TargetError, TargetProfile, tensorrt_major
-from toolchain.targets.verify import Runner, reference_kind, report, verify_variant
+from toolchain.bundle.executor import Runner
+from toolchain.targets.verify import reference_kind, report, verify_variant
 
 OnStep = Callable[[EngineBuildStep], None]
 

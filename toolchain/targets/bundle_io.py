@@ -34,9 +34,3 @@ def write_manifest(bundle: Path, manifest: dict[str, Any]) -> None:
     """Validate, then replace ``manifest.json`` atomically (temp + os.replace)."""
     validate_manifest(manifest, str(Path(bundle) / "manifest.json"))
     files.write_json_atomic(Path(bundle) / "manifest.json", manifest)
-
-
-def topo_segments(manifest: dict[str, Any], tasks: list[str] | None = None) -> list[str]:
-    """Segments needed for ``tasks`` (all when None) in manifest order, which is topological."""
-    wanted = set(manifest["segments"]) if tasks is None else {s for t in tasks for s in manifest["tasks"][t]["segments"]}
-    return [s for s in manifest["segments"] if s in wanted]

@@ -28,7 +28,8 @@ import onnx
 from onnx import shape_inference
 
 from toolchain.errors import SpecError
-from toolchain.targets.bundle_io import check_file, topo_segments, write_bytes_atomic
+from toolchain.flops import conv_flops, matmul_flops
+from toolchain.targets.bundle_io import check_file, write_bytes_atomic
 from toolchain.targets.profile import TargetProfile
 
 FORMAT = "mtedge-latency"
@@ -69,7 +70,10 @@ def _shapes(model: onnx.ModelProto) -> dict[str, tuple[list[int], int]]:
 
 
 def node_costs(model: onnx.ModelProto) -> list[NodeCost]:
-    """FLOPs and bytes per node from shapes (onnx.shape_inference); symbolic dims count as 1."""
+    """Roofline work and bytes per node from shapes (onnx.shape_inference); symbolic dims count as 1.
+
+    Work is the FLOPs convention (toolchain/flops.py) for Conv/ConvTranspose/Gemm/MatMul, plus what
+    the roofline also charges: one op per bias element, BN, pooling, resize and element-wise ops."""
     shapes = _shapes(model)
     producers = {o: n for n in model.graph.node for o in n.output}
 
@@ -91,20 +95,16 @@ def node_costs(model: onnx.ModelProto) -> list[NodeCost]:
         moved = sum(nbytes(t) for t in ins) + sum(nbytes(o) for o in n.output)
         int8 = n.op_type in _MATH and any(producers.get(t) is not None and producers[t].op_type == "DequantizeLinear"
                                           for t in ins[:2])
-        if n.op_type == "Conv" and len(ins) >= 2 and ins[1] in shapes:
-            w = shapes[ins[1]][0]  # [Cout, Cin/group, kh, kw]: each output element costs Cin/group*kh*kw MACs
-            flops = 2 * out_elems * int(np.prod(w[1:])) + (out_elems if len(ins) > 2 else 0)
-        elif n.op_type == "ConvTranspose" and len(ins) >= 2 and ins[1] in shapes:
-            w = shapes[ins[1]][0]  # [Cin, Cout/group, kh, kw]: each input element scatters Cout/group*kh*kw MACs
-            flops = 2 * numel(ins[0]) * int(np.prod(w[1:])) + (out_elems if len(ins) > 2 else 0)
+        bias = out_elems if len(ins) > 2 else 0  # roofline work on top of the FLOPs convention
+        if n.op_type in ("Conv", "ConvTranspose") and len(ins) >= 2 and ins[1] in shapes:
+            flops = conv_flops(numel(ins[0]), out_elems, shapes[ins[1]][0], n.op_type == "ConvTranspose") + bias
         elif n.op_type == "Gemm" and len(ins) >= 2:
             a = shapes.get(ins[0], ([1, 1], 1))[0]
             trans_a = next((at.i for at in n.attribute if at.name == "transA"), 0)
-            k = a[0] if trans_a else a[-1]
-            flops = 2 * out_elems * k + (out_elems if len(ins) > 2 else 0)
+            flops = matmul_flops(out_elems, a[0] if trans_a else a[-1]) + bias
         elif n.op_type == "MatMul" and len(ins) == 2:
             a = shapes.get(ins[0], ([1], 1))[0]
-            flops = 2 * out_elems * (a[-1] if a else 1)
+            flops = matmul_flops(out_elems, a[-1] if a else 1)
         elif n.op_type in ("MaxPool", "AveragePool"):
             k = next((list(at.ints) for at in n.attribute if at.name == "kernel_shape"), [1])
             flops = out_elems * int(np.prod(k))
@@ -224,7 +224,7 @@ def load_table(path: str | Path) -> LatencyTable:
 
 def _segment_models(bundle: Path, manifest: dict[str, Any], variant: str) -> dict[str, tuple[Path, onnx.ModelProto]]:
     out = {}
-    for seg in topo_segments(manifest):
+    for seg in manifest["segments"]:  # manifest order is topological
         ref = manifest["variants"][variant]["segments"][seg]
         path = check_file(bundle, ref)
         out[seg] = (path, onnx.load(str(path)))

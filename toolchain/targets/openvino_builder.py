@@ -11,11 +11,10 @@ import io
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
+from toolchain.bundle.executor import Runner, request_runner
 from toolchain.targets.bundle_io import check_file, write_bytes_atomic
 from toolchain.targets.plan import EngineBuildStep
-from toolchain.targets.verify import Runner
 
 
 def _core() -> Any:
@@ -55,15 +54,8 @@ def build_steps(steps: list[EngineBuildStep], bundle: Path, manifest: dict[str, 
 
 
 def blob_runner(core: Any, blob: Path, config: dict[str, Any]) -> Runner:
-    """A runner over an exported blob: feeds by tensor name, returns copies by tensor name."""
-    compiled = core.import_model(io.BytesIO(blob.read_bytes()), "CPU", config)
-    request = compiled.create_infer_request()
-
-    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        res = request.infer(feeds)
-        return {port.get_any_name(): np.array(value, copy=True) for port, value in res.items()}
-
-    return run
+    """A runner over an exported blob, imported as a reader of the bundle would."""
+    return request_runner(core.import_model(io.BytesIO(blob.read_bytes()), "CPU", config))
 
 
 def runners_for(steps: list[EngineBuildStep], files: dict[str, Path]) -> dict[str, Runner]:

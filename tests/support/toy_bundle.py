@@ -25,6 +25,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from toolchain.bundle import Bundle
+from toolchain.bundle.executor import ReferenceExecutor
+
 INPUT_SHAPE = (1, 3, 19, 23)
 TASKS = {  # task -> (kind, segments)
     "cls": ("classification", ["trunk", "cls"]),
@@ -104,30 +107,9 @@ def _file_ref(root: Path, rel: str) -> dict:
 
 def reference_outputs(bundle: str | os.PathLike, x: np.ndarray, tasks: list[str] | None = None,
                       variant: str | None = None) -> dict[str, np.ndarray]:
-    """Runs a bundle's ONNX segments with onnxruntime, sample by sample: the parity reference.
-
-    Works for any format-1 bundle (toy or exported). ``x`` is ``[N, ...input shape[1:]]``."""
-    import onnxruntime as ort
-
-    root = Path(bundle)
-    m = json.loads((root / "manifest.json").read_text())
-    variant = variant or m["default_variant"]
-    tasks = tasks or list(m["tasks"])
-    needed = {s for t in tasks for s in m["tasks"][t]["segments"]}
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sessions = {s: ort.InferenceSession(str(root / m["variants"][variant]["segments"][s]["file"]),
-                                        opts, providers=["CPUExecutionProvider"])
-                for s in m["segments"] if s in needed}
-    outs: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-    for sample in x:
-        env = {m["input"]["name"]: sample[None].astype(np.float32)}
-        for s, sess in sessions.items():
-            res = sess.run(m["segments"][s]["outputs"], {n: env[n] for n in m["segments"][s]["inputs"]})
-            env.update(zip(m["segments"][s]["outputs"], res))
-        for t in tasks:
-            outs[t].append(env[m["tasks"][t]["output"]][0])
-    return {t: np.stack(v) for t, v in outs.items()}
+    """A bundle's ONNX segments in onnxruntime, unoptimized, in the manifest's batch: the parity
+    reference for any format-1 bundle (toy or exported). ``x`` is ``[N, ...input shape[1:]]``."""
+    return ReferenceExecutor(Bundle.open(bundle), variant, optimize=False).run(x, tasks)
 
 
 def make_toy_bundle(path: str | os.PathLike, *, seed: int = 0, samples: int = 3,
@@ -173,9 +155,7 @@ def make_toy_bundle(path: str | os.PathLike, *, seed: int = 0, samples: int = 3,
     }
     x = rng.standard_normal((samples, *INPUT_SHAPE[1:])).astype(np.float32)
     np.save(tmp / "golden" / "input.npy", x)
-    # reference_outputs needs a manifest to read; write a draft, overwrite it last below.
-    (tmp / "manifest.json").write_text(json.dumps({**manifest, "golden": {}}))
-    golden = reference_outputs(tmp, x, variant=variants[0])
+    golden = ReferenceExecutor(Bundle(tmp, manifest), variants[0], check_files=False, optimize=False).run(x)
     for t, arr in golden.items():
         np.save(tmp / "golden" / f"{t}.npy", arr.astype(np.float32))
     model_hash = hashlib.sha256(b"".join((tmp / manifest_variants[variants[0]]["segments"][s]["file"]).read_bytes()

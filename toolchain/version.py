@@ -1,0 +1,3 @@
+"""The package version (recorded in bundles, checkpoints and sweep caches)."""
+
+__version__ = "0.1.0"
