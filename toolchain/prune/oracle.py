@@ -196,25 +196,27 @@ class Oracle:
     def judge(self, candidate: nn.Module, suffix: _Suffix | None, budget_scale: float = 1.0) -> Verdict:
         """Metrics, drops and verdict of `candidate` (the current model with one group pruned) on
         the screening images (the whole subset without screening)."""
-        self.evaluations += 1
         candidate.eval()
-        n = sum(len(x) for x, _ in self.screen)
         if suffix is None:
-            metrics = self.score(candidate, data=self.screen)
-            self.images_evaluated += n
-        else:
-            metrics = dict(self._current_screen)
-            if suffix.tasks:
-                self.images_evaluated += n
-                gm = fx.GraphModule(candidate, suffix.gm.graph)  # the candidate's modules, the traced graph
-                ms = {t: make_metric(self.metric_names[t]) for t in suffix.tasks}
-                for (x, y), values in zip(self.screen, suffix.frontier or []):
-                    # fresh copies: an in-place op in the suffix (`out += identity`) must not edit the cache
-                    env = {n: _detach(v) for n, v in zip(suffix.frontier_nodes, values)}
-                    env = _run(gm, suffix.nodes, env, x)
-                    for t in suffix.tasks:
-                        ms[t].update(env[suffix.outputs[t]], y[t])
-                metrics.update({t: m.value() for t, m in ms.items()})
+            return self._screened(self.score(candidate, data=self.screen), budget_scale)
+        metrics = dict(self._current_screen)
+        if suffix.tasks:
+            gm = fx.GraphModule(candidate, suffix.gm.graph)  # the candidate's modules, the traced graph
+            ms = {t: make_metric(self.metric_names[t]) for t in suffix.tasks}
+            for (x, y), values in zip(self.screen, suffix.frontier or []):
+                # fresh copies: an in-place op in the suffix (`out += identity`) must not edit the cache
+                env = {n: _detach(v) for n, v in zip(suffix.frontier_nodes, values)}
+                env = _run(gm, suffix.nodes, env, x)
+                for t in suffix.tasks:
+                    ms[t].update(env[suffix.outputs[t]], y[t])
+            metrics.update({t: m.value() for t, m in ms.items()})
+        return self._screened(metrics, budget_scale, ran=bool(suffix.tasks))
+
+    def _screened(self, metrics: dict[str, float], budget_scale: float, ran: bool = True) -> Verdict:
+        """Count one screening evaluation (its images when a forward ran) and judge its metrics."""
+        self.evaluations += 1
+        if ran:
+            self.images_evaluated += sum(len(x) for x, _ in self.screen)
         d = self.drops(metrics, self.before_screen)
         return Verdict(metrics, d, self.within(d, budget_scale))
 
@@ -227,14 +229,7 @@ class Oracle:
             return [self.judge(c, s, budget_scale) for c, s in candidates]
         found = evaluator.map(_screen_metrics, [c for c, _ in candidates], state=self._screen_state(),
                               description="oracle")
-        n = sum(len(x) for x, _ in self.screen)
-        self.evaluations += len(found)
-        self.images_evaluated += n * len(found)
-        out = []
-        for metrics in found:
-            d = self.drops(metrics, self.before_screen)
-            out.append(Verdict(metrics, d, self.within(d, budget_scale)))
-        return out
+        return [self._screened(metrics, budget_scale) for metrics in found]
 
     def _screen_state(self) -> tuple:
         # one object for the whole search, so the evaluator ships it to each worker once
@@ -276,12 +271,12 @@ def _spread(data: Sequence[Batch], count: int) -> list[Batch]:
     """`count` samples spread evenly over `data` (every k-th), batched as `data` is. A folder is read
     in name order, so its first images are often crops of one photo: the screening images must be
     a sample of the whole subset, or their verdicts say little about the confirmation's."""
-    xs = torch.cat([x for x, _ in data])
-    total = len(xs)
+    total = sum(len(x) for x, _ in data)
     idx = torch.tensor([i * total // count for i in range(count)])
+    xs = torch.cat([x for x, _ in data])[idx]
     ys = None if data[0][1] is None else {t: torch.cat([y[t] for _, y in data])[idx] for t in data[0][1]}
     size = len(data[0][0])
-    return [(xs[idx][i : i + size], None if ys is None else {t: v[i : i + size] for t, v in ys.items()})
+    return [(xs[i : i + size], None if ys is None else {t: v[i : i + size] for t, v in ys.items()})
             for i in range(0, count, size)]
 
 
