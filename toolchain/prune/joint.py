@@ -128,7 +128,7 @@ def gallop(judge: Callable[[list[int]], list[bool] | None], first: int, top: int
 def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> None:
     config, oracle, example = st.config, st.oracle, st.example
     last_step = 0.0  # FLOPs the last accepted step removed (the carried step size)
-    for rnd in range(config.max_rounds):
+    for rnd in range(config.rounds):
         if st.out_of_time():
             return
         with st.timed("saliency"):

@@ -71,7 +71,9 @@ class PruneConfig:
     taylor_batches: int = 2  # val batches for the Taylor saliency
     budget_fraction: float = 1.0  # the oracle's first budget, as a multiple of each allowed drop
     relax: float = 2.0  # budget growth per round (fine-tuning recovers what pruning costs beyond 1x)
-    max_rounds: int = 6
+    # rounds cap (None: 6 for the sequential search, whose round costs a bisection per group; 20 for
+    # the joint search, whose round costs a handful of evaluations and so can afford small steps)
+    max_rounds: int | None = None
     max_step: float = 0.5  # at most this fraction of a group's channels per round
     # "joint": one ranking of every channel, a handful of evaluations a round (toolchain/prune/joint.py);
     # "sequential": the paper's group-by-group greedy, a bisection per group visit (prune/sequential.py)
@@ -97,6 +99,12 @@ class PruneConfig:
     exactness_fractions: tuple[float, ...] | None = None
     time_budget_s: float | None = None  # stop cleanly at the last confirmed step after this long
     on_step: Callable[[str], None] | None = None  # one line per accepted step (rounds, FLOPs, evaluations, ETA)
+
+    @property
+    def rounds(self) -> int:
+        if self.max_rounds is not None:
+            return self.max_rounds
+        return 20 if self.search == "joint" else 6
 
     def check(self) -> None:
         if (self.keep_flops is None) == (self.target_latency_ms is None):

@@ -52,7 +52,7 @@ def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float])
     # that needed more than the current scale is taken as infeasible without evaluating it again (a
     # ranking estimate only: every accepted step is still judged, and confirmed, exactly)
     known: dict[str, dict[int, float]] = {}
-    for rnd in range(config.max_rounds):
+    for rnd in range(config.rounds):
         if st.out_of_time():
             return
         with st.timed("saliency"):
