@@ -11,7 +11,7 @@ JOBS   ?= 2
 # Build-time pins: the extension links against this openvino, so it must match the runtime pin.
 BUILD_PINS := scikit-build-core==1.1.2 pybind11==3.1.0 openvino==2026.4.1
 
-.PHONY: all system venv install test test-py test-cpp test-tensorrt-double tensorrt-double-py demo check-tensorrt bench bench-runtime bench-quant bench-byo clean
+.PHONY: all system venv install test test-py test-cpp test-tensorrt-double tensorrt-double-py demo check-tensorrt bench bench-runtime bench-quant bench-byo bench-photos clean
 
 all: install
 
@@ -78,11 +78,15 @@ bench: bench-runtime bench-prune bench-quant bench-slim
 bench-quant: install
 	$(VENV)/bin/python bench/quant.py
 
-bench-prune: install
+# real photos for the ImageNet-scale benches (Debian wallpaper packages; bench/effnet_mt.py)
+bench-photos:
+	@bash scripts/setup-system.sh photos
+
+bench-prune: install bench-photos
 	$(VENV)/bin/python bench/prune.py
 
 # issue 14's figures: a user's image folder vs the built-in loader; a trained outside network label-free
-bench-byo: install
+bench-byo: install bench-photos
 	$(VENV)/bin/python bench/byo.py
 
 bench-slim: install

@@ -22,13 +22,15 @@ What the heads are (honestly):
   to the unpruned network, so they measure how well pruning preserves the encoder's inner
   features (stride 4/8/16/32), not a segmentation or depth quality.
 
-Data (:func:`write_photo_folder`): real photos that ship inside installed packages (scikit-image's
-bundled images, matplotlib's sample data), cut into random 224x224 crops and written as PNG
+Data (:func:`write_photo_folder`): 44 real photos that ship inside installed packages (scikit-image's
+bundled images, matplotlib's sample data, the photographs among Debian's wallpaper packages:
+:data:`WALLPAPERS`), cut into random 224x224 crops and written as PNG
 files; the splits are folders of *different photos*, so held-out means unseen photos.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +41,60 @@ from torch import nn
 SEG_CLASSES = 8  # the palette colours of photo_targets
 KEYPOINTS = 9
 
-# which real photos each split is cut from (scikit-image's bundled images; matplotlib's sample data)
-PHOTOS = {
-    "train": ["astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "motorcycle"],
-    "val": ["retina", "minduka"],
-    "test": ["chelsea", "grace_hopper"],
+# Real photos that ship inside packages: scikit-image's bundled images, matplotlib's sample data, and
+# the photographs among Debian's desktop wallpapers (`make bench-photos` installs the packages named
+# here; the abstract/illustrated wallpapers in them are not used). name -> (Debian package, path)
+WALLPAPERS = {
+    "bridge": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg"),
+    "leaves": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/Dragonfly_by_Bolly.jpg"),
+    "nuthatch": ("lomiri-wallpapers-20.04", "/usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg"),
+    "fig": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/Picture_0B_by_freespace.jpg"),
+    "brushes": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/Picture_1A_by_freespace.jpg"),
+    "living_room": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/Wine_by_Jakkub_Mede.jpg"),
+    "mountain": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/aitzgorri_by_Aitzol_Berasategi.jpg"),
+    "bokeh": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/analogpattern_by_Peter_Nerlich.jpg"),
+    "lamp_bird": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/free_by_Peter_Nerlich.jpg"),
+    "dogs": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/friends_by_Aitzol_Berasategi.jpg"),
+    "clock": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/greentock_by_Peter_Nerlich.jpg"),
+    "stream": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/life_by_Aitzol_Berasategi.jpg"),
+    "trail": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/picosdeeuropa_by_Aitzol_Berasategi.jpg"),
+    "dandelions": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/seeding_by_Clements_Engelhardt.jpg"),
+    "sunset": ("lomiri-wallpapers-16.04", "/usr/share/backgrounds/sunset_by_Aitzol_Berasategi.jpg"),
+    "water_drop": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/Aqua.jpg"),
+    "leaf": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/Blinds.jpg"),
+    "dune_grass": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/Dune.jpg"),
+    "gerbera": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/FreshFlower.jpg"),
+    "marigold": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/Garden.jpg"),
+    "grass": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/GreenMeadow.jpg"),
+    "ladybird": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/LadyBird.jpg"),
+    "raindrops": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/RainDrops.jpg"),
+    "storm": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/Storm.jpg"),
+    "seed_head": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/TwoWings.jpg"),
+    "wood": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/Wood.jpg"),
+    "yellow_flower": ("mate-backgrounds", "/usr/share/backgrounds/mate/nature/YellowFlower.jpg"),
+    "pier": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/BytheWater/contents/images/2560x1440.jpg"),
+    "jetty_fog": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/ColdRipple/contents/images/2560x1440.jpg"),
+    "lake_dusk": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/DarkestHour/contents/images/2560x1440.jpg"),
+    "boats": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/EveningGlow/contents/images/2560x1440.jpg"),
+    "autumn_leaf": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/FallenLeaf/contents/images/2560x1440.jpg"),
+    "facade": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/Grey/contents/images/2560x1440.jpg"),
+    "kite": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/Kite/contents/images/2560x1440.jpg"),
+    "moss": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/OneStandsOut/contents/images/2560x1440.jpg"),
+    "forest_path": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/Path/contents/images/2560x1440.jpg"),
+    "lake_evening": ("plasma-workspace-wallpapers", "/usr/share/wallpapers/summer_1am/contents/images/2560x1440.jpg"),
 }
-CROPS = {"train": 48, "val": 32, "test": 64}
+
+# which photos each split is cut from: every photo in exactly one split, so held-out means unseen
+# photos; the test photos are chosen to span objects, animals, people, plants and scenes
+PHOTOS = {
+    "train": ["astronaut", "coffee", "rocket", "motorcycle", "bridge", "leaves", "living_room", "mountain", "bokeh",
+              "lamp_bird", "stream", "dandelions", "sunset", "water_drop", "leaf", "dune_grass", "marigold", "grass",
+              "raindrops", "seed_head", "wood", "pier", "jetty_fog", "lake_dusk", "facade", "moss", "lake_evening"],
+    "val": ["minduka", "brushes", "trail", "gerbera", "storm", "autumn_leaf"],
+    "test": ["chelsea", "grace_hopper", "nuthatch", "fig", "dogs", "clock", "ladybird", "yellow_flower", "boats",
+             "kite", "forest_path"],
+}
+CROPS = {"train": 48, "val": 11, "test": 12}  # per photo
 
 
 def recipe_doc(folder: Path) -> dict:
@@ -66,14 +115,21 @@ def recipe_doc(folder: Path) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=None)
 def _photo(name: str) -> np.ndarray:
+    from PIL import Image
+
+    if name in WALLPAPERS:
+        package, path = WALLPAPERS[name]
+        if not Path(path).exists():
+            raise FileNotFoundError(f"photo {name!r}: {path} is missing; install Debian's {package} (make bench-photos)")
+        return np.asarray(Image.open(path).convert("RGB"))
     import skimage.data
 
     if name == "motorcycle":
         return skimage.data.stereo_motorcycle()[0]
     if name in ("grace_hopper", "minduka"):
         import matplotlib.cbook as cbook
-        from PIL import Image
 
         file = {"grace_hopper": "grace_hopper.jpg", "minduka": "Minduka_Present_Blue_Pack.png"}[name]
         return np.asarray(Image.open(cbook.get_sample_data(file, asfileobj=False)).convert("RGB"))

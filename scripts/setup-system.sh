@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # System packages mtedge needs on Debian 12: compilers and CMake for the C++ runtime,
 # nlohmann-json and GoogleTest for csrc/, and the real Fashion-MNIST images.
+# `setup-system.sh photos`: the wallpaper packages whose photographs the ImageNet-scale benches
+# use as real images (bench/effnet_mt.py's WALLPAPERS; benches only, not the tests).
 set -euo pipefail
 PKGS=(g++ cmake ninja-build nlohmann-json3-dev libgtest-dev dataset-fashion-mnist)
+if [ "${1:-}" = photos ]; then
+  PKGS=(lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds plasma-workspace-wallpapers)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

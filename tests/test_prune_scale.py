@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
+import time
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from toolchain.prune.importance import lowest
 from toolchain.prune.oracle import Oracle
 from toolchain.prune.pagcp import PruneConfig, prune
 from toolchain.prune.recovery import distill_loss, finetune
+from toolchain.prune.state import SearchState
 from support.architectures import recipe_for
 from support.encoders import ENCODERS
 
@@ -111,6 +114,20 @@ def test_time_budget_stops_cleanly_at_the_last_confirmed_step():
     assert result.flops_after == result.flops_before and not result.path and not lines
     with pytest.raises(SpecError, match="time budget"):
         prune(model, recipe, dataclasses.replace(config, time_budget_s=0.0), example=x)
+
+
+def test_eta_extrapolates_flops_but_never_past_the_rounds_or_time_left():
+    st = SearchState(config=PruneConfig(keep_flops=0.5, max_rounds=10), oracle=None, model=None, example=None,
+                     flops0=100, goal_flops=50, scale=1.0, phases={}, recipe=None, taylor_data=[], label_free=True)
+    st.t_search = time.perf_counter() - 10.0  # 10 s spent in round 1
+    # 1 % of the goal in 10 s extrapolates to ~990 s; 9 rounds left at 10 s a round cap it at ~90 s
+    assert re.fullmatch(r"ETA <= (89|90) s \(rounds/time budget left\)", st.eta(rnd=0, done=0.01))
+    st.t_search = time.perf_counter() - 50.0  # 5 rounds, 10 s each, 80 % done: 12.5 s by extrapolation
+    assert re.fullmatch(r"ETA 1[23] s", st.eta(rnd=4, done=0.8))
+    st.config = PruneConfig(keep_flops=0.5, max_rounds=10, time_budget_s=55.0)
+    st.t0 = st.t_search
+    assert re.fullmatch(r"ETA <= [45] s \(rounds/time budget left\)", st.eta(rnd=0, done=0.01))
+    assert st.eta(rnd=9, done=1.2) == "ETA 0 s"
 
 
 def test_distill_loss_is_zero_at_the_teacher_and_scale_free_for_regression():

@@ -156,9 +156,41 @@ def test_recipe_data_keys_are_checked():
     for data, match in [({"kind": "images"}, "needs 'data.path'"), ({"kind": "python", "source": "nocolon"}, "package.module:function"),
                         ({"kind": "images", "path": "x", "color": "cmyk"}, "rgb, bgr or gray"),
                         ({"kind": "images", "path": "x", "splits": {"val": 0.7, "test": 0.4}}, "leave some for train"),
-                        ({"kind": "images", "path": "x", "splits": {"holdout": 0.1}}, "is not a split")]:
+                        ({"kind": "images", "path": "x", "splits": {"holdout": 0.1}}, "is not a split"),
+                        ({"kind": "images", "path": "x", "augment": {"crop": [0.5, 1.5]}}, r"0 < lo <= hi <= 1"),
+                        ({"kind": "images", "path": "x", "augment": {"rotate": 10}}, "keys crop and/or flip"),
+                        ({"kind": "arrays", "path": "x.npz", "augment": {"flip": True}}, "applies to data kind 'images'")]:
         with pytest.raises(SpecError, match=match):
             parse_recipe({**base, "data": data})
+
+
+def test_augment_draws_new_views_of_train_images_for_training_only(tmp_path):
+    root = tmp_path / "imgs"
+    root.mkdir()
+    # a horizontal ramp: a flip reverses it, a crop narrows its range
+    ramp = np.tile(np.linspace(0, 255, 40, dtype=np.uint8)[None, :, None], (30, 1, 3))
+    for i in range(6):
+        Image.fromarray(ramp).save(root / f"r{i}.png")
+    plain = _recipe(tmp_path, {"kind": "images", "path": "imgs", "splits": {"val": 0.3}})
+    rec = _recipe(tmp_path, {"kind": "images", "path": "imgs", "splits": {"val": 0.3},
+                             "augment": {"crop": [0.2, 0.4], "flip": True}})
+    fixed = torch.cat([x for x, _ in batches(plain, "train", batch_size=8)])
+    # without augment=True (evaluation, calibration, the oracle) the recipe's augment changes nothing
+    assert torch.equal(torch.cat([x for x, _ in batches(rec, "train", batch_size=8)]), fixed)
+    views = [torch.cat([x for x, _ in batches(rec, "train", batch_size=8, seed=s, augment=True)]) for s in (0, 0, 1)]
+    assert views[0].shape == fixed.shape
+    assert torch.equal(views[0], views[1]) and not torch.equal(views[0], views[2])  # a function of the seed
+    span = lambda x: (x[:, 0, :, -1] - x[:, 0, :, 0]).mean(1)  # right edge minus left edge, per image
+    assert (span(fixed) > 0).all()
+    both = torch.cat([views[0], views[2]])
+    assert (span(both).abs() < 0.7 * span(fixed)[0]).all()  # a crop of at most 40 % of the area is narrower
+    assert (span(both) < 0).any() and (span(both) > 0).any()  # and some views are flipped
+    # class labels survive a crop; masks, points, boxes would not follow it
+    _folder(tmp_path / "lab")
+    labeled = _recipe(tmp_path / "lab", {"kind": "images", "path": "imgs", "labels": "labels.csv",
+                                         "augment": {"crop": [0.5, 1.0]}}, TASKS)
+    with pytest.raises(SpecError, match="labels of mask, box, points would not follow"):
+        next(batches(labeled, "train", batch_size=4, augment=True))
 
 
 def test_fashion_mt_as_an_image_folder_gives_the_builtin_loaders_metrics(tmp_path):

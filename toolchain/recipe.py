@@ -258,6 +258,7 @@ def _check_data(kind: str, opts: dict[str, Any]) -> None:
     if resize is not None and not (isinstance(resize, list) and len(resize) == 2
                                    and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in resize)):
         raise SpecError(f"recipe: 'data.resize' must be [H, W] (positive ints), got {resize!r}")
+    _check_augment(kind, opts.get("augment"))
     splits = opts.get("splits")
     if splits is None:
         return
@@ -271,6 +272,25 @@ def _check_data(kind: str, opts: dict[str, Any]) -> None:
     fractions = [v for v in splits.values() if isinstance(v, (int, float))]
     if fractions and (any(not 0 < v < 1 for v in fractions) or sum(fractions) >= 1):
         raise SpecError(f"recipe: 'data.splits' fractions must each be in (0, 1) and leave some for train, got {splits}")
+
+
+def _check_augment(kind: str, augment: Any) -> None:
+    """`data.augment: {crop: [lo, hi], flip: bool}`: random views of the train images for training
+    and recovery (images only: the crop is taken from the decoded file, before the resize)."""
+    if augment is None:
+        return
+    if kind != "images":
+        raise SpecError(f"recipe: 'data.augment' applies to data kind 'images' (a folder of files), not {kind!r}")
+    if not isinstance(augment, dict) or set(augment) - {"crop", "flip"}:
+        raise SpecError(f"recipe: 'data.augment' must be a mapping with keys crop and/or flip, got {augment!r}; "
+                        "e.g. {crop: [0.35, 1.0], flip: true}")
+    crop = augment.get("crop", [1.0, 1.0])
+    if not (isinstance(crop, list) and len(crop) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                             for v in crop) and 0 < crop[0] <= crop[1] <= 1):
+        raise SpecError(f"recipe: 'data.augment.crop' must be [lo, hi] with 0 < lo <= hi <= 1 (the crop's share of the "
+                        f"image area), got {crop!r}")
+    if not isinstance(augment.get("flip", False), bool):
+        raise SpecError(f"recipe: 'data.augment.flip' must be true or false, got {augment['flip']!r}")
 
 
 def load_recipe(path: str | Path) -> Recipe:

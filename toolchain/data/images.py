@@ -8,6 +8,8 @@ goes through :func:`normalize`, so a bundle sees exactly the numbers its recipe 
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -37,12 +39,33 @@ def normalize_for(pixels: np.ndarray, input_spec) -> np.ndarray:
     return normalize(pixels, input_spec.scale, input_spec.mean, input_spec.std)
 
 
-def read_image(path: str | Path, color: str = "rgb", size: tuple[int, int] | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class View:
+    """Part of an image: a box (left, top, right, bottom as fractions of the width and height), then
+    an optional left-right flip. Taken before the resize, so a crop keeps the file's resolution."""
+
+    box: tuple[float, float, float, float] = (0.0, 0.0, 1.0, 1.0)
+    flip: bool = False
+
+
+def random_view(rng: np.random.Generator, crop: tuple[float, float] = (1.0, 1.0), flip: bool = False) -> View:
+    """A random view covering a share of the image area drawn from `crop`, aspect ratio within
+    3:4..4:3 of the image's own, at a random place; flipped half the time when `flip`."""
+    area = rng.uniform(*crop)
+    aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+    w, h = min(1.0, math.sqrt(area * aspect)), min(1.0, math.sqrt(area / aspect))
+    left, top = rng.uniform(0, 1 - w), rng.uniform(0, 1 - h)
+    return View((left, top, left + w, top + h), bool(flip and rng.random() < 0.5))
+
+
+def read_image(path: str | Path, color: str = "rgb", size: tuple[int, int] | None = None,
+               view: View | None = None) -> np.ndarray:
     """Decode one image as raw pixel values [H, W, C] (C = 1 for gray, 3 otherwise).
 
     8-bit images give uint8 values, 16-bit grayscale PNGs their uint16 values (so a recipe's
     ``scale`` of 1/65535 reads them exactly). `size` = (H, W) resizes bilinearly when it differs.
     `color` is ``rgb``, ``bgr`` (channels reversed, for models trained on OpenCV images) or ``gray``.
+    `view` crops (and flips) the decoded image before the resize (training augmentation).
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -59,6 +82,13 @@ def read_image(path: str | Path, color: str = "rgb", size: tuple[int, int] | Non
             else:
                 img = img.convert("L" if color == "gray" else "RGB")
                 dtype = np.uint8
+            if view is not None:
+                l, t, r, b = view.box
+                img = img.crop((round(l * img.width), round(t * img.height),
+                                max(round(r * img.width), round(l * img.width) + 1),
+                                max(round(b * img.height), round(t * img.height) + 1)))
+                if view.flip:
+                    img = img.transpose(Image.FLIP_LEFT_RIGHT)
             if size is not None and (img.height, img.width) != tuple(size):
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
             pix = np.asarray(img)

@@ -29,9 +29,10 @@ def has_labels(recipe: Recipe) -> bool:
 
 
 def batches(recipe: Recipe, split: str, count: int | None = None, batch_size: int = 256, seed: int = 0,
-            shuffle: bool = False) -> Iterator[Batch]:
+            shuffle: bool = False, augment: bool = False) -> Iterator[Batch]:
     """Deterministic batches of `split` (at most `count` samples). `shuffle` permutes a user's
-    images/arrays with `seed` (for training); the built-in sources ignore it."""
+    images/arrays with `seed` (for training); the built-in sources ignore it. `augment` (training)
+    takes random views of a user's images where the recipe has ``data.augment``."""
     kind = recipe.data.kind
     if kind in ("images", "arrays", "python"):
         from toolchain.data import user
@@ -39,8 +40,10 @@ def batches(recipe: Recipe, split: str, count: int | None = None, batch_size: in
         if kind == "python":
             yield from user.python_batches(recipe, split, count)
         else:
-            source = user.images_batches if kind == "images" else user.arrays_batches
-            yield from source(recipe, split, count, batch_size, shuffle=shuffle, seed=seed)
+            if kind == "images":
+                yield from user.images_batches(recipe, split, count, batch_size, shuffle, seed, augment)
+            else:
+                yield from user.arrays_batches(recipe, split, count, batch_size, shuffle=shuffle, seed=seed)
     elif kind == "fashion-mnist":
         yield from _fashion(recipe, split, count, batch_size, seed, shuffle)
     elif kind == "photos":

@@ -2,7 +2,8 @@
 
 ```yaml
 data: {kind: images, path: DIR, labels: labels.csv, resize: [H, W], color: rgb,
-       splits: {val: 0.2, test: 0.2, calib: 0.1}}     # fractions, or folders: {val: DIR2}
+       splits: {val: 0.2, test: 0.2, calib: 0.1},     # fractions, or folders: {val: DIR2}
+       augment: {crop: [0.35, 1.0], flip: true}}      # optional: random views of train images (training, recovery)
 data: {kind: arrays, path: data.npz}                 # x: [N,H,W,C] uint8 or [N,C,H,W] float32, + per-task targets
 data: {kind: python, source: package.module:function} # function(split) -> iterable of (inputs, targets | None)
 ```
@@ -30,7 +31,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from toolchain.data.images import IMAGE_SUFFIXES, image_as_target, normalize_for, read_image, read_mask
+from toolchain.data.images import (IMAGE_SUFFIXES, View, image_as_target, normalize_for, random_view, read_image,
+                                   read_mask)
 from toolchain.errors import SpecError
 from toolchain.imports import import_callable
 from toolchain.recipe import Recipe
@@ -69,7 +71,9 @@ class _Item:
 
 
 def images_batches(recipe: Recipe, split: str, count: int | None, batch_size: int, shuffle: bool = False,
-                   seed: int = 0) -> Iterator[Batch]:
+                   seed: int = 0, augment: bool = False) -> Iterator[Batch]:
+    """`augment` draws a random view of each image (``data.augment``; a new one per `seed`) where the
+    recipe asks for one: training and recovery pass it, evaluation never does."""
     items = _image_split(recipe, split)
     if shuffle:
         items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))]
@@ -77,15 +81,29 @@ def images_batches(recipe: Recipe, split: str, count: int | None, batch_size: in
     opts = recipe.data.options
     size = _input_size(recipe)
     color = opts.get("color", "rgb")
+    views = _views(recipe, items, seed) if augment and opts.get("augment") else [None] * len(items)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        pix = np.stack([read_image(it.path, color, size) for it in chunk])
+        pix = np.stack([read_image(it.path, color, size, view) for it, view in zip(chunk, views[start:])])
         _check_channels(recipe, pix, chunk[0].path)
         x = torch.from_numpy(normalize_for(pix, recipe.input))
         if chunk[0].labels is None:
             yield x, None
         else:
             yield x, _label_tensors(recipe, chunk, size)
+
+
+def _views(recipe: Recipe, items: list[_Item], seed: int) -> list[View]:
+    """One random view per item; refused where labels would move with the pixels (masks, points,
+    boxes, depth): only class labels are unchanged by a crop and a flip."""
+    moving = [t for t, spec in recipe.tasks.items() if spec.kind != "classification"]
+    if items and items[0].labels is not None and moving:
+        raise SpecError(f"data.augment crops and flips the images, but the labels of {', '.join(moving)} would not "
+                        "follow them; augment unlabeled images (label-free distillation) or class labels only, or "
+                        "remove data.augment")
+    aug = recipe.data.options["augment"]
+    rng = np.random.default_rng([seed, 0xA06])
+    return [random_view(rng, tuple(aug.get("crop", (1.0, 1.0))), aug.get("flip", False)) for _ in items]
 
 
 def _input_size(recipe: Recipe) -> tuple[int, int]:

@@ -90,8 +90,9 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
     with progress_bar() as progress:
         job = progress.add_task("fine-tuning", total=total)
         for epoch in range(int(math.ceil(epochs))):
-            # a new seed per epoch: kinds that augment (random crops) see new samples each pass
-            for x, targets in batches(recipe, "train", count=limit, batch_size=batch_size, seed=epoch, shuffle=True):
+            # a new seed per epoch: a new order and, with the recipe's data.augment, new random views
+            for x, targets in batches(recipe, "train", count=limit, batch_size=batch_size, seed=epoch, shuffle=True,
+                                        augment=True):
                 if step >= total:
                     break
                 out = model(x)

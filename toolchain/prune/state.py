@@ -99,13 +99,26 @@ class SearchState:
         self.path.append(PathPoint(self.step, rnd + 1, label, channels, self.flops_now, cost.model_params(model),
                                    confirmed.metrics, self.oracle.drops(confirmed.metrics), self.scale, widths or {}))
         if self.config.on_step is not None:
-            elapsed = time.perf_counter() - self.t_search
             done = (self.flops0 - self.flops_now) / self.goal_total
-            eta = elapsed * (1 - done) / done if done > 0 else math.inf
             self.config.on_step(f"pagcp step {self.step} (round {rnd + 1}, budget x{self.scale:.2f}): {label} "
                                 f"{channels[0]}->{channels[1]}, FLOPs -{1 - self.flops_now / self.flops0:.1%} "
                                 f"({min(done, 1):.0%} of the goal), evaluations {self.oracle.evaluations}, "
-                                f"{time.perf_counter() - self.t0:.0f} s, ETA {eta:.0f} s")
+                                f"{time.perf_counter() - self.t0:.0f} s, {self.eta(rnd, done)}")
+
+    def eta(self, rnd: int, done: float) -> str:
+        """Time left: the FLOPs removed so far extrapolated, but never past what the rounds left (at
+        the mean round time so far) or the time budget allow. Early rounds run at a small budget and
+        remove little, so the extrapolation alone overstates by 10-100x; the caps keep it honest."""
+        if done >= 1:
+            return "ETA 0 s"
+        now = time.perf_counter()
+        elapsed = now - self.t_search
+        linear = elapsed * (1 - done) / done if done > 0 else math.inf
+        cap = (self.config.rounds - rnd - 1) * elapsed / (rnd + 1)
+        if self.config.time_budget_s is not None:
+            cap = min(cap, self.config.time_budget_s - (now - self.t0))
+        cap = max(cap, 0.0)
+        return f"ETA {linear:.0f} s" if linear <= cap else f"ETA <= {cap:.0f} s (rounds/time budget left)"
 
     def round_done(self, rnd: int, latency_of: Callable[[nn.Module], float]) -> bool:
         """After a round: True when the global goal is reached (a latency goal is re-measured and,
