@@ -72,8 +72,9 @@ def fashion(epochs: float) -> dict:
     # the joint search with the budget growing 1.5x a round (2x cut deeper per round and ended 0.04-0.10
     # points past two bounds after fine-tuning)
     relax = float(os.environ.get("BENCH_FASHION_RELAX", "1.5"))
+    relax_tasks = os.environ.get("BENCH_FASHION_RELAX_TASKS", "binding")
     res = prune(model, recipe, PruneConfig(keep_flops=KEEP, val_count=1000, batch_size=500, round_to=round_to,
-                                           max_rounds=16, relax=relax))
+                                           max_rounds=16, relax=relax, relax_tasks=relax_tasks))
     pruned_test = evaluate(res.model, recipe, test)
     finetune(res.model, recipe, epochs, teacher=model)
     after = evaluate(res.model, recipe, test)
@@ -84,7 +85,7 @@ def fashion(epochs: float) -> dict:
     finetune(base.model, recipe, epochs, teacher=model)
     base_after = evaluate(base.model, recipe, test)
     return {
-        "checkpoint": ckpt, "keep_flops_goal": KEEP, "search": "joint", "relax": relax, "finetune_epochs": epochs, "distill": True, "split": "test",
+        "checkpoint": ckpt, "keep_flops_goal": KEEP, "search": "joint", "relax": relax, "relax_tasks": relax_tasks, "finetune_epochs": epochs, "distill": True, "split": "test",
         "flops_before": res.flops_before, "flops_after": res.flops_after,
         "flops_removed_pct": 100 * res.flops_removed, "params_removed_pct": 100 * (1 - res.params_after / res.params_before),
         "goal_reached": res.goal_reached, "oracle_evaluations": res.oracle_evaluations, "oracle_cost": res.cost,

@@ -12,9 +12,11 @@ import torch
 from toolchain.data.loaders import batches
 from toolchain.prune.groups import channel_groups
 from toolchain.prune.importance import joint_scores, taylor_per_task
-from toolchain.prune.joint import Block, gallop, keeps_at, plan, pruned_copy
-from toolchain.prune.oracle import Oracle
+from toolchain.errors import SpecError
+from toolchain.prune.joint import Block, gallop, keeps_at, plan, pruned_copy, relax_binding
+from toolchain.prune.oracle import Oracle, Verdict
 from toolchain.prune.pagcp import PruneConfig, prune
+from toolchain.prune.state import SearchState
 from support.architectures import recipe_for
 from support.encoders import ENCODERS
 
@@ -123,3 +125,41 @@ def test_points_per_probe_decides_the_result_not_where_points_are_judged():
     assert mapped.channels == inline.channels
     assert mapped.oracle_evaluations == inline.oracle_evaluations
     assert [p.drops for p in mapped.path] == [p.drops for p in inline.path]
+
+
+def test_relax_binding_grows_only_the_budgets_of_the_tasks_that_refused_the_step():
+    oracle = Oracle.__new__(Oracle)  # the budget arithmetic only: no model or data needed
+    oracle.budgets, oracle.max_scale = {"cls": 10.0, "seg": 5.0, "kp": 2.0}, {"kp": 4.0}
+    st = SearchState(config=PruneConfig(keep_flops=0.5, relax=1.5, relax_tasks="binding"), oracle=oracle, model=None,
+                     example=None, flops0=100, goal_flops=50, scale=1.0, phases={}, recipe=None, taylor_data=[],
+                     label_free=True, task_scales={"cls": 1.0, "seg": 1.0, "kp": 1.0})
+    drops = lambda cls, seg, kp: Verdict({}, {"cls": cls, "seg": seg, "kp": kp}, False)
+    # step 8 was accepted; 12 (the first refused past it) failed on seg only; 20 failed on everything
+    assert relax_binding(st, 0, {12: drops(1.0, 6.0, 0.5), 20: drops(50.0, 50.0, 50.0)}, accepted=8)
+    assert st.task_scales == {"cls": 1.0, "seg": 1.5, "kp": 1.0} and st.scale == 1.5
+    # nothing accepted: the binding task jumps to what the smallest refused step needed (kp: 3x)
+    assert relax_binding(st, 1, {4: drops(1.0, 1.0, 6.0)}, accepted=0)
+    assert st.task_scales == {"cls": 1.0, "seg": 1.5, "kp": 3.0}
+    # past kp's max_relax (4x) no budget fits: the search stops, saying why
+    assert not relax_binding(st, 2, {4: drops(1.0, 1.0, 9.0)}, accepted=0)
+    assert "no step fits kp's budget" in st.notes[-1]
+    # nothing refused (the round ran out of blocks): every budget grows
+    assert relax_binding(st, 3, {}, accepted=8)
+    assert st.task_scales == pytest.approx({"cls": 1.5, "seg": 2.25, "kp": 4.5})
+
+
+def test_binding_relaxation_keeps_every_step_within_each_tasks_own_budget():
+    model, recipe, x = _tiny(1)
+    config = PruneConfig(keep_flops=0.5, round_to=4, val_count=16, batch_size=8, screen_count=8,
+                         exactness_fractions=(), label_free=True, relax_tasks="binding")
+    res = prune(model, recipe, config, example=x)
+    assert res.path
+    note = next(n for n in res.notes if n.startswith("final oracle budgets"))
+    scales = {t: float(v) for t, v in (item.split() for item in note.split(": ", 1)[1].split(", "))}
+    assert set(scales) == set(recipe.tasks)
+    data = list(batches(recipe, "val", count=16, batch_size=8))
+    oracle = Oracle(model, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, True)
+    final = oracle.drops(oracle.score(res.model))  # recomputed from scratch on all 16 images
+    assert all(d <= recipe.tasks[t].allowed_drop * scales[t] + 1e-6 for t, d in final.items())
+    with pytest.raises(SpecError, match="needs search='joint'"):
+        PruneConfig(relax_tasks="binding", search="sequential").check()

@@ -76,7 +76,8 @@ def default_round_to(target: str | None = None, precision: str = "fp32") -> int:
 def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, *, checkpoint: str | None = None,
              method: str = "pagcp", keep_flops: float | None = None, target_latency_ms: float | None = None,
              target: str | None = None, precision: str = "fp32", round_to: int | None = None, order: str = "flops",
-             search: str = "joint", points_per_probe: int = 1, evaluator: Any = None, max_step: float = 0.5, latency_table: str | Path | None = None, finetune_epochs: float = 0.0,
+             search: str = "joint", points_per_probe: int = 1, evaluator: Any = None, relax_tasks: str = "all",
+             max_step: float = 0.5, latency_table: str | Path | None = None, finetune_epochs: float = 0.0,
              finetune_limit: int | None = None, distill: bool = False, label_free: bool = False, val_count: int = 512,
              screen_count: int | None = None, time_budget_s: float | None = None, ignored: tuple[str, ...] = (),
              trust_pickle: bool = False, on_step: Callable[[str], None] | None = None,
@@ -87,7 +88,8 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
     ``round_to`` defaults to ``target``'s channel multiple at ``precision`` (else 8); without labels in
     the recipe, tasks are judged label-free and fine-tuning distills from the unpruned model.
     ``search``/``points_per_probe``/``evaluator``: PAGCP's search and where its probes are judged
-    (``toolchain.scale.evaluator``; the result depends on ``points_per_probe`` only)."""
+    (``toolchain.scale.evaluator``; the result depends on ``points_per_probe`` only); ``relax_tasks``:
+    whose budgets grow between rounds ("all", or "binding": only the tasks that stopped a step)."""
     from toolchain.data.loaders import example_input, has_labels
     from toolchain.graph.capture import multitask
     from toolchain.model import load_with_recipe
@@ -112,7 +114,7 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
     example = example_input(rec)
     config = PruneConfig(keep_flops=keep_flops, target_latency_ms=target_latency_ms, round_to=round_to, order=order,
                          search=search, points_per_probe=points_per_probe, evaluator=evaluator,
-                         max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored),
+                         relax_tasks=relax_tasks, max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored),
                          screen_count=screen_count, time_budget_s=time_budget_s, on_step=on_step)
     notes = []
     if latency_table:

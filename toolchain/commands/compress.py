@@ -33,6 +33,9 @@ from toolchain.errors import MtedgeError, SpecError
 @click.option("--points-per-probe", type=int, default=None,
               help="prefixes the joint search judges per probe (default: --workers, else 1); the result depends on "
                    "this number, not on where the points are judged")
+@click.option("--relax-tasks", type=click.Choice(["all", "binding"]), default="all", show_default=True,
+              help="whose budgets grow between rounds of the joint search: every task's, or only those of the tasks "
+                   "that refused the round's next step (the others keep their recipe's allowed drop)")
 @click.option("--max-step", type=float, default=0.5, show_default=True,
               help="at most this fraction of a group's channels is cut per round")
 @click.option("--latency-table", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -56,7 +59,7 @@ from toolchain.errors import MtedgeError, SpecError
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @scale_options
 def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, search,
-             points_per_probe, max_step, latency_table, finetune_epochs, finetune_limit, distill, label_free, val_count,
+             points_per_probe, relax_tasks, max_step, latency_table, finetune_epochs, finetune_limit, distill, label_free, val_count,
              screen_count, time_budget_min, ignored, quantize, output, report_dir, test_count, threads, workers,
              ray_address, worker_threads):
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
@@ -86,7 +89,7 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
             result = compress_model(
                 loaded.module, rec, method=method, keep_flops=keep_flops, target_latency_ms=target_latency_ms,
                 target=target, precision=quantize[0] if quantize else "fp32", round_to=round_to, order=order,
-                search=search, points_per_probe=points_per_probe or workers or 1,
+                search=search, points_per_probe=points_per_probe or workers or 1, relax_tasks=relax_tasks,
                 evaluator=None if workers is None and ray_address is None else ev, max_step=max_step,
                 latency_table=latency_table, finetune_epochs=finetune_epochs, finetune_limit=finetune_limit,
                 distill=distill, label_free=label_free, val_count=val_count, screen_count=screen_count,

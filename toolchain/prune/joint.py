@@ -18,7 +18,9 @@ whatever the number of groups:
    oracle's verdict changes, then bisection to 1/8 of the step; screening verdicts as in the
    sequential search, and the accepted prefix confirmed exactly on every oracle image (a failure
    makes it the upper bound, and the rest of the round judges every point on all oracle images);
-4. the budget relaxes between rounds as in the sequential search.
+4. the budget relaxes between rounds as in the sequential search -- or, with
+   ``relax_tasks="binding"``, only the budgets of the tasks that refused the round's next step
+   (:func:`relax_binding`): a task that never binds keeps its recipe's bound however deep the cut.
 """
 
 from __future__ import annotations
@@ -148,6 +150,8 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
         first = min(top, bisect.bisect_left(removed, 2 * last_step) + 1) if last_step else top
         verdicts: dict[int, Verdict] = {}
         needed: dict[int, float] = {}
+        rejected: dict[int, Verdict] = {}  # prefix -> the (latest) verdict that refused it
+        budget = st.budget
         accepted: dict[int, nn.Module] = {}  # prefix -> its candidate, for every verdict that passed
         exact = not oracle.screening  # verdicts on every oracle image (no confirmation needed)
 
@@ -158,12 +162,14 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                     st.flops0 - st.flops_now)
             with st.timed("confirm" if exact else "screen"):
                 cands = [pruned_copy(st.model, byname, keeps_at(blocks, p), scores, example) for p in prefixes]
-                found = ([oracle.confirm(c, st.scale) for c in cands] if exact else
-                         oracle.judge_all([(c, None) for c in cands], st.scale, config.evaluator))
+                found = ([oracle.confirm(c, budget) for c in cands] if exact else
+                         oracle.judge_all([(c, None) for c in cands], budget, config.evaluator))
             for p, cand, v in zip(prefixes, cands, found):
                 verdicts[p], needed[p] = v, oracle.needed_scale(v.drops)
                 if v.ok:
                     accepted[p] = cand
+                else:
+                    rejected[p] = v
             return [v.ok for v in found]
 
         confirmed, lo, hi = None, 0, None
@@ -176,10 +182,11 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                 confirmed = verdicts[lo]
                 break
             with st.timed("confirm"):
-                full = oracle.confirm(accepted[lo], st.scale)
+                full = oracle.confirm(accepted[lo], budget)
             if full.ok:
                 confirmed = full
                 break
+            rejected[lo] = full
             needed[lo] = max(oracle.needed_scale(full.drops), st.scale * (1 + 1e-6))
             # the screening images misjudged this step: the rest of the round judges on all of them
             # (a few exact verdicts cost less than walking the bound down one screened step at a time)
@@ -195,6 +202,10 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
             last_step = before - st.flops_now
         if st.stopped or st.round_done(rnd, latency_of):
             return
+        if st.task_scales is not None:
+            if not relax_binding(st, rnd, rejected, lo if confirmed is not None else 0):
+                return
+            continue
         st.scale *= config.relax
         if confirmed is None and needed:
             # even the smallest step tried needs more: go straight to the budget that accepts it
@@ -203,3 +214,27 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                 st.notes.append(f"round {rnd + 1}: no step fits any budget (max_relax caps)")
                 return
             st.scale = max(st.scale, jump)
+
+
+def relax_binding(st: SearchState, rnd: int, rejected: dict[int, Verdict], accepted: int) -> bool:
+    """Grow the budgets of the tasks that stopped this round (relax_tasks="binding"): the ones the
+    first refused prefix past the accepted one failed on. After a round with no step, each of them
+    goes straight to the budget that prefix needed. False when one cannot grow (max_relax caps)."""
+    oracle, relax = st.oracle, st.config.relax
+    past = [p for p in rejected if p > accepted]
+    if not past:  # nothing was refused (the round ran out of blocks or time): grow every budget
+        st.task_scales = {t: s * relax for t, s in st.task_scales.items()}
+    else:
+        verdict = rejected[min(past)]
+        binding = oracle.over(verdict.drops, st.task_scales)
+        need = oracle.needed_scales(verdict.drops)
+        for t in binding:
+            grown = st.task_scales[t] * relax
+            if accepted == 0:
+                if math.isinf(need[t]):
+                    st.notes.append(f"round {rnd + 1}: no step fits {t}'s budget (max_relax caps it)")
+                    return False
+                grown = max(grown, need[t])
+            st.task_scales[t] = grown
+    st.scale = max(st.task_scales.values())
+    return True

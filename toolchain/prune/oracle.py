@@ -45,6 +45,10 @@ from toolchain.prune.groups import ChannelGroup
 from toolchain.recipe import Recipe
 
 
+# a budget scale: one multiple of every task's allowed drop, or one per task (PruneConfig.relax_tasks)
+Scale = float | dict[str, float]
+
+
 @dataclass
 class Verdict:
     metrics: dict[str, float]  # per task, on the oracle subset
@@ -121,18 +125,29 @@ class Oracle:
         before = self.before if before is None else before
         return {t: (before[t] - v) if self.hib[t] else (v - before[t]) for t, v in metrics.items()}
 
-    def within(self, drops: dict[str, float], scale: float = 1.0) -> bool:
-        return all(d <= self.budgets[t] * min(scale, self.max_scale.get(t, scale)) + 1e-9 for t, d in drops.items())
+    def bound(self, task: str, scale: Scale) -> float:
+        """The drop `task` may have at budget `scale` (one scale for every task, or one per task)."""
+        s = scale[task] if isinstance(scale, dict) else scale
+        return self.budgets[task] * min(s, self.max_scale.get(task, s))
 
-    def needed_scale(self, drops: dict[str, float]) -> float:
-        """The smallest budget scale that accepts `drops` (inf when a task's max_relax forbids it)."""
-        need = 0.0
+    def within(self, drops: dict[str, float], scale: Scale = 1.0) -> bool:
+        return all(d <= self.bound(t, scale) + 1e-9 for t, d in drops.items())
+
+    def over(self, drops: dict[str, float], scale: Scale) -> list[str]:
+        """The tasks whose drop is past their bound at `scale` (the ones a verdict failed on)."""
+        return [t for t, d in drops.items() if d > self.bound(t, scale) + 1e-9]
+
+    def needed_scales(self, drops: dict[str, float]) -> dict[str, float]:
+        """Per task, the smallest budget scale that accepts its drop (inf past its max_relax)."""
+        need = {}
         for t, d in drops.items():
             s = d / self.budgets[t] if self.budgets[t] > 0 else (0.0 if d <= 1e-9 else math.inf)
-            if s > self.max_scale.get(t, math.inf) + 1e-9:
-                return math.inf
-            need = max(need, s)
+            need[t] = math.inf if s > self.max_scale.get(t, math.inf) + 1e-9 else s
         return need
+
+    def needed_scale(self, drops: dict[str, float]) -> float:
+        """The smallest single budget scale that accepts `drops` (inf when a task's max_relax forbids it)."""
+        return max(self.needed_scales(drops).values(), default=0.0)
 
     # -- the current model and its cached prefixes -----------------------------------------------
 
@@ -193,7 +208,7 @@ class Oracle:
         return suffix
 
     @torch.no_grad()
-    def judge(self, candidate: nn.Module, suffix: _Suffix | None, budget_scale: float = 1.0) -> Verdict:
+    def judge(self, candidate: nn.Module, suffix: _Suffix | None, budget_scale: Scale = 1.0) -> Verdict:
         """Metrics, drops and verdict of `candidate` (the current model with one group pruned) on
         the screening images (the whole subset without screening)."""
         candidate.eval()
@@ -212,7 +227,7 @@ class Oracle:
             metrics.update({t: m.value() for t, m in ms.items()})
         return self._screened(metrics, budget_scale, ran=bool(suffix.tasks))
 
-    def _screened(self, metrics: dict[str, float], budget_scale: float, ran: bool = True) -> Verdict:
+    def _screened(self, metrics: dict[str, float], budget_scale: Scale, ran: bool = True) -> Verdict:
         """Count one screening evaluation (its images when a forward ran) and judge its metrics."""
         self.evaluations += 1
         if ran:
@@ -220,7 +235,7 @@ class Oracle:
         d = self.drops(metrics, self.before_screen)
         return Verdict(metrics, d, self.within(d, budget_scale))
 
-    def judge_all(self, candidates: Sequence[tuple[nn.Module, _Suffix | None]], budget_scale: float = 1.0,
+    def judge_all(self, candidates: Sequence[tuple[nn.Module, _Suffix | None]], budget_scale: Scale = 1.0,
                   evaluator: Any = None) -> list[Verdict]:
         """Verdicts of several candidates (each with its group's suffix), in order. With an
         `evaluator` (toolchain.scale.evaluator), candidates judged by full forwards go to its workers:
@@ -238,7 +253,7 @@ class Oracle:
         return self._state
 
     @torch.no_grad()
-    def confirm(self, candidate: nn.Module, budget_scale: float = 1.0) -> Verdict:
+    def confirm(self, candidate: nn.Module, budget_scale: Scale = 1.0) -> Verdict:
         """The exact verdict on the whole subset (full forwards): what an accepted step must pass.
         Without screening the screening verdict already was this one; callers skip it then."""
         self.evaluations += 1

@@ -71,6 +71,10 @@ class PruneConfig:
     taylor_batches: int = 2  # val batches for the Taylor saliency
     budget_fraction: float = 1.0  # the oracle's first budget, as a multiple of each allowed drop
     relax: float = 2.0  # budget growth per round (fine-tuning recovers what pruning costs beyond 1x)
+    # which budgets grow between rounds (joint search): "all" tasks' together, or only the "binding"
+    # ones -- the tasks the round's first rejected step failed on -- so a task that never stops the
+    # search keeps the budget its recipe gave it while another task's grows
+    relax_tasks: str = "all"
     # rounds cap (None: 6 for the sequential search, whose round costs a bisection per group; 20 for
     # the joint search, whose round costs a handful of evaluations and so can afford small steps)
     max_rounds: int | None = None
@@ -123,6 +127,10 @@ class PruneConfig:
             raise SpecError(f"time budget must be > 0, got {self.time_budget_s} s; e.g. --time-budget 15 (minutes)")
         if self.points_per_probe < 1:
             raise SpecError(f"points_per_probe must be >= 1, got {self.points_per_probe}")
+        if self.relax_tasks not in ("all", "binding"):
+            raise SpecError(f"relax_tasks must be 'all' or 'binding'; got {self.relax_tasks!r}")
+        if self.relax_tasks == "binding" and self.search != "joint":
+            raise SpecError("relax_tasks='binding' needs search='joint' (the sequential search has one budget)")
         if self.search not in SEARCHES:
             raise SpecError(f"search must be one of {', '.join(SEARCHES)}; got {self.search!r}")
         if self.order not in ORDERS:
@@ -225,6 +233,8 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
         st = SearchState(config, oracle, model, example, flops0, goal_flops, config.budget_fraction, phases,
                          recipe, data[: config.taylor_batches], label_free, refused, latency_per_channel, t0=t0,
                          notes=notes)
+        if config.relax_tasks == "binding":
+            st.task_scales = {t: config.budget_fraction for t in recipe.tasks}
         st.show = lambda text, removed: progress.update(
             job, completed=int(removed / 1e6),
             description=f"pagcp {text} steps {st.step} FLOPs -{removed / flops0:.1%} evals {oracle.evaluations}")
@@ -233,7 +243,10 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     model, scale, stopped, reached = st.model, st.scale, st.stopped, st.reached
     final = {g.name: g.channels for g in channel_groups(model, example, ignored=config.ignored)}
     channels = {n: (c, final.get(n, c)) for n, c in start_channels.items()}
-    notes.append(f"final oracle budget: {scale:.2f} x allowed drop")
+    if st.task_scales is not None:
+        notes.append("final oracle budgets (x allowed drop): " + ", ".join(f"{t} {v:.2f}" for t, v in st.task_scales.items()))
+    else:
+        notes.append(f"final oracle budget: {scale:.2f} x allowed drop")
     if stopped:
         notes.append(f"stopped by the {stopped} ({config.time_budget_s:.0f} s) at the last confirmed step: "
                      "every task within its oracle budget, goal not reached")

@@ -58,10 +58,16 @@ class SearchState:
     skipped: int = 0  # decisions taken without an evaluation (carried brackets)
     notes: list[str] = field(default_factory=list)
     show: Callable[[str, float], None] = lambda text, removed: None  # progress line, FLOPs removed so far
+    task_scales: dict[str, float] | None = None  # per-task budgets (relax_tasks="binding"); scale is their max
 
     def __post_init__(self) -> None:
         self.flops_now = self.flops_now or self.flops0
         self.t_search = time.perf_counter()
+
+    @property
+    def budget(self) -> float | dict[str, float]:
+        """What the oracle judges against: the one scale, or the per-task scales."""
+        return self.task_scales if self.task_scales is not None else self.scale
 
     @property
     def goal_total(self) -> float:
