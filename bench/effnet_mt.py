@@ -104,6 +104,7 @@ def recipe_doc(folder: Path) -> dict:
                   "normalization": {"scale": 1 / 255, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}},
         "data": {"kind": "images", "path": str(folder / "train"), "color": "rgb",
                  "splits": {"val": str(folder / "val"), "test": str(folder / "test")},
+                 "augment": {"crop": [0.35, 1.0], "flip": True},  # recovery sees new views each epoch
                  "val_count": 64, "calibration_count": 64},
         "outputs": ["cls", "seg", "depth", "keypoints"],
         "tasks": {
