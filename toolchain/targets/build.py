@@ -7,7 +7,6 @@ leaves the previous engines and manifest untouched.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -18,6 +17,7 @@ from typing import Any, Callable
 from toolchain.version import __version__
 from toolchain.errors import BundleError, VerificationError
 from toolchain.targets import openvino_builder, tensorrt_builder, trtexec as trtexec_mod
+from toolchain.bundle.files import read_document
 from toolchain.targets.bundle_io import check_file, file_ref, load_manifest, write_bytes_atomic, write_manifest
 from toolchain.targets.plan import BuildOptions, BuildPlan, EngineBuildStep, VariantPlan, plan_build
 from toolchain.targets.profile import TargetError, TargetProfile, tensorrt_major
@@ -252,13 +252,9 @@ def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str 
     """Record engines built on the device by the emitted script (``engines/<target>/build-record.json``)."""
     bundle, manifest = load_manifest(bundle_path)
     rec_path = Path(record) if record else bundle / "engines" / profile.name / trtexec_mod.RECORD_NAME
-    if not rec_path.is_file():
-        raise BundleError(f"no build record at {rec_path}; run the emitted script on the device and copy "
-                          f"engines/{profile.name}/ back into {bundle}")
-    try:
-        rec = json.loads(rec_path.read_text())
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{rec_path}: not valid JSON ({e}); the build script was interrupted — run it again") from e
+    rec = read_document(rec_path, BundleError, f"no build record at {rec_path}; run the emitted script on the device and "
+                        f"copy engines/{profile.name}/ back into {bundle}",
+                        lambda why: f"{rec_path}: not valid JSON ({why}); the build script was interrupted — run it again")
     if rec.get("format") != "mtedge-engine-record" or rec.get("target") != profile.name:
         raise BundleError(f"{rec_path} is not an engine record for target {profile.name!r} "
                           f"(format {rec.get('format')!r}, target {rec.get('target')!r})")

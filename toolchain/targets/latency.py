@@ -27,6 +27,7 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
+from toolchain.bundle.files import read_document
 from toolchain.errors import SpecError
 from toolchain.flops import conv_flops, matmul_flops
 from toolchain.targets.bundle_io import check_file, write_bytes_atomic
@@ -204,10 +205,8 @@ class LatencyTable:
 def load_table(path: str | Path) -> LatencyTable:
     """Read a latency table written by `mtedge profile`; names the file and the problem when malformed."""
     p = Path(path)
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SpecError(f"cannot read latency table {p}: {e}") from e
+    d = read_document(p, SpecError, f"cannot read latency table {p}: no such file",
+                      lambda why: f"cannot read latency table {p}: {why}")
     if d.get("format") != FORMAT or d.get("format_version") != 1:
         raise SpecError(f"{p} is not an mtedge latency table (format {d.get('format')!r} "
                         f"version {d.get('format_version')!r}; expected {FORMAT!r} 1)")
