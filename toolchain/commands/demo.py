@@ -56,7 +56,6 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     from toolchain.targets.plan import BuildOptions
     from toolchain.targets.profile import load_profile
     from toolchain.train import TrainConfig, evaluate_on_test, train
-    from toolchain.verify import verify_bundle
 
     console = Console()
     out = Path(out)
@@ -89,12 +88,7 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     bundle = out / "fashion-mt.mtb"
     result = export_bundle(model, recipe, bundle, task_models=True, force=True)
     console.print(f"wrote {bundle}: segments {', '.join(result.partition.segments)}")
-    v = verify_bundle(bundle)
-    console.print(f"verify: {v['files_checked']} files ok; max abs error vs torch "
-                  + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in v["variants"]["fp32"].items())
-                  + (" [green]PASS" if v["ok"] else " [red]FAIL"))
-    if not v["ok"]:
-        raise SystemExit(1)
+    _verified(console, bundle)
 
     _step(console, "4. run every task in the C++ runtime on real test images, switching tasks")
     rt = Runtime(bundle, backend="openvino")
@@ -191,12 +185,14 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
 
 
 def _verified(console, bundle: Path) -> None:
-    """verify_bundle, printed per variant; stops the demo when a variant is out of tolerance."""
+    """verify_bundle (checksums, then each variant's max abs error vs the golden outputs), printed
+    per variant; stops the demo when a variant is out of tolerance."""
     from toolchain.verify import verify_bundle
 
     v = verify_bundle(bundle)
     for name, tasks in v["variants"].items():
-        console.print(f"verify {bundle.name} {name}: " + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in tasks.items())
+        console.print(f"verify {bundle.name} {name} ({v['files_checked']} files ok): "
+                      + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in tasks.items())
                       + (" [green]PASS" if all(r["ok"] for r in tasks.values()) else " [red]FAIL"))
     if not v["ok"]:
         raise SystemExit(1)
