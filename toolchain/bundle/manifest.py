@@ -146,5 +146,5 @@ class Bundle:
 
     def save_manifest(self) -> None:
         """Validate, then replace manifest.json atomically."""
-        validate_manifest(self.manifest)
+        validate_manifest(self.manifest, str(self.root / "manifest.json"))
         write_json_atomic(self.root / "manifest.json", self.manifest)

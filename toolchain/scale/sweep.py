@@ -223,8 +223,8 @@ def _target_unit(cfg: SweepConfig, item: tuple[Goal, int, str, str]) -> dict[str
     bundle = _bundle_unit(cfg, (goal, round_to, precision))
 
     def make(d: Path) -> dict[str, Any]:
+        from toolchain.bundle import Bundle
         from toolchain.targets import build as b
-        from toolchain.targets.bundle_io import load_manifest
         from toolchain.targets.latency import profile_bundle
         from toolchain.targets.plan import BuildOptions
         from toolchain.targets.profile import load_profile
@@ -241,8 +241,8 @@ def _target_unit(cfg: SweepConfig, item: tuple[Goal, int, str, str]) -> dict[str
             built = {"script": f"build-{profile.name}.sh",
                      "device_steps": f"bash build-{profile.name}.sh model.mtb on the device, then "
                                      f"`mtedge build model.mtb --target {profile.name} --import-engines`"}
-        root, manifest = load_manifest(copy)
-        table = profile_bundle(root, manifest, profile, precision, runs=cfg.runs)
+        opened = Bundle.open(copy)
+        table = profile_bundle(opened.root, opened.manifest, profile, precision, runs=cfg.runs)
         return {"latency_ms": float(sum(table.segments.values())), "latency_source": table.source,
                 "segments_ms": table.segments, **built}
 
