@@ -50,7 +50,7 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     from toolchain.quantize import quantize_bundle
     from toolchain.runtime import Runtime
     from toolchain.slim import make_slimmable, parse_config_name, save_slimmable
-    from toolchain.slim.export import export_slim_bundle
+    from toolchain.slim.export import export_slim_bundle, variant_metrics
     from toolchain.slim.search import parse_preferences, parse_task_values, search
     from toolchain.targets.build import build, emit_script
     from toolchain.targets.plan import BuildOptions
@@ -172,7 +172,7 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     slim_bundle = out / "fashion-mt-slim.mtb"
     configs = [parse_config_name(n, slim.tasks) for n in ("c100", "c75", "c50")]
     export_slim_bundle(slim, recipe, slim_bundle, configs, example_input(recipe), force=True, spec=str(slim_ckpt),
-                       metrics={c.name: table.config_metrics(c) for c in configs},
+                       metrics=variant_metrics(slim, recipe, configs, table),
                        latency=functools.partial(measure_variant_latency, threads=1))
     _verified(console, slim_bundle)
     rts = Runtime(slim_bundle, backend="openvino", variant=["c100", "c75", "c50"])
