@@ -10,9 +10,9 @@ import pytest
 from onnx import TensorProto, helper
 
 from doubles.fixtures import _toy_master, toy_bundle  # noqa: F401 (fixtures)
+from toolchain.bundle import Bundle
 from toolchain.cli import main
 from toolchain.errors import SpecError
-from toolchain.targets.bundle_io import load_manifest
 from toolchain.targets.latency import (LatencyTable, estimate_layer_ms, load_table, node_costs, profile_bundle)
 from toolchain.targets.profile import load_profile
 
@@ -51,7 +51,8 @@ def test_roofline_compute_and_memory_bound() -> None:
 
 
 def test_measured_table_host_cpu(toy_bundle: Path, tmp_path: Path) -> None:
-    root, m = load_manifest(toy_bundle)
+    opened = Bundle.open(toy_bundle)
+    root, m = opened.root, opened.manifest
     table = profile_bundle(root, m, load_profile("host-cpu"), "fp32", runs=5)
     assert table.source == "measured" and set(table.segments) == {"trunk", "seg", "cls"}
     assert all(v > 0 for v in table.segments.values())
@@ -63,7 +64,8 @@ def test_measured_table_host_cpu(toy_bundle: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["jetson-orin-nano-8gb", "jetson-agx-xavier"])
 def test_estimate_for_jetson(toy_bundle: Path, target: str) -> None:
-    root, m = load_manifest(toy_bundle)
+    opened = Bundle.open(toy_bundle)
+    root, m = opened.root, opened.manifest
     table = profile_bundle(root, m, load_profile(target), "int8")
     assert table.source == "estimate" and table.meta["method"] == "roofline"
     assert table.segments["trunk"] == pytest.approx(sum(v for k, v in table.layers.items()

@@ -14,8 +14,8 @@ from toolchain.tolerance import compare
 from toolchain.export import export_bundle
 from toolchain.model import load, save_checkpoint
 from toolchain.quantize import QuantizeOptions, quantize_bundle
-from toolchain.quantize.pruned import magnitude_prune, output_layers
 from support.architectures import HeadConcatenatesTwoStages, recipe_for
+from support.magnitude_prune import magnitude_prune, output_layers
 from toolchain.verify import verify_bundle
 
 os.environ["MTEDGE_NO_PROGRESS"] = "1"

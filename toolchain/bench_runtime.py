@@ -18,6 +18,7 @@ Everything runs on the same machine, the same input and the same OpenVINO settin
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -184,14 +185,13 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
 
         # Reload baseline: every switch compiles the next task's whole model from its file.
         job = bar.add_task("baseline: reload on every switch", total=reload_iters)
-        reload = []
-        for i in range(reload_iters):
-            t = tasks[i % len(tasks)]
-            t0 = time.perf_counter()
-            req = core.compile_model(str(Path(tmp) / f"{t}.onnx"), "CPU", cfg).create_infer_request()
+        switches = itertools.cycle(tasks)
+
+        def reload_next() -> None:
+            req = core.compile_model(str(Path(tmp) / f"{next(switches)}.onnx"), "CPU", cfg).create_infer_request()
             np.array(req.infer({0: x})[0])
-            reload.append((time.perf_counter() - t0) * 1e3)
-            bar.advance(job)
+
+        reload = _timeit(reload_next, reload_iters, lambda: bar.advance(job))
 
         # Raw OpenVINO on the same segments, wired like the runtime (shared tensors, no copies).
         raw_frame = raw_openvino_frame(core, cfg, bundle, m, var, rt.plan(tasks), x, tasks)

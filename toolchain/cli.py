@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 
 import click
@@ -35,22 +34,11 @@ class _LazyGroup(click.Group):
     """Imports a subcommand's module only when it runs: `mtedge --help` stays fast."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for _, name in _COMMANDS if self._available(name)]
+        return [name for _, name in _COMMANDS]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        for module, attr in _COMMANDS:
-            if attr == name:
-                try:
-                    return getattr(importlib.import_module(module), attr)
-                except ModuleNotFoundError as e:
-                    if e.name == module:  # command not built yet in this checkout
-                        return None
-                    raise
-        return None
-
-    def _available(self, name: str) -> bool:
-        module = next(m for m, a in _COMMANDS if a == name)
-        return importlib.util.find_spec(module) is not None
+        module = next((m for m, attr in _COMMANDS if attr == name), None)
+        return getattr(importlib.import_module(module), name) if module else None
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -29,25 +29,9 @@ from toolchain.graph.tracing import trace
 from toolchain.model import LoadedModel
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
-from toolchain.torch_onnx import OPSET, onnx_bytes  # noqa: F401  OPSET: the bundle's opset
+from toolchain.torch_onnx import OPSET, TaskSubset, onnx_bytes  # noqa: F401  OPSET: the bundle's opset
 
 FP32_TOLERANCE = 1e-4
-
-
-class TaskSubset(nn.Module):
-    """Wraps a multitask model so that it returns only some tasks (the rest is never traced)."""
-
-    def __init__(self, model: nn.Module, tasks: Sequence[str]) -> None:
-        super().__init__()
-        self.model = model
-        self.keep = tuple(tasks)
-        # a fresh module is in training mode; exporters restore that mode recursively afterwards,
-        # which would flip the wrapped model's batch norms into training mode
-        self.train(model.training)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = self.model(x)
-        return {t: out[t] for t in self.keep}
 
 
 @dataclass

@@ -30,8 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
+from toolchain.bundle.files import read_document
 from toolchain.errors import SpecError
 from toolchain.imports import import_callable
 from toolchain.metrics import FIDELITY_METRIC, is_known_metric, make_metric, register_user_metric
@@ -294,11 +293,5 @@ def _check_augment(kind: str, augment: Any) -> None:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    if not path.exists():
-        raise SpecError(f"recipe file {path} not found")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(f"recipe {path} is not valid YAML: {e}") from None
+    doc = read_document(path, SpecError, f"recipe file {path} not found", lambda why: f"recipe {path} is not valid YAML: {why}")
     return parse_recipe(doc, str(path))

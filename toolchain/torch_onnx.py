@@ -5,12 +5,30 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import Sequence
 
 import onnx
 import torch
 from torch import nn
 
 OPSET = 17
+
+
+class TaskSubset(nn.Module):
+    """Wraps a multitask model so that it returns only some tasks, in that order (the rest is never
+    traced): a bundle segment's task, a whole-model latency probe's outputs."""
+
+    def __init__(self, model: nn.Module, tasks: Sequence[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.keep = tuple(tasks)
+        # a fresh module is in training mode; exporters restore that mode recursively afterwards,
+        # which would flip the wrapped model's batch norms into training mode
+        self.train(model.training)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.model(x)
+        return {t: out[t] for t in self.keep}
 
 
 def onnx_bytes(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str],

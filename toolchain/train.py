@@ -7,7 +7,6 @@ A user's own model brings its own loop through the recipe hook (see toolchain.co
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -125,9 +124,3 @@ def train(
 def evaluate_on_test(model: nn.Module, recipe: Recipe, count: int | None = None) -> dict[str, float]:
     """Per-task metrics on the test split (all 10,000 images unless `count`)."""
     return evaluate(model, recipe, batches(recipe, "test", count=count, batch_size=500))
-
-
-def timed(fn, *a, **kw):
-    t0 = time.perf_counter()
-    out = fn(*a, **kw)
-    return out, time.perf_counter() - t0

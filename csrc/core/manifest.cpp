@@ -34,6 +34,13 @@ std::string str(const Json& j, const char* key, const std::string& where) {
   return v.get<std::string>();
 }
 
+// A top-level table of named entries (segments, tasks, variants): an object with at least one.
+const Json& named_entries(const Json& j, const char* key) {
+  const Json& v = field(j, key, "top level");
+  if (!v.is_object() || v.empty()) fail(key, "expected a non-empty object");
+  return v;
+}
+
 std::vector<std::string> str_list(const Json& j, const char* key, const std::string& where) {
   const Json& v = field(j, key, where);
   if (!v.is_array() || v.empty()) fail(where + "." + key, "expected a non-empty list of names");
@@ -209,9 +216,7 @@ Manifest parse_checked(const std::string& text, const std::string& dir) {
   m.input.shape = shape(field(in, "shape", "input"), "input.shape");
   if (str(in, "dtype", "input") != "float32") fail("input.dtype", "expected float32");
 
-  const Json& segs = field(j, "segments", "top level");
-  if (!segs.is_object() || segs.empty()) fail("segments", "expected a non-empty object");
-  for (const auto& [name, s] : segs.items()) {
+  for (const auto& [name, s] : named_entries(j, "segments").items()) {
     LogicalSegment ls;
     ls.name = name;
     ls.inputs = str_list(s, "inputs", "segments." + name);
@@ -231,9 +236,7 @@ Manifest parse_checked(const std::string& text, const std::string& dir) {
         fail("segments." + s.name, "writes '" + t + "', which is already produced elsewhere");
   }
 
-  const Json& tasks = field(j, "tasks", "top level");
-  if (!tasks.is_object() || tasks.empty()) fail("tasks", "expected a non-empty object");
-  for (const auto& [name, t] : tasks.items()) {
+  for (const auto& [name, t] : named_entries(j, "tasks").items()) {
     const std::string where = "tasks." + name;
     Task task;
     task.name = name;
@@ -262,9 +265,7 @@ Manifest parse_checked(const std::string& text, const std::string& dir) {
     m.tasks.push_back(std::move(task));
   }
 
-  const Json& vars = field(j, "variants", "top level");
-  if (!vars.is_object() || vars.empty()) fail("variants", "expected a non-empty object");
-  for (const auto& [vname, v] : vars.items()) {
+  for (const auto& [vname, v] : named_entries(j, "variants").items()) {
     const std::string where = "variants." + vname;
     Variant var;
     var.name = vname;

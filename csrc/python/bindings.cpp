@@ -14,10 +14,19 @@ namespace py = pybind11;
 
 namespace {
 
-struct PyErrors {
-  py::handle file_missing, integrity, bundle, input, unknown_name, backend, base;
+// One row per C++ error class, most derived first: the first row whose class the exception is an
+// instance of names the Python class it becomes. The classes live as long as the module (they are
+// attributes of it).
+struct ErrorRow {
+  bool (*matches)(const mtedge::Error&);
+  py::handle cls;
 };
-PyErrors g_errors;  // classes live as long as the module (they are attributes of it)
+std::vector<ErrorRow> g_errors;
+
+template <class E>
+bool is_a(const mtedge::Error& e) {
+  return dynamic_cast<const E*>(&e) != nullptr;
+}
 
 py::handle make_error(py::module_& m, const char* name, py::handle a, py::handle b, const char* doc,
                       bool plain_str = false) {
@@ -121,38 +130,30 @@ PYBIND11_MODULE(_runtime, m) {
   py::module_ errors = py::module_::import("toolchain.errors");
   py::module_ builtins = py::module_::import("builtins");
   py::handle bundle_err = errors.attr("BundleError"), mt_err = errors.attr("MtedgeError");
-  g_errors.file_missing = make_error(m, "BundleFileNotFoundError", bundle_err, builtins.attr("FileNotFoundError"),
-                                     "A bundle, its manifest or a file it references is missing.");
-  g_errors.integrity = make_error(m, "BundleIntegrityError", bundle_err, builtins.attr("ValueError"),
-                                  "A bundle file's size or sha256 differs from the manifest.");
-  g_errors.bundle = make_error(m, "BundleFormatError", bundle_err, builtins.attr("ValueError"),
-                               "manifest.json is malformed or inconsistent.");
-  g_errors.input = make_error(m, "InputError", mt_err, builtins.attr("ValueError"),
-                              "An input array or option has the wrong value, dtype or shape.");
-  g_errors.unknown_name = make_error(m, "UnknownNameError", mt_err, builtins.attr("KeyError"),
-                                     "A task, variant or engine target the bundle does not have.", true);
-  g_errors.backend = make_error(m, "BackendError", mt_err, builtins.attr("RuntimeError"),
-                                "OpenVINO/TensorRT failed to compile or run a segment.");
-  g_errors.base = make_error(m, "RuntimeFailure", mt_err, builtins.attr("RuntimeError"),
-                             "Any other mtedge runtime error.");
+  auto add = [&](auto matches, const char* name, py::handle base, const char* builtin, const char* doc,
+                 bool plain_str = false) {
+    g_errors.push_back({matches, make_error(m, name, base, builtins.attr(builtin), doc, plain_str)});
+  };
+  add(is_a<mtedge::FileMissingError>, "BundleFileNotFoundError", bundle_err, "FileNotFoundError",
+      "A bundle, its manifest or a file it references is missing.");
+  add(is_a<mtedge::IntegrityError>, "BundleIntegrityError", bundle_err, "ValueError",
+      "A bundle file's size or sha256 differs from the manifest.");
+  add(is_a<mtedge::BundleError>, "BundleFormatError", bundle_err, "ValueError",
+      "manifest.json is malformed or inconsistent.");
+  add(is_a<mtedge::InputError>, "InputError", mt_err, "ValueError",
+      "An input array or option has the wrong value, dtype or shape.");
+  add(is_a<mtedge::UnknownNameError>, "UnknownNameError", mt_err, "KeyError",
+      "A task, variant or engine target the bundle does not have.", true);
+  add(is_a<mtedge::BackendError>, "BackendError", mt_err, "RuntimeError",
+      "OpenVINO/TensorRT failed to compile or run a segment.");
+  add(is_a<mtedge::Error>, "RuntimeFailure", mt_err, "RuntimeError", "Any other mtedge runtime error.");
   // Local: a second build of this module (the TensorRT test double's) keeps its own classes.
   py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
-    } catch (const mtedge::FileMissingError& e) {
-      PyErr_SetString(g_errors.file_missing.ptr(), e.what());
-    } catch (const mtedge::IntegrityError& e) {
-      PyErr_SetString(g_errors.integrity.ptr(), e.what());
-    } catch (const mtedge::BundleError& e) {
-      PyErr_SetString(g_errors.bundle.ptr(), e.what());
-    } catch (const mtedge::InputError& e) {
-      PyErr_SetString(g_errors.input.ptr(), e.what());
-    } catch (const mtedge::UnknownNameError& e) {
-      PyErr_SetString(g_errors.unknown_name.ptr(), e.what());
-    } catch (const mtedge::BackendError& e) {
-      PyErr_SetString(g_errors.backend.ptr(), e.what());
     } catch (const mtedge::Error& e) {
-      PyErr_SetString(g_errors.base.ptr(), e.what());
+      for (const auto& row : g_errors)
+        if (row.matches(e)) return PyErr_SetString(row.cls.ptr(), e.what());
     }
   });
 

@@ -42,30 +42,54 @@ def cls_head(cin: int, classes: int) -> nn.Sequential:
     return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 32), nn.ReLU(), nn.Linear(32, classes))
 
 
-class _BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+class _TwoStageMT(nn.Module):
+    """stem -> stage 1 -> stage 2, each head reading one stage (1 or 2). Stages keep their family's
+    attribute names (ResNet's layer1/layer2); arguments are built in the order the modules
+    register, so each network's random initialization is what its own __init__ made."""
+
+    def __init__(self, stem: nn.Module, stages: dict[str, nn.Module], heads: dict[str, tuple[nn.Module, int]]) -> None:
         super().__init__()
-        self.conv1, self.conv2 = cba(cin, cout, stride=stride), cba(cout, cout, act=None)
+        self.stem = stem
+        for name, module in {**stages, **{t: head for t, (head, _) in heads.items()}}.items():
+            self.add_module(name, module)
+        self.stages = list(stages)
+        self.taps = {t: stage for t, (_, stage) in heads.items()}
+
+    def forward(self, x):
+        a = getattr(self, self.stages[0])(self.stem(x))
+        features = {1: a, 2: getattr(self, self.stages[1])(a)}
+        return {t: getattr(self, t)(features[stage]) for t, stage in self.taps.items()}
+
+
+class _Residual(nn.Module):
+    """relu(layers(x) + short(x)): the layers given by name, in order; `short` a strided 1x1
+    projection where the shape changes (built last, as ResNet and RegNet build it)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, **layers: nn.Module) -> None:
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+        self.order = list(layers)
         self.short = cba(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
 
     def forward(self, x):
-        return F.relu(self.conv2(self.conv1(x)) + self.short(x))
+        y = x
+        for name in self.order:
+            y = getattr(self, name)(y)
+        return F.relu(y + self.short(x))
 
 
-class ResNetMT(nn.Module):
+class _BasicBlock(_Residual):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__(cin, cout, stride, conv1=cba(cin, cout, stride=stride), conv2=cba(cout, cout, act=None))
+
+
+class ResNetMT(_TwoStageMT):
     def __init__(self) -> None:
-        super().__init__()
-        self.stem = cba(3, 16, stride=2)
-        self.layer1 = nn.Sequential(_BasicBlock(16, 16, 1), _BasicBlock(16, 16, 1))
-        self.layer2 = nn.Sequential(_BasicBlock(16, 32, 2), _BasicBlock(32, 32, 1))
-        self.seg = dense_head(16, 3)
-        self.depth = dense_head(32, 1)
-        self.cls = cls_head(32, 5)
-
-    def forward(self, x):
-        a = self.layer1(self.stem(x))
-        b = self.layer2(a)
-        return {"seg": self.seg(a), "depth": self.depth(b), "cls": self.cls(b)}
+        super().__init__(cba(3, 16, stride=2),
+                         {"layer1": nn.Sequential(_BasicBlock(16, 16, 1), _BasicBlock(16, 16, 1)),
+                          "layer2": nn.Sequential(_BasicBlock(16, 32, 2), _BasicBlock(32, 32, 1))},
+                         {"seg": (dense_head(16, 3), 1), "depth": (dense_head(32, 1), 2), "cls": (cls_head(32, 5), 2)})
 
 
 class _InvertedResidual(nn.Module):
@@ -84,24 +108,19 @@ class _InvertedResidual(nn.Module):
         return x + y if self.res else y
 
 
-class MobileNetV3MT(nn.Module):
+class MobileNetV3MT(_TwoStageMT):
     def __init__(self) -> None:
-        super().__init__()
-        self.stem = cba(3, 16, stride=2, act=nn.Hardswish)
-        self.s1 = nn.Sequential(_InvertedResidual(16, 32, 24, 3, 2, False, nn.ReLU), _InvertedResidual(24, 48, 24, 3, 1, False, nn.ReLU),
-                                _InvertedResidual(24, 48, 32, 3, 1, False, nn.ReLU))
-        self.s2 = nn.Sequential(_InvertedResidual(32, 64, 40, 5, 2, True, nn.Hardswish),
-                                _InvertedResidual(40, 96, 40, 5, 1, True, nn.Hardswish))
-        self.seg = dense_head(32, 4)
-        self.depth = dense_head(40, 1)
-        self.cls = nn.Sequential(cba(40, 96, 1, act=nn.Hardswish), cls_head(96, 7))
-
-    def forward(self, x):
-        a = self.s1(self.stem(x))
-        b = self.s2(a)
-        # depth stays at stride 16: resizing it to a.shape would make a segment read `a` only for its
-        # shape, an input the ONNX exporter drops (onnxruntime then rejects the feed)
-        return {"seg": self.seg(a), "depth": self.depth(b), "cls": self.cls(b)}
+        # depth stays at stride 16 (stage 2): resizing it to stage 1's shape would make a segment
+        # read stage 1 only for its shape, an input the ONNX exporter drops (onnxruntime then
+        # rejects the feed)
+        super().__init__(cba(3, 16, stride=2, act=nn.Hardswish),
+                         {"s1": nn.Sequential(_InvertedResidual(16, 32, 24, 3, 2, False, nn.ReLU),
+                                              _InvertedResidual(24, 48, 24, 3, 1, False, nn.ReLU),
+                                              _InvertedResidual(24, 48, 32, 3, 1, False, nn.ReLU)),
+                          "s2": nn.Sequential(_InvertedResidual(32, 64, 40, 5, 2, True, nn.Hardswish),
+                                              _InvertedResidual(40, 96, 40, 5, 1, True, nn.Hardswish))},
+                         {"seg": (dense_head(32, 4), 1), "depth": (dense_head(40, 1), 2),
+                          "cls": (nn.Sequential(cba(40, 96, 1, act=nn.Hardswish), cls_head(96, 7)), 2)})
 
 
 class EfficientNetMT(nn.Module):
@@ -122,34 +141,20 @@ class EfficientNetMT(nn.Module):
         return {"seg": self.seg(a), "cls": self.cls(b)}
 
 
-class _RegBlock(nn.Module):
+class _RegBlock(_Residual):
     """RegNet's X block: 1x1 -> grouped 3x3 (group width 8) -> 1x1, residual."""
 
     def __init__(self, cin: int, cout: int, stride: int, group_width: int = 8) -> None:
-        super().__init__()
-        self.a = cba(cin, cout, 1)
-        self.b = cba(cout, cout, 3, stride, groups=cout // group_width)
-        self.c = cba(cout, cout, 1, act=None)
-        self.short = cba(cin, cout, 1, stride, act=None) if stride != 1 or cin != cout else nn.Identity()
-
-    def forward(self, x):
-        return F.relu(self.c(self.b(self.a(x))) + self.short(x))
+        super().__init__(cin, cout, stride, a=cba(cin, cout, 1), b=cba(cout, cout, 3, stride, groups=cout // group_width),
+                         c=cba(cout, cout, 1, act=None))
 
 
-class RegNetMT(nn.Module):
+class RegNetMT(_TwoStageMT):
     def __init__(self) -> None:
-        super().__init__()
-        self.stem = cba(3, 16, stride=2)
-        self.s1 = nn.Sequential(_RegBlock(16, 32, 2), _RegBlock(32, 32, 1))
-        self.s2 = nn.Sequential(_RegBlock(32, 48, 2), _RegBlock(48, 48, 1))
-        self.seg = dense_head(32, 2)
-        self.cls = cls_head(48, 4)
-        self.depth = dense_head(48, 1)
-
-    def forward(self, x):
-        a = self.s1(self.stem(x))
-        b = self.s2(a)
-        return {"seg": self.seg(a), "cls": self.cls(b), "depth": self.depth(b)}
+        super().__init__(cba(3, 16, stride=2),
+                         {"s1": nn.Sequential(_RegBlock(16, 32, 2), _RegBlock(32, 32, 1)),
+                          "s2": nn.Sequential(_RegBlock(32, 48, 2), _RegBlock(48, 48, 1))},
+                         {"seg": (dense_head(32, 2), 1), "cls": (cls_head(48, 4), 2), "depth": (dense_head(48, 1), 2)})
 
 
 class _DenseLayer(nn.Module):

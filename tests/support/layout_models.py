@@ -31,6 +31,21 @@ class _Heads(nn.Module):
         self.cls = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, classes))
         self.seg = nn.Conv2d(ch, dense, 1)
 
+    def forward(self, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"cls": self.cls(y), "seg": self.seg(y)}
+
+
+class _LayersThenHeads(nn.Module):
+    """The frame most layout cases share: their own layers (keyword arguments, in order), then
+    `heads` on the last layer's `ch` channels. Heads are built last, as each case used to build
+    them, so every case's random initialization is unchanged."""
+
+    def __init__(self, ch: int, **layers: nn.Module) -> None:
+        super().__init__()
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+        self.heads = _Heads(ch)
+
 
 class FlattenChannelMajor(nn.Module):
     """conv -> NCHW flatten (``view(b, -1)``: feature index = c*H*W + h*W + w) -> Linear."""
@@ -70,16 +85,13 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.view(b, groups, c // groups, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
 
 
-class ChannelShuffle(nn.Module):
+class ChannelShuffle(_LayersThenHeads):
     """conv (15 ch) -> channel shuffle (3 groups) -> conv; the classifier reads the shuffled features."""
 
     input_shape = (2, 3, 13, 11)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.s1 = cbr(3, 15, 2)
-        self.s2 = cbr(15, 9)
-        self.heads = _Heads(9)
+        super().__init__(9, s1=cbr(3, 15, 2), s2=cbr(15, 9))
         self.side = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(15, 3))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -111,46 +123,36 @@ class PixelShuffleUp(nn.Module):
         return {"seg": self.seg(y), "cls": self.cls(a)}
 
 
-class SplitConcatReordered(nn.Module):
+class SplitConcatReordered(_LayersThenHeads):
     """conv -> chunk(2) and an uneven split -> concatenated back in another order -> conv."""
 
     input_shape = (2, 3, 11, 13)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.s1 = cbr(3, 10, 2)
-        self.s2 = cbr(10, 11)
-        self.fuse = cbr(10 + 11, 9)
-        self.heads = _Heads(9)
+        super().__init__(9, s1=cbr(3, 10, 2), s2=cbr(10, 11), fuse=cbr(10 + 11, 9))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         a = self.s1(x)
         lo, hi = torch.chunk(a, 2, dim=1)  # 5 + 5
         b = self.s2(torch.cat([hi, lo], dim=1))  # halves swapped
         p, q = torch.split(b, [4, 7], dim=1)
-        y = self.fuse(torch.cat([q, a, p], dim=1))  # uneven parts reordered around another tensor
-        return {"cls": self.heads.cls(y), "seg": self.heads.seg(y)}
+        return self.heads(self.fuse(torch.cat([q, a, p], dim=1)))  # uneven parts reordered around another tensor
 
 
-class GroupedDepthwise(nn.Module):
+class GroupedDepthwise(_LayersThenHeads):
     """conv -> grouped conv (groups=3) -> depthwise conv -> pointwise conv (ResNeXt/MobileNet)."""
 
     input_shape = (2, 3, 11, 9)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.s1 = cbr(3, 12, 2)
-        self.grouped = cbr(12, 15, groups=3)
-        self.dw = cbr(15, 15, k=3, groups=15)
-        self.pw = cbr(15, 7, k=1)
-        self.heads = _Heads(7)
+        super().__init__(7, s1=cbr(3, 12, 2), grouped=cbr(12, 15, groups=3), dw=cbr(15, 15, k=3, groups=15),
+                         pw=cbr(15, 7, k=1))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        y = self.pw(self.dw(self.grouped(self.s1(x))))
-        return {"cls": self.heads.cls(y), "seg": self.heads.seg(y)}
+        return self.heads(self.pw(self.dw(self.grouped(self.s1(x)))))
 
 
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(_LayersThenHeads):
     """conv -> squeeze-excitation (pool, fc, ReLU, fc, sigmoid gate, multiply) -> heads.
 
     The gate's sigmoid(0) = 0.5 != 0, but it multiplies the (dead) feature channel, so the
@@ -159,39 +161,28 @@ class SqueezeExcite(nn.Module):
     input_shape = (2, 3, 13, 11)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.s1 = cbr(3, 11, 2)
-        self.fc1 = nn.Conv2d(11, 5, 1)
-        self.fc2 = nn.Conv2d(5, 11, 1)
-        self.s2 = cbr(11, 9)
-        self.heads = _Heads(9)
+        super().__init__(9, s1=cbr(3, 11, 2), fc1=nn.Conv2d(11, 5, 1), fc2=nn.Conv2d(5, 11, 1), s2=cbr(11, 9))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         a = self.s1(x)
         gate = torch.sigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(a, 1)))))
-        y = self.s2(a * gate)
-        return {"cls": self.heads.cls(y), "seg": self.heads.seg(y)}
+        return self.heads(self.s2(a * gate))
 
 
-class PReLUPerChannel(nn.Module):
+class PReLUPerChannel(_LayersThenHeads):
     """conv -> BN -> PReLU with one slope per channel (the slope vector must shrink with the channels)."""
 
     input_shape = (2, 3, 9, 13)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 9, 3, 2, 1, bias=False)
-        self.bn = nn.BatchNorm2d(9)
-        self.act = nn.PReLU(9)
-        self.s2 = nn.Sequential(nn.Conv2d(9, 7, 3, 1, 1), nn.PReLU(7))
-        self.heads = _Heads(7)
+        super().__init__(7, conv=nn.Conv2d(3, 9, 3, 2, 1, bias=False), bn=nn.BatchNorm2d(9), act=nn.PReLU(9),
+                         s2=nn.Sequential(nn.Conv2d(9, 7, 3, 1, 1), nn.PReLU(7)))
         with torch.no_grad():  # distinct slopes, so a misaligned slope vector changes the outputs
             self.act.weight.copy_(torch.linspace(0.05, 0.45, 9))
             self.s2[1].weight.copy_(torch.linspace(-0.3, 0.3, 7))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        y = self.s2(self.act(self.bn(self.conv(x))))
-        return {"cls": self.heads.cls(y), "seg": self.heads.seg(y)}
+        return self.heads(self.s2(self.act(self.bn(self.conv(x)))))
 
 
 class SharedLayerFeedsEveryHead(nn.Module):
@@ -232,21 +223,17 @@ class HeadReadsTwoStages(nn.Module):
         return {"seg": self.seg(self.fuse(torch.cat([p, a], dim=1))), "cls": self.cls(b)}
 
 
-class SigmoidBetween(nn.Module):
+class SigmoidBetween(_LayersThenHeads):
     """A BN-free conv followed by sigmoid (f(0) = 0.5 != 0) before the next conv: zeroing the
     producer leaves a constant 0.5 channel, so 'dead' must be made by saturation instead."""
 
     input_shape = (2, 3, 9, 11)
 
     def __init__(self) -> None:
-        super().__init__()
-        self.s1 = nn.Conv2d(3, 8, 3, 2, 1)
-        self.s2 = cbr(8, 7)
-        self.heads = _Heads(7)
+        super().__init__(7, s1=nn.Conv2d(3, 8, 3, 2, 1), s2=cbr(8, 7))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        y = self.s2(torch.sigmoid(self.s1(x)))
-        return {"cls": self.heads.cls(y), "seg": self.heads.seg(y)}
+        return self.heads(self.s2(torch.sigmoid(self.s1(x))))
 
 
 LAYOUT_MODELS: dict[str, type[nn.Module]] = {

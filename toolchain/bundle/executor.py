@@ -55,7 +55,7 @@ def run_tasks(manifest: dict[str, Any], variant: str, runners: Mapping[str, Runn
 # --- backends ------------------------------------------------------------------------------------
 
 def ort_session(model: Any, threads: int = 1, optimize: bool = True) -> Any:
-    """An onnxruntime CPU session over a file path or an in-memory ModelProto."""
+    """An onnxruntime CPU session over a file path, serialized bytes or an in-memory ModelProto."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -64,7 +64,7 @@ def ort_session(model: Any, threads: int = 1, optimize: bool = True) -> Any:
     opts.log_severity_level = 3
     if not optimize:  # the reference as written, no fusions
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = model if isinstance(model, str) else model.SerializeToString()
+    source = model if isinstance(model, (str, bytes)) else model.SerializeToString()
     return ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
 
 

@@ -10,7 +10,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from toolchain.errors import OutputError
 
@@ -47,6 +47,24 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_document(path: str | Path, error: type[Exception], missing: str, invalid: Callable[[str], str]) -> Any:
+    """The JSON or YAML (by suffix) document in `path`. No file raises ``error(missing)``; a file that
+    does not parse raises ``error(invalid(why))``: each caller names its own fix (an interrupted
+    export, a rerun of the build script, a YAML typo)."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(missing)
+    import yaml
+
+    try:
+        text = path.read_text()
+        return yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except json.JSONDecodeError as e:
+        raise error(invalid(f"line {e.lineno}: {e.msg}")) from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise error(invalid(str(e))) from None
 
 
 def file_ref(root: Path, path: Path) -> dict[str, Any]:

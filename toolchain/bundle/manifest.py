@@ -11,7 +11,7 @@ from typing import Any, Iterable
 import jsonschema
 import numpy as np
 
-from toolchain.bundle.files import sha256_file, write_json_atomic
+from toolchain.bundle.files import read_document, sha256_file, write_json_atomic
 from toolchain.errors import BundleError
 
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
@@ -76,12 +76,8 @@ class Bundle:
         mpath = root / "manifest.json"
         if not root.is_dir():
             raise BundleError(f"bundle directory {root} not found")
-        if not mpath.exists():
-            raise BundleError(f"{root} is not a bundle: manifest.json is missing (an interrupted export?)")
-        try:
-            doc = json.loads(mpath.read_text())
-        except json.JSONDecodeError as e:
-            raise BundleError(f"{mpath} is not valid JSON (line {e.lineno}: {e.msg}); the bundle is corrupt") from None
+        doc = read_document(mpath, BundleError, f"{root} is not a bundle: manifest.json is missing (an interrupted export?)",
+                            lambda why: f"{mpath} is not valid JSON ({why}); the bundle is corrupt")
         validate_manifest(doc, str(mpath))
         return cls(root, doc)
 
@@ -150,5 +146,5 @@ class Bundle:
 
     def save_manifest(self) -> None:
         """Validate, then replace manifest.json atomically."""
-        validate_manifest(self.manifest)
+        validate_manifest(self.manifest, str(self.root / "manifest.json"))
         write_json_atomic(self.root / "manifest.json", self.manifest)

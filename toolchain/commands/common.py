@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,18 @@ def load_model_and_recipe(model: str, checkpoint: str | None, recipe: str | None
     return load_with_recipe(model, checkpoint, recipe, trust_pickle=trust_pickle)
 
 
+def torch_threads(threads: int | None) -> None:
+    """--threads: torch's CPU threads for this command (None leaves torch's default)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def write_json(path: str | Path | None, doc: Any) -> None:
     if path:
         write_json_atomic(path, doc)
         click.echo(f"wrote {path}", err=True)
-
-
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=2)
 
 
 def scale_options(f):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from toolchain.commands.common import (checkpoint_option, evaluator_from, load_model_and_recipe, model_argument,
-                                      recipe_option, scale_options)
+                                      recipe_option, scale_options, torch_threads)
 from toolchain.errors import MtedgeError, SpecError
 
 
@@ -63,13 +63,10 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
              screen_count, time_budget_min, ignored, quantize, output, report_dir, test_count, threads, workers,
              ray_address, worker_threads):
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
-    import torch
-
     from toolchain.compression import compress as compress_model
     from toolchain.progress import console
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch_threads(threads)
     if method is None and not quantize:
         raise SpecError("nothing to do: pass --prune pagcp|l1 and/or --quantize int8|fp16")
     if quantize and not str(output).endswith(".mtb"):
@@ -105,11 +102,11 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
                                                            "finetune_epochs": finetune_epochs, "distill": distill})
             click.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}", err=True)
     if quantize:
-        from toolchain.data.loaders import has_labels
         from toolchain.export import export_bundle
 
         export_bundle(pruned, rec, output, force=True)
-        qrep = quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free or not has_labels(rec))
+        # label-free when the pruning was; else None: label-free exactly when the data has no labels
+        qrep = quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free or None)
         click.echo(f"wrote {output}", err=True)
         missing = [v for v in quantize if not qrep["variants"].get(v, {}).get("written")]
         if missing or not qrep["ok"]:

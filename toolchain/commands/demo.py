@@ -50,13 +50,12 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     from toolchain.quantize import quantize_bundle
     from toolchain.runtime import Runtime
     from toolchain.slim import make_slimmable, parse_config_name, save_slimmable
-    from toolchain.slim.export import export_slim_bundle
+    from toolchain.slim.export import export_slim_bundle, variant_metrics
     from toolchain.slim.search import parse_preferences, parse_task_values, search
     from toolchain.targets.build import build, emit_script
     from toolchain.targets.plan import BuildOptions
     from toolchain.targets.profile import load_profile
     from toolchain.train import TrainConfig, evaluate_on_test, train
-    from toolchain.verify import verify_bundle
 
     console = Console()
     out = Path(out)
@@ -89,12 +88,7 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     bundle = out / "fashion-mt.mtb"
     result = export_bundle(model, recipe, bundle, task_models=True, force=True)
     console.print(f"wrote {bundle}: segments {', '.join(result.partition.segments)}")
-    v = verify_bundle(bundle)
-    console.print(f"verify: {v['files_checked']} files ok; max abs error vs torch "
-                  + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in v["variants"]["fp32"].items())
-                  + (" [green]PASS" if v["ok"] else " [red]FAIL"))
-    if not v["ok"]:
-        raise SystemExit(1)
+    _verified(console, bundle)
 
     _step(console, "4. run every task in the C++ runtime on real test images, switching tasks")
     rt = Runtime(bundle, backend="openvino")
@@ -178,7 +172,7 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     slim_bundle = out / "fashion-mt-slim.mtb"
     configs = [parse_config_name(n, slim.tasks) for n in ("c100", "c75", "c50")]
     export_slim_bundle(slim, recipe, slim_bundle, configs, example_input(recipe), force=True, spec=str(slim_ckpt),
-                       metrics={c.name: table.config_metrics(c) for c in configs},
+                       metrics=variant_metrics(slim, recipe, configs, table),
                        latency=functools.partial(measure_variant_latency, threads=1))
     _verified(console, slim_bundle)
     rts = Runtime(slim_bundle, backend="openvino", variant=["c100", "c75", "c50"])
@@ -191,12 +185,14 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
 
 
 def _verified(console, bundle: Path) -> None:
-    """verify_bundle, printed per variant; stops the demo when a variant is out of tolerance."""
+    """verify_bundle (checksums, then each variant's max abs error vs the golden outputs), printed
+    per variant; stops the demo when a variant is out of tolerance."""
     from toolchain.verify import verify_bundle
 
     v = verify_bundle(bundle)
     for name, tasks in v["variants"].items():
-        console.print(f"verify {bundle.name} {name}: " + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in tasks.items())
+        console.print(f"verify {bundle.name} {name} ({v['files_checked']} files ok): "
+                      + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in tasks.items())
                       + (" [green]PASS" if all(r["ok"] for r in tasks.values()) else " [red]FAIL"))
     if not v["ok"]:
         raise SystemExit(1)

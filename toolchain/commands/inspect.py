@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 
-from toolchain.commands.common import checkpoint_option, dumps, load_model_and_recipe, model_argument, recipe_option
+from toolchain.commands.common import checkpoint_option, load_model_and_recipe, model_argument, recipe_option
 
 
 @click.command()
@@ -22,6 +24,6 @@ def inspect(model, checkpoint, recipe, as_json):
     example = torch.zeros((1, *rec.input.shape[1:]))
     report, _ = inspect_model(loaded.module, example)
     if as_json:
-        click.echo(dumps(report))
+        click.echo(json.dumps(report, indent=2))
     else:
         render(report)

@@ -34,18 +34,10 @@ def quantize(bundle, recipe, precision, label_free, calibration, report_dir, mar
     from rich.console import Console
     from rich.table import Table
 
-    from toolchain.bundle import Bundle
-    from toolchain.errors import SpecError
     from toolchain.quantize import QuantizeOptions, quantize_bundle
-    from toolchain.recipe import load_recipe, parse_recipe
+    from toolchain.recipe import load_recipe
 
-    if recipe is not None:
-        rec = load_recipe(recipe)
-    else:
-        doc = Bundle.open(bundle).manifest["provenance"].get("recipe")
-        if not doc:
-            raise SpecError(f"{bundle} records no recipe in its provenance; pass --recipe FILE")
-        rec = parse_recipe(doc, f"{bundle}/manifest.json provenance")
+    rec = load_recipe(recipe) if recipe is not None else None  # None: the bundle's own recipe
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
     opts = QuantizeOptions(latency_runs=latency_runs, threads=threads,
                            **({"margin": margin} if margin is not None else {}))

@@ -8,15 +8,8 @@ from pathlib import Path
 import click
 
 from toolchain.commands.common import (checkpoint_option, evaluator_from, load_model_and_recipe, model_argument, recipe_option,
-                                       scale_options)
+                                       scale_options, torch_threads)
 from toolchain.errors import SpecError
-
-
-def _threads(threads: int | None) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
 
 
 @click.group()
@@ -53,7 +46,7 @@ def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_sta
     from toolchain.slim import make_slimmable, save_slimmable
     from toolchain.slim.report import table_render
 
-    _threads(threads)
+    torch_threads(threads)
     loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
     try:
         ws = [float(w) for w in widths.split(",")]
@@ -123,26 +116,17 @@ def search_cmd(model, budget_flops, budget_latency_ms, target, prefer, max_drop,
 @click.option("--threads", type=int, default=1, show_default=True, help="threads for the latency measurement")
 def export_cmd(model, output, configs, metrics_split, force, threads):
     """Export width configurations of a slimmable checkpoint into one bundle (one variant each)."""
-    from toolchain.data.loaders import batches, example_input
-    from toolchain.evaluate import evaluate
-    from toolchain.slim import load_slimmable, parse_config_name
     from toolchain.bench_runtime import measure_variant_latency
-    from toolchain.slim.export import export_slim_bundle
+    from toolchain.data.loaders import example_input
+    from toolchain.slim import load_slimmable, parse_config_name
+    from toolchain.slim.export import export_slim_bundle, variant_metrics
     from toolchain.slim.report import table_render
 
-    _threads(threads)
+    torch_threads(threads)
     s, rec, table, _ = load_slimmable(model)
     cfgs = [parse_config_name(n.strip(), s.tasks) for n in configs.split(",") if n.strip()]
-    metrics = None
-    if metrics_split == "val" and table is not None:
-        metrics = {c.name: table.config_metrics(c) for c in cfgs}
-    elif metrics_split == "test":
-        test = list(batches(rec, "test", batch_size=500))
-        metrics = {}
-        for c in cfgs:
-            s.set_config(c)
-            metrics[c.name] = evaluate(s, rec, test)
     latency = functools.partial(measure_variant_latency, threads=threads)
+    metrics = variant_metrics(s, rec, cfgs, table, metrics_split)
     res = export_slim_bundle(s, rec, output, cfgs, example_input(rec), metrics=metrics, force=force, latency=latency,
                              spec=model)
     table_render([{"name": n, **{k: v for k, v in d.items()}, "metrics": d.get("metrics") or {t: float("nan") for t in s.tasks}}

@@ -76,8 +76,7 @@ def build(bundle: str, target: str, variants: tuple[str, ...], dla: bool, dla_co
           workspace_mb: int | None, emit_script: str | None, import_engines: bool, trtexec: str | None,
           no_verify: bool, profile_dirs: tuple[str, ...]) -> None:
     """Build engines of BUNDLE for a target, verify them on the golden I/O, record them in the manifest."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from toolchain.progress import progress_bar
     from toolchain.targets import build as b
     from toolchain.targets.plan import BuildOptions
     from toolchain.targets.profile import load_profile
@@ -100,8 +99,7 @@ def build(bundle: str, target: str, variants: tuple[str, ...], dla: bool, dla_co
     if import_engines:
         result = b.import_engines(bundle, profile)
     else:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
+        with progress_bar(transient=True) as progress:
             state: dict = {}
 
             def on_plan(plan) -> None:
@@ -136,12 +134,13 @@ def profile(bundle: str, target: str, variant: str | None, output: str | None, r
     """Per-segment and per-layer latency of BUNDLE on a target: measured where it runs, else estimated."""
     from rich.table import Table
 
-    from toolchain.targets.bundle_io import load_manifest
+    from toolchain.bundle import Bundle
     from toolchain.targets.latency import profile_bundle
     from toolchain.targets.profile import load_profile
 
     prof = load_profile(target, profile_dirs)
-    root, manifest = load_manifest(bundle)
+    opened = Bundle.open(bundle)
+    root, manifest = opened.root, opened.manifest
     variant = variant or manifest["default_variant"]
     table = profile_bundle(root, manifest, prof, variant, runs=runs, estimate=estimate)
     out = Path(output or f"{manifest['name']}.{prof.name}.latency.json")

@@ -6,7 +6,8 @@ import time
 
 import click
 
-from toolchain.commands.common import checkpoint_option, load_model_and_recipe, model_argument, recipe_option, write_json
+from toolchain.commands.common import (checkpoint_option, load_model_and_recipe, model_argument, recipe_option,
+                                      torch_threads, write_json)
 
 
 @click.command()
@@ -21,14 +22,11 @@ from toolchain.commands.common import checkpoint_option, load_model_and_recipe, 
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="also write the metrics as JSON")
 def train(model, checkpoint, recipe, output, epochs, limit, test_count, threads, json_path):
     """Train MODEL (e.g. zoo:fashion-mt) and write a checkpoint that `mtedge` commands load."""
-    import torch
-
     from toolchain.model import save_checkpoint
     from toolchain.train import TrainConfig, evaluate_on_test
     from toolchain.train import train as run_training
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch_threads(threads)
     loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
     t0 = time.perf_counter()
     run_training(loaded.module, rec, TrainConfig(epochs=epochs, limit=limit), description=f"training {model}")

@@ -43,18 +43,3 @@ def node_flops(gm: fx.GraphModule, node: fx.Node) -> int:
 
 def _is_tensor(arg: object) -> bool:
     return isinstance(arg, fx.Node) and is_tensor_node(arg)
-
-
-def _is_tensor(arg: object) -> bool:
-    return isinstance(arg, fx.Node) and is_tensor_node(arg)
-
-
-def node_params(gm: fx.GraphModule, node: fx.Node) -> int:
-    if node.op == "call_module":
-        return sum(p.numel() for p in gm.get_submodule(node.target).parameters())
-    if node.op == "get_attr":
-        obj = gm
-        for part in str(node.target).split("."):
-            obj = getattr(obj, part)
-        return obj.numel() if isinstance(obj, nn.Parameter) else 0
-    return 0

@@ -71,30 +71,17 @@ def flops_per_channel(model: nn.Module, group: ChannelGroup, flops: dict[str, in
     return total
 
 
-class _Outputs(nn.Module):
-    """dict outputs -> tuple, in a fixed task order (ONNX export of a whole model)."""
-
-    def __init__(self, model: nn.Module, tasks: list[str]) -> None:
-        super().__init__()
-        self.model, self.tasks = model, tasks
-        self.train(model.training)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(x)
-        return tuple(out[t] for t in self.tasks)
-
-
 def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | None = None,
                      extra_config: dict | None = None):
     """The whole model as an OpenVINO CPU compiled model, f32 precision hint, latency mode."""
     import openvino as ov
 
-    from toolchain.torch_onnx import onnx_bytes
+    from toolchain.torch_onnx import TaskSubset, onnx_bytes
 
     model = model.eval()
     with torch.no_grad():
         tasks = list(model(example))
-    data = onnx_bytes(_Outputs(model, tasks).eval(), (example,), ["input"], tasks)
+    data = onnx_bytes(TaskSubset(model, tasks).eval(), (example,), ["input"], tasks)
     core = ov.Core()
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.onnx"
@@ -124,7 +111,7 @@ def _module_of_ov_node(node: str, modules: set[str]) -> str | None:
 
     The ONNX exporter scopes a node by module path, a Sequential's child as ``parent.index``:
     ``/model/encoder/stage8/stage8.1/block/block.0/block.0.0/Conv/WithoutBiases`` is module
-    ``encoder.stage8.1.block.0.0`` (``model`` is _Outputs' wrapper)."""
+    ``encoder.stage8.1.block.0.0`` (``model`` is TaskSubset's wrapper)."""
     parts = [p for p in node.split("/") if p]
     if parts and parts[0] == "model":
         parts = parts[1:]

@@ -364,16 +364,11 @@ def _tolerance(ref: torch.Tensor, atol: float) -> float:
 
 
 def _onnx_diff(model: nn.Module, x: torch.Tensor, ref: dict[str, torch.Tensor]) -> dict[str, float]:
-    import onnxruntime as ort
-
+    from toolchain.bundle.executor import ort_session
     from toolchain.torch_onnx import onnx_bytes
 
     tasks = list(ref)
-    data = onnx_bytes(model.eval(), (x,), ["image"], tasks)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    outs = sess.run(tasks, {"image": x.numpy()})
+    outs = ort_session(onnx_bytes(model.eval(), (x,), ["image"], tasks)).run(tasks, {"image": x.numpy()})
     return {t: float(np.abs(ref[t].numpy() - o).max()) for t, o in zip(tasks, outs)}
 
 

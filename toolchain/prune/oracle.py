@@ -40,6 +40,7 @@ from torch import nn
 
 from toolchain.data.loaders import Batch
 from toolchain.evaluate import task_metric_name
+from toolchain.graph.capture import capture, task_outputs
 from toolchain.metrics import make_metric
 from toolchain.prune.groups import ChannelGroup
 from toolchain.recipe import Recipe
@@ -161,10 +162,9 @@ class Oracle:
             self._current_screen = dict(self._current)
         else:
             self._current_screen = dict(screen_metrics) if screen_metrics is not None else self.score(model, data=self.screen)
-        try:
-            self._gm = fx.symbolic_trace(model)
-            out_node = next(n for n in self._gm.graph.nodes if n.op == "output")
-            self._out = dict(out_node.args[0]) if isinstance(out_node.args[0], dict) else {}
+        try:  # the captured graph (the model itself when it is captured already)
+            self._gm = capture(model)
+            self._out = task_outputs(self._gm)
         except Exception:  # untraceable models are still judged, by full forwards
             self._gm, self._out = None, {}
 

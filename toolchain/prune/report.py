@@ -79,18 +79,13 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def plot_path(doc: dict[str, Any], path: Path) -> None:
     """FLOPs (x, fraction kept) vs each task's val metric along the pruning path, one panel per task."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from toolchain.plots import save_png, subplots
 
     points = doc["path"]
     tasks = list(doc["tasks"])
     f0 = doc["flops"]["before"]
     before = doc["val_metrics"]["before"]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.0), squeeze=False)
+    fig, axes = subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.0), squeeze=False)
     for ax, t in zip(axes[0], tasks):
         xs = [1.0] + [p["flops"] / f0 for p in points]
         ys = [before.get(t, float("nan"))] + [p["metrics"].get(t, float("nan")) for p in points]
@@ -101,10 +96,7 @@ def plot_path(doc: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("val metric" + (" (fidelity)" if doc["label_free"] else ""))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    save_png(fig, path)
 
 
 def write_report(doc: dict[str, Any], directory: str | Path) -> dict[str, Path]:

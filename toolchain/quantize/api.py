@@ -26,7 +26,7 @@ from toolchain.quantize.fp16 import float16_ops, to_fp16
 from toolchain.quantize.int8 import Int8Settings
 from toolchain.quantize.report import write_report
 from toolchain.quantize.variants import publish_variant, tolerances, write_segment_files
-from toolchain.recipe import Recipe
+from toolchain.recipe import Recipe, parse_recipe
 
 PRECISIONS = ("int8", "fp16")
 DEFAULT_MARGIN = 0.2  # control to 80 % of each allowed drop on val: val and test differ
@@ -47,7 +47,7 @@ class QuantizeOptions:
 
 def quantize_bundle(
     bundle_path: str | Path,
-    recipe: Recipe,
+    recipe: Recipe | None = None,
     precisions: Sequence[str] = ("int8",),
     label_free: bool | None = None,
     calibration_count: int | None = None,
@@ -63,6 +63,7 @@ def quantize_bundle(
     task still out of bounds is *not* written (report["variants"][p]["written"] is False and
     report["ok"] is False). Written files go under segments/, then the manifest is replaced
     atomically. Returns the report (also written as quant.json / quant.md under `report_dir`).
+    `recipe` None: the recipe the bundle's provenance records (export writes it there).
     Raises SpecError for a bad precision, recipe/bundle mismatch or missing labels.
     """
     opts = options or QuantizeOptions()
@@ -73,6 +74,10 @@ def quantize_bundle(
         raise SpecError(f"precision(s) {', '.join(bad) or '(none)'} not supported; choose from {', '.join(PRECISIONS)}")
     bundle = Bundle.open(bundle_path)
     m = bundle.manifest
+    if recipe is None:
+        if not m["provenance"].get("recipe"):
+            raise SpecError(f"{bundle_path} records no recipe in its provenance; pass --recipe FILE")
+        recipe = parse_recipe(m["provenance"]["recipe"], f"{bundle_path}/manifest.json provenance")
     if "fp32" not in m["variants"]:
         raise SpecError(f"{bundle_path} has no fp32 variant to quantize; re-export it with `mtedge export`")
     tasks = list(m["tasks"])

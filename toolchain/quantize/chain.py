@@ -85,12 +85,7 @@ class ChainRunner:
             self._cache.move_to_end(key)
             return self._cache[key]
         seg = self.graph.segments[segment]
-        feeds: dict[str, np.ndarray] = {}
-        for t in seg["inputs"]:
-            if t == self.graph.input_name:
-                feeds[t] = self.images
-            else:
-                feeds[t] = self.tensors(models, self.graph.producer[t])[t]
+        feeds = self._inputs(models, segment)
         sess = ort_session(models[segment].model, self.threads)
         outs: dict[str, list[np.ndarray]] = {t: [] for t in seg["outputs"]}
         for i in range(0, len(self.images), self.batch):
@@ -103,6 +98,11 @@ class ChainRunner:
             self._cache.popitem(last=False)
         return result
 
+    def _inputs(self, models: dict[str, SegmentModel], segment: str) -> dict[str, np.ndarray]:
+        """`segment`'s input tensors for every sample: the images, or what upstream segments produce."""
+        return {t: self.images if t == self.graph.input_name else self.tensors(models, self.graph.producer[t])[t]
+                for t in self.graph.segments[segment]["inputs"]}
+
     def task_outputs(self, models: dict[str, SegmentModel], tasks: Iterable[str]) -> dict[str, np.ndarray]:
         """Output of each task for every sample."""
         out = {}
@@ -113,9 +113,6 @@ class ChainRunner:
 
     def segment_inputs(self, models: dict[str, SegmentModel], segment: str, count: int | None = None) -> Samples:
         """Per-sample feed dicts of `segment` (its input tensors as the upstream chain produces them)."""
-        seg = self.graph.segments[segment]
-        cols = {}
-        for t in seg["inputs"]:
-            cols[t] = self.images if t == self.graph.input_name else self.tensors(models, self.graph.producer[t])[t]
+        cols = self._inputs(models, segment)
         n = len(self.images) if count is None else min(count, len(self.images))
         return [{t: np.ascontiguousarray(v[i : i + self.batch]) for t, v in cols.items()} for i in range(0, n, self.batch)]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from toolchain.evaluate import task_metric_name
+from toolchain.evaluate import drops, task_metric_name
 from toolchain.metrics import make_metric
 from toolchain.recipe import Recipe
 
@@ -36,9 +36,6 @@ class TaskEvaluator:
 
     def metric_name(self, task: str) -> str:
         return task_metric_name(self.recipe, task, self.label_free)
-
-    def higher_is_better(self, task: str) -> bool:
-        return make_metric(self.metric_name(task)).higher_is_better
 
     def score(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         """Metric per task in `outputs`."""
@@ -62,7 +59,7 @@ class TaskEvaluator:
 
     def drops(self, baseline: dict[str, float], values: dict[str, float]) -> dict[str, float]:
         """How much worse each task is than the baseline (metric units, positive = worse)."""
-        return {t: (baseline[t] - v) if self.higher_is_better(t) else (v - baseline[t]) for t, v in values.items()}
+        return drops(baseline, values, self.recipe, self.label_free)
 
     def describe(self) -> dict[str, Any]:
         return {"mode": "label-free (fidelity to fp32)" if self.label_free else "labels",

@@ -223,8 +223,8 @@ def _target_unit(cfg: SweepConfig, item: tuple[Goal, int, str, str]) -> dict[str
     bundle = _bundle_unit(cfg, (goal, round_to, precision))
 
     def make(d: Path) -> dict[str, Any]:
+        from toolchain.bundle import Bundle
         from toolchain.targets import build as b
-        from toolchain.targets.bundle_io import load_manifest
         from toolchain.targets.latency import profile_bundle
         from toolchain.targets.plan import BuildOptions
         from toolchain.targets.profile import load_profile
@@ -241,8 +241,8 @@ def _target_unit(cfg: SweepConfig, item: tuple[Goal, int, str, str]) -> dict[str
             built = {"script": f"build-{profile.name}.sh",
                      "device_steps": f"bash build-{profile.name}.sh model.mtb on the device, then "
                                      f"`mtedge build model.mtb --target {profile.name} --import-engines`"}
-        root, manifest = load_manifest(copy)
-        table = profile_bundle(root, manifest, profile, precision, runs=cfg.runs)
+        opened = Bundle.open(copy)
+        table = profile_bundle(opened.root, opened.manifest, profile, precision, runs=cfg.runs)
         return {"latency_ms": float(sum(table.segments.values())), "latency_source": table.source,
                 "segments_ms": table.segments, **built}
 
@@ -276,6 +276,7 @@ class SweepResult:
 def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
     """Every point of the grid (cached units), the Pareto front and the chosen point per target;
     writes sweep.json, pareto.md, pareto.png and chosen/<target>.json under cfg.out."""
+    from toolchain.evaluate import drops as task_drops
     from toolchain.scale.evaluator import SerialEvaluator
 
     cfg.check()
@@ -301,7 +302,7 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
         for t in cfg.targets:
             tu = by_item.get((g, r, p, t))
             pruned = next(u for u, it in zip(units[1 : 1 + len(prune_items)], prune_items) if it == (g, r))
-            drops = {k: _drop(rec, k, reference["metrics"][k], bu["metrics"][k]) for k in bu["metrics"]}
+            drops = task_drops(reference["metrics"], bu["metrics"], rec)
             points.append({
                 "id": f"{g.label}-{p}-{t}", "goal": asdict(g), "precision": p, "target": t, "round_to": r,
                 "flops": pruned["flops_after"], "flops_fraction": pruned["flops_after"] / reference["flops"],
@@ -330,10 +331,6 @@ def _hib(rec, task: str) -> bool:
     from toolchain.metrics import make_metric
 
     return make_metric(task_metric_name(rec, task, False)).higher_is_better
-
-
-def _drop(rec, task: str, before: float, after: float) -> float:
-    return before - after if _hib(rec, task) else after - before
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any], hib: dict[str, bool]) -> bool:
@@ -387,13 +384,10 @@ def write_outputs(cfg: SweepConfig, rec, result: SweepResult, hib: dict[str, boo
 
 def plot_pareto(result: SweepResult, tasks: list[str], hib: dict[str, bool], path: Path) -> Path:
     """Metric per task (rows) vs latency, one column per target; the front joined, the chosen point starred."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from toolchain.plots import save_png, subplots
 
     targets = list(result.pareto)
-    fig, axes = plt.subplots(len(tasks), len(targets), figsize=(4.2 * len(targets), 2.6 * len(tasks)), squeeze=False)
+    fig, axes = subplots(len(tasks), len(targets), figsize=(4.2 * len(targets), 2.6 * len(tasks)), squeeze=False)
     for j, target in enumerate(targets):
         pts = [p for p in result.points if p["target"] == target and p["latency_ms"] is not None]
         front = result.pareto[target]
@@ -414,9 +408,4 @@ def plot_pareto(result: SweepResult, tasks: list[str], hib: dict[str, bool], pat
             if i == 0 and j == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path, dpi=90)

@@ -50,6 +50,25 @@ class SlimExportResult:
     max_abs_error: dict[str, dict[str, float]]  # variant -> task -> onnxruntime vs torch
 
 
+def variant_metrics(slim: SlimmableModel, recipe: Recipe, configs: Sequence[WidthConfig], table: Any = None,
+                    split: str = "val") -> dict[str, dict[str, float]] | None:
+    """Task metrics per configuration for the manifest: ``val`` reads the slimmable table (None
+    without one), ``test`` evaluates each configuration on the test split, ``none`` records none."""
+    if split == "val":
+        return {c.name: table.config_metrics(c) for c in configs} if table is not None else None
+    if split != "test":
+        return None
+    from toolchain.data.loaders import batches
+    from toolchain.evaluate import evaluate
+
+    test = list(batches(recipe, "test", batch_size=500))
+    metrics = {}
+    for c in configs:
+        slim.set_config(c)
+        metrics[c.name] = evaluate(slim, recipe, test)
+    return metrics
+
+
 def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, configs: Sequence[WidthConfig],
                        example: torch.Tensor, metrics: Mapping[str, Mapping[str, float]] | None = None,
                        names: Sequence[str] | None = None, force: bool = False,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from toolchain.bundle.files import write_bytes_atomic
 from toolchain.slim.convert import WidthConfig
 from toolchain.slim.search import SlimTable, search
 
@@ -14,16 +13,11 @@ def plot_metric_vs_flops(points: Mapping[str, Mapping[str, Any]], baseline: Mapp
                          out: str | Path, title: str = "slimmable widths: metric vs FLOPs") -> Path:
     """One panel per task: metric of each configuration (`points[name] = {"flops", "metrics"}`)
     against its FLOPs, the non-slimmable model as a dashed line. Written atomically as PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from toolchain.plots import save_png, subplots
 
     names = list(points)
     tasks = list(next(iter(points.values()))["metrics"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4))
+    fig, axes = subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4))
     axes = axes if len(tasks) > 1 else [axes]
     for ax, t in zip(axes, tasks):
         uniform = sorted([n for n in names if n.startswith("c")], key=lambda n: points[n]["flops"])
@@ -44,11 +38,7 @@ def plot_metric_vs_flops(points: Mapping[str, Mapping[str, Any]], baseline: Mapp
     axes[0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(out, buf.getvalue())
-    return Path(out)
+    return save_png(fig, out)
 
 
 def preference_swap(table: SlimTable, task_a: str, task_b: str, budget_flops: float, high: float = 4.0,

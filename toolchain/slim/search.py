@@ -169,15 +169,14 @@ def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, t
     else:
         import onnx
 
-        from toolchain.torch_onnx import onnx_bytes
-        from toolchain.prune.cost import _Outputs
+        from toolchain.torch_onnx import TaskSubset, onnx_bytes
         from toolchain.targets.latency import estimate_layer_ms, node_costs
         from toolchain.targets.profile import load_profile
 
         profile = load_profile(target)
         for c in cfgs:
             dense = slim.materialize(c, example)
-            model = onnx.load_from_string(onnx_bytes(_Outputs(dense, slim.tasks).eval(), (example,), ["input"], slim.tasks))
+            model = onnx.load_from_string(onnx_bytes(TaskSubset(dense, slim.tasks).eval(), (example,), ["input"], slim.tasks))
             ms = sum(estimate_layer_ms(profile, cost, "fp32") for cost in node_costs(model))
             points.append((table.flops(c), ms))
         source = f"estimate: roofline of target profile {target}, fp32"

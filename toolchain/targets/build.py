@@ -7,7 +7,6 @@ leaves the previous engines and manifest untouched.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -18,7 +17,8 @@ from typing import Any, Callable
 from toolchain.version import __version__
 from toolchain.errors import BundleError, VerificationError
 from toolchain.targets import openvino_builder, tensorrt_builder, trtexec as trtexec_mod
-from toolchain.targets.bundle_io import check_file, file_ref, load_manifest, write_bytes_atomic, write_manifest
+from toolchain.bundle.files import file_ref, read_document, write_bytes_atomic
+from toolchain.bundle.manifest import Bundle
 from toolchain.targets.plan import BuildOptions, BuildPlan, EngineBuildStep, VariantPlan, plan_build
 from toolchain.targets.profile import TargetError, TargetProfile, tensorrt_major
 from toolchain.bundle.executor import Runner
@@ -55,7 +55,7 @@ def _entry(plan: BuildPlan, vp: VariantPlan, bundle: Path, built_with: dict[str,
     device = first.device if first.dla_core is None else f"DLA:{first.dla_core}"
     return {"backend": plan.backend, "target": plan.target, "variant": vp.variant, "precision": vp.precision,
             "device": device, "built_with": built_with,
-            "segments": {s.segment: file_ref(bundle, s.engine_path) for s in vp.steps},
+            "segments": {s.segment: file_ref(bundle, bundle / s.engine_path) for s in vp.steps},
             "verification": verification}
 
 
@@ -72,7 +72,7 @@ def _commit(bundle: Path, manifest: dict[str, Any], staged: dict[str, Path], ent
             os.replace(src, bundle / rel)
     entries = entries_fn()
     manifest.setdefault("engines", {}).update(entries)
-    write_manifest(bundle, manifest)
+    Bundle(bundle, manifest).save_manifest()
     return entries
 
 
@@ -83,24 +83,34 @@ def _staging(bundle: Path) -> Path:
     return d
 
 
+def _verify_engines(bundle: Path, manifest: dict[str, Any], plan: BuildPlan, not_run: str,
+                    runners_of: Callable[[VariantPlan], dict[str, Runner] | None]) -> dict[str, dict[str, Any]]:
+    """Each planned variant's engines against the golden I/O. ``runners_of`` gives None where they
+    cannot run here (recorded as not run, for the reason `not_run`); a variant out of tolerance
+    raises, so nothing is recorded."""
+    verifications: dict[str, dict[str, Any]] = {}
+    for vp in plan.variants:
+        runners = runners_of(vp)
+        if runners is None:
+            verifications[vp.variant] = {"status": "not-run", "reason": not_run}
+            continue
+        checks = verify_variant(bundle, manifest, vp.variant, runners)
+        rep = report(checks, manifest["golden"]["samples"], reference_kind(manifest, vp.variant))
+        if rep["status"] != "passed":
+            bad = "; ".join(f"{c.task}: max |err| {c.max_abs_err:.3g} > {c.tolerance:.3g}" for c in checks if not c.passed)
+            raise VerificationError(f"{plan.backend} engines of variant {vp.variant!r} for {plan.target!r} differ from "
+                                    f"the golden outputs: {bad}. Nothing was recorded.")
+        verifications[vp.variant] = rep
+    return verifications
+
+
 def build_openvino(bundle: Path, manifest: dict[str, Any], plan: BuildPlan, *, verify: bool = True,
                    on_step: OnStep = lambda s: None) -> BuildResult:
     staging = _staging(bundle)
     try:
         staged = openvino_builder.build_steps(plan.steps, bundle, manifest, staging, on_step)
-        verifications = {}
-        for vp in plan.variants:
-            if verify:
-                runners = openvino_builder.runners_for(list(vp.steps), staged)
-                checks = verify_variant(bundle, manifest, vp.variant, runners)
-                rep = report(checks, manifest["golden"]["samples"], reference_kind(manifest, vp.variant))
-                if rep["status"] != "passed":
-                    bad = "; ".join(f"{c.task}: max |err| {c.max_abs_err:.3g} > {c.tolerance:.3g}" for c in checks if not c.passed)
-                    raise VerificationError(f"engines of variant {vp.variant!r} for {plan.target!r} differ from the "
-                                            f"golden outputs: {bad}. Nothing was recorded.")
-                verifications[vp.variant] = rep
-            else:
-                verifications[vp.variant] = {"status": "not-run", "reason": "--no-verify"}
+        verifications = _verify_engines(bundle, manifest, plan, "--no-verify", lambda vp: (
+            openvino_builder.runners_for(list(vp.steps), staged) if verify else None))
         version = openvino_builder.openvino_version()
 
         def entries() -> dict[str, dict]:
@@ -180,7 +190,7 @@ def build_tensorrt(bundle: Path, manifest: dict[str, Any], profile: TargetProfil
     plan = plan_build(manifest, profile, options)
     on_plan(plan)
     for step in plan.steps:
-        check_file(bundle, manifest["variants"][step.variant]["segments"][step.segment])
+        Bundle(bundle, manifest).path(manifest["variants"][step.variant]["segments"][step.segment])
     staging = _staging(bundle)
     try:
         cache_rel = next((s.timing_cache for s in plan.steps if s.timing_cache), None)
@@ -193,22 +203,11 @@ def build_tensorrt(bundle: Path, manifest: dict[str, Any], profile: TargetProfil
                 shutil.copy2(bundle / cache_rel, staging / cache_rel)
             version, staged = trtexec_mod.run_trtexec_plan(plan, bundle, exe, staging, on_step)
             via = "trtexec"
-        verifications: dict[str, dict[str, Any]] = {}
-        for vp in plan.variants:
-            runners = _trt_runners(trt, vp, staged) if (trt is not None and verify) else None
-            if runners is None:
-                reason = ("--no-verify" if not verify else
-                          "no TensorRT runtime with CUDA buffers in this process (trtexec build, or torch without CUDA); "
-                          "verify on the device with the mtedge runtime")
-                verifications[vp.variant] = {"status": "not-run", "reason": reason}
-                continue
-            checks = verify_variant(bundle, manifest, vp.variant, runners)
-            rep = report(checks, manifest["golden"]["samples"], reference_kind(manifest, vp.variant))
-            if rep["status"] != "passed":
-                raise VerificationError(f"TensorRT engines of variant {vp.variant!r} differ from the golden outputs: "
-                                        + "; ".join(f"{c.task}: {c.max_abs_err:.3g} > {c.tolerance:.3g}"
-                                                    for c in checks if not c.passed))
-            verifications[vp.variant] = rep
+        not_run = ("--no-verify" if not verify else
+                   "no TensorRT runtime with CUDA buffers in this process (trtexec build, or torch without CUDA); "
+                   "verify on the device with the mtedge runtime")
+        verifications = _verify_engines(bundle, manifest, plan, not_run, lambda vp: (
+            _trt_runners(trt, vp, staged) if (trt is not None and verify) else None))
 
         def entries() -> dict[str, dict]:
             return {vp.key: _entry(plan, vp, bundle, _trt_built_with(plan, vp, profile, version, via),
@@ -225,7 +224,8 @@ def build(bundle_path: str | Path, profile: TargetProfile, options: BuildOptions
           on_plan: Callable[[BuildPlan], None] = lambda p: None, on_step: OnStep = lambda s: None) -> BuildResult:
     """Build, verify and record engines of every planned variant of a bundle for ``profile``."""
     ok, why = profile.buildable()
-    bundle, manifest = load_manifest(bundle_path)
+    opened = Bundle.open(bundle_path)
+    bundle, manifest = opened.root, opened.manifest
     if not ok and options.tensorrt_version is None:
         plan_build(manifest, profile, options)  # raises the full explanation
     if profile.backend == "openvino":
@@ -238,7 +238,8 @@ def build(bundle_path: str | Path, profile: TargetProfile, options: BuildOptions
 
 def emit_script(bundle_path: str | Path, profile: TargetProfile, options: BuildOptions, out: str | Path) -> BuildPlan:
     """Write the device build script for ``profile`` to ``out`` (executable); returns the plan."""
-    bundle, manifest = load_manifest(bundle_path)
+    opened = Bundle.open(bundle_path)
+    bundle, manifest = opened.root, opened.manifest
     plan = plan_build(manifest, profile, options)
     name = bundle.name[:-4] if bundle.name.endswith(".mtb") else bundle.name
     text = trtexec_mod.emit_build_script(plan, name)
@@ -250,15 +251,12 @@ def emit_script(bundle_path: str | Path, profile: TargetProfile, options: BuildO
 
 def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str | Path | None = None) -> BuildResult:
     """Record engines built on the device by the emitted script (``engines/<target>/build-record.json``)."""
-    bundle, manifest = load_manifest(bundle_path)
+    opened = Bundle.open(bundle_path)
+    bundle, manifest = opened.root, opened.manifest
     rec_path = Path(record) if record else bundle / "engines" / profile.name / trtexec_mod.RECORD_NAME
-    if not rec_path.is_file():
-        raise BundleError(f"no build record at {rec_path}; run the emitted script on the device and copy "
-                          f"engines/{profile.name}/ back into {bundle}")
-    try:
-        rec = json.loads(rec_path.read_text())
-    except json.JSONDecodeError as e:
-        raise BundleError(f"{rec_path}: not valid JSON ({e}); the build script was interrupted — run it again") from e
+    rec = read_document(rec_path, BundleError, f"no build record at {rec_path}; run the emitted script on the device and "
+                        f"copy engines/{profile.name}/ back into {bundle}",
+                        lambda why: f"{rec_path}: not valid JSON ({why}); the build script was interrupted — run it again")
     if rec.get("format") != "mtedge-engine-record" or rec.get("target") != profile.name:
         raise BundleError(f"{rec_path} is not an engine record for target {profile.name!r} "
                           f"(format {rec.get('format')!r}, target {rec.get('target')!r})")
@@ -282,7 +280,7 @@ def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str 
             if e["onnx_sha256"] != vsegs[e["segment"]]["sha256"]:
                 raise BundleError(f"engine {e['file']} was built from a different {vsegs[e['segment']]['file']} than "
                                   "this bundle's; emit the script again and rebuild on the device")
-            check_file(bundle, e)
+            Bundle(bundle, manifest).path(e)
         d = digest[variant]
         built_with = {"tensorrt": version, "via": "trtexec", "mtedge": __version__,
                       "cuda": profile.software.get("cuda"), "jetpack": profile.software.get("jetpack"),
@@ -297,6 +295,6 @@ def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str 
             "verification": {"status": "not-run",
                              "reason": "built on the device by trtexec; verify there with the mtedge runtime"}}
     manifest.setdefault("engines", {}).update(entries)
-    write_manifest(bundle, manifest)
+    Bundle(bundle, manifest).save_manifest()
     plan = BuildPlan(target=profile.name, backend="tensorrt", tensorrt_version=version, variants=())
     return BuildResult(plan, "import", entries)

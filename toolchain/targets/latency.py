@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,10 +26,12 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
+from toolchain.bundle.files import read_document, write_bytes_atomic
+from toolchain.bundle.manifest import Bundle
 from toolchain.errors import SpecError
 from toolchain.flops import conv_flops, matmul_flops
-from toolchain.targets.bundle_io import check_file, write_bytes_atomic
 from toolchain.targets.profile import TargetProfile
+from toolchain.timing import interleaved_ms
 
 FORMAT = "mtedge-latency"
 _ELEM = {onnx.TensorProto.FLOAT: 4, onnx.TensorProto.FLOAT16: 2, onnx.TensorProto.BFLOAT16: 2,
@@ -204,10 +205,8 @@ class LatencyTable:
 def load_table(path: str | Path) -> LatencyTable:
     """Read a latency table written by `mtedge profile`; names the file and the problem when malformed."""
     p = Path(path)
-    try:
-        d = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise SpecError(f"cannot read latency table {p}: {e}") from e
+    d = read_document(p, SpecError, f"cannot read latency table {p}: no such file",
+                      lambda why: f"cannot read latency table {p}: {why}")
     if d.get("format") != FORMAT or d.get("format_version") != 1:
         raise SpecError(f"{p} is not an mtedge latency table (format {d.get('format')!r} "
                         f"version {d.get('format_version')!r}; expected {FORMAT!r} 1)")
@@ -226,7 +225,7 @@ def _segment_models(bundle: Path, manifest: dict[str, Any], variant: str) -> dic
     out = {}
     for seg in manifest["segments"]:  # manifest order is topological
         ref = manifest["variants"][variant]["segments"][seg]
-        path = check_file(bundle, ref)
+        path = Bundle(bundle, manifest).path(ref)
         out[seg] = (path, onnx.load(str(path)))
     return out
 
@@ -293,14 +292,10 @@ def measure_openvino(bundle: Path, manifest: dict[str, Any], profile: TargetProf
         request = compiled.create_infer_request()
         rng = np.random.default_rng(0)
         feeds = {t["name"]: rng.standard_normal(t["shape"]).astype(t["dtype"]) for t in vsegs[seg]["inputs"]}
-        wall, per_layer = [], {}
-        for i in range(warmup + runs):
-            t0 = time.perf_counter()
-            request.infer(feeds)
-            dt = (time.perf_counter() - t0) * 1e3
-            if i < warmup:
-                continue
-            wall.append(dt)
+        per_layer: dict[str, list[float]] = {}
+
+        def attribute() -> None:
+            """After each timed run: that run's PERF_COUNT times, summed per ONNX node."""
             this_run: dict[str, float] = {}
             for p in request.profiling_info:
                 if str(p.status).endswith("NOT_RUN"):
@@ -315,6 +310,8 @@ def measure_openvino(bundle: Path, manifest: dict[str, Any], profile: TargetProf
                 this_run[key] = this_run.get(key, 0.0) + p.real_time.total_seconds() * 1e3
             for k, v in this_run.items():
                 per_layer.setdefault(k, []).append(v)
+
+        wall = interleaved_ms({seg: lambda: request.infer(feeds)}, runs, warmup, after_round=attribute)[seg]
         segments[seg] = statistics.median(wall)
         for name in names + [k for k in per_layer if k not in costs]:
             key = _unique(name, seg, layers)

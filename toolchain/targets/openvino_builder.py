@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 
 from toolchain.bundle.executor import Runner, request_runner
-from toolchain.targets.bundle_io import check_file, write_bytes_atomic
+from toolchain.bundle.files import write_bytes_atomic
+from toolchain.bundle.manifest import Bundle
 from toolchain.targets.plan import EngineBuildStep
 
 
@@ -45,7 +46,7 @@ def build_steps(steps: list[EngineBuildStep], bundle: Path, manifest: dict[str, 
     core = _core()
     built = {}
     for step in steps:
-        check_file(bundle, manifest["variants"][step.variant]["segments"][step.segment])
+        Bundle(bundle, manifest).path(manifest["variants"][step.variant]["segments"][step.segment])
         out = staging / step.engine_path
         build_blob(core, step, bundle, out)
         built[step.engine_path] = out

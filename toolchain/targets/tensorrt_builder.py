@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from toolchain.targets.bundle_io import write_bytes_atomic
+from toolchain.bundle.files import write_bytes_atomic
 from toolchain.targets.plan import BuildPlan, EngineBuildStep
 from toolchain.targets.profile import TargetError, tensorrt_major
 

@@ -1,5 +1,6 @@
 """Magnitude channel pruning with Torch-Pruning, for composing pruning with quantization in tests
-and benchmarks (the real pruning pipeline is `mtedge compress`; this only makes narrower models)."""
+and bench/quant.py (the real pruning pipeline is `mtedge compress`; this only makes narrower
+models, so it lives with the test support code, not in the wheel)."""
 
 from __future__ import annotations
 
