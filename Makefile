@@ -11,7 +11,7 @@ JOBS   ?= 2
 # Build-time pins: the extension links against this openvino, so it must match the runtime pin.
 BUILD_PINS := scikit-build-core==1.1.2 pybind11==3.1.0 openvino==2026.4.1
 
-.PHONY: all system venv install test test-py test-cpp test-tensorrt-double tensorrt-double-py demo check-tensorrt bench bench-runtime bench-quant bench-byo bench-photos clean
+.PHONY: all system venv install test test-py test-cpp test-tensorrt-double tensorrt-double-py demo check-tensorrt bench bench-runtime bench-quant bench-byo bench-photos bench-sensitivity clean
 
 all: install
 
@@ -86,6 +86,10 @@ bench-prune: install bench-photos
 	$(VENV)/bin/python bench/prune.py
 
 # issue 14's figures: a user's image folder vs the built-in loader; a trained outside network label-free
+# what >= 90 % top-1 agreement means on the EfficientNet bench's photos: agreement under weight noise
+bench-sensitivity: install bench-photos
+	$(VENV)/bin/python bench/effnet_sensitivity.py
+
 bench-byo: install bench-photos
 	$(VENV)/bin/python bench/byo.py
 
