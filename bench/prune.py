@@ -70,12 +70,14 @@ def fashion(epochs: float) -> dict:
     # fashion-mt's layers are 8-64 channels wide: a multiple of 8 leaves a 16-channel layer two
     # widths, so this small model is pruned in multiples of 4 (BENCH_ROUND_TO overrides)
     round_to = int(os.environ.get("BENCH_ROUND_TO", "4"))
-    # the joint search with the budget growing 1.5x a round (2x cut deeper per round and ended 0.04-0.10
-    # points past two bounds after fine-tuning)
+    # the joint search, one budget for all tasks growing 1.5x a round: 61.9 %, garment 0.02 past its
+    # bound after fine-tuning. Per-task budgets (BENCH_FASHION_RELAX_TASKS=binding) kept every task
+    # within but stopped short of the goal: 39.6 % at x1.5 / 16 rounds, 25.7 % at x2 / 24 rounds
     relax = float(os.environ.get("BENCH_FASHION_RELAX", "1.5"))
-    relax_tasks = os.environ.get("BENCH_FASHION_RELAX_TASKS", "binding")
+    rounds = int(os.environ.get("BENCH_FASHION_ROUNDS", "16"))
+    relax_tasks = os.environ.get("BENCH_FASHION_RELAX_TASKS", "all")
     res = prune(model, recipe, PruneConfig(keep_flops=KEEP, val_count=1000, batch_size=500, round_to=round_to,
-                                           max_rounds=16, relax=relax, relax_tasks=relax_tasks))
+                                           max_rounds=rounds, relax=relax, relax_tasks=relax_tasks))
     pruned_test = evaluate(res.model, recipe, test)
     finetune(res.model, recipe, epochs, teacher=model)
     after = evaluate(res.model, recipe, test)

@@ -51,7 +51,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from toolchain.bench_runtime import bench_config_switch
+    from toolchain.bench_runtime import bench_config_switch, measure_variant_latency
     from toolchain.data.loaders import batches, example_input
     from toolchain.errors import SpecError
     from toolchain.evaluate import drops, evaluate
@@ -60,7 +60,7 @@ def main() -> int:
     from toolchain.prune.cost import model_flops
     from toolchain.prune.importance import channel_scores
     from toolchain.prune.groups import channel_groups
-    from toolchain.bench_runtime import measure_variant_latency
+    from toolchain.slim import convert, load_slimmable, parse_config_name, save_slimmable
     from toolchain.slim.export import export_slim_bundle
     from toolchain.slim.report import plot_metric_vs_flops, preference_swap, table_render
     from toolchain.slim.search import evaluate_grid, fit_latency, search

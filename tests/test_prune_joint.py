@@ -17,23 +17,9 @@ from toolchain.prune.joint import Block, gallop, keeps_at, plan, pruned_copy, re
 from toolchain.prune.oracle import Oracle, Verdict
 from toolchain.prune.pagcp import PruneConfig, prune
 from toolchain.prune.state import SearchState
-from support.architectures import recipe_for
-from support.encoders import ENCODERS
+from support.encoders import calibrated_resnet
 
 
-def _tiny(seed: int = 0):
-    """A small ResNet-style multitask net with BatchNorm statistics that match its data."""
-    torch.manual_seed(seed)
-    model = ENCODERS["resnet"]()
-    recipe = recipe_for(model)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for x, _ in batches(recipe, "train", count=64, batch_size=16):
-            model(x)
-    return model.eval(), recipe, torch.randn(recipe.input.shape)
 
 
 @pytest.mark.parametrize("points", [1, 2, 3])
@@ -64,7 +50,7 @@ def test_gallop_stops_when_the_judge_runs_out_of_time():
 
 
 def test_plan_orders_blocks_by_saliency_per_flop_and_keeps_each_groups_order():
-    model, recipe, x = _tiny()
+    model, recipe, x = calibrated_resnet()
     groups = channel_groups(model, x)
     scores = {g.name: torch.rand(g.channels, generator=torch.Generator().manual_seed(i)) for i, g in enumerate(groups)}
     unit = {g.name: 1.0 + i for i, g in enumerate(groups)}
@@ -83,7 +69,7 @@ def test_plan_orders_blocks_by_saliency_per_flop_and_keeps_each_groups_order():
 
 def test_label_free_saliency_is_not_zero_at_the_unpruned_model():
     # a distillation loss has zero gradient where student == teacher: the Fisher sensitivity does not
-    model, recipe, x = _tiny()
+    model, recipe, x = calibrated_resnet()
     groups = channel_groups(model, x)
     data = list(batches(recipe, "val", count=16, batch_size=8))
     fisher = taylor_per_task(model, groups, recipe, data, label_free=True)
@@ -97,7 +83,7 @@ def test_label_free_saliency_is_not_zero_at_the_unpruned_model():
 
 
 def test_joint_search_reaches_the_goal_with_fewer_evaluations_and_every_step_confirmed():
-    model, recipe, x = _tiny(1)
+    model, recipe, x = calibrated_resnet(1)
     base = dict(keep_flops=0.5, round_to=4, val_count=16, batch_size=8, max_rounds=4, budget_fraction=2.0,
                 screen_count=8, exactness_fractions=(), label_free=True)
     joint = prune(model, recipe, PruneConfig(**base, search="joint"), example=x)
@@ -117,7 +103,7 @@ def test_joint_search_reaches_the_goal_with_fewer_evaluations_and_every_step_con
 def test_points_per_probe_decides_the_result_not_where_points_are_judged():
     from toolchain.scale.evaluator import SerialEvaluator
 
-    model, recipe, x = _tiny(2)
+    model, recipe, x = calibrated_resnet(2)
     config = PruneConfig(keep_flops=0.6, round_to=4, val_count=8, batch_size=8, max_rounds=2, label_free=True,
                          exactness_fractions=(), points_per_probe=2)
     inline = prune(model, recipe, config, example=x)
@@ -149,7 +135,7 @@ def test_relax_binding_grows_only_the_budgets_of_the_tasks_that_refused_the_step
 
 
 def test_binding_relaxation_keeps_every_step_within_each_tasks_own_budget():
-    model, recipe, x = _tiny(1)
+    model, recipe, x = calibrated_resnet(1)
     config = PruneConfig(keep_flops=0.5, round_to=4, val_count=16, batch_size=8, screen_count=8,
                          exactness_fractions=(), label_free=True, relax_tasks="binding")
     res = prune(model, recipe, config, example=x)

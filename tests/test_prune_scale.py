@@ -21,8 +21,7 @@ from toolchain.prune.oracle import Oracle
 from toolchain.prune.pagcp import PruneConfig, prune
 from toolchain.prune.recovery import distill_loss, finetune
 from toolchain.prune.state import SearchState
-from support.architectures import recipe_for
-from support.encoders import ENCODERS
+from support.encoders import calibrated_resnet
 
 
 def test_screening_judges_a_prefix_and_confirmation_is_the_exact_full_verdict(fashion_recipe):
@@ -58,24 +57,10 @@ def test_needed_scale_is_the_smallest_budget_that_accepts_and_respects_max_relax
     assert oracle.needed_scale({"garment": 0.0, "denoise": 2.5}) == float("inf")  # beyond 4 x 0.5 dB
 
 
-def _tiny(seed: int = 0):
-    """A small ResNet-style multitask net whose BatchNorm statistics match its (random) data, as a
-    trained network's do: an untrained net's default statistics would make eval and train differ."""
-    torch.manual_seed(seed)
-    model = ENCODERS["resnet"]()
-    recipe = recipe_for(model)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None  # cumulative average
-    model.train()
-    with torch.no_grad():
-        for x, _ in batches(recipe, "train", count=64, batch_size=16):
-            model(x)
-    return model.eval(), recipe, torch.randn(recipe.input.shape)
 
 
 def test_carried_brackets_cut_evaluations_and_every_step_stays_within_its_budget():
-    model, recipe, x = _tiny()
+    model, recipe, x = calibrated_resnet()
     base = dict(keep_flops=0.3, round_to=4, val_count=16, batch_size=16, max_rounds=4, budget_fraction=0.5,
                 exactness_fractions=(0.5,), search="sequential")
     plain = prune(model, recipe, PruneConfig(**base, carry_brackets=False), example=x)
@@ -87,7 +72,7 @@ def test_carried_brackets_cut_evaluations_and_every_step_stays_within_its_budget
 
 
 def test_screened_search_confirms_every_accepted_step_on_all_images():
-    model, recipe, x = _tiny(1)
+    model, recipe, x = calibrated_resnet(1)
     config = PruneConfig(keep_flops=0.5, round_to=4, val_count=24, batch_size=8, max_rounds=2, budget_fraction=2.0,
                          screen_count=8, exactness_fractions=(0.5,))
     result = prune(model, recipe, config, example=x)
@@ -104,7 +89,7 @@ def test_screened_search_confirms_every_accepted_step_on_all_images():
 
 
 def test_time_budget_stops_cleanly_at_the_last_confirmed_step():
-    model, recipe, x = _tiny(2)
+    model, recipe, x = calibrated_resnet(2)
     lines = []
     config = PruneConfig(keep_flops=0.2, round_to=4, val_count=8, batch_size=8, max_rounds=6, budget_fraction=50.0,
                          time_budget_s=1e-3, on_step=lines.append, exactness_fractions=(0.5,))
@@ -145,7 +130,7 @@ def test_distill_loss_is_zero_at_the_teacher_and_scale_free_for_regression():
 
 
 def test_label_free_finetune_distills_on_the_train_split():
-    model, recipe, x = _tiny(3)
+    model, recipe, x = calibrated_resnet(3)
     assert not has_labels(recipe)
     teacher, student = model, copy.deepcopy(model)
     with torch.no_grad():  # a damaged copy stands in for a pruned model: same recovery problem, no search

@@ -186,3 +186,23 @@ class DenseNetMT(nn.Module):
 
 ENCODERS = {"resnet": ResNetMT, "mobilenetv3": MobileNetV3MT, "efficientnet": EfficientNetMT, "regnet": RegNetMT,
             "densenet": DenseNetMT}
+
+
+def calibrated_resnet(seed: int = 0):
+    """A small ResNetMT whose BatchNorm statistics match its (random) data, as a trained network's
+    do: an untrained net's default statistics would make eval and train differ. Returns the model
+    (eval mode), its label-free recipe and one example input."""
+    from support.architectures import recipe_for
+    from toolchain.data.loaders import batches
+
+    torch.manual_seed(seed)
+    model = ResNetMT()
+    recipe = recipe_for(model)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None  # cumulative average
+    model.train()
+    with torch.no_grad():
+        for x, _ in batches(recipe, "train", count=64, batch_size=16):
+            model(x)
+    return model.eval(), recipe, torch.randn(recipe.input.shape)

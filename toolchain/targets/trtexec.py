@@ -132,7 +132,7 @@ def emit_build_script(plan: BuildPlan, bundle_name: str) -> str:
         'cd "$BUNDLE"',
         '[ -f manifest.json ] || { echo "error: $PWD has no manifest.json; pass the bundle directory" >&2; exit 2; }',
         "",
-        f'TRTEXEC="${{TRTEXEC:-$(command -v trtexec || true)}}"',
+        'TRTEXEC="${TRTEXEC:-$(command -v trtexec || true)}"',
         f'if [ -z "$TRTEXEC" ] && [ -x {JETPACK_TRTEXEC} ]; then TRTEXEC={JETPACK_TRTEXEC}; fi',
         'if [ -z "$TRTEXEC" ]; then',
         f'  echo "error: trtexec not found (not on PATH, not at {JETPACK_TRTEXEC}); install TensorRT from JetPack '
@@ -177,9 +177,9 @@ def emit_build_script(plan: BuildPlan, bundle_name: str) -> str:
         '  printf \'    {"segment": "%s", "variant": "%s", "file": "%s", "sha256": "%s", "bytes": %s, "onnx_sha256": "%s"}\' \\',
         '    "$1" "$2" "$3" "$(sha256sum "$3" | cut -d" " -f1)" "$(stat -c %s "$3")" "$4"',
         "}",
-        f"MODEL=\"$(tr -d '\\0' < /proc/device-tree/model 2>/dev/null || uname -m)\"",
-        f"{{",
-        f'  printf \'{{\\n  "format": "mtedge-engine-record",\\n  "format_version": 1,\\n\'',
+        "MODEL=\"$(tr -d '\\0' < /proc/device-tree/model 2>/dev/null || uname -m)\"",
+        "{",
+        '  printf \'{\\n  "format": "mtedge-engine-record",\\n  "format_version": 1,\\n\'',
         f'  printf \'  "target": "{plan.target}",\\n  "bundle": "{bundle_name}",\\n  "backend": "tensorrt",\\n\'',
         f'  printf \'  "tensorrt": "%s",\\n  "device_model": "%s",\\n  "plan": %s,\\n  "engines": [\\n\' '
         f'"$TRT_VERSION" "$MODEL" {q(json.dumps(plan_digest(plan)))}',
