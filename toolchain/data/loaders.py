@@ -39,11 +39,10 @@ def batches(recipe: Recipe, split: str, count: int | None = None, batch_size: in
 
         if kind == "python":
             yield from user.python_batches(recipe, split, count)
+        elif kind == "images":
+            yield from user.images_batches(recipe, split, count, batch_size, shuffle, seed, augment)
         else:
-            if kind == "images":
-                yield from user.images_batches(recipe, split, count, batch_size, shuffle, seed, augment)
-            else:
-                yield from user.arrays_batches(recipe, split, count, batch_size, shuffle=shuffle, seed=seed)
+            yield from user.arrays_batches(recipe, split, count, batch_size, shuffle=shuffle, seed=seed)
     elif kind == "fashion-mnist":
         yield from _fashion(recipe, split, count, batch_size, seed, shuffle)
     elif kind == "photos":

@@ -150,7 +150,6 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
         first = min(top, bisect.bisect_left(removed, 2 * last_step) + 1) if last_step else top
         verdicts: dict[int, Verdict] = {}
         needed: dict[int, float] = {}
-        rejected: dict[int, Verdict] = {}  # prefix -> the (latest) verdict that refused it
         budget = st.budget
         accepted: dict[int, nn.Module] = {}  # prefix -> its candidate, for every verdict that passed
         exact = not oracle.screening  # verdicts on every oracle image (no confirmation needed)
@@ -168,8 +167,6 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                 verdicts[p], needed[p] = v, oracle.needed_scale(v.drops)
                 if v.ok:
                     accepted[p] = cand
-                else:
-                    rejected[p] = v
             return [v.ok for v in found]
 
         confirmed, lo, hi = None, 0, None
@@ -186,7 +183,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
             if full.ok:
                 confirmed = full
                 break
-            rejected[lo] = full
+            verdicts[lo] = full  # the exact verdict overrides the screening one it contradicts
             needed[lo] = max(oracle.needed_scale(full.drops), st.scale * (1 + 1e-6))
             # the screening images misjudged this step: the rest of the round judges on all of them
             # (a few exact verdicts cost less than walking the bound down one screened step at a time)
@@ -203,7 +200,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
         if st.stopped or st.round_done(rnd, latency_of):
             return
         if st.task_scales is not None:
-            if not relax_binding(st, rnd, rejected, lo if confirmed is not None else 0):
+            if not relax_binding(st, rnd, verdicts, lo if confirmed is not None else 0):
                 return
             continue
         st.scale *= config.relax
@@ -216,16 +213,16 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
             st.scale = max(st.scale, jump)
 
 
-def relax_binding(st: SearchState, rnd: int, rejected: dict[int, Verdict], accepted: int) -> bool:
+def relax_binding(st: SearchState, rnd: int, verdicts: dict[int, Verdict], accepted: int) -> bool:
     """Grow the budgets of the tasks that stopped this round (relax_tasks="binding"): the ones the
     first refused prefix past the accepted one failed on. After a round with no step, each of them
     goes straight to the budget that prefix needed. False when one cannot grow (max_relax caps)."""
     oracle, relax = st.oracle, st.config.relax
-    past = [p for p in rejected if p > accepted]
+    past = [p for p, v in verdicts.items() if not v.ok and p > accepted]
     if not past:  # nothing was refused (the round ran out of blocks or time): grow every budget
         st.task_scales = {t: s * relax for t, s in st.task_scales.items()}
     else:
-        verdict = rejected[min(past)]
+        verdict = verdicts[min(past)]
         binding = oracle.over(verdict.drops, st.task_scales)
         need = oracle.needed_scales(verdict.drops)
         for t in binding:

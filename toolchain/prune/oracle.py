@@ -132,7 +132,7 @@ class Oracle:
         return self.budgets[task] * min(s, self.max_scale.get(task, s))
 
     def within(self, drops: dict[str, float], scale: Scale = 1.0) -> bool:
-        return all(d <= self.bound(t, scale) + 1e-9 for t, d in drops.items())
+        return not self.over(drops, scale)
 
     def over(self, drops: dict[str, float], scale: Scale) -> list[str]:
         """The tasks whose drop is past their bound at `scale` (the ones a verdict failed on)."""
