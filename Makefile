@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 OUT    ?= out
 JOBS   ?= 2
 
-# Build-time pins: the extension links against this openvino, so it must match the runtime pin.
+# Build-time pins: the runtime's extension links against this openvino, so it must match the host's pin.
 BUILD_PINS := scikit-build-core==1.1.2 pybind11==3.1.0 openvino==2026.4.1
 
 .PHONY: all system venv install test test-py test-cpp test-tensorrt-double tensorrt-double-py demo check-tensorrt bench bench-runtime bench-quant bench-byo bench-photos bench-sensitivity clean
@@ -18,7 +18,7 @@ all: install
 system:
 	@bash scripts/setup-system.sh
 
-$(VENV)/.deps: pyproject.toml | system
+$(VENV)/.deps: pyproject.toml runtime/pyproject.toml | system
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
@@ -28,8 +28,10 @@ $(VENV)/.deps: pyproject.toml | system
 	$(PIP) install -r $(VENV)/requirements.txt
 	touch $@
 
-# Non-editable install: tests import the installed package, extension included.
-$(VENV)/.installed: $(VENV)/.deps $(shell find toolchain csrc -type f -not -path '*/__pycache__/*') CMakeLists.txt
+# Non-editable installs: tests import the installed packages. The device runtime (runtime/:
+# mtedge_runtime + its C++ extension) first, then the host toolchain that depends on it.
+$(VENV)/.installed: $(VENV)/.deps $(shell find toolchain runtime -type f -not -path '*/__pycache__/*' -not -path 'runtime/build/*') CMakeLists.txt
+	$(PIP) install --no-build-isolation --no-deps ./runtime
 	$(PIP) install --no-build-isolation --no-deps .
 	touch $@
 
@@ -37,6 +39,7 @@ install: system $(VENV)/.installed
 
 build/cpp/CMakeCache.txt: CMakeLists.txt $(VENV)/.deps
 	cmake -S . -B build/cpp -G Ninja -DMTEDGE_BUILD_TESTS=ON -DMTEDGE_BUILD_PYTHON=OFF \
+	  -DMTEDGE_WITH_OPENVINO=ON -DMTEDGE_WITH_TENSORRT=OFF \
 	  -DMTEDGE_TENSORRT_DOUBLE=ON -DPython_EXECUTABLE=$(abspath $(PY))
 
 test-cpp: install build/cpp/CMakeCache.txt

@@ -140,7 +140,7 @@ def runtime_check(path: Path) -> dict[str, Any]:
     import numpy as np
 
     from toolchain.bundle import Bundle
-    from toolchain.tolerance import compare
+    from mtedge_runtime.tolerance import compare
 
     try:
         from toolchain.runtime import Runtime

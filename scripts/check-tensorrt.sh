@@ -40,14 +40,14 @@ if [[ ${#sets[@]} -eq 0 ]]; then
   exit 1
 fi
 
-units=(csrc/backends/tensorrt/tensorrt_backend.cpp csrc/core/backend_factory.cpp)
+units=(runtime/csrc/backends/tensorrt/tensorrt_backend.cpp runtime/csrc/core/backend_factory.cpp)
 failed=0
 for inc in "${sets[@]}"; do
   ver="$(sed -n 's/^#define \(NV_TENSORRT_MAJOR\|TRT_MAJOR_ENTERPRISE\|NV_TENSORRT_MINOR\|TRT_MINOR_ENTERPRISE\) \([0-9]*\).*/\2/p' "$inc/NvInferVersion.h" | head -2 | paste -sd.)"
   ok=1
   for u in "${units[@]}"; do
     if ! "$cxx" -std=c++17 -fsyntax-only -Wall -Wextra -Werror -Wno-deprecated-declarations \
-        -DMTEDGE_WITH_TENSORRT -I"$root/csrc/include" -isystem "$inc" -isystem "$cuda_inc" \
+        -DMTEDGE_WITH_TENSORRT -I"$root/runtime/csrc/include" -isystem "$inc" -isystem "$cuda_inc" \
         "$root/$u"; then
       ok=0
     fi

@@ -1,8 +1,13 @@
-"""Print the runtime + test requirements of pyproject.toml, one per line (a requirements file)."""
+"""Print the host's third-party requirements from pyproject.toml, one per line (a requirements file):
+its dependencies and the test and bench extras, less mtedge-runtime, which `make install` builds
+from runtime/ in this checkout."""
 import sys
 import tomllib
 
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
-for req in list(project["dependencies"]) + list(project.get("optional-dependencies", {}).get("test", [])):
-    print(req.split("#")[0].strip())
+extras = project.get("optional-dependencies", {})
+for req in list(project["dependencies"]) + extras.get("test", []) + extras.get("bench", []):
+    req = req.split("#")[0].strip()
+    if not req.startswith("mtedge-runtime"):
+        print(req)

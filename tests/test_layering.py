@@ -59,7 +59,7 @@ def imported(path: Path) -> list[tuple[int, str]]:
             for a in node.names:
                 sub = f"{node.module}.{a.name}"
                 is_module = (PKG.parent / sub.replace(".", "/")).with_suffix(".py").exists() or \
-                    (PKG.parent / sub.replace(".", "/")).is_dir() or sub == "toolchain._runtime"
+                    (PKG.parent / sub.replace(".", "/")).is_dir()
                 out.append((node.lineno, sub if is_module else node.module))
     return out
 

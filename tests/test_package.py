@@ -12,13 +12,13 @@ from cli_helpers import mtedge
 
 def test_extension_imports_without_openvino_imported_first():
     # the install rpath must find OpenVINO's libs on its own
-    code = "import sys, toolchain._runtime as r; assert 'openvino' not in sys.modules; print(r.self_check()['openvino_version'])"
+    code = "import sys, mtedge_runtime._runtime as r; assert 'openvino' not in sys.modules; print(r.self_check()['openvino_version'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().startswith("2026.4.1")
 
 
 def test_extension_built_against_the_runtime_openvino():
-    from toolchain import _runtime
+    from mtedge_runtime import _runtime
 
     info = _runtime.self_check()
     assert info["openvino_version"].split("-")[0] == openvino.__version__.split("-")[0]

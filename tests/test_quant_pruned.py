@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from toolchain.bundle import Bundle
-from toolchain.tolerance import compare
+from mtedge_runtime.tolerance import compare
 from toolchain.export import export_bundle
 from toolchain.model import load, save_checkpoint
 from toolchain.quantize import QuantizeOptions, quantize_bundle

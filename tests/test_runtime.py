@@ -200,7 +200,7 @@ def test_bad_bundles_and_options(bundle, tmp_path):
 
 
 def test_backend_choice(bundle):
-    from toolchain import _runtime
+    from mtedge_runtime import _runtime
 
     assert Runtime(bundle, backend="auto", threads=1).backend == (
         "tensorrt" if _runtime.tensorrt_available() else "openvino")

@@ -56,7 +56,7 @@ def test_unknown_target_lists_known_ones() -> None:
         load_profile("orin-nano")
     msg = str(e.value)
     assert "unknown target 'orin-nano'" in msg and "host-cpu" in msg and "jetson-agx-orin-32gb" in msg
-    assert "targets/<name>.toml" in msg
+    assert "<name>.toml" in msg and "--profile-dir" in msg
 
 
 def _user_profile(tmp_path: Path, name: str = "my-board", **edits: str) -> Path:

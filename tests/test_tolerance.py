@@ -1,4 +1,4 @@
-"""The one verification rule (toolchain/tolerance.py) as every verifier applies it."""
+"""The one verification rule (mtedge_runtime/tolerance.py) as every verifier applies it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from toolchain.errors import BundleError
 from toolchain.quantize.evaluation import max_abs_errors
 from toolchain.quantize.variants import tolerances
-from toolchain.tolerance import compare, output_scale, recorded_tolerance, tolerance_for
+from mtedge_runtime.tolerance import compare, output_scale, recorded_tolerance, tolerance_for
 
 
 def test_shapes_and_dtypes_must_match_exactly():

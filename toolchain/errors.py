@@ -1,16 +1,15 @@
-"""Errors users see. Each message names the bad thing, what was expected, and a fix."""
+"""Errors users see. Each message names the bad thing, what was expected, and a fix.
 
+``MtedgeError`` and ``BundleError`` come from the device runtime's package (the C++ binding's
+exception classes derive from them too), so one ``except MtedgeError`` catches both halves."""
 
-class MtedgeError(Exception):
-    """Base class: the CLI prints these without a traceback."""
+from mtedge_runtime.errors import BundleError, MtedgeError
+
+__all__ = ["BundleError", "MtedgeError", "OutputError", "SpecError", "VerificationError"]
 
 
 class SpecError(MtedgeError, ValueError):
     """A model spec, recipe or option is malformed."""
-
-
-class BundleError(MtedgeError):
-    """A bundle is missing, corrupt, tampered with or of an unknown format."""
 
 
 class VerificationError(MtedgeError):

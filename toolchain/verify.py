@@ -9,13 +9,13 @@ import numpy as np
 
 from toolchain.bundle.manifest import Bundle
 from toolchain.bundle.executor import ReferenceExecutor
-from toolchain.tolerance import compare, tolerance_for
+from mtedge_runtime.tolerance import compare, tolerance_for
 
 
 def verify_bundle(path: str | Path, variants: list[str] | None = None) -> dict[str, Any]:
     """Per variant and task: max abs error against the fp32 golden outputs (or, for a variant with
     its own ``golden.outputs`` -- slimmable width configurations -- against those), and whether it is
-    within the variant's tolerance (toolchain/tolerance.py: exact shapes and dtypes, tolerance scaled by
+    within the variant's tolerance (mtedge_runtime/tolerance.py: exact shapes and dtypes, tolerance scaled by
     the golden outputs). Raises BundleError (naming the file) on a bad checksum or a shape mismatch."""
     bundle = Bundle.open(path)
     checked = bundle.verify_files()

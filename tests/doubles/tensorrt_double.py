@@ -1,9 +1,9 @@
 """The runtime's TensorRT backend through the link-time TensorRT/CUDA test double, from Python.
 
-``make test-cpp`` / ``make test-tensorrt-double`` build ``toolchain._runtime``'s binding once more,
+``make test-cpp`` / ``make test-tensorrt-double`` build ``mtedge_runtime._runtime``'s binding once more,
 linked against the fake libnvinfer + libcudart (tests/tensorrt_double), into
 ``build/cpp/tensorrt-double/trt10/python/`` (override: ``$MTEDGE_TRT_DOUBLE_PY``). This module
-loads that build beside the installed one and opens ``toolchain.runtime.Runtime`` objects on it,
+loads that build beside the installed one and opens ``mtedge_runtime.Runtime`` objects on it,
 so one test body runs on both backends. Engines come from the fake ``tensorrt`` Python module
 (the same file format the fake libnvinfer reads).
 """
@@ -17,8 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from unittest import mock
 
-import toolchain.runtime
-from toolchain import _runtime
+import mtedge_runtime.runtime
+from mtedge_runtime import _runtime
 
 from doubles.fake_tensorrt import make_fake_tensorrt
 
@@ -58,12 +58,12 @@ def native(backend: str) -> ModuleType:
     return double_module() if backend == "tensorrt" else _runtime
 
 
-def open_runtime(bundle: str | os.PathLike, backend: str, **kwargs) -> toolchain.runtime.Runtime:
-    """``toolchain.runtime.Runtime(bundle, backend=backend, **kwargs)`` on the native module of
+def open_runtime(bundle: str | os.PathLike, backend: str, **kwargs) -> mtedge_runtime.runtime.Runtime:
+    """``mtedge_runtime.Runtime(bundle, backend=backend, **kwargs)`` on the native module of
     that backend (the double's for "tensorrt")."""
     mod = native(backend)
-    with mock.patch.object(toolchain.runtime, "_runtime", mod):
-        return toolchain.runtime.Runtime(bundle, backend=backend, **kwargs)
+    with mock.patch.object(mtedge_runtime.runtime, "_runtime", mod):
+        return mtedge_runtime.runtime.Runtime(bundle, backend=backend, **kwargs)
 
 
 def add_engines(bundle: Path) -> None:

@@ -21,7 +21,7 @@ from toolchain.errors import MtedgeError, SpecError
 @click.option("--keep-flops", type=float, default=None, help="global goal: keep this fraction of the FLOPs (e.g. 0.35)")
 @click.option("--target-latency-ms", type=float, default=None,
               help="global goal: host latency in ms (OpenVINO CPU, f32; measured)")
-@click.option("--target", "target", default=None, help="target profile (targets/*.toml): its channel multiple is the default --round-to")
+@click.option("--target", "target", default=None, help="target profile (`mtedge targets` lists them): its channel multiple is the default --round-to")
 @click.option("--round-to", type=int, default=None, help="channel counts become multiples of N, never below N (default: target's, else 8)")
 @click.option("--order", type=click.Choice(["flops", "latency", "latency-per-flop"]), default="flops", show_default=True,
               help="prune first the groups that save the most FLOPs, the most milliseconds, or the most milliseconds "

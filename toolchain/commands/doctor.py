@@ -9,7 +9,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of a table")
 def doctor(as_json: bool) -> None:
     """Self-check of the C++ runtime: OpenVINO version, devices, TensorRT support."""
-    from toolchain import _runtime
+    from mtedge_runtime import _runtime
 
     info = _runtime.self_check()
     if as_json:

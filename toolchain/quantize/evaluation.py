@@ -67,8 +67,8 @@ class TaskEvaluator:
 
 
 def max_abs_errors(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, float]:
-    """Largest absolute difference per task over all samples (exact shapes: toolchain/tolerance.py)."""
-    from toolchain.tolerance import compare
+    """Largest absolute difference per task over all samples (exact shapes: mtedge_runtime/tolerance.py)."""
+    from mtedge_runtime.tolerance import compare
 
     return {t: compare(t, got[t].astype(np.float32), ref[t].astype(np.float32), float("inf")).max_abs_err
             for t in got}

@@ -18,7 +18,7 @@ import onnx
 from toolchain.bundle.files import file_ref, write_bytes_atomic
 from toolchain.bundle.manifest import Bundle
 from toolchain.quantize.chain import SegmentModel
-from toolchain.tolerance import recorded_tolerance
+from mtedge_runtime.tolerance import recorded_tolerance
 
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
 
@@ -62,7 +62,7 @@ def write_segment_files(bundle: Bundle, variant: str, models: dict[str, SegmentM
 def tolerances(precision: str, golden_errors: dict[str, float], val_errors: dict[str, float],
                golden_outputs: dict[str, np.ndarray] | None = None) -> dict[str, float]:
     """`variant.tolerance` per task for `mtedge verify` and build verification: the one rule of
-    toolchain/tolerance.py (floor scaled by the task's golden outputs, twice the golden error this
+    mtedge_runtime/tolerance.py (floor scaled by the task's golden outputs, twice the golden error this
     variant shows in onnxruntime, the worst error seen on the val split)."""
     golden_outputs = golden_outputs or {}
     return {t: recorded_tolerance(precision, golden_outputs.get(t), e, val_errors.get(t, 0.0))

@@ -1,11 +1,11 @@
-"""Target profiles: one TOML file per device (targets/<name>.toml), validated by profile.schema.json.
+"""Target profiles: one TOML file per device (toolchain/targets/builtin/<name>.toml, or a user's own
+directory), validated by profile.schema.json.
 
 Search order (first hit wins, so a user file can shadow a built-in one of the same name):
 
 1. directories passed as ``extra_dirs`` (the CLI's ``--profile-dir``),
 2. directories in the environment variable ``MTEDGE_TARGETS_PATH`` (``os.pathsep``-separated),
-3. the built-in profiles: ``toolchain/targets/builtin/`` when an install put them there, else the
-   ``targets/`` folder of the source checkout.
+3. the built-in profiles, ``toolchain/targets/builtin/`` (shipped inside the package).
 """
 
 from __future__ import annotations
@@ -124,10 +124,7 @@ def profile_schema() -> dict[str, Any]:
 
 def builtin_dir() -> Path:
     """Where the profiles shipped with mtedge live."""
-    packaged = Path(__file__).with_name("builtin")
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "targets"
+    return Path(__file__).with_name("builtin")
 
 
 def search_path(extra_dirs: Iterable[str | os.PathLike] = ()) -> list[tuple[Path, bool]]:
@@ -241,5 +238,5 @@ def load_profile(name: str, extra_dirs: Iterable[str | os.PathLike] = ()) -> Tar
         if f.is_file():
             return load_profile_file(f, builtin=is_builtin)
     known = ", ".join(sorted({f.stem for d, _ in search_path(extra_dirs) for f in d.glob("*.toml")}))
-    raise TargetError(f"unknown target {name!r}; known: {known} (or add targets/<name>.toml, "
-                      f"or a folder of profiles via --profile-dir / {ENV_PATH})")
+    raise TargetError(f"unknown target {name!r}; known: {known} (or write <name>.toml into a folder of "
+                      f"profiles passed via --profile-dir / {ENV_PATH})")

@@ -1,6 +1,6 @@
 """Check built engines against the bundle's golden I/O by running the segment DAG.
 
-Comparison and tolerances: the one rule in toolchain/tolerance.py (exact shapes and dtypes;
+Comparison and tolerances: the one rule in mtedge_runtime/tolerance.py (exact shapes and dtypes;
 fp32 1e-4 and fp16 1e-2 times max(1, max |golden|); a variant's recorded ``tolerance[task]``
 overrides; a quantized variant without one is an error).
 
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
-from toolchain import tolerance
+from mtedge_runtime import tolerance
 from toolchain.bundle.executor import Runner, onnxruntime_runners, run_tasks
 from toolchain.bundle.manifest import Bundle
-from toolchain.tolerance import Check
+from mtedge_runtime.tolerance import Check
 
 TaskCheck = Check  # one record type for every verification
 

@@ -1,7 +1,8 @@
 """The one verification rule: how an output is compared with its reference, for every check.
 
-`mtedge verify` (toolchain/verify.py), engine verification at build (toolchain/targets/verify.py)
-and the tolerances quantization records (toolchain/quantize/variants.py) all use it:
+`mtedge verify` (toolchain/verify.py), engine verification at build (toolchain/targets/verify.py),
+the tolerances quantization records (toolchain/quantize/variants.py) and the device-side golden
+check (mtedge_runtime) all use it; it lives in the device package because a device checks with it:
 
 * shape and dtype must match the reference exactly (no broadcasting, no silent casts);
 * any NaN or infinity in the difference fails;
@@ -21,7 +22,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from toolchain.errors import BundleError
+from mtedge_runtime.errors import BundleError
 
 RELATIVE = {"fp32": 1e-4, "fp16": 1e-2}
 RECORDED_FLOOR = {"fp16": 1e-3, "int8": 1e-2, "mixed": 1e-2}

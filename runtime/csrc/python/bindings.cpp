@@ -1,6 +1,6 @@
-// The one binding file: C++ runtime -> Python module toolchain._runtime.
+// The one binding file: C++ runtime -> Python module mtedge_runtime._runtime.
 // It is also the only place where mtedge::Error exceptions become Python exceptions; each
-// Python class derives from toolchain.errors (so the CLI prints it cleanly) and from the
+// Python class derives from mtedge_runtime.errors (so both CLIs print it cleanly) and from the
 // builtin a caller would expect (ValueError, KeyError, FileNotFoundError, RuntimeError).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -31,7 +31,7 @@ bool is_a(const mtedge::Error& e) {
 py::handle make_error(py::module_& m, const char* name, py::handle a, py::handle b, const char* doc,
                       bool plain_str = false) {
   py::dict ns;
-  ns["__module__"] = "toolchain._runtime";
+  ns["__module__"] = "mtedge_runtime._runtime";
   ns["__doc__"] = doc;
   // KeyError's str() is repr(arg) with quotes; ours should print the message as written.
   if (plain_str) ns["__str__"] = py::module_::import("builtins").attr("BaseException").attr("__str__");
@@ -114,20 +114,22 @@ py::dict stats_dict(const mtedge::RuntimeStats& s) {
 }  // namespace
 
 PYBIND11_MODULE(_runtime, m) {
-  m.doc() = "mtedge C++ runtime (raw bindings; use toolchain.runtime.Runtime)";
+  m.doc() = "mtedge C++ runtime (raw bindings; use mtedge_runtime.Runtime)";
   m.def("self_check", [] {
     const mtedge::SelfCheck s = mtedge::self_check();
     py::dict d;
     d["mtedge_version"] = s.mtedge_version;
+    d["openvino_enabled"] = s.openvino_enabled;
     d["openvino_version"] = s.openvino_version;
     d["openvino_devices"] = s.openvino_devices;
     d["tensorrt_enabled"] = s.tensorrt_enabled;
     return d;
   });
+  m.def("openvino_compiled", &mtedge::openvino_compiled);
   m.def("tensorrt_compiled", &mtedge::tensorrt_compiled);
   m.def("tensorrt_available", &mtedge::tensorrt_available);
 
-  py::module_ errors = py::module_::import("toolchain.errors");
+  py::module_ errors = py::module_::import("mtedge_runtime.errors");
   py::module_ builtins = py::module_::import("builtins");
   py::handle bundle_err = errors.attr("BundleError"), mt_err = errors.attr("MtedgeError");
   auto add = [&](auto matches, const char* name, py::handle base, const char* builtin, const char* doc,
@@ -158,7 +160,7 @@ PYBIND11_MODULE(_runtime, m) {
   });
 
   // module_local: the TensorRT test double's build of this module can be loaded beside it.
-  py::class_<mtedge::Runtime>(m, "Runtime", "Raw runtime; see toolchain.runtime.Runtime.", py::module_local())
+  py::class_<mtedge::Runtime>(m, "Runtime", "Raw runtime; see mtedge_runtime.Runtime.", py::module_local())
       .def(py::init([](const std::string& bundle, const std::string& backend,
                        const std::vector<std::string>& variants, int threads,
                        const std::string& precision, const std::string& engine_target,

@@ -69,8 +69,10 @@ struct BackendOptions {
   std::string cache_dir;        // OpenVINO model cache; empty: none
 };
 
-// "openvino", "tensorrt" or "auto" (TensorRT when compiled in and a GPU is present).
+// "openvino", "tensorrt" or "auto" (TensorRT when compiled in and a GPU is present, else
+// OpenVINO when compiled in, else TensorRT, whose constructor then says why it cannot run).
 std::unique_ptr<Backend> make_backend(const std::string& name, const BackendOptions& opts);
+bool openvino_compiled();
 bool tensorrt_compiled();
 bool tensorrt_available();  // compiled in and a CUDA device is visible
 
