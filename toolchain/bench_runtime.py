@@ -60,7 +60,7 @@ def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: s
     """Subprocess entry: prints {"baseline_mb", "loaded_mb"} for one deployment style."""
     import openvino as ov  # noqa: F401  imported in both modes so the baselines match
 
-    from toolchain import _runtime  # noqa: F401
+    from mtedge_runtime import _runtime  # noqa: F401
 
     b = Bundle.open(bundle)
     x = b.golden()[0][:1].astype(np.float32)
