@@ -296,9 +296,15 @@ TEST_P(RuntimeTest, CloseWaitsForRunsInFlightAndLaterCallsFail) {
           ++ok;
         }
       } catch (const mtedge::InputError& e) {
-        (std::string(e.what()).find("closed") != std::string::npos ? closed : other)++;
-      } catch (...) {
+        if (std::string(e.what()).find("closed") != std::string::npos) {
+          ++closed;
+        } else {
+          ++other;
+          ADD_FAILURE() << e.what();
+        }
+      } catch (const std::exception& e) {
         ++other;
+        ADD_FAILURE() << e.what();
       }
     });
   while (ok.load() < 8) std::this_thread::yield();

@@ -55,8 +55,8 @@ class Runtime::Lease {
  public:
   explicit Lease(Runtime& rt) : rt_(rt) {
     std::unique_lock<std::mutex> lock(rt_.mu_);
-    rt_.cv_.wait(lock, [&] { return rt_.closed_ || !rt_.free_.empty(); });
-    if (rt_.closed_)
+    rt_.cv_.wait(lock, [&] { return rt_.closed_.load() || !rt_.free_.empty(); });
+    if (rt_.closed_.load())
       throw InputError("the runtime for bundle " + rt_.manifest_.dir +
                        " was closed (by another thread?); create a new Runtime to run it again");
     ctx_ = rt_.free_.back();
@@ -266,7 +266,7 @@ std::unique_ptr<Runtime::Context> Runtime::make_context() {
 }
 
 std::size_t Runtime::variant_index(const std::string& name) const {
-  if (variants_.empty())
+  if (closed_.load())
     throw InputError("the runtime for bundle " + manifest_.dir +
                      " is closed; create a new Runtime to run it again");
   if (name.empty()) return 0;
@@ -486,12 +486,12 @@ std::string Runtime::input_copy_reason(const InputView& in, const TensorSpec& sp
   if (!contiguous)
     return "non-contiguous strides " + ints_str(in.strides) + " bytes; C-contiguous float32 " +
            shape_str(spec.shape) + " has " + ints_str(c_strides(spec.shape, 4));
-  const std::size_t align = backend_->input_alignment();
+  if (!backend_->reads_in_place(in.memory))
+    return "host -> device (the " + backend_->name() + " backend reads device memory)";
+  const std::size_t align = backend_->input_alignment();  // only matters for memory read in place
   if (reinterpret_cast<std::uintptr_t>(in.data) % align != 0)
     return "address " + hex_address(in.data) + " is not " + std::to_string(align) + "-byte aligned (" +
            backend_->name() + " needs it)";
-  if (!backend_->reads_in_place(in.memory))
-    return "host -> device (the " + backend_->name() + " backend reads device memory)";
   return "";
 }
 
@@ -608,14 +608,13 @@ void Runtime::close() {
   cv_.wait(lock, [&] { return active_ == 0; });
   free_.clear();
   contexts_.clear();  // requests, buffers and lanes before the segments and backend that made them
-  variants_.clear();
+  // The compiled segments go; names and specs stay, so a thread reading input_spec() or
+  // output_spec() while another closes gets "closed" instead of freed memory.
+  for (auto& v : variants_) v->segments.clear();
   backend_.reset();
 }
 
-bool Runtime::closed() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return closed_;
-}
+bool Runtime::closed() const { return closed_.load(); }
 
 void Runtime::reset_stats() {
   std::lock_guard<std::mutex> lock(mu_);

@@ -1,6 +1,7 @@
 #pragma once
 // mtedge::Runtime: loads a bundle once (verify, compile, allocate, wire) and runs any set of
 // tasks per call, the shared segments once, with no reload when the task set changes.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -111,7 +112,8 @@ class Runtime {
   void reset_stats();
 
   // Releases every compiled segment and buffer; waits for the runs in progress (calls waiting
-  // for a context give up). Later calls to run() throw InputError ("closed"). Must not race with input_spec()/output_spec(), whose
+  // for a context give up). Later calls to run(), input_spec() and output_spec() throw
+  // InputError ("closed"); references they returned before stay valid. Must not race with input_spec()/output_spec(), whose
   // references it invalidates (the Python binding holds the GIL around both).
   void close();
   bool closed() const;
@@ -138,7 +140,7 @@ class Runtime {
   std::condition_variable cv_;                 // a context came free, a run ended, or closed
   std::vector<Context*> free_;                 // contexts not running
   int active_ = 0;                             // runs holding a context
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};            // set under mu_; read without it by the spec getters
   RuntimeStats stats_;
 };
 
