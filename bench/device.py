@@ -171,7 +171,7 @@ def main() -> int:
                       f"{r['ratio']:.2f}", str(r["openvino_streams_shared"]),
                       f"{r['rss_shared']['loaded_mb']:.0f} / {r['rss_shared']['after_run_mb']:.0f}",
                       f"{r['rss_separate']['loaded_mb']:.0f} / {r['rss_separate']['after_run_mb']:.0f}")
-    Console().print(table)
+    Console(width=150).print(table)
     write_json_atomic(args.json, report)
     print(f"wrote {args.json}")
     return 0
