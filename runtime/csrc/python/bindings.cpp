@@ -133,9 +133,12 @@ HeldInput from_dlpack_capsule(py::handle capsule) {
   static const char* kinds[] = {"int", "uint", "float", "opaque", "bfloat", "complex", "bool"};
   const std::string tn = (t->dtype.code < 7 ? kinds[t->dtype.code] : "code" + std::to_string(t->dtype.code)) +
                          std::to_string(t->dtype.bits) + (t->dtype.lanes > 1 ? "x" + std::to_string(t->dtype.lanes) : "");
-  if (t->dtype.lanes != 1) set_float_type(v, '?', 0, tn);
-  else if (t->dtype.code == 4 && t->dtype.bits == 16) v.type = mtedge::ScalarType::kBFloat16, v.type_name = "bfloat16";
-  else set_float_type(v, t->dtype.code == 2 ? 'f' : '?', item, tn);
+  if (t->dtype.lanes == 1 && t->dtype.code == 4 && t->dtype.bits == 16) {
+    v.type = mtedge::ScalarType::kBFloat16;  // numpy has no bfloat16: only DLPack names it
+    v.type_name = "bfloat16";
+  } else {
+    set_float_type(v, t->dtype.lanes == 1 && t->dtype.code == 2 ? 'f' : '?', item, tn);
+  }
   for (std::int32_t i = 0; i < t->ndim; ++i) {
     v.shape.push_back(t->shape[i]);
     if (t->strides) v.strides.push_back(t->strides[i] * static_cast<std::int64_t>(item));
