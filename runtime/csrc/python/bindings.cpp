@@ -354,8 +354,8 @@ PYBIND11_MODULE(_runtime, m) {
       .def("run", &run_tasks, py::arg("input"), py::arg("tasks"), py::arg("variant") = "", py::arg("copy") = true)
       .def("stats", [](const mtedge::Runtime& rt) { return stats_dict(rt.stats()); })
       .def("reset_stats", &mtedge::Runtime::reset_stats)
-      // Keeps the GIL: no other Python thread can be between input_spec() and run() meanwhile;
-      // runs in progress (GIL released) finish first, waiting and later ones get InputError.
-      .def("close", &mtedge::Runtime::close)
+      // Waits for the runs in progress without the GIL (other Python threads keep running);
+      // waiting and later calls get InputError "closed", specs read meanwhile stay valid.
+      .def("close", &mtedge::Runtime::close, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("closed", &mtedge::Runtime::closed);
 }

@@ -113,8 +113,7 @@ class Runtime {
 
   // Releases every compiled segment and buffer; waits for the runs in progress (calls waiting
   // for a context give up). Later calls to run(), input_spec() and output_spec() throw
-  // InputError ("closed"); references they returned before stay valid. Must not race with input_spec()/output_spec(), whose
-  // references it invalidates (the Python binding holds the GIL around both).
+  // InputError ("closed"); references they returned before stay valid (specs are kept).
   void close();
   bool closed() const;
 
