@@ -76,6 +76,14 @@ bench-runtime: install
 	$(VENV)/bin/mtedge export zoo:mobilenetv2-mt -o build/bench/mobilenetv2-mt.mtb --task-models --force
 	$(VENV)/bin/mtedge bench build/bench/mobilenetv2-mt.mtb --iters 200 --json bench/results/runtime.json
 
+# issue 24: one Runtime(callers=k) shared by k threads vs k separate runtimes (throughput, RSS)
+.PHONY: bench-device
+bench-device: install
+	mkdir -p bench/results build/bench
+	test -f build/bench/mobilenetv2-mt.mtb/manifest.json || \
+	  $(VENV)/bin/mtedge export zoo:mobilenetv2-mt -o build/bench/mobilenetv2-mt.mtb --force
+	$(PY) bench/device.py --bundle build/bench/mobilenetv2-mt.mtb
+
 bench: bench-runtime bench-prune bench-quant bench-slim
 
 bench-quant: install

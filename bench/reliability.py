@@ -279,9 +279,12 @@ def bad_inputs(toy: Path, work: Path) -> dict[str, list[dict[str, Any]]]:
     rt = Runtime(toy, backend="openvino")
     shape = tuple(rt.input_spec()["shape"])
     runtime_cases = {
-        "float64 input": lambda: rt.run(np.zeros(shape)),
+        # float64 and strided inputs are converted (saying why); copy=False makes that an error.
+        "float64 input, copy=False": lambda: rt.run(np.zeros(shape), copy=False),
         "wrong shape": lambda: rt.run(np.zeros((1, 3, 4, 4), np.float32)),
-        "non-contiguous input": lambda: rt.run(np.zeros(shape[:-1] + (shape[-1] * 2,), np.float32)[..., ::2]),
+        "non-contiguous input, copy=False": lambda: rt.run(
+            np.zeros(shape[:-1] + (shape[-1] * 2,), np.float32)[..., ::2], copy=False),
+        "uint8 input": lambda: rt.run(np.zeros(shape, np.uint8)),
         "unknown task": lambda: rt.run(np.zeros(shape, np.float32), task="nope"),
         "unknown variant": lambda: rt.run(np.zeros(shape, np.float32), variant="int4"),
         "threads=-1": lambda: Runtime(toy, threads=-1),

@@ -10,17 +10,26 @@ variant(s) is compiled, every infer request and boundary tensor is created. Afte
 ``run`` neither compiles nor reads files nor allocates tensors inside the runtime; changing
 the task set (or the loaded variant) costs nothing but the segments it needs.
 
-Inputs: a C-contiguous ``float32`` array of exactly ``input_spec()["shape"]`` is handed to
-the backend without a copy (OpenVINO reads it in place); anything else raises ``ValueError``
-(``mtedge_runtime._runtime.InputError``) naming the input, the expected and the given dtype/shape.
-No silent conversion happens: convert with ``np.ascontiguousarray(x, dtype=np.float32)``.
+Inputs: any tensor of exactly ``input_spec()["shape"]``: a numpy array, a torch CPU tensor or
+anything with ``__dlpack__`` or ``__array_interface__``, and on TensorRT a device tensor with
+``__cuda_array_interface__``. When it already is what the model reads (float32, C-contiguous,
+aligned, in memory the backend reads: host for OpenVINO, device for TensorRT) its memory is read
+in place (``stats()["last_input_address"]`` is its pointer, ``stats()["last_input_copy"]`` is
+``""``). Otherwise it is converted/copied into the runtime's own input buffer and
+``last_input_copy`` says why (``"float64 -> float32"``, ``"non-contiguous strides ..."``,
+``"host -> device ..."``); ``run(..., copy=False)`` raises ``InputError`` with that reason
+instead. Wrong shapes and non-float dtypes always raise ``InputError`` (``ValueError``).
 
 Outputs: fresh numpy arrays per call, owned by the caller (safe to keep and modify).
 
-Threads: one ``Runtime`` may be shared by several threads. Calls are serialized by one mutex
-per Runtime (the GIL is released while it runs); use one Runtime per thread for parallelism.
+Threads: one ``Runtime`` serves concurrent callers. ``Runtime(..., callers=N)`` builds N
+execution contexts at load (per segment an infer request / execution context and its own
+boundary tensors; on TensorRT its own CUDA stream and activation memory) over one set of compiled
+segments: the weights are resident once. A call takes a free context, waiting while all N are
+busy, and releases the GIL while it runs, so N threads compute N frames at once. OpenVINO
+compiles N CPU streams for it (``threads`` is then the total they share).
 ``close()`` (or leaving a ``with Runtime(...) as rt:`` block) frees every compiled segment at
-once; a call in progress finishes first, and any later call, from any thread, raises
+once; calls in progress finish first, and any later or waiting call, from any thread, raises
 ``InputError`` saying the runtime is closed.
 
 Errors (all subclasses of ``mtedge_runtime.errors.MtedgeError``, from ``mtedge_runtime._runtime``):
@@ -32,7 +41,7 @@ Errors (all subclasses of ``mtedge_runtime.errors.MtedgeError``, from ``mtedge_r
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -71,20 +80,25 @@ class Runtime:
         engine_target: load ``engines.<target>`` (built engines) instead of the ONNX segments.
         cache_dir: OpenVINO model cache directory (faster second load).
         verify: check every file's size and sha256 before use (default True).
+        callers: execution contexts, i.e. how many calls from different threads compute at once
+            on the one set of compiled segments (default 1: calls take turns).
     """
 
     def __init__(self, bundle: str | os.PathLike, backend: str = "auto", threads: int | None = None,
                  variant: str | Sequence[str] | None = None, precision: str = "f32", *,
                  engine_target: str | None = None, cache_dir: str | os.PathLike | None = None,
-                 verify: bool = True) -> None:
+                 verify: bool = True, callers: int = 1) -> None:
         variants = [variant] if isinstance(variant, str) else list(variant or [])
         if threads is not None and (not isinstance(threads, int) or threads < 1):
             raise InputError(f"threads={threads!r} must be a positive integer or None (OpenVINO chooses)")
+        if not isinstance(callers, int) or isinstance(callers, bool) or callers < 1:
+            raise InputError(f"callers={callers!r} must be a positive integer (concurrent calls)")
         self.bundle = os.fspath(bundle)
         self._rt = _runtime.Runtime(self.bundle, backend=backend, variants=variants,
                                     threads=threads or 0, precision=precision,
                                     engine_target=engine_target or "",
-                                    cache_dir=os.fspath(cache_dir) if cache_dir else "", verify=verify)
+                                    cache_dir=os.fspath(cache_dir) if cache_dir else "", verify=verify,
+                                    callers=callers)
 
     @property
     def name(self) -> str:
@@ -115,22 +129,30 @@ class Runtime:
         """The segments a call with these tasks runs, each once, in execution order."""
         return self._rt.plan([tasks] if isinstance(tasks, str) else list(tasks))
 
-    def run(self, image: np.ndarray, task: str | None = None, *, tasks: Sequence[str] | None = None,
-            variant: str | None = None) -> dict[str, np.ndarray]:
+    def run(self, image: Any, task: str | None = None, *, tasks: Sequence[str] | None = None,
+            variant: str | None = None, copy: bool = True) -> dict[str, np.ndarray]:
         """Runs one frame. ``task="seg"`` or ``tasks=["seg", "depth"]``; neither: all tasks.
 
+        ``image``: numpy array, torch tensor or any DLPack / ``__array_interface__`` /
+        ``__cuda_array_interface__`` tensor (see the module docstring). ``copy=False``: raise
+        ``InputError`` naming why instead of copying an input that cannot be read in place.
+        Thread-safe; concurrent calls overlap up to ``callers``.
         Returns ``{task: array}``; arrays are new and belong to the caller."""
         if task is not None and tasks is not None:
             raise InputError("pass task= or tasks=, not both")
         names = [task] if task is not None else (self.tasks if tasks is None else list(tasks))
         if isinstance(tasks, str):
             raise InputError(f"tasks={tasks!r} must be a list of task names; use task={tasks!r} for one")
-        return self._rt.run(image, names, variant or "")
+        return self._rt.run(image, names, variant or "", copy)
 
     def stats(self) -> dict:
-        """Load timing (``load_ms``, ``verify_ms``, ``compile_ms``), ``runs``, C++-side run time
-        (``total_run_ms``, ``last_run_us``), ``intermediate_bytes`` allocated at load, and
-        per-segment ``runs``/``total_ms``/``mean_us`` under ``segments["variant/segment"]``."""
+        """Load timing (``load_ms``, ``verify_ms``, ``compile_ms``), ``compiled_segments``
+        (segments x variants: independent of ``callers``), ``contexts``, ``parallel_lanes`` (how
+        many can compute at once: OpenVINO streams as compiled), ``runs``, C++-side run time
+        (``total_run_ms``, ``last_run_us``), the last input's ``last_input_address`` and
+        ``last_input_copy`` ("" when read in place), ``intermediate_bytes`` allocated at load (all
+        contexts), per-segment ``runs``/``total_ms``/``mean_us`` under
+        ``segments["variant/segment"]`` and ``per_context`` ``runs``/``total_run_ms``."""
         return self._rt.stats()
 
     def reset_stats(self) -> None:

@@ -246,7 +246,18 @@ cudaError_t CUDARTAPI cudaStreamDestroy(cudaStream_t stream) {
   return cudaSuccess;
 }
 
+// The built-in streams (the NULL stream, cudaStreamLegacy, cudaStreamPerThread) are what a
+// producer such as torch names in __cuda_array_interface__["stream"]; the double queues nothing
+// on them (its streams are created non-blocking), so synchronizing one only reports a fault.
+bool builtin_stream(cudaStream_t s) {
+  return s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread;
+}
+
 cudaError_t CUDARTAPI cudaStreamSynchronize(cudaStream_t stream) {
+  if (builtin_stream(stream)) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    return g_sticky;
+  }
   if (!is_stream(stream)) return fail_locked(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream");
   drain(stream, true);
   std::lock_guard<std::mutex> lock(g_mu);
@@ -279,6 +290,23 @@ cudaError_t CUDARTAPI cudaMemcpyAsync(void* dst, const void* src, size_t count, 
     stream->pending.emplace_back("D2D", [dst, src, count] { std::memmove(dst, src, count); });
   } else {
     return fail(cudaErrorInvalidValue, "cudaMemcpyAsync: the double models only H2D, D2H and D2D copies");
+  }
+  return cudaSuccess;
+}
+
+// Device memory is what the double's cudaMalloc returned (anywhere inside a live allocation);
+// anything else is unregistered host memory, as CUDA >= 11 reports it (with cudaSuccess).
+cudaError_t CUDARTAPI cudaPointerGetAttributes(struct cudaPointerAttributes* attributes, const void* ptr) {
+  if (attributes == nullptr) return fail_locked(cudaErrorInvalidValue, "cudaPointerGetAttributes: attributes is null");
+  std::lock_guard<std::mutex> lock(g_mu);
+  *attributes = cudaPointerAttributes{};
+  if (check_range_locked(ptr, 1).ok) {
+    attributes->type = cudaMemoryTypeDevice;
+    attributes->device = 0;
+    attributes->devicePointer = const_cast<void*>(ptr);
+  } else {
+    attributes->type = cudaMemoryTypeUnregistered;
+    attributes->device = -2;
   }
   return cudaSuccess;
 }

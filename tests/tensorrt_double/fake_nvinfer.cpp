@@ -9,8 +9,13 @@
 // enqueue. Checked beyond TensorRT (a device would corrupt data or fault silently): every bound
 // tensor and the activation memory lie inside live allocations, and no two of them overlap.
 // The activation memory is overwritten with garbage during each run, as real layers would.
+// Several contexts of one engine may run at once on different streams (the runtime's callers);
+// enqueueV3 faults when its memory overlaps memory that work still in flight on another stream
+// writes (or reads, when it writes): shared activation scratch or boundary tensors between
+// concurrent contexts would corrupt results on a device without any error.
 #include <NvInferRuntime.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -75,6 +80,29 @@ bool to_trt_type(const ov::element::Type& t, DataType& out) {
 }
 
 class FakeEngine;
+
+// ---- memory that enqueued work reads or writes until it runs (see the file comment) ----------
+struct InFlight {
+  std::uint64_t id;  // one enqueueV3 call
+  cudaStream_t stream;
+  std::uintptr_t begin, end;
+  bool writes;
+  std::string what;  // "activation memory of engine 'trunk'"
+};
+std::mutex g_flight_mu;
+std::vector<InFlight> g_flight;
+std::uint64_t g_next_flight = 1;
+
+// Removes one enqueue's ranges when its queued work is gone: run, skipped after a fault, or
+// dropped by cudaDeviceReset (the token lives in the queued closure).
+struct FlightToken {
+  std::uint64_t id;
+  ~FlightToken() {
+    std::lock_guard<std::mutex> lock(g_flight_mu);
+    g_flight.erase(std::remove_if(g_flight.begin(), g_flight.end(), [&](const InFlight& f) { return f.id == id; }),
+                   g_flight.end());
+  }
+};
 
 // ------------------------------------------------------------------------------------------
 class FakeContext final : public IExecutionContext, public apiv::VExecutionContext {
@@ -424,6 +452,7 @@ bool FakeContext::enqueueV3(cudaStream_t stream) noexcept {
   struct Range {
     std::string what;
     std::uintptr_t begin, end;
+    bool writes;
   };
   std::vector<Range> live;
   for (const auto& t : engine_.io()) {
@@ -434,7 +463,8 @@ bool FakeContext::enqueueV3(cudaStream_t stream) noexcept {
       fakecuda::fault("enqueueV3 of " + who + ": " + what + " (" + std::to_string(t.bytes) + " bytes): " + r.why);
       return true;
     }
-    live.push_back({what, reinterpret_cast<std::uintptr_t>(p), reinterpret_cast<std::uintptr_t>(p) + t.bytes});
+    live.push_back({what, reinterpret_cast<std::uintptr_t>(p), reinterpret_cast<std::uintptr_t>(p) + t.bytes,
+                    t.mode == TensorIOMode::kOUTPUT});
   }
   if (memory_size_ > 0 && engine_.getDeviceMemorySizeV2() > 0) {
     const auto r = fakecuda::check_range(memory_, static_cast<std::size_t>(memory_size_));
@@ -444,7 +474,7 @@ bool FakeContext::enqueueV3(cudaStream_t stream) noexcept {
       return true;
     }
     const auto b = reinterpret_cast<std::uintptr_t>(memory_);
-    live.push_back({"activation memory", b, b + static_cast<std::uintptr_t>(memory_size_)});
+    live.push_back({"activation memory", b, b + static_cast<std::uintptr_t>(memory_size_), true});
   }
   for (std::size_t i = 0; i < live.size(); ++i)
     for (std::size_t j = i + 1; j < live.size(); ++j)
@@ -453,8 +483,26 @@ bool FakeContext::enqueueV3(cudaStream_t stream) noexcept {
                         " overlap in device memory; two live tensors must never share bytes");
         return true;
       }
+  std::string race;
+  auto token = std::make_shared<FlightToken>();
+  {
+    std::lock_guard<std::mutex> lock(g_flight_mu);
+    token->id = g_next_flight++;
+    for (const auto& r : live) {
+      for (const auto& f : g_flight)
+        if (f.stream != stream && r.begin < f.end && f.begin < r.end && (r.writes || f.writes) && race.empty())
+          race = "enqueueV3 of " + who + ": its " + r.what + " overlaps the " + f.what +
+                 " of work still in flight on another stream; two streams would race on that memory "
+                 "(each concurrent context needs its own activation memory and tensors)";
+      g_flight.push_back({token->id, stream, r.begin, r.end, r.writes, r.what + " of " + who});
+    }
+  }
+  if (!race.empty()) {
+    fakecuda::fault(race);  // token goes out of scope here: nothing stays registered
+    return true;
+  }
   ++pending_;
-  fakecuda::enqueue(stream, "enqueueV3 " + who, [this, alive = alive_] {
+  fakecuda::enqueue(stream, "enqueueV3 " + who, [this, alive = alive_, token] {
     if (!*alive) return;  // the context is gone (reported by its destructor)
     --pending_;
     run_on_device();

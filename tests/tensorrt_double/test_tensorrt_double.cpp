@@ -173,6 +173,75 @@ TEST_F(TensorRtDouble, NoDeviceMeansAClearError) {
   EXPECT_FALSE(msg.empty());
 }
 
+TEST_F(TensorRtDouble, DeviceInputIsBoundWithoutACopyByConcurrentContexts) {
+  auto opts = trt_opts();
+  opts.callers = 2;
+  mtedge::Runtime rt(bundle_, opts);
+  const auto& m = rt.manifest();
+  const auto in = mtedge::read_npy(mtedge::bundle_path(m, m.golden_input.file));
+  const auto golden = mtedge::read_npy(mtedge::bundle_path(m, m.golden_outputs.at("seg").file));
+  const std::size_t n_in = static_cast<std::size_t>(rt.input_spec().numel());
+  const std::size_t n_out = static_cast<std::size_t>(rt.output_spec("seg").numel());
+  cudaStream_t up = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&up, 0), cudaSuccess);
+  // Sample s at an aligned address, and once more 4 bytes into a block (TensorRT cannot bind it).
+  std::vector<void*> blocks;
+  auto upload = [&](int s, std::size_t offset) {
+    void* p = nullptr;
+    EXPECT_EQ(cudaMalloc(&p, n_in * 4 + offset), cudaSuccess);
+    blocks.push_back(p);
+    char* dst = static_cast<char*>(p) + offset;
+    EXPECT_EQ(cudaMemcpyAsync(dst, in.data.data() + s * n_in, n_in * 4, cudaMemcpyHostToDevice, up), cudaSuccess);
+    return static_cast<const void*>(dst);
+  };
+  const void* dev[2] = {upload(0, 0), upload(1, 0)};
+  const void* odd = upload(1, 4);
+  ASSERT_EQ(cudaStreamSynchronize(up), cudaSuccess);
+  std::vector<std::string> errors(4);
+  std::vector<std::thread> threads;
+  for (int k = 0; k < 4; ++k)
+    threads.emplace_back([&, k] {
+      std::vector<float> out(n_out);
+      for (int j = 0; j < 8; ++j) {
+        const int s = (k + j) % 2;
+        mtedge::InputView v;
+        v.data = dev[s];
+        v.shape = rt.input_spec().shape;
+        v.memory = mtedge::MemoryKind::kDevice;
+        mtedge::RunOptions no_copy;
+        no_copy.allow_copy = false;  // device float32 at 256-byte alignment: nothing to copy
+        rt.run(v, {"seg"}, {out.data()}, no_copy);
+        for (std::size_t i = 0; i < n_out; ++i)
+          if (std::fabs(out[i] - golden.data[s * n_out + i]) > 1e-4f) {
+            errors[k] = "thread " + std::to_string(k) + " sample " + std::to_string(s) + " differs at " + std::to_string(i);
+            return;
+          }
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) EXPECT_EQ(e, "");
+  auto st = rt.stats();
+  EXPECT_EQ(st.runs, 32u);
+  EXPECT_EQ(st.last_input_copy, "");
+  EXPECT_TRUE(st.last_input_address == reinterpret_cast<std::uintptr_t>(dev[0]) ||
+              st.last_input_address == reinterpret_cast<std::uintptr_t>(dev[1]));
+
+  mtedge::InputView v;
+  v.data = odd;
+  v.shape = rt.input_spec().shape;
+  v.memory = mtedge::MemoryKind::kDevice;
+  std::vector<float> out(n_out);
+  rt.run(v, {"seg"}, {out.data()});  // one device->device copy into the context's input buffer
+  EXPECT_NE(rt.stats().last_input_copy.find("is not 256-byte aligned"), std::string::npos) << rt.stats().last_input_copy;
+  for (std::size_t i = 0; i < n_out; ++i) ASSERT_NEAR(out[i], golden.data[n_out + i], 1e-4f) << i;
+  // Host memory passed off as device memory: cudaPointerGetAttributes says otherwise.
+  v.data = in.data.data();
+  const std::string msg = what_of([&] { rt.run(v, {"seg"}, {out.data()}); });
+  EXPECT_NE(msg.find("is not a CUDA device allocation"), std::string::npos) << msg;
+  for (void* p : blocks) cudaFree(p);
+  cudaStreamDestroy(up);
+}
+
 // ---------------------------------------------------------------- the double catches what it claims
 
 struct Direct : TensorRtDouble {
@@ -267,6 +336,39 @@ TEST_F(Direct, OverlappingTensorsAndOutOfBoundsAccessFaultTheDevice) {
   EXPECT_EQ(cudaStreamSynchronize(stream), cudaErrorIllegalAddress);
   EXPECT_NE(std::string(cudaGetErrorString(cudaErrorIllegalAddress)).find("runs 4 byte(s) past the end"),
             std::string::npos) << cudaGetErrorString(cudaErrorIllegalAddress);
+}
+
+TEST_F(Direct, ContextsOnTwoStreamsMustNotShareActivationMemory) {
+  const int64_t need = engine->getDeviceMemorySizeV2();
+  ASSERT_GT(need, 0);
+  std::unique_ptr<nvinfer1::IExecutionContext> ctx2(
+      engine->createExecutionContext(nvinfer1::ExecutionContextAllocationStrategy::kUSER_MANAGED));
+  cudaStream_t stream2 = nullptr;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream2, 0), cudaSuccess);
+  for (auto* c : {ctx.get(), ctx2.get()}) {
+    c->setTensorAddress(in, alloc(bytes(in)));
+    c->setTensorAddress(out, alloc(bytes(out)));
+  }
+  // Own activation blocks: both contexts in flight at once is fine.
+  ctx->setDeviceMemoryV2(alloc(static_cast<std::size_t>(need)), need);
+  ctx2->setDeviceMemoryV2(alloc(static_cast<std::size_t>(need)), need);
+  EXPECT_TRUE(ctx->enqueueV3(stream));
+  EXPECT_TRUE(ctx2->enqueueV3(stream2));
+  EXPECT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(stream2), cudaSuccess);
+  // One block shared while both are in flight on different streams: a race the double reports.
+  char* shared = alloc(static_cast<std::size_t>(need));
+  ctx->setDeviceMemoryV2(shared, need);
+  ctx2->setDeviceMemoryV2(shared, need);
+  EXPECT_TRUE(ctx->enqueueV3(stream));
+  EXPECT_TRUE(ctx2->enqueueV3(stream2));
+  EXPECT_EQ(cudaStreamSynchronize(stream2), cudaErrorIllegalAddress);
+  const std::string why = cudaGetErrorString(cudaErrorIllegalAddress);
+  EXPECT_NE(why.find("activation memory overlaps the activation memory"), std::string::npos) << why;
+  EXPECT_NE(why.find("another stream"), std::string::npos) << why;
+  cudaStreamSynchronize(stream);
+  ctx2.reset();
+  cudaStreamDestroy(stream2);
 }
 
 TEST_F(Direct, HostSeesResultsOnlyAfterSynchronizeAndGuardsCatchStrayWrites) {

@@ -3,6 +3,7 @@
 // output port and every consumer's input port, so heads read the trunk's output in place.
 #include "openvino_backend.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -30,38 +31,59 @@ class OvBuffer final : public Buffer {
  public:
   explicit OvBuffer(const TensorSpec& spec)
       : Buffer(spec), tensor_(ov_type(spec.dtype), ov_shape(spec.shape)) {}
-  void copy_to_host(void* dst) const override {
-    std::memcpy(dst, tensor_.data(), spec().bytes());
-  }
+  void* host() override { return tensor_.data(); }
   const ov::Tensor& tensor() const { return tensor_; }
 
  private:
   ov::Tensor tensor_;  // owns host memory for the runtime's lifetime
 };
 
-class OvSegment final : public Segment {
+// Host memory needs no ordering beyond the calling thread: copies are plain memcpy.
+class OvLane final : public Lane {
  public:
-  OvSegment(ov::CompiledModel model, const SegmentSource& src)
-      : model_(std::move(model)), request_(model_.create_infer_request()), name_(src.name) {
+  void copy_to_host(const Buffer& src, void* dst) override {
+    std::memcpy(dst, static_cast<const OvBuffer&>(src).tensor().data(), src.spec().bytes());
+  }
+  void copy_from(const void* src, MemoryKind, Buffer& dst) override {
+    std::memcpy(dst.host(), src, dst.spec().bytes());
+  }
+};
+
+// One caller's InferRequest of a compiled segment: its own intermediate memory, the weights
+// stay in the CompiledModel.
+class OvRequest final : public Request {
+ public:
+  OvRequest(ov::CompiledModel& model, const SegmentSource& src)
+      : request_(model.create_infer_request()), name_(src.name) {
     for (const auto& t : src.inputs)
-      external_.emplace(t.name, External{model_.input(t.name), ov_type(t.dtype), ov_shape(t.shape)});
+      inputs_.emplace(t.name, Input{model.input(t.name), ov_type(t.dtype), ov_shape(t.shape), ov::Tensor(), nullptr});
   }
 
   void bind(const std::string& tensor, Buffer& buf) override {
     try {
-      request_.set_tensor(tensor, static_cast<OvBuffer&>(buf).tensor());
+      const ov::Tensor& t = static_cast<OvBuffer&>(buf).tensor();
+      request_.set_tensor(tensor, t);
+      auto it = inputs_.find(tensor);
+      if (it != inputs_.end()) it->second.own = t;
     } catch (const ov::Exception& e) {
       throw BackendError("segment '" + name_ + "': cannot bind tensor '" + tensor +
                          "' of shape " + shape_str(buf.spec().shape) + ": " + e.what());
     }
   }
 
-  void set_external_input(const std::string& tensor, const void* host_data) override {
-    External& in = external_.at(tensor);
-    if (in.bound == host_data) return;  // the same caller buffer as last call: already wrapped
+  void set_external_input(const std::string& tensor, const void* data) override {
+    Input& in = inputs_.at(tensor);
+    if (in.bound == data) return;  // the same caller buffer as last call: already wrapped
     // Wraps caller memory without copying; OpenVINO only reads inputs.
-    request_.set_tensor(in.port, ov::Tensor(in.type, in.shape, const_cast<void*>(host_data)));
-    in.bound = host_data;
+    request_.set_tensor(in.port, ov::Tensor(in.type, in.shape, const_cast<void*>(data)));
+    in.bound = data;
+  }
+
+  void reset_input(const std::string& tensor) override {
+    Input& in = inputs_.at(tensor);
+    if (in.bound == nullptr) return;  // already reading the buffer bound at load
+    request_.set_tensor(in.port, in.own);
+    in.bound = nullptr;
   }
 
   void run() override {
@@ -73,17 +95,36 @@ class OvSegment final : public Segment {
   }
 
  private:
-  ov::CompiledModel model_;
   ov::InferRequest request_;
   std::string name_;
   // Port, type and shape of each input resolved at load, so a call only compares a pointer.
-  struct External {
+  struct Input {
     ov::Output<const ov::Node> port;
     ov::element::Type type;
     ov::Shape shape;
-    const void* bound = nullptr;
+    ov::Tensor own;               // the buffer bound at load
+    const void* bound = nullptr;  // caller memory wrapped instead; nullptr: `own`
   };
-  std::map<std::string, External> external_;
+  std::map<std::string, Input> inputs_;
+};
+
+class OvSegment final : public Segment {
+ public:
+  OvSegment(ov::CompiledModel model, SegmentSource src) : model_(std::move(model)), src_(std::move(src)) {
+    src_.data.clear();  // the bytes were compiled; keep only names and specs
+  }
+  std::unique_ptr<Request> create_request(Lane&) override {
+    try {
+      return std::make_unique<OvRequest>(model_, src_);
+    } catch (const ov::Exception& e) {
+      throw BackendError("OpenVINO cannot create an infer request for segment '" + src_.name + "': " + e.what());
+    }
+  }
+  int streams() const { return static_cast<int>(model_.get_property(ov::num_streams).num); }
+
+ private:
+  ov::CompiledModel model_;  // shared by every request: the weights are here once
+  SegmentSource src_;
 };
 
 class OpenVinoBackend final : public Backend {
@@ -102,11 +143,17 @@ class OpenVinoBackend final : public Backend {
       throw InputError("threads=" + std::to_string(opts.threads) + " must be >= 0 (0: default)");
     if (opts.threads > 0) config_.emplace(ov::inference_num_threads(opts.threads));
     config_.emplace(ov::hint::performance_mode(ov::hint::PerformanceMode::LATENCY));
+    // Infer requests of one CompiledModel only compute at the same time on different CPU
+    // streams; LATENCY alone gives one stream, so concurrent callers would queue on it. The
+    // streams split the threads (INFERENCE_NUM_THREADS is the total); the weights stay shared.
+    if (opts.callers > 1) config_.emplace(ov::num_streams(opts.callers));
     if (!opts.cache_dir.empty()) core_.set_property(ov::cache_dir(opts.cache_dir));
   }
 
   std::string name() const override { return "openvino"; }
-  bool zero_copy_input() const override { return true; }
+  bool reads_in_place(MemoryKind kind) const override { return kind == MemoryKind::kHost; }
+  std::unique_ptr<Lane> create_lane() override { return std::make_unique<OvLane>(); }
+  int parallel_lanes() const override { return streams_; }
 
   std::unique_ptr<Buffer> allocate(const TensorSpec& spec) override {
     return std::make_unique<OvBuffer>(spec);
@@ -137,7 +184,9 @@ class OpenVinoBackend final : public Backend {
           compiled = core_.import_model(blob, device_, config_);
         }
       }
-      return std::make_unique<OvSegment>(std::move(compiled), src);
+      auto seg = std::make_unique<OvSegment>(std::move(compiled), src);
+      streams_ = streams_ ? std::min(streams_, seg->streams()) : seg->streams();
+      return seg;
     } catch (const ov::Exception& e) {
       throw BackendError("OpenVINO cannot compile segment '" + src.name + "' from '" + src.path +
                          "' on " + device_ + ": " + e.what());
@@ -167,6 +216,7 @@ class OpenVinoBackend final : public Backend {
   ov::Core core_;
   std::string device_;
   ov::AnyMap config_;
+  int streams_ = 0;  // the fewest CPU streams any segment was compiled with
 };
 
 }  // namespace
