@@ -132,7 +132,7 @@ bench-reliability: install build/cpp/CMakeCache.txt test-sanitize
 # test-device-venv (in `make test`): a fresh Python 3.10 venv with numpy only, `pip install ./runtime`
 # with TensorRT = the link-time double (build/cpp, built by test-cpp / tensorrt-double-py) and no
 # OpenVINO, golden parity of a host-exported bundle via `mtedge-run --verify`, vermin -t=3.8-.
-# test-aarch64 (CI, not in `make test`: ~8 min build + ~4.5 min under qemu on 2 shared cores): cross
+# test-aarch64 (CI job, not in `make test`: 8 min first build + 4 min under qemu on 2 shared cores): cross
 # build of the core + TensorRT backend + C++ unit tests + fuzz driver, run under qemu-aarch64.
 .PHONY: test-device-venv test-aarch64
 test-device-venv: install tensorrt-double-py
