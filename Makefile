@@ -50,7 +50,7 @@ test-py: install tensorrt-double-py
 	cd tests && MTEDGE_TRT_DOUBLE_PY=$(abspath build/cpp/tensorrt-double/trt10/python) \
 	  ../$(VENV)/bin/pytest -q -p no:cacheprovider --durations=15
 
-test: test-py test-cpp check-tensorrt test-sanitize
+test: test-py test-cpp check-tensorrt test-sanitize test-device-venv
 
 # --- TensorRT backend through the link-time test double (issue 19); test-cpp runs these too ---
 # The runtime binding linked against the double, for test_runtime.py's "tensorrt" runs. Without
@@ -135,3 +135,17 @@ bench-reliability: install build/cpp/CMakeCache.txt test-sanitize
 	cmake --build build/cpp -j $(JOBS) --target mtedge_fuzz
 	$(PY) bench/reliability.py --fuzz $(abspath build/cpp/tests/cpp/mtedge_fuzz) --sanitize-log build/asan/sanitize-summary.json
 # ---- end issue 15 ----
+
+# ---- issue 24: the device (docs/device.md) ----
+# test-device-venv (in `make test`): a fresh Python 3.10 venv with numpy only, `pip install ./runtime`
+# with TensorRT = the link-time double (build/cpp, built by test-cpp / tensorrt-double-py) and no
+# OpenVINO, golden parity of a host-exported bundle via `mtedge-run --verify`, vermin -t=3.8-.
+# test-aarch64 (CI job, not in `make test`: 8 min first build + 4 min under qemu on 2 shared cores): cross
+# build of the core + TensorRT backend + C++ unit tests + fuzz driver, run under qemu-aarch64.
+.PHONY: test-device-venv test-aarch64
+test-device-venv: install tensorrt-double-py
+	bash scripts/test-device-venv.sh $(abspath $(PY)) build/device-venv
+
+test-aarch64: install
+	bash scripts/test-aarch64.sh $(abspath $(PY)) build/aarch64 $(JOBS)
+# ---- end issue 24 ----

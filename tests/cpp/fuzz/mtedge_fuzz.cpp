@@ -309,7 +309,9 @@ int main(int argc, char** argv) {
                 {"slowest_case_s", t.slowest_s}, {"targets", Json::object()}, {"error_examples", t.example}};
     for (const auto& [k, n] : t.cases)
       out["targets"][k] = {{"cases", n}, {"loaded", t.loaded[k]}, {"errors", t.errors[k]}};
-    spit(json_out, out.dump(2));
+    // Error examples quote mutated bytes, which need not be UTF-8: replace those (U+FFFD) rather
+    // than let dump() throw after the whole batch ran.
+    spit(json_out, out.dump(2, ' ', false, Json::error_handler_t::replace));
   }
   return t.findings.empty() ? 0 : 1;
 }
