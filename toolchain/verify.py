@@ -24,7 +24,7 @@ def verify_bundle(path: str | Path, variants: list[str] | None = None) -> dict[s
     for name in names:
         v = bundle.variant(name)
         got, expected = ReferenceExecutor(bundle, name, check_files=False).run_golden()  # verified above
-        own = v.get("golden", {}).get("outputs", {})  # a width configuration's own golden outputs
+        own = v.golden.outputs if v.golden else {}  # a width configuration's own golden outputs
         expected = {t: np.load(bundle.path(own[t], check=False)) if t in own else e for t, e in expected.items()}
         per_task = {}
         for t in expected:

@@ -41,9 +41,13 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 class ManifestError(BundleError):
     """A manifest rule is broken; ``field`` is the JSON path of the bad field (``top level`` for the document)."""
 
-    def __init__(self, field_path: str, what: str, fix: str = FIX) -> None:
-        super().__init__(f"{field_path}: {what}; {fix}")
-        self.field = field_path
+    def __init__(self, field_path: str, what: str, fix: str = FIX, where: str = "") -> None:
+        super().__init__(f"{where + ': ' if where else ''}{field_path}: {what}; {fix}")
+        self.field, self.what, self.fix = field_path, what, fix
+
+    def located(self, where: str) -> "ManifestError":
+        """The same error prefixed with the file it came from (``path/manifest.json: field: ...``)."""
+        return ManifestError(self.field, self.what, self.fix, where)
 
 
 def _fail(path: str, what: str, fix: str = FIX) -> None:

@@ -16,39 +16,39 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from toolchain.bundle.manifest import Bundle, segments_for
+from toolchain.bundle.manifest import Bundle, Manifest
 from toolchain.errors import BundleError
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-def run_dag(manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner], x: np.ndarray,
+def run_dag(manifest: Manifest, variant: str, runners: Mapping[str, Runner], x: np.ndarray,
             tasks: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """One batch through the segments ``tasks`` need; returns every tensor by name."""
-    env: dict[str, np.ndarray] = {manifest["input"]["name"]: np.ascontiguousarray(x, dtype=np.float32)}
-    vsegs = manifest["variants"][variant]["segments"]
-    for seg in segments_for(manifest, tasks):
+    env: dict[str, np.ndarray] = {manifest.input.name: np.ascontiguousarray(x, dtype=np.float32)}
+    vsegs = manifest.variant(variant).segments
+    for seg in manifest.segments_for(tasks):
         spec = vsegs[seg]
-        feeds = {t["name"]: np.ascontiguousarray(env[t["name"]], dtype=t["dtype"]) for t in spec["inputs"]}
+        feeds = {t.name: np.ascontiguousarray(env[t.name], dtype=t.dtype) for t in spec.inputs}
         outs = runners[seg](feeds)
-        for t in spec["outputs"]:
-            if t["name"] not in outs:
-                raise BundleError(f"segment {seg!r} of variant {variant!r} produced no tensor {t['name']!r}; "
+        for t in spec.outputs:
+            if t.name not in outs:
+                raise BundleError(f"segment {seg!r} of variant {variant!r} produced no tensor {t.name!r}; "
                                   f"it produced {', '.join(outs)}")
-            env[t["name"]] = np.asarray(outs[t["name"]])
+            env[t.name] = np.asarray(outs[t.name])
     return env
 
 
-def run_tasks(manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner], x: np.ndarray,
+def run_tasks(manifest: Manifest, variant: str, runners: Mapping[str, Runner], x: np.ndarray,
               tasks: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """Task outputs (float32) for every sample of ``x`` ([N, ...]), fed in the manifest's batch."""
-    tasks = list(manifest["tasks"]) if tasks is None else list(tasks)
-    batch = manifest["input"]["shape"][0]
+    tasks = list(manifest.tasks) if tasks is None else list(tasks)
+    batch = manifest.input.batch
     got: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
     for i in range(0, len(x), batch):
         env = run_dag(manifest, variant, runners, x[i:i + batch], tasks)
         for t in tasks:
-            got[t].append(env[manifest["tasks"][t]["output"]].astype(np.float32))
+            got[t].append(env[manifest.tasks[t].output].astype(np.float32))
     return {t: np.concatenate(v) for t, v in got.items()}
 
 
@@ -77,8 +77,8 @@ def onnxruntime_runners(bundle: Bundle, variant: str | None = None, *, threads: 
                         check_files: bool = True, tasks: Iterable[str] | None = None) -> dict[str, Runner]:
     """Runners over a variant's ONNX files (``check_files=False`` right after the checksums were verified)."""
     v = bundle.variant(variant)
-    return {s: session_runner(ort_session(str(bundle.path(v["segments"][s], check=check_files)), threads, optimize))
-            for s in segments_for(bundle.manifest, tasks)}
+    return {s: session_runner(ort_session(str(bundle.path(v.segments[s], check=check_files)), threads, optimize))
+            for s in bundle.segments_for(tasks)}
 
 
 def openvino_runners(bundle: Bundle, variant: str, config: dict[str, Any], core: Any = None) -> dict[str, Runner]:
@@ -87,7 +87,7 @@ def openvino_runners(bundle: Bundle, variant: str, config: dict[str, Any], core:
 
     core = core or ov.Core()
     runners = {}
-    for name, seg in bundle.variant(variant)["segments"].items():
+    for name, seg in bundle.variant(variant).segments.items():
         compiled = core.compile_model(str(bundle.path(seg)), "CPU", config)
         runners[name] = request_runner(compiled)
     return runners
@@ -110,7 +110,7 @@ class ReferenceExecutor:
     def __init__(self, bundle: Bundle, variant: str | None = None, threads: int = 1, check_files: bool = True,
                  optimize: bool = True) -> None:
         self.bundle = bundle
-        self.variant_name = variant or bundle.manifest["default_variant"]
+        self.variant_name = variant or bundle.manifest.default_variant
         self.check_files = check_files
         self.runners = onnxruntime_runners(bundle, self.variant_name, threads=threads, optimize=optimize,
                                            check_files=check_files)

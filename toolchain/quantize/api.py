@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import nncf
 import onnx
 
-from toolchain.bundle.manifest import Bundle
+from toolchain.bundle.manifest import Bundle, Variant
 from toolchain.data.loaders import has_labels
 from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
@@ -75,18 +75,18 @@ def quantize_bundle(
     bundle = Bundle.open(bundle_path)
     m = bundle.manifest
     if recipe is None:
-        if not m["provenance"].get("recipe"):
+        if not m.provenance.recipe:
             raise SpecError(f"{bundle_path} records no recipe in its provenance; pass --recipe FILE")
-        recipe = parse_recipe(m["provenance"]["recipe"], f"{bundle_path}/manifest.json provenance")
-    if "fp32" not in m["variants"]:
+        recipe = parse_recipe(m.provenance.recipe, f"{bundle_path}/manifest.json provenance")
+    if "fp32" not in m.variants:
         raise SpecError(f"{bundle_path} has no fp32 variant to quantize; re-export it with `mtedge export`")
-    tasks = list(m["tasks"])
+    tasks = list(m.tasks)
     missing = [t for t in tasks if t not in recipe.tasks]
     if missing:
         raise SpecError(f"recipe {recipe.name!r} has no bound for task(s) {', '.join(missing)} of {bundle_path}; "
                         "pass the recipe the bundle was exported with (--recipe)")
-    if list(recipe.input.shape[1:]) != list(m["input"]["shape"][1:]):
-        raise SpecError(f"recipe input shape {list(recipe.input.shape)} does not match the bundle's {m['input']['shape']}")
+    if list(recipe.input.shape[1:]) != list(m.input.shape[1:]):
+        raise SpecError(f"recipe input shape {list(recipe.input.shape)} does not match the bundle's {m.input.shape}")
     labels = has_labels(recipe)
     label_free = (not labels) if label_free is None else label_free
     if not label_free and not labels:
@@ -95,12 +95,12 @@ def quantize_bundle(
     if n_calib < 1:
         raise SpecError(f"calibration count must be >= 1, got {n_calib}")
     recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, calibration_count=n_calib))
-    batch = int(m["input"]["shape"][0])
+    batch = m.input.batch
     graph = BundleGraph(m)
-    fp32 = {s: SegmentModel(onnx.load(str(bundle.path(e))), "fp32") for s, e in bundle.variant("fp32")["segments"].items()}
-    float32_boundaries = {m["input"]["name"], *(t["output"] for t in m["tasks"].values())}
+    fp32 = {s: SegmentModel(onnx.load(str(bundle.path(e))), "fp32") for s, e in bundle.variant("fp32").segments.items()}
+    float32_boundaries = {m.input.name, *(t.output for t in m.tasks.values())}
 
-    report: dict[str, Any] = {"bundle": str(bundle_path), "name": m["name"], "recipe": recipe.name,
+    report: dict[str, Any] = {"bundle": str(bundle_path), "name": m.name, "recipe": recipe.name,
                               "mode": "label-free" if label_free else "labels", "margin": opts.margin,
                               "tasks": {}, "variants": {}, "notes": []}
     with progress_bar(transient=True) as progress:
@@ -183,8 +183,10 @@ def quantize_bundle(
             written = False
             if ok:
                 say(f"{precision}: writing files and manifest")
-                entry["segments"] = write_segment_files(bundle, precision, models, seg_precision, float_layers)
-                report["notes"] += publish_variant(bundle, precision, entry)
+                segments = write_segment_files(bundle, precision, models, seg_precision, float_layers)
+                report["notes"] += publish_variant(bundle, Variant(
+                    name=precision, precision=precision, config=None, tolerance=entry["tolerance"],
+                    calibration=entry.get("calibration"), metrics=entry["metrics"], segments=segments))
                 written = True
             else:
                 report["notes"].append(f"{precision}: task(s) {', '.join(t for t, v in scores['val'].items() if not v['within_bound'])} "
@@ -198,7 +200,7 @@ def quantize_bundle(
                                       "scores": {k: {t: {"value": baseline[k][t], "drop": 0.0, "within_bound": True}
                                                      for t in tasks} for k in baseline}}
         bundle = Bundle.open(bundle_path)
-        present = [v for v in ["fp32", *wanted] if v in bundle.manifest["variants"] and report["variants"][v]["written"]]
+        present = [v for v in ["fp32", *wanted] if v in bundle.manifest.variants and report["variants"][v]["written"]]
         for v in present:
             report["variants"][v]["bytes"] = _variant_bytes(bundle, v)
         if opts.latency_runs:
@@ -244,7 +246,7 @@ def _pick_default(bundle: Bundle, best: str, report: dict[str, Any]) -> str:
 
 
 def _variant_bytes(bundle: Bundle, variant: str) -> int:
-    files = {seg["file"]: seg["bytes"] for seg in bundle.variant(variant)["segments"].values()}
+    files = {seg.file: seg.bytes for seg in bundle.variant(variant).segments.values()}
     return int(sum(files.values()))
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Iterable
 
 import numpy as np
 import onnx
 
 from toolchain.bundle.executor import ort_session
+from toolchain.bundle.manifest import Manifest, model
 
 Samples = list[dict[str, np.ndarray]]
 
@@ -31,12 +32,12 @@ class SegmentModel:
 class BundleGraph:
     """The logical DAG of a manifest: segments in topological order, their tensors and tasks."""
 
-    def __init__(self, manifest: dict[str, Any]) -> None:
+    def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
-        self.input_name: str = manifest["input"]["name"]
-        self.segments: dict[str, dict[str, Any]] = manifest["segments"]
+        self.input_name: str = manifest.input.name
+        self.segments: dict[str, model.Segment] = manifest.segments
         self.order: list[str] = list(self.segments)
-        self.producer = {t: s for s, seg in self.segments.items() for t in seg["outputs"]}
+        self.producer = {t: s for s, seg in self.segments.items() for t in seg.outputs}
 
     def upstream(self, segment: str) -> list[str]:
         """`segment` and every segment it depends on, in topological order."""
@@ -46,16 +47,16 @@ class BundleGraph:
             if s in needed:
                 continue
             needed.add(s)
-            stack += [self.producer[t] for t in self.segments[s]["inputs"] if t in self.producer]
+            stack += [self.producer[t] for t in self.segments[s].inputs if t in self.producer]
         return [s for s in self.order if s in needed]
 
     def task_output(self, task: str) -> tuple[str, str]:
         """(segment, tensor) that produces `task`'s output."""
-        out = self.manifest["tasks"][task]["output"]
+        out = self.manifest.tasks[task].output
         return self.producer[out], out
 
     def task_segments(self, task: str) -> list[str]:
-        return list(self.manifest["tasks"][task]["segments"])
+        return list(self.manifest.tasks[task].segments)
 
 
 class ChainRunner:
@@ -65,7 +66,7 @@ class ChainRunner:
         self.graph = graph
         self.images = np.ascontiguousarray(images, dtype=np.float32)
         self.threads = threads
-        self.batch = int(graph.manifest["input"]["shape"][0])
+        self.batch = graph.manifest.input.batch
         if len(self.images) % self.batch:
             raise ValueError(f"{len(self.images)} samples do not fill batches of {self.batch}")
         self._cache: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
@@ -87,10 +88,10 @@ class ChainRunner:
         seg = self.graph.segments[segment]
         feeds = self._inputs(models, segment)
         sess = ort_session(models[segment].model, self.threads)
-        outs: dict[str, list[np.ndarray]] = {t: [] for t in seg["outputs"]}
+        outs: dict[str, list[np.ndarray]] = {t: [] for t in seg.outputs}
         for i in range(0, len(self.images), self.batch):
-            res = sess.run(seg["outputs"], {t: v[i : i + self.batch] for t, v in feeds.items()})
-            for t, r in zip(seg["outputs"], res):
+            res = sess.run(seg.outputs, {t: v[i : i + self.batch] for t, v in feeds.items()})
+            for t, r in zip(seg.outputs, res):
                 outs[t].append(np.asarray(r))  # float16 boundaries stay float16
         result = {t: np.concatenate(v) for t, v in outs.items()}
         self._cache[key] = result
@@ -101,7 +102,7 @@ class ChainRunner:
     def _inputs(self, models: dict[str, SegmentModel], segment: str) -> dict[str, np.ndarray]:
         """`segment`'s input tensors for every sample: the images, or what upstream segments produce."""
         return {t: self.images if t == self.graph.input_name else self.tensors(models, self.graph.producer[t])[t]
-                for t in self.graph.segments[segment]["inputs"]}
+                for t in self.graph.segments[segment].inputs}
 
     def task_outputs(self, models: dict[str, SegmentModel], tasks: Iterable[str]) -> dict[str, np.ndarray]:
         """Output of each task for every sample."""
