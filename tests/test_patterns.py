@@ -63,8 +63,8 @@ def test_pattern_through_every_stage(name, tmp_path):
 
     # 1. inspect
     report, part = inspect_model(gm, x)
-    assert set(report["tasks"]) == set(recipe.tasks)
-    assert sum(s["flops"] for s in report["segments"].values()) > 0
+    assert set(report.tasks) == set(recipe.tasks)
+    assert sum(s.flops for s in report.segments.values()) > 0
 
     # 2. export + verify
     bundle = tmp_path / f"{name}.mtb"
