@@ -19,7 +19,7 @@ from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
 from toolchain.quantize.accuracy_control import Int8Quantizer, control
 from toolchain.quantize.calibration import collect_calibration
-from toolchain.quantize.chain import BundleGraph, ChainRunner, SegmentModel
+from toolchain.bundle.executor import DatasetRunner, SegmentModel
 from toolchain.quantize.data import load_split
 from toolchain.quantize.evaluation import TaskEvaluator, max_abs_errors
 from toolchain.quantize.fp16 import float16_ops, to_fp16
@@ -99,7 +99,6 @@ def quantize_bundle(
         raise SpecError(f"calibration count must be >= 1, got {n_calib}")
     recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, calibration_count=n_calib))
     batch = m.input.batch
-    graph = BundleGraph(m)
     fp32 = {s: SegmentModel(onnx.load(str(bundle.path(e))), "fp32") for s, e in bundle.variant("fp32").segments.items()}
     float32_boundaries = {m.input.name, *(t.output for t in m.tasks.values())}
 
@@ -114,9 +113,9 @@ def quantize_bundle(
         val = load_split(recipe, "val", opts.val_count or recipe.data.val_count, tasks, batch)
         test_n = opts.val_count or recipe.data.val_count if opts.test_count is None else opts.test_count
         test = load_split(recipe, "test", test_n, tasks, batch) if test_n else None
-        runners = {"val": ChainRunner(graph, val.images, opts.threads)}
+        runners = {"val": DatasetRunner(m, val.images, opts.threads)}
         if test is not None:
-            runners["test"] = ChainRunner(graph, test.images, opts.threads)
+            runners["test"] = DatasetRunner(m, test.images, opts.threads)
         say("fp32 reference on val/test")
         ref = {k: r.task_outputs(fp32, tasks) for k, r in runners.items()}
         evaluators = {k: TaskEvaluator(recipe, tasks, d.targets, ref[k], label_free)
@@ -127,7 +126,7 @@ def quantize_bundle(
             report.tasks[t] = TaskBound(evaluators["val"].metric_name(t), recipe.tasks[t].allowed_drop, bounds[t],
                                         {k: b[t] for k, b in baseline.items()})
         golden_x, golden_y = bundle.golden()
-        golden_runner = ChainRunner(graph, golden_x, opts.threads)
+        golden_runner = DatasetRunner(m, golden_x, opts.threads)
 
         for precision in wanted:
             t0 = time.perf_counter()
@@ -135,7 +134,7 @@ def quantize_bundle(
             if precision == "int8":
                 say("calibration: fp32 chain on calib images")
                 calib_data = load_split(recipe, "calib", n_calib, None, batch)
-                calib_runner = ChainRunner(graph, calib_data.images, opts.threads)
+                calib_runner = DatasetRunner(m, calib_data.images, opts.threads)
                 calib = collect_calibration(calib_runner, fp32, calib_data, f"{recipe.data.kind} ({recipe.name})")
                 del calib_runner
                 quantizer = Int8Quantizer(fp32, calib.samples, opts.int8)

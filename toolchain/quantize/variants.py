@@ -19,7 +19,7 @@ from mtedge_runtime.manifest import TensorSpec, Variant, VariantSegment
 
 from toolchain.bundle.files import file_ref, write_bytes_atomic
 from toolchain.bundle.manifest import Bundle
-from toolchain.quantize.chain import SegmentModel
+from toolchain.bundle.executor import SegmentModel
 from mtedge_runtime.tolerance import recorded_tolerance
 
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
