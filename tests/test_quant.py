@@ -178,6 +178,25 @@ def test_cli_uses_the_recipe_recorded_in_the_bundle(bundle, tmp_path):
     doc = json.loads((tmp_path / "r" / "quant.json").read_text())
     assert doc["variants"]["fp16"]["written"] and doc["variants"]["fp16"]["latency"]["latency_ms"] > 0
     assert "fp16" in Bundle.open(path).variants
+    # measured on this host: a recommendation in the report, never applied without --set-default
+    assert doc["recommendation"]["current"] == "fp32" and doc["recommendation"]["variant"] in ("fp32", "fp16")
+    assert Bundle.open(path).manifest.default_variant == "fp32"
+
+
+def test_default_variant_is_a_recommendation_the_caller_applies(tmp_path):
+    from toolchain.quantize.report import DefaultRecommendation, apply_default
+
+    doc = json.loads((Path(__file__).parent / "data" / "manifests" / "good_base.json").read_text())
+    b = tmp_path / "b.mtb"
+    b.mkdir()
+    (b / "manifest.json").write_text(json.dumps(doc))
+    blocked = DefaultRecommendation("fp16", "fp32", "this host", ("host-cpu",))  # engines keyed by fp32
+    assert not apply_default(b, blocked) and "host-cpu" in blocked.explain()
+    assert Bundle.open(b).manifest.default_variant == "fp32"
+    rec = DefaultRecommendation("fp16", "fp32", "this host")
+    assert rec.changes and "--set-default" in rec.explain()
+    assert apply_default(b, rec) and Bundle.open(b).manifest.default_variant == "fp16"
+    assert not apply_default(b, DefaultRecommendation("fp16", "fp16", "this host"))  # nothing to change
 
 
 def test_fp16_keeps_resize_scales_float32_and_refuses_overflow():

@@ -190,9 +190,10 @@ def _sha256(v: Any, path: str) -> str:
 # --- the model -------------------------------------------------------------------------------------
 
 def _f(check: Callable[[Any, str], Any], default: Any = MISSING, *, factory: Any = MISSING,
-       write_none: bool = False, key: bool = False) -> Any:
-    """A manifest field: its checker, and whether None is written (``config: null``) or omitted."""
-    meta = {"check": check, "write_none": write_none, "key": key}
+       write_none: bool = False, key: bool = False, required: bool = False) -> Any:
+    """A manifest field: its checker, and whether None is written (``config: null``) or omitted.
+    ``required`` marks a field that has a Python default only because of dataclass field order."""
+    meta = {"check": check, "write_none": write_none, "key": key, "required": required}
     if factory is not MISSING:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -206,22 +207,18 @@ class _Node:
     @classmethod
     def parse(cls, v: Any, path: str, name: Optional[str] = None) -> Any:
         _object(v, path)
-        kwargs: Dict[str, Any] = {}
-        known = set()
-        for f in fields(cls):
-            if f.metadata.get("key"):
-                kwargs[f.name] = name
-                continue
-            if f.name == "extra":
-                continue
-            known.add(f.name)
-            if f.name in v:
-                kwargs[f.name] = f.metadata["check"](v[f.name], _join(path, f.name))
-            elif f.default is MISSING and f.default_factory is MISSING:  # type: ignore[misc]
-                _fail(_join(path, f.name), "missing required key")
+        own = [f for f in fields(cls) if not f.metadata.get("key") and f.name != "extra"]
+        known = {f.name for f in own}
+        # unknown keys first, as the C++ parser does: a misspelt key is named, not the one it hides
         unknown = [k for k in v if k not in known]
         if unknown and cls.STRICT:
             _fail(_join(path, unknown[0]), f"unknown key (this object has: {', '.join(sorted(known))})")
+        kwargs: Dict[str, Any] = {f.name: name for f in fields(cls) if f.metadata.get("key")}
+        for f in own:
+            if f.name in v:
+                kwargs[f.name] = f.metadata["check"](v[f.name], _join(path, f.name))
+            elif f.metadata["required"] or (f.default is MISSING and f.default_factory is MISSING):  # type: ignore[misc]
+                _fail(_join(path, f.name), "missing required key")
         if not cls.STRICT:
             kwargs["extra"] = {k: v[k] for k in unknown}
         return cls(**kwargs)
@@ -354,7 +351,7 @@ class Variant(_Node):
     flops: Optional[int] = _f(_int(0), None)
     latency_ms: Optional[float] = _f(_number(0), None)
     golden: Optional[VariantGolden] = _f(_node(VariantGolden), None)
-    segments: Dict[str, VariantSegment] = _f(_table(_node(VariantSegment), 1), factory=dict)
+    segments: Dict[str, VariantSegment] = _f(_table(_node(VariantSegment), 1), factory=dict, required=True)
 
 
 @dataclass

@@ -312,8 +312,11 @@ void parse_input(const Json& j, Manifest& m) {
     const std::string w = std::string("input.normalization.") + key;
     const Json& v = field(norm, key, "input.normalization");
     if (!v.is_array() || v.empty()) fail(w, "expected a list of at least 1 number, got " + v.dump());
-    for (std::size_t i = 0; i < v.size(); ++i)
-      check_number(v[i], w + "[" + std::to_string(i) + "]", 0, std::string(key) == "std");
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      const std::string wi = w + "[" + std::to_string(i) + "]";
+      if (std::string(key) == "std") check_number(v[i], wi, 0, true);  // divides: > 0
+      else if (!v[i].is_number()) fail(wi, "expected a number, got " + v[i].dump());
+    }
   }
 }
 

@@ -240,6 +240,14 @@ def _(m): m["variants"]["fp16"]["precision"] = "int4"
 def _(m): m["variants"]["fp32"]["toleranse"] = {}
 
 
+@case("bad_variant_without_segments", "variants.fp16.segments")
+def _(m): del m["variants"]["fp16"]["segments"]
+
+
+@case("bad_variant_segment_missing_outputs", "variants.fp32.segments.zhead.outputs")
+def _(m): del fp32(m, "zhead")["outputs"]
+
+
 @case("bad_variant_missing_segment", "variants.fp32.segments")
 def _(m): del m["variants"]["fp32"]["segments"]["zhead"]
 
