@@ -210,7 +210,7 @@ def test_manifest_of_an_unknown_format_version(fashion_bundle, tmp_path):
     doc = _manifest(b)
     doc["format_version"] = 9
     (b / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(BundleError, match="format_version 9 is not supported"):
+    with pytest.raises(BundleError, match="format_version: this mtedge reads format_version 1, got 9"):
         Bundle.open(b)
 
 

@@ -517,17 +517,22 @@ Manifest parse_checked(const std::string& text, const std::string& dir) {
       fail(where + ".output", "'" + task.output + "' is not produced by the task's segments");
   }
   // check_variant also holds the model input to input.shape/float32 (it is the first producer).
-  for (const auto& kv : m.variants) check_variant(m, kv.second);
+  // In manifest order, as Python checks them: with two broken variants both name the first.
+  for (const auto& kv : j.at("variants").items()) check_variant(m, m.variants.at(kv.key()));
   if (!m.variants.count(m.default_variant))
     fail("default_variant", "'" + m.default_variant + "' is not one of the variants (" +
                                 m.variant_names() + ")");
-  for (const auto& [name, es] : m.engines)
-    if (!m.variants.count(es.variant))
-      throw BundleError("manifest.json: engines." + name + ".variant: unknown variant '" + es.variant +
-                        "' (this bundle has " + m.variant_names() + "); rebuild the engines with `mtedge build`");
-  for (const auto& kv : m.golden_outputs)
-    if (m.task_index(kv.first) < 0)
-      fail("golden.outputs." + kv.first, "'" + kv.first + "' is not a task (this bundle has " +
+  if (const Json* engines = optional(j, "engines"))
+    for (const auto& kv : engines->items()) {
+      const EngineSet& es = m.engines.at(kv.key());
+      if (!m.variants.count(es.variant))
+        throw BundleError("manifest.json: engines." + kv.key() + ".variant: unknown variant '" +
+                          es.variant + "' (this bundle has " + m.variant_names() +
+                          "); rebuild the engines with `mtedge build`");
+    }
+  for (const auto& kv : j.at("golden").at("outputs").items())
+    if (m.task_index(kv.key()) < 0)
+      fail("golden.outputs." + kv.key(), "'" + kv.key() + "' is not a task (this bundle has " +
                                              m.task_names() + ")");
   return m;
 }
