@@ -195,11 +195,10 @@ std::vector<TensorSpec> specs(const Json& j, const char* key, const std::string&
     only_keys(v[i], w, {"name", "shape", "dtype"});
     t.name = str(v[i], "name", w);
     t.shape = shape(field(v[i], "shape", w), w + ".shape");
-    try {
-      t.dtype = parse_dtype(str(v[i], "dtype", w));
-    } catch (const BundleError&) {
-      fail(w + ".dtype", "expected one of float32, float16, got " + v[i]["dtype"].dump());
-    }
+    const std::string dtype = str(v[i], "dtype", w);  // its own errors name the key
+    if (dtype != "float32" && dtype != "float16")
+      fail(w + ".dtype", "expected one of float32, float16, got \"" + dtype + "\"");
+    t.dtype = parse_dtype(dtype);
     out.push_back(std::move(t));
   }
   return out;
@@ -306,8 +305,8 @@ void parse_input(const Json& j, Manifest& m) {
   // is refused here as in Python: a std of 0 would divide by zero on the caller's side.
   const Json& norm = field(in, "normalization", "input");
   only_keys(norm, "input.normalization", {"scale", "mean", "std"});
-  if (!field(norm, "scale", "input.normalization").is_number())
-    fail("input.normalization.scale", "expected a number, got " + norm["scale"].dump());
+  const Json& scale = field(norm, "scale", "input.normalization");
+  if (!scale.is_number()) fail("input.normalization.scale", "expected a number, got " + scale.dump());
   for (const char* key : {"mean", "std"}) {
     const std::string w = std::string("input.normalization.") + key;
     const Json& v = field(norm, key, "input.normalization");

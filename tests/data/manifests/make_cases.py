@@ -280,6 +280,10 @@ def _(m): m["variants"]["fp16"]["segments"]["dhead"]["outputs"][0]["dtype"] = "f
 def _(m): fp32(m, "zhead")["outputs"][0]["dtype"] = "int8"
 
 
+@case("bad_tensor_missing_dtype", "variants.fp32.segments.zhead.outputs[0].dtype")
+def _(m): del fp32(m, "zhead")["outputs"][0]["dtype"]
+
+
 @case("bad_tensor_shape_negative", "variants.fp32.segments.zhead.outputs[0].shape")
 def _(m): fp32(m, "zhead")["outputs"][0]["shape"] = [1, -10]
 
