@@ -108,3 +108,10 @@ def test_device_model_is_python_38():
     src = (Path(model.__file__)).read_text()
     ast.parse(src, feature_version=(3, 8))
     assert "import numpy" not in src and "toolchain" not in src.split('"""', 2)[2]
+
+
+@pytest.mark.parametrize("name", sorted(f for f, e in CASES.items() if e["accept"]))
+def test_entries_know_their_own_names(name):
+    m = model.parse(load(name))
+    for table in (m.tasks, m.segments, m.variants, m.engines):
+        assert all(entry.name == key for key, entry in table.items())

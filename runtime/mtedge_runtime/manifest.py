@@ -154,7 +154,8 @@ def _table(value: Callable[[Any, str], Any], min_items: int = 0, named: bool = F
             p = f"{path}.{k}"
             if named and not _IDENT.match(k):
                 _fail(p, f"{_show(k)} is not a name (a letter or '_', then letters, digits, '_', '.', '-')")
-            out[k] = value(x, p)
+            # an entry that records its own name gets the key itself (names may contain '.')
+            out[k] = value(x, p, k) if getattr(value, "takes_key", False) else value(x, p)
         return out
     return check
 
@@ -252,8 +253,12 @@ def _node(cls: Any) -> Callable[[Any, str], Any]:
     return lambda v, path: cls.parse(v, path)
 
 
-def _named(cls: Any) -> Callable[[Any, str], Any]:
-    return lambda v, path: cls.parse(v, path, path.rsplit(".", 1)[-1])
+def _named(cls: Any) -> Callable[..., Any]:
+    """Parser of a table entry that records the key it sits under (Task, Segment, Variant, EngineSet)."""
+    def check(v: Any, path: str, key: str) -> Any:
+        return cls.parse(v, path, key)
+    check.takes_key = True  # type: ignore[attr-defined]
+    return check
 
 
 @dataclass

@@ -131,6 +131,21 @@ def _(m):
     m["segments"] = reorder(m["segments"], ["trunk", "dhead", "zhead"])
 
 
+@case("good_dotted_names")  # names may contain '.': the key is the name, never a path split
+def _(m):
+    m["tasks"]["heads.depth"] = m["tasks"].pop("depth")
+    m["segments"]["trunk"]["tasks"] = ["zcls", "heads.depth"]
+    m["segments"]["dhead"]["tasks"] = ["heads.depth"]
+    m["golden"]["outputs"]["heads.depth"] = m["golden"]["outputs"].pop("depth")
+
+
+@case("bad_dotted_task_output", "tasks.heads.depth.output")
+def _(m):
+    m["tasks"]["heads.depth"] = m["tasks"].pop("depth")
+    m["tasks"]["heads.depth"]["output"] = "zcls"
+    del m["golden"]["outputs"]["depth"]
+
+
 @case("bad_not_an_object", "top level")
 def _(m):
     return [m]
