@@ -228,3 +228,29 @@ def test_default_variant_is_the_fastest_that_pays_its_way():
     lat["fp16"]["latency_ms"] = 6.0
     assert fastest_within_bounds(lat, ["fp32", "int8", "fp16"]) == "fp16"
     assert fastest_within_bounds(lat, ["fp32", "int8"]) == "fp32"  # int8 slower than fp32: never the default
+
+
+def test_cli_set_default_applies_the_recommendation(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from toolchain import quantize
+    from toolchain.cli import cli
+    from toolchain.quantize.report import DefaultRecommendation, QuantizeReport, TaskBound, VariantResult
+
+    doc = json.loads((Path(__file__).parent / "data" / "manifests" / "good_base.json").read_text())
+    doc["engines"] = {}
+    b = tmp_path / "b.mtb"
+    b.mkdir()
+    (b / "manifest.json").write_text(json.dumps(doc))
+    scores = {"val": {"zcls": {"value": 0.9, "drop": 0.0, "within_bound": True}}}
+    report = QuantizeReport(str(b), "corpus", "r", "labels", 0.2,
+                            tasks={"zcls": TaskBound("accuracy", 1.0, 0.8, {"val": 0.9})},
+                            variants={"fp32": VariantResult(True, {}, scores), "fp16": VariantResult(True, {}, scores)},
+                            ok=True, recommendation=DefaultRecommendation("fp16", "fp32", "this host"))
+    monkeypatch.setattr(quantize, "quantize_bundle", lambda *a, **k: report)
+    r = CliRunner().invoke(cli, ["quantize", str(b), "--precision", "fp16"])
+    assert r.exit_code == 0, r.output
+    assert Bundle.open(b).manifest.default_variant == "fp32"  # without --set-default: reported only
+    r = CliRunner().invoke(cli, ["quantize", str(b), "--precision", "fp16", "--set-default"])
+    assert r.exit_code == 0, r.output
+    assert "default_variant is now fp16" in r.output and Bundle.open(b).manifest.default_variant == "fp16"
