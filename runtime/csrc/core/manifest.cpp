@@ -88,19 +88,34 @@ void check_number(const Json& v, const std::string& where, double minimum, bool 
                     std::to_string(minimum) + ", got " + v.dump());
 }
 
-void check_optional(const Json& j, const char* key, const std::string& where, const char* type) {
+// What an optional key may hold when present.
+enum class Expect { kBool, kString, kObject, kObjectOrNull, kCount, kNonNegative };
+
+void check_optional(const Json& j, const char* key, const std::string& where, Expect expect) {
   const Json* v = optional(j, key);
   if (!v) return;
   const std::string w = join_path(where, key);
-  const std::string t = type;
-  if (t == "bool" && !v->is_boolean()) fail(w, "expected true or false, got " + v->dump());
-  if (t == "string" && !v->is_string()) fail(w, "expected a string, got " + v->dump());
-  if (t == "object" && !v->is_object()) fail(w, "expected an object, got " + v->dump());
-  if (t == "object-or-null" && !v->is_object() && !v->is_null())
-    fail(w, "expected an object or null, got " + v->dump());
-  if (t == "count" && (!v->is_number_integer() || v->get<std::int64_t>() < 0))
-    fail(w, "expected an integer from 0 up, got " + v->dump());
-  if (t == "non-negative") check_number(*v, w, 0, false);
+  switch (expect) {
+    case Expect::kBool:
+      if (!v->is_boolean()) fail(w, "expected true or false, got " + v->dump());
+      break;
+    case Expect::kString:
+      if (!v->is_string()) fail(w, "expected a string, got " + v->dump());
+      break;
+    case Expect::kObject:
+      if (!v->is_object()) fail(w, "expected an object, got " + v->dump());
+      break;
+    case Expect::kObjectOrNull:
+      if (!v->is_object() && !v->is_null()) fail(w, "expected an object or null, got " + v->dump());
+      break;
+    case Expect::kCount:
+      if (!v->is_number_integer() || v->get<std::int64_t>() < 0)
+        fail(w, "expected an integer from 0 up, got " + v->dump());
+      break;
+    case Expect::kNonNegative:
+      check_number(*v, w, 0, false);
+      break;
+  }
 }
 
 std::string str(const Json& j, const char* key, const std::string& where) {
@@ -299,7 +314,7 @@ void parse_input(const Json& j, Manifest& m) {
   m.input.shape = shape(field(in, "shape", "input"), "input.shape");
   one_of(in, "dtype", "input", {"float32"});
   one_of(in, "layout", "input", {"NCHW"});
-  check_optional(in, "dynamic_batch", "input", "bool");
+  check_optional(in, "dynamic_batch", "input", Expect::kBool);
   if (optional(in, "color")) one_of(in, "color", "input", {"rgb", "bgr", "gray"});
   // The runtime does not normalize (the caller does), but a bundle without a usable recipe for it
   // is refused here as in Python: a std of 0 would divide by zero on the caller's side.
@@ -329,8 +344,8 @@ void parse_segments(const Json& j, Manifest& m) {
     ls.outputs = str_list(s, "outputs", where);
     str_list(s, "tasks", where);
     if (!field(s, "shared", where).is_boolean()) fail(where + ".shared", "expected true or false");
-    check_optional(s, "flops", where, "count");
-    check_optional(s, "params", where, "count");
+    check_optional(s, "flops", where, Expect::kCount);
+    check_optional(s, "params", where, Expect::kCount);
     m.segments.push_back(std::move(ls));
   }
 }
@@ -346,8 +361,8 @@ void parse_tasks(const Json& j, Manifest& m) {
     str(t, "metric", where);
     task.output = str(t, "output", where);
     task.segments = str_list(t, "segments", where);
-    check_optional(t, "higher_is_better", where, "bool");
-    check_optional(t, "allowed_drop", where, "non-negative");
+    check_optional(t, "higher_is_better", where, Expect::kBool);
+    check_optional(t, "allowed_drop", where, Expect::kNonNegative);
     m.tasks.push_back(std::move(task));
   }
 }
@@ -359,11 +374,11 @@ Variant parse_variant(const std::string& vname, const Json& v) {
   Variant var;
   var.name = vname;
   var.precision = one_of(v, "precision", where, {"fp32", "fp16", "int8", "mixed"});
-  check_optional(v, "config", where, "object-or-null");
-  check_optional(v, "calibration", where, "object-or-null");
-  check_optional(v, "metrics", where, "object");
-  check_optional(v, "flops", where, "count");
-  check_optional(v, "latency_ms", where, "non-negative");
+  check_optional(v, "config", where, Expect::kObjectOrNull);
+  check_optional(v, "calibration", where, Expect::kObjectOrNull);
+  check_optional(v, "metrics", where, Expect::kObject);
+  check_optional(v, "flops", where, Expect::kCount);
+  check_optional(v, "latency_ms", where, Expect::kNonNegative);
   if (const Json* tol = optional(v, "tolerance")) {
     if (!tol->is_object()) fail(where + ".tolerance", "expected an object, got " + tol->dump());
     for (const auto& [task, x] : tol->items()) check_number(x, where + ".tolerance." + task, 0, false);
@@ -404,8 +419,8 @@ void parse_engines(const Json& j, Manifest& m) {
     es.target = target;
     es.backend = one_of(e, "backend", where, {"openvino", "tensorrt"});
     es.variant = str(e, "variant", where);
-    for (const char* key : {"target", "device"}) check_optional(e, key, where, "string");
-    for (const char* key : {"built_with", "verification"}) check_optional(e, key, where, "object");
+    for (const char* key : {"target", "device"}) check_optional(e, key, where, Expect::kString);
+    for (const char* key : {"built_with", "verification"}) check_optional(e, key, where, Expect::kObject);
     if (optional(e, "precision")) one_of(e, "precision", where, {"fp32", "fp16", "int8", "mixed"});
     if (const Json* d = optional(e, "device")) es.device = d->get<std::string>();
     es.segments = file_refs(field(e, "segments", where), where + ".segments", false);
@@ -424,7 +439,7 @@ void parse_golden(const Json& j, Manifest& m) {
       (samples.is_number_unsigned() && samples.get<std::uint64_t>() > 1000000))
     fail("golden.samples", "expected an integer from 1 to 1000000, got " + samples.dump());
   m.golden_samples = static_cast<int>(samples.get<std::int64_t>());
-  check_optional(golden, "source", "golden", "string");
+  check_optional(golden, "source", "golden", Expect::kString);
 }
 
 // The runtime reads no provenance, but a manifest without it is not one mtedge wrote: refused in
@@ -441,7 +456,7 @@ void check_provenance(const Json& j) {
   if (!tools.is_object()) fail("provenance.tools", "expected an object, got " + tools.dump());
   for (const auto& [k, v] : tools.items())
     if (!v.is_string()) fail("provenance.tools." + k, "expected a string, got " + v.dump());
-  check_optional(p, "recipe", "provenance", "object-or-null");
+  check_optional(p, "recipe", "provenance", Expect::kObjectOrNull);
 }
 
 Manifest parse_checked(const std::string& text, const std::string& dir) {
