@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from mtedge_runtime import manifest as model
-from mtedge_runtime.errors import BundleError
+from mtedge_runtime.errors import BundleError, MtedgeError
 
 from toolchain.bundle.manifest import schema, validate_manifest
 
@@ -115,3 +115,61 @@ def test_entries_know_their_own_names(name):
     m = model.parse(load(name))
     for table in (m.tasks, m.segments, m.variants, m.engines):
         assert all(entry.name == key for key, entry in table.items())
+
+
+def _cpp_verdict(doc, root: Path):
+    """None when the C++ parser accepts ``doc`` (loading then fails on the absent files), else the
+    JSON path its error names."""
+    from mtedge_runtime import BundleFormatError, Runtime
+
+    (root / "manifest.json").write_text(json.dumps(doc))
+    try:
+        Runtime(str(root), backend="openvino")
+    except BundleFormatError as e:
+        msg = str(e)
+        if msg.startswith("manifest.json: "):
+            return msg[len("manifest.json: "):].split(": ")[0]
+        raise
+    except MtedgeError:
+        return None  # past the manifest: a missing segment or golden file
+    raise AssertionError("a bundle without files loaded")
+
+
+def test_python_and_cpp_agree_beyond_the_corpus(tmp_path):
+    """Fixed-seed single mutations of a good manifest (a key deleted or given another value of
+    another type): both parsers accept or refuse together and name the same field."""
+    import random
+
+    root = tmp_path / "m.mtb"
+    root.mkdir()
+    base = load("good_quantized_variant.json")
+    assert _cpp_verdict(base, root) is None
+
+    def paths(o, p=()):
+        if p:
+            yield p
+        items = o.items() if isinstance(o, dict) else enumerate(o) if isinstance(o, list) else ()
+        for k, v in items:
+            yield from paths(v, p + (k,))
+
+    values = [None, 0, -1, 2**40, 1.5, "", "x", "../a", "float16", "fp16", [], [1], {}, {"a": 1}, True, "a" * 64]
+    rng, every, disagree = random.Random(26), list(paths(base)), []
+    for _ in range(200):
+        doc = copy.deepcopy(base)
+        path = rng.choice(every)
+        parent = doc
+        for k in path[:-1]:
+            parent = parent[k]
+        if isinstance(parent, dict) and rng.random() < 0.3:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = copy.deepcopy(rng.choice(values))
+        try:
+            model.parse(doc)
+            py = None
+        except model.ManifestError as e:
+            py = e.field
+        cpp = _cpp_verdict(doc, root)
+        if py != cpp:
+            disagree.append((path, py, cpp))
+    assert not disagree, disagree[:5]
