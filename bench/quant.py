@@ -36,6 +36,7 @@ from toolchain.data.loaders import batches  # noqa: E402
 from toolchain.export import export_bundle  # noqa: E402
 from toolchain.model import load, save_checkpoint  # noqa: E402
 from toolchain.quantize import QuantizeOptions, quantize_bundle  # noqa: E402
+from toolchain.quantize.report import QuantizeReport  # noqa: E402
 from toolchain.recipe import parse_recipe  # noqa: E402
 from toolchain.verify import verify_bundle  # noqa: E402
 from support.magnitude_prune import magnitude_prune, output_layers  # noqa: E402
@@ -51,26 +52,27 @@ def tight_recipe(recipe):
     return parse_recipe(doc)
 
 
-def summarize(report: dict[str, Any], split: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"mode": report["mode"], "split": split, "variants": {},
-                           # the variant a runtime/build picks without --variant: fastest within bounds
-                           "default_variant": report.get("default_variant", "fp32"), "bf16": report.get("bf16")}
-    for v, r in report["variants"].items():
-        if not r.get("written"):
+def summarize(report: QuantizeReport, split: str) -> dict[str, Any]:
+    rec = report.recommendation
+    out: dict[str, Any] = {"mode": report.mode, "split": split, "variants": {},
+                           # fastest within bounds on this host: a recommendation, not applied to the bundle
+                           "recommended_default": rec.variant if rec else "fp32", "bf16": report.bf16}
+    for v, r in report.variants.items():
+        if not r.written:
             out["variants"][v] = {"written": False}
             continue
-        sc = r["scores"].get(split) or r["scores"]["val"]
+        sc = r.scores.get(split) or r.scores["val"]
         out["variants"][v] = {
             "written": True,
-            "tasks": {t: {"metric": report["tasks"][t]["metric"], "value": s["value"], "drop": s["drop"],
-                          "allowed_drop": report["tasks"][t]["allowed_drop"], "within_bound": s["within_bound"]}
+            "tasks": {t: {"metric": report.tasks[t].metric, "value": s["value"], "drop": s["drop"],
+                          "allowed_drop": report.tasks[t].allowed_drop, "within_bound": s["within_bound"]}
                       for t, s in sc.items()},
             "within_bound": all(s["within_bound"] for s in sc.values()),
-            "latency_ms": r.get("latency", {}).get("latency_ms"),
-            "speedup_vs_fp32": r.get("speedup_vs_fp32"),
-            "slower_than_fp32": r.get("slower_than_fp32"),
-            "bytes": r.get("bytes"),
-            "float_layers": r.get("float_layers", {}),
+            "latency_ms": (r.latency or {}).get("latency_ms"),
+            "speedup_vs_fp32": r.speedup_vs_fp32,
+            "slower_than_fp32": r.slower_than_fp32,
+            "bytes": r.bytes,
+            "float_layers": r.float_layers,
         }
     return out
 
@@ -93,7 +95,7 @@ def table(name: str, summary: dict[str, Any]) -> None:
                       str(r["bytes"]) if first else "")
     console.print(t)
     bf = summary.get("bf16")
-    console.print(f"default variant: {summary['default_variant']}"
+    console.print(f"recommended default variant (this host): {summary['recommended_default']}"
                   + (f"; fp32 at the bf16 hint: {bf['latency']['latency_ms']:.3f} ms = {bf['speedup_vs_fp32']:.2f}x fp32 "
                      f"(bf16 native on this CPU: {bf['native']})" if bf else ""))
 
@@ -110,8 +112,8 @@ def fashion(work: Path, checkpoint: str | None, args) -> tuple[dict, dict]:
     export_bundle(loaded, recipe, path, force=True)
     rep = quantize_bundle(path, recipe, ("int8", "fp16"), report_dir=work / "fashion-report", options=opts)
     result = summarize(rep, "test")
-    result["decisions"] = rep["variants"]["int8"].get("decisions", [])
-    result["verify_ok"] = verify_bundle(path)["ok"]
+    result["decisions"] = rep.variants["int8"].decisions
+    result["verify_ok"] = verify_bundle(path).ok
 
     # pruned + int8
     pruned = copy.deepcopy(loaded.module)
@@ -129,7 +131,7 @@ def fashion(work: Path, checkpoint: str | None, args) -> tuple[dict, dict]:
                            options=QuantizeOptions(test_count=2000, latency_runs=args.runs, threads=args.threads))
     presult = summarize(prep, "test")
     presult["params"] = {"before": params_before, "after": sum(p.numel() for p in pruned.parameters())}
-    presult["verify_ok"] = verify_bundle(ppath)["ok"]
+    presult["verify_ok"] = verify_bundle(ppath).ok
     presult["runtime"] = runtime_check(ppath)
     return result, presult
 
@@ -182,7 +184,7 @@ def mobilenet(work: Path, args) -> dict:
     rep = quantize_bundle(path, recipe, ("int8", "fp16"), report_dir=work / "mobilenetv2-report",
                           options=QuantizeOptions(latency_runs=args.runs, threads=args.threads))
     result = summarize(rep, "test")
-    result["verify_ok"] = verify_bundle(path)["ok"]
+    result["verify_ok"] = verify_bundle(path).ok
     result["bounds"] = "off (untrained latency model; fidelity figures are degenerate)"
     return result
 

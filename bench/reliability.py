@@ -109,7 +109,7 @@ def bundle_state(path: Path) -> str:
         report = verify_bundle(path)
     except MtedgeError:
         return "refused"
-    return "complete" if report["ok"] else "half-loaded"
+    return "complete" if report.ok else "half-loaded"
 
 
 def checkpoint_state(path: Path) -> str:

@@ -247,7 +247,7 @@ def main() -> int:
         "task_switch_overhead_pct_same_bundle": task_switch,
         "runtime_switch_parity_max_abs_diff": parity,
         "bundle": {"path": str(bundle), "variants": len(configs), "segment_files": res.files,
-                   "segment_refs": res.segment_refs, "verify_ok": ver["ok"],
+                   "segment_refs": res.segment_refs, "verify_ok": ver.ok,
                    "onnxruntime_vs_torch_max_abs": max(max(v.values()) for v in res.max_abs_error.values())},
         "latency_model": table.latency,
         "acceptance": {
@@ -259,7 +259,7 @@ def main() -> int:
             "runtime_added_switch_overhead_le_1pct": switch["runtime_added_switch_overhead_pct"] <= 1.0,
             "mobilenetv2_config_switch_overhead_le_1pct": mbv2_switch["config_switch_overhead_pct"] <= 1.0,
             "preference_swap": bool(swap["wider_decoder_swaps"] and swap["a_metric_moves_test"] and swap["b_metric_moves_test"]),
-            "verify_ok": ver["ok"],
+            "verify_ok": ver.ok,
         },
         "timings_s": timings,
         "plot": str(plot),
@@ -288,7 +288,7 @@ def main() -> int:
     console.print(f"preference swap {a}/{b} at {swap_budget:.0%} FLOPs: {na} vs {nb}; wider decoder swaps: "
                   f"{swap['wider_decoder_swaps']}; metrics move: {swap['a_metric_moves_test']}, {swap['b_metric_moves_test']}")
     console.print(f"bundle: {len(configs)} variants, {res.files} segment files for {res.segment_refs} references; "
-                  f"verify ok: {ver['ok']}; acceptance: {doc['acceptance']}")
+                  f"verify ok: {ver.ok}; acceptance: {doc['acceptance']}")
     console.print(f"wrote {args.out} and {plot}")
     return 0
 

@@ -16,6 +16,7 @@ from doubles import tensorrt_double
 from doubles.fake_engine import parse_engine
 from doubles.fake_tensorrt import make_fake_tensorrt
 from doubles.fixtures import DOUBLES, _toy_master, toy_bundle, trtexec_on_path  # noqa: F401 (fixtures)
+from toolchain.bundle.manifest import Bundle
 from toolchain.cli import main
 from toolchain.errors import BundleError, VerificationError
 from toolchain.targets import build as b
@@ -71,7 +72,7 @@ def test_blobs_chain_through_the_dag(toy_bundle: Path) -> None:
     runners = {s: blob_runner(core, toy_bundle / r["file"], entry["built_with"]["config"])
                for s, r in entry["segments"].items()}
     x = np.load(toy_bundle / "golden/input.npy")
-    env = run_dag(m, "fp32", runners, x[:1])
+    env = run_dag(Bundle.open(toy_bundle).manifest, "fp32", runners, x[:1])  # the typed manifest
     np.testing.assert_allclose(env["cls"], np.load(toy_bundle / "golden/cls.npy")[:1], atol=1e-4)
 
 

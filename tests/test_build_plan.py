@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from doubles.fixtures import _toy_master  # noqa: F401 (fixture)
+from toolchain.bundle.manifest import Bundle, Manifest
 from toolchain.targets.plan import BuildOptions, EngineBuildStep, engines_key, plan_build
 from toolchain.targets.profile import TargetError, list_profiles, load_profile
 from toolchain.targets.trtexec import emit_build_script, parse_trtexec_version, trtexec_args
@@ -19,8 +20,8 @@ JETSON10 = [n for n in BUILDABLE if n.startswith("jetson")]
 
 
 @pytest.fixture(scope="module")
-def manifest(_toy_master: Path) -> dict:  # noqa: F811
-    return json.loads((_toy_master / "manifest.json").read_text())
+def manifest(_toy_master: Path) -> Manifest:  # noqa: F811
+    return Bundle.open(_toy_master).manifest
 
 
 @pytest.mark.parametrize("target", BUILDABLE)
@@ -36,7 +37,7 @@ def test_plan_per_target_is_plain_data(manifest: dict, target: str) -> None:
         plan.steps[0].segment = "x"  # type: ignore[misc]
     assert plan_build(manifest, prof, BuildOptions()) == plan  # pure: same inputs, same plan
     step = plan.variants[0].steps[0]
-    assert step.onnx == "segments/trunk.onnx" and step.onnx_sha256 == manifest["variants"]["fp32"]["segments"]["trunk"]["sha256"]
+    assert step.onnx == "segments/trunk.onnx" and step.onnx_sha256 == manifest.variants["fp32"].segments["trunk"].sha256
     if prof.backend == "tensorrt":
         assert step.engine_path == f"engines/{target}/fp32/trunk.plan"
         assert step.workspace_mb == prof.default_workspace_mb <= prof.memory_mb // 2

@@ -44,7 +44,7 @@ def test_fashion_bundle_layout_schema_and_verify(fashion_bundle):
     assert set(doc["task_models"]) == set(doc["tasks"])
     assert doc["provenance"]["model_sha256"] and doc["provenance"]["tools"]["torch"].startswith("2.13.0")
     report = verify_bundle(fashion_bundle)
-    assert report["ok"] and all(r["max_abs_error"] <= 1e-4 for r in report["variants"]["fp32"].values())
+    assert report.ok and all(r.max_abs_error <= 1e-4 for r in report.variants["fp32"].values())
 
 
 def test_mobilenet_bundle_verifies(mobilenet_bundle):
@@ -64,9 +64,9 @@ def test_export_shapes_match_torch(shape_name, tmp_path):
     bundle = Bundle.open(tmp_path / "b.mtb")
     # any subset of tasks runs the union of their paths, each segment once
     for task in bundle.tasks:
-        assert bundle.segments_for([task]) == bundle.manifest["tasks"][task]["segments"]
+        assert bundle.segments_for([task]) == bundle.manifest.tasks[task].segments
     everything = bundle.segments_for(bundle.tasks)
-    assert everything == list(bundle.manifest["segments"]) and len(set(everything)) == len(everything)
+    assert everything == list(bundle.manifest.segments) and len(set(everything)) == len(everything)
     x, expected = bundle.golden()
     ref = ReferenceExecutor(bundle)
     with torch.no_grad():
@@ -210,7 +210,7 @@ def test_manifest_of_an_unknown_format_version(fashion_bundle, tmp_path):
     doc = _manifest(b)
     doc["format_version"] = 9
     (b / "manifest.json").write_text(json.dumps(doc))
-    with pytest.raises(BundleError, match="format_version 9 is not supported"):
+    with pytest.raises(BundleError, match="format_version: this mtedge reads format_version 1, got 9"):
         Bundle.open(b)
 
 

@@ -19,16 +19,16 @@ def test_total_flops_within_2pct_of_torch_flop_counter(spec, shape):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         module(x)
     independent = counter.get_total_flops()
-    assert abs(report["total_flops"] - independent) / independent < 0.02
-    assert report["total_params"] == sum(p.numel() for p in module.parameters())
+    assert abs(report.total_flops - independent) / independent < 0.02
+    assert report.total_params == sum(p.numel() for p in module.parameters())
 
 
 def test_mobilenet_task_tree_shows_both_skip_taps():
     report, part = inspect_model(load("zoo:mobilenetv2-mt").module, torch.zeros(1, 3, 224, 224))
-    assert list(report["segments"]) == ["trunk", "cls", "seg", "depth"]
-    assert len(report["tasks"]["seg"]["taps"]) == 2 and len(report["tasks"]["depth"]["taps"]) == 2
-    assert report["tasks"]["seg"]["taps"] != report["tasks"]["depth"]["taps"]  # stride-8 vs stride-16 skip
-    assert report["segments"]["trunk"]["shared"] and not report["segments"]["cls"]["shared"]
+    assert list(report.segments) == ["trunk", "cls", "seg", "depth"]
+    assert len(report.tasks["seg"].taps) == 2 and len(report.tasks["depth"].taps) == 2
+    assert report.tasks["seg"].taps != report.tasks["depth"].taps  # stride-8 vs stride-16 skip
+    assert report.segments["trunk"].shared and not report.segments["cls"].shared
 
 
 def test_cli_inspect_json_and_table():

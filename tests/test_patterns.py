@@ -63,13 +63,13 @@ def test_pattern_through_every_stage(name, tmp_path):
 
     # 1. inspect
     report, part = inspect_model(gm, x)
-    assert set(report["tasks"]) == set(recipe.tasks)
-    assert sum(s["flops"] for s in report["segments"].values()) > 0
+    assert set(report.tasks) == set(recipe.tasks)
+    assert sum(s.flops for s in report.segments.values()) > 0
 
     # 2. export + verify
     bundle = tmp_path / f"{name}.mtb"
     export_bundle(gm, recipe, bundle, force=True)
-    assert verify_bundle(bundle)["ok"]
+    assert verify_bundle(bundle).ok
 
     # 3. compress: both methods reach their goal on the captured graph; the pruned model exports
     goal = 0.7
@@ -81,7 +81,7 @@ def test_pattern_through_every_stage(name, tmp_path):
     assert cost.model_flops(l1.model, x) == l1.flops_after
     pruned_bundle = tmp_path / f"{name}-l1.mtb"
     export_bundle(l1.model, recipe, pruned_bundle, force=True)
-    assert verify_bundle(pruned_bundle)["ok"]
+    assert verify_bundle(pruned_bundle).ok
 
     # 4. runtime parity: the C++ runtime and onnxruntime agree on every task, on fresh inputs
     rt = Runtime(pruned_bundle, backend="openvino", precision="f32")

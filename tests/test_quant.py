@@ -17,6 +17,8 @@ import pytest
 import torch
 from onnx import TensorProto, numpy_helper
 
+from mtedge_runtime.manifest import EngineSet
+
 from toolchain.bundle import Bundle
 from toolchain.errors import SpecError
 from toolchain.export import export_bundle
@@ -61,24 +63,24 @@ def bundle(base, tmp_path) -> tuple[Path, object]:
 def test_int8_variant_is_symmetric_qdq_and_verifies(bundle, tmp_path):
     path, recipe = bundle
     report = quantize_bundle(path, recipe, ("int8",), calibration_count=8, report_dir=tmp_path / "rep", options=FAST)
-    assert report["ok"] and report["mode"] == "label-free"
+    assert report.ok and report.mode == "label-free"
     b = Bundle.open(path)
     v = b.variant("int8")
-    assert v["precision"] == "int8" and set(v["segments"]) == set(b.manifest["segments"])
-    assert v["calibration"]["samples"] == 8 and v["calibration"]["split"] == "calib"
-    assert set(v["tolerance"]) == set(b.tasks) and all(t >= 1e-2 for t in v["tolerance"].values())
+    assert v.precision == "int8" and set(v.segments) == set(b.manifest.segments)
+    assert v.calibration["samples"] == 8 and v.calibration["split"] == "calib"
+    assert set(v.tolerance) == set(b.tasks) and all(t >= 1e-2 for t in v.tolerance.values())
     qdq = 0
-    for seg, entry in v["segments"].items():
-        assert entry["precision"] in ("int8", "mixed", "fp32")
+    for seg, entry in v.segments.items():
+        assert entry.precision in ("int8", "mixed", "fp32")
         model = onnx.load(str(b.path(entry)))
         check_symmetric(model, seg)  # int8 zero points of 0 only: what TensorRT accepts
         qdq += sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
-        assert all(s["dtype"] == "float32" for s in entry["inputs"] + entry["outputs"])
+        assert all(s.dtype == "float32" for s in entry.inputs + entry.outputs)
     assert qdq > 0
-    int8_bytes = sum(e["bytes"] for e in v["segments"].values())
-    assert int8_bytes < sum(e["bytes"] for e in b.variant("fp32")["segments"].values())
+    int8_bytes = sum(e.bytes for e in v.segments.values())
+    assert int8_bytes < sum(e.bytes for e in b.variant("fp32").segments.values())
     result = verify_bundle(path)
-    assert result["ok"] and set(result["variants"]) == {"fp32", "int8"}
+    assert result.ok and set(result.variants) == {"fp32", "int8"}
     doc = json.loads((tmp_path / "rep" / "quant.json").read_text())
     assert doc["variants"]["int8"]["written"] is True
     assert "Layers kept in float" in (tmp_path / "rep" / "quant.md").read_text()
@@ -87,15 +89,15 @@ def test_int8_variant_is_symmetric_qdq_and_verifies(bundle, tmp_path):
 def test_requantizing_replaces_the_variant_and_its_files(bundle):
     path, recipe = bundle
     quantize_bundle(path, recipe, ("int8",), calibration_count=4, options=FAST)
-    first = {e["file"] for e in Bundle.open(path).variant("int8")["segments"].values()}
+    first = {e.file for e in Bundle.open(path).variant("int8").segments.values()}
     b = Bundle.open(path)
-    b.manifest["engines"] = {"host-cpu@int8": {"backend": "openvino", "variant": "int8", "segments": {}}}
+    b.manifest.engines = {"host-cpu@int8": EngineSet("host-cpu@int8", "openvino", "int8", {})}
     b.save_manifest()
     report = quantize_bundle(path, recipe, ("int8",), calibration_count=12, options=FAST)
     b = Bundle.open(path)
-    second = {e["file"] for e in b.variant("int8")["segments"].values()}
-    assert b.variant("int8")["calibration"]["samples"] == 12
-    assert "host-cpu@int8" not in b.manifest["engines"] and any("rebuild" in n for n in report["notes"])
+    second = {e.file for e in b.variant("int8").segments.values()}
+    assert b.variant("int8").calibration["samples"] == 12
+    assert "host-cpu@int8" not in b.manifest.engines and any("rebuild" in n for n in report.notes)
     for f in first - second:  # files of the replaced variant are gone, the fp32 ones stay
         assert not (path / f).exists()
     assert b.verify_files()
@@ -104,22 +106,22 @@ def test_requantizing_replaces_the_variant_and_its_files(bundle):
 def test_fp16_variant_types_and_boundaries(bundle):
     path, recipe = bundle
     report = quantize_bundle(path, recipe, ("fp16",), options=FAST)
-    assert report["ok"]
+    assert report.ok
     b = Bundle.open(path)
     v = b.variant("fp16")
-    task_outputs = {t["output"] for t in b.manifest["tasks"].values()}
-    for seg, entry in v["segments"].items():
+    task_outputs = {t.output for t in b.manifest.tasks.values()}
+    for seg, entry in v.segments.items():
         model = onnx.load(str(b.path(entry)))
         onnx.checker.check_model(model, full_check=True)
-        assert entry["precision"] == "fp16"
+        assert entry.precision == "fp16"
         floats = [i for i in model.graph.initializer if i.data_type in (TensorProto.FLOAT, TensorProto.FLOAT16)]
         assert floats and all(i.data_type == TensorProto.FLOAT16 for i in floats), seg
-        for spec in entry["inputs"] + entry["outputs"]:  # docs/bundle-format.md rule 3
-            boundary32 = spec["name"] == "image" or spec["name"] in task_outputs
-            assert spec["dtype"] == ("float32" if boundary32 else "float16"), (seg, spec)
+        for spec in entry.inputs + entry.outputs:  # docs/bundle-format.md rule 3
+            boundary32 = spec.name == "image" or spec.name in task_outputs
+            assert spec.dtype == ("float32" if boundary32 else "float16"), (seg, spec)
     result = verify_bundle(path, ["fp16"])
-    assert result["ok"]
-    assert all(r["max_abs_error"] > 0 for r in result["variants"]["fp16"].values())  # really float16 weights
+    assert result.ok
+    assert all(r.max_abs_error > 0 for r in result.variants["fp16"].values())  # really float16 weights
 
 
 def test_tight_bound_keeps_a_layer_in_float_until_the_task_is_within_it(tmp_path):
@@ -131,26 +133,26 @@ def test_tight_bound_keeps_a_layer_in_float_until_the_task_is_within_it(tmp_path
     probe_dir = tmp_path / "probe.mtb"
     shutil.copytree(path, probe_dir)
     probe = quantize_bundle(probe_dir, loose, ("int8",), calibration_count=8, options=exact)
-    all_int8_drop = probe["variants"]["int8"]["scores"]["val"]["depth"]["drop"]
-    assert all_int8_drop > 0 and not probe["variants"]["int8"]["decisions"]
+    all_int8_drop = probe.variants["int8"].scores["val"]["depth"]["drop"]
+    assert all_int8_drop > 0 and not probe.variants["int8"].decisions
 
     doc = copy.deepcopy(loose.to_dict())
     doc["tasks"]["depth"]["allowed_drop"] = all_int8_drop / 2
     tight = parse_recipe(doc)
     report = quantize_bundle(path, tight, ("int8",), calibration_count=8, options=exact)
-    int8 = report["variants"]["int8"]
-    assert report["ok"], report["notes"]
-    assert int8["decisions"], "a bound at half the all-int8 drop must keep at least one layer in float"
-    assert all(d["task"] == "depth" for d in int8["decisions"])
-    depth_segments = set(Bundle.open(path).manifest["tasks"]["depth"]["segments"])
-    assert {d["segment"] for d in int8["decisions"]} <= depth_segments  # only segments depth runs
-    assert int8["scores"]["val"]["depth"]["drop"] <= all_int8_drop / 2
+    int8 = report.variants["int8"]
+    assert report.ok, report.notes
+    assert int8.decisions, "a bound at half the all-int8 drop must keep at least one layer in float"
+    assert all(d["task"] == "depth" for d in int8.decisions)
+    depth_segments = set(Bundle.open(path).manifest.tasks["depth"].segments)
+    assert {d["segment"] for d in int8.decisions} <= depth_segments  # only segments depth runs
+    assert int8.scores["val"]["depth"]["drop"] <= all_int8_drop / 2
     v = Bundle.open(path).variant("int8")
-    recorded = {(s, name) for s, e in v["segments"].items() for name in e.get("float_layers", [])}
-    assert {(d["segment"], d["layer"]) for d in int8["decisions"]} == recorded
-    assert all(v["segments"][s]["precision"] == "mixed" for s, _ in recorded)
-    assert v["metrics"]["tasks"]["depth"]["within_bound"] is True
-    assert verify_bundle(path)["ok"]
+    recorded = {(s, name) for s, e in v.segments.items() for name in e.float_layers or []}
+    assert {(d["segment"], d["layer"]) for d in int8.decisions} == recorded
+    assert all(v.segments[s].precision == "mixed" for s, _ in recorded)
+    assert v.metrics["tasks"]["depth"]["within_bound"] is True
+    assert verify_bundle(path).ok
 
 
 def test_errors_name_the_bad_thing(bundle):
@@ -176,6 +178,25 @@ def test_cli_uses_the_recipe_recorded_in_the_bundle(bundle, tmp_path):
     doc = json.loads((tmp_path / "r" / "quant.json").read_text())
     assert doc["variants"]["fp16"]["written"] and doc["variants"]["fp16"]["latency"]["latency_ms"] > 0
     assert "fp16" in Bundle.open(path).variants
+    # measured on this host: a recommendation in the report, never applied without --set-default
+    assert doc["recommendation"]["current"] == "fp32" and doc["recommendation"]["variant"] in ("fp32", "fp16")
+    assert Bundle.open(path).manifest.default_variant == "fp32"
+
+
+def test_default_variant_is_a_recommendation_the_caller_applies(tmp_path):
+    from toolchain.quantize.report import DefaultRecommendation, apply_default
+
+    doc = json.loads((Path(__file__).parent / "data" / "manifests" / "good_base.json").read_text())
+    b = tmp_path / "b.mtb"
+    b.mkdir()
+    (b / "manifest.json").write_text(json.dumps(doc))
+    blocked = DefaultRecommendation("fp16", "fp32", "this host", ("host-cpu",))  # engines keyed by fp32
+    assert not apply_default(b, blocked) and "host-cpu" in blocked.explain()
+    assert Bundle.open(b).manifest.default_variant == "fp32"
+    rec = DefaultRecommendation("fp16", "fp32", "this host")
+    assert rec.changes and "--set-default" in rec.explain()
+    assert apply_default(b, rec) and Bundle.open(b).manifest.default_variant == "fp16"
+    assert not apply_default(b, DefaultRecommendation("fp16", "fp16", "this host"))  # nothing to change
 
 
 def test_fp16_keeps_resize_scales_float32_and_refuses_overflow():
@@ -207,3 +228,29 @@ def test_default_variant_is_the_fastest_that_pays_its_way():
     lat["fp16"]["latency_ms"] = 6.0
     assert fastest_within_bounds(lat, ["fp32", "int8", "fp16"]) == "fp16"
     assert fastest_within_bounds(lat, ["fp32", "int8"]) == "fp32"  # int8 slower than fp32: never the default
+
+
+def test_cli_set_default_applies_the_recommendation(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from toolchain import quantize
+    from toolchain.cli import cli
+    from toolchain.quantize.report import DefaultRecommendation, QuantizeReport, TaskBound, VariantResult
+
+    doc = json.loads((Path(__file__).parent / "data" / "manifests" / "good_base.json").read_text())
+    doc["engines"] = {}
+    b = tmp_path / "b.mtb"
+    b.mkdir()
+    (b / "manifest.json").write_text(json.dumps(doc))
+    scores = {"val": {"zcls": {"value": 0.9, "drop": 0.0, "within_bound": True}}}
+    report = QuantizeReport(str(b), "corpus", "r", "labels", 0.2,
+                            tasks={"zcls": TaskBound("accuracy", 1.0, 0.8, {"val": 0.9})},
+                            variants={"fp32": VariantResult(True, {}, scores), "fp16": VariantResult(True, {}, scores)},
+                            ok=True, recommendation=DefaultRecommendation("fp16", "fp32", "this host"))
+    monkeypatch.setattr(quantize, "quantize_bundle", lambda *a, **k: report)
+    r = CliRunner().invoke(cli, ["quantize", str(b), "--precision", "fp16"])
+    assert r.exit_code == 0, r.output
+    assert Bundle.open(b).manifest.default_variant == "fp32"  # without --set-default: reported only
+    r = CliRunner().invoke(cli, ["quantize", str(b), "--precision", "fp16", "--set-default"])
+    assert r.exit_code == 0, r.output
+    assert "default_variant is now fp16" in r.output and Bundle.open(b).manifest.default_variant == "fp16"

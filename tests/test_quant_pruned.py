@@ -39,15 +39,15 @@ def pruned_bundle(tmp_path_factory) -> Path:
     export_bundle(loaded, recipe, path, golden_samples=2)
     report = quantize_bundle(path, recipe, ("int8",), calibration_count=8,
                              options=QuantizeOptions(latency_runs=0, test_count=0))
-    assert report["ok"], report["notes"]
+    assert report.ok, report.notes
     return path
 
 
 def test_pruned_int8_bundle_verifies(pruned_bundle):
     result = verify_bundle(pruned_bundle)
-    assert result["ok"] and "int8" in result["variants"]
-    widths = [s["shape"][1] for e in Bundle.open(pruned_bundle).variant("int8")["segments"].values()
-              for s in e["outputs"] if len(s["shape"]) == 4]
+    assert result.ok and "int8" in result.variants
+    widths = [s.shape[1] for e in Bundle.open(pruned_bundle).variant("int8").segments.values()
+              for s in e.outputs if len(s.shape) == 4]
     assert widths and min(widths) < 16  # really the narrow model
 
 
@@ -57,7 +57,7 @@ def test_pruned_int8_bundle_runs_in_the_runtime(pruned_bundle):
     rt = Runtime(pruned_bundle, backend="openvino", variant="int8")
     b = Bundle.open(pruned_bundle)
     x, golden = b.golden()
-    tol = b.variant("int8")["tolerance"]
+    tol = b.variant("int8").tolerance
     out = rt.run(x[:1])
     for t, y in out.items():
         assert compare(t, y, golden[t][:1], tol[t]).passed, t

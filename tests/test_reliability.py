@@ -165,8 +165,11 @@ def test_compress_quantize_fails_when_a_variant_is_not_written(tmp_path, monkeyp
     from toolchain.cli import cli
 
     monkeypatch.setattr(export, "export_bundle", lambda *a, **k: None)
-    monkeypatch.setattr(quantize, "quantize_bundle", lambda *a, **k: {
-        "ok": False, "variants": {"int8": {"written": False}}, "notes": ["int8: task(s) garment stay out of bounds"]})
+    from toolchain.quantize.report import QuantizeReport, VariantResult
+
+    monkeypatch.setattr(quantize, "quantize_bundle", lambda *a, **k: QuantizeReport(
+        "q.mtb", "q", "r", "labels", 0.2, variants={"int8": VariantResult(False, {}, {})},
+        notes=["int8: task(s) garment stay out of bounds"]))
     r = CliRunner().invoke(cli, ["compress", "zoo:fashion-mt", "--quantize", "int8", "--test-count", "8",
                                  "-o", str(tmp_path / "q.mtb")])
     assert r.exit_code == 1, r.output

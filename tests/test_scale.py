@@ -253,11 +253,11 @@ def test_accuracy_control_trials_on_workers_give_the_serial_report(pool, tmp_pat
     shutil.copytree(path, tmp_path / "workers.mtb")
     monkeypatch.setattr(api, "control", functools.partial(control, max_rounds=1))  # one round: 2 trials, one batch
     opts = QuantizeOptions(latency_runs=0, test_count=0, margin=0.0, top_k=2, val_count=32)
-    serial = quantize_bundle(path, recipe, ("int8",), calibration_count=8, options=opts)["variants"]["int8"]
+    serial = quantize_bundle(path, recipe, ("int8",), calibration_count=8, options=opts).variants["int8"]
     parallel = quantize_bundle(tmp_path / "workers.mtb", recipe, ("int8",), calibration_count=8, options=opts,
-                               evaluator=pool)["variants"]["int8"]
-    assert serial["decisions"], "the zero bound must make the loop keep a layer in float"
-    assert parallel["decisions"] == serial["decisions"] and parallel["float_layers"] == serial["float_layers"]
-    assert parallel["scores"] == serial["scores"]
-    assert (parallel["calibration"]["accuracy_control"]["quantize_calls"]
-            == serial["calibration"]["accuracy_control"]["quantize_calls"])  # a worker's trials are counted alike
+                               evaluator=pool).variants["int8"]
+    assert serial.decisions, "the zero bound must make the loop keep a layer in float"
+    assert parallel.decisions == serial.decisions and parallel.float_layers == serial.float_layers
+    assert parallel.scores == serial.scores
+    assert (parallel.calibration["accuracy_control"]["quantize_calls"]
+            == serial.calibration["accuracy_control"]["quantize_calls"])  # a worker's trials are counted alike

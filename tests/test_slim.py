@@ -145,7 +145,7 @@ def test_fashion_encoder_slims_per_stage_by_resolution(fashion_recipe, data, tmp
     export_slim_bundle(s, fashion_recipe, out, [WidthConfig.uniform(1.0, TASKS), cfg], data[:1])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["variants"][cfg.name]["config"]["encoder"] == [1.0, 1.0, 0.5]
-    assert verify_bundle(out)["ok"]
+    assert verify_bundle(out).ok
 
 
 def test_widest_configuration_also_distills_from_the_original_model(fashion_recipe, data):
@@ -366,8 +366,8 @@ def test_export_stores_identical_segments_once_and_verifies(slim_bundle):
     assert all(v["latency_ms"] > 0 for v in m["variants"].values())
     assert m["variants"]["c50"]["metrics"] == {t: 1.0 for t in TASKS}
     report = verify_bundle(out)
-    assert report["ok"], report
-    assert max(r["max_abs_error"] for r in report["variants"]["c50"].values()) <= 1e-4
+    assert report.ok, report
+    assert max(r.max_abs_error for r in report.variants["c50"].values()) <= 1e-4
 
 
 def test_a_width_variants_own_golden_outputs_are_checksummed(slim_bundle, tmp_path):
@@ -484,4 +484,4 @@ def test_cli_convert_then_export_records_runtime_latency(tiny_trained_fashion, t
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["variants"]) == ["c100", "c50"]
     assert all(v["latency_ms"] > 0 and v["metrics"] for v in manifest["variants"].values())
-    assert verify_bundle(out)["ok"]
+    assert verify_bundle(out).ok

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from toolchain.bundle import Bundle
+from toolchain.bundle import Bundle, Manifest
 from toolchain.bundle.task_model import task_model
 from toolchain.runtime import Runtime
 from toolchain.timing import interleaved_ms, medians, repeated_and_alternating_ms, stats_ms
@@ -92,24 +92,24 @@ def _run_probe(mode: str, bundle: str, model_dir: str, threads: int | None, prec
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def raw_openvino_frame(core, cfg: dict, bundle: str | os.PathLike, manifest: dict, variant: str,
+def raw_openvino_frame(core, cfg: dict, bundle: str | os.PathLike, manifest: Manifest, variant: str,
                        plan: list[str], x: np.ndarray, tasks: list[str]) -> Callable[[], list[np.ndarray]]:
     """The baseline the runtime is measured against: `plan`'s segments of `variant` compiled with the
     OpenVINO Python API and wired like the runtime (one shared tensor per boundary, input wrapped
     without a copy); calling the result runs one frame and returns copies of `tasks`' outputs."""
     import openvino as ov
 
-    segments = manifest["variants"][variant]["segments"]
-    reqs, tensors = [], {manifest["input"]["name"]: ov.Tensor(x, shared_memory=True)}
+    segments = manifest.variant(variant).segments
+    reqs, tensors = [], {manifest.input.name: ov.Tensor(x, shared_memory=True)}
     for seg in plan:
         spec = segments[seg]
-        req = core.compile_model(str(Path(bundle) / spec["file"]), "CPU", cfg).create_infer_request()
-        for o in spec["outputs"]:
-            tensors[o["name"]] = ov.Tensor(ov.Type.f32 if o["dtype"] == "float32" else ov.Type.f16, o["shape"])
-        for name in manifest["segments"][seg]["inputs"] + manifest["segments"][seg]["outputs"]:
+        req = core.compile_model(str(Path(bundle) / spec.file), "CPU", cfg).create_infer_request()
+        for o in spec.outputs:
+            tensors[o.name] = ov.Tensor(ov.Type.f32 if o.dtype == "float32" else ov.Type.f16, o.shape)
+        for name in manifest.segments[seg].inputs + manifest.segments[seg].outputs:
             req.set_tensor(name, tensors[name])
         reqs.append(req)
-    outs = [manifest["tasks"][t]["output"] for t in tasks]
+    outs = [manifest.tasks[t].output for t in tasks]
 
     def frame() -> list[np.ndarray]:
         for r in reqs:
@@ -133,7 +133,7 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
     m = Bundle.open(bundle).manifest
     var = rt.variants[0]
     shape = tuple(rt.input_spec()["shape"])
-    golden = np.load(Path(bundle) / m["golden"]["input"]["file"]).astype(np.float32)
+    golden = np.load(Path(bundle) / m.golden.input.file).astype(np.float32)
     x = np.ascontiguousarray(golden[: shape[0]].reshape(shape)) if golden.size >= np.prod(shape) else \
         np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     cfg = _ov_config(threads, precision)
@@ -239,9 +239,9 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
     return report
 
 
-def width_config_variants(manifest: dict) -> list[str]:
+def width_config_variants(manifest: Manifest) -> list[str]:
     """Variants that carry a width ``config`` (slimmable configurations), in manifest order."""
-    return [n for n, v in manifest["variants"].items() if v.get("config")]
+    return [n for n, v in manifest.variants.items() if v.config]
 
 
 def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: int | None = None,
@@ -271,7 +271,7 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
         raise ValueError(f"{bundle}: configuration switching needs two width variants, found {names}")
     rt = Runtime(str(bundle), backend="openvino", threads=threads, variant=names, precision=precision)
     shape = tuple(rt.input_spec()["shape"])
-    golden = np.load(Path(bundle) / m["golden"]["input"]["file"]).astype(np.float32)
+    golden = np.load(Path(bundle) / m.golden.input.file).astype(np.float32)
     x = np.ascontiguousarray(golden[: shape[0]].reshape(shape))
     tasks = rt.tasks
     core, cfg = ov.Core(), _ov_config(threads, precision)

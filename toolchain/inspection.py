@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,8 +14,47 @@ from toolchain.graph.capture import capture
 from toolchain.graph.tracing import trace
 
 
-def inspect_model(module: nn.Module, example: torch.Tensor) -> tuple[dict[str, Any], Partition]:
-    """A JSON-ready description of which layers serve which tasks, and what each part costs.
+@dataclass
+class SegmentInfo:
+    tasks: list[str]
+    shared: bool
+    inputs: list[str]
+    outputs: list[str]
+    branches_from: list[str]  # producing segments of its inputs ("input" for the model input)
+    flops: int
+    params: int
+    layers: int
+    first_layer: str | None
+    last_layer: str | None
+
+
+@dataclass
+class TaskInfo:
+    segments: list[str]
+    taps: list[str]  # tensors where the task's own branch reads the shared part
+    flops: int
+    branch_flops: int
+    branch_params: int
+
+
+@dataclass
+class InspectReport:
+    """Which layers serve which tasks and what each part costs (`mtedge inspect`, ``--json``: :meth:`to_dict`)."""
+
+    model: str
+    input_shape: list[int]
+    tasks: dict[str, TaskInfo]
+    segments: dict[str, SegmentInfo]
+    total_flops: int
+    total_params: int
+    shared_flops: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def inspect_model(module: nn.Module, example: torch.Tensor) -> tuple[InspectReport, Partition]:
+    """Which layers serve which tasks, and what each part costs.
 
     `example` should have batch 1: FLOPs are per image.
     """
@@ -22,78 +63,63 @@ def inspect_model(module: nn.Module, example: torch.Tensor) -> tuple[dict[str, A
     segments = {}
     for name, seg in part.segments.items():
         layers = [str(n.target) for n in seg.nodes if n.op == "call_module"]
-        segments[name] = {
-            "tasks": sorted(seg.tasks, key=part.tasks.index),
-            "shared": seg.shared,
-            "inputs": seg.inputs,
-            "outputs": seg.outputs,
-            "branches_from": sorted({part.producer(t) or "input" for t in seg.inputs}),
-            "flops": int(seg.flops),
-            "params": int(seg.params),
-            "layers": len(layers),
-            "first_layer": layers[0] if layers else None,
-            "last_layer": layers[-1] if layers else None,
-        }
+        segments[name] = SegmentInfo(
+            tasks=sorted(seg.tasks, key=part.tasks.index), shared=seg.shared, inputs=seg.inputs, outputs=seg.outputs,
+            branches_from=sorted({part.producer(t) or "input" for t in seg.inputs}),
+            flops=int(seg.flops), params=int(seg.params), layers=len(layers),
+            first_layer=layers[0] if layers else None, last_layer=layers[-1] if layers else None)
     tasks = {}
     for t in part.tasks:
         path = part.task_segments[t]
         own = [s for s in path if not part.segments[s].shared]
-        taps = sorted({i for s in own for i in part.segments[s].inputs})
-        tasks[t] = {
-            "segments": path,
-            "taps": taps,  # tensors where the task's own branch reads the shared part
-            "flops": int(sum(part.segments[s].flops for s in path)),
-            "branch_flops": int(sum(part.segments[s].flops for s in own)),
-            "branch_params": int(sum(part.segments[s].params for s in own)),
-        }
-    total_params = sum(p.numel() for p in gm.parameters())
-    report = {
-        "model": type(module).__name__,
-        "input_shape": list(example.shape),
-        "tasks": tasks,
-        "segments": segments,
-        "total_flops": int(sum(s.flops for s in part.segments.values())),
-        "total_params": int(total_params),
-        "shared_flops": int(sum(s.flops for s in part.segments.values() if s.shared)),
-    }
+        tasks[t] = TaskInfo(
+            segments=path, taps=sorted({i for s in own for i in part.segments[s].inputs}),
+            flops=int(sum(part.segments[s].flops for s in path)),
+            branch_flops=int(sum(part.segments[s].flops for s in own)),
+            branch_params=int(sum(part.segments[s].params for s in own)))
+    report = InspectReport(
+        model=type(module).__name__, input_shape=list(example.shape), tasks=tasks, segments=segments,
+        total_flops=int(sum(s.flops for s in part.segments.values())),
+        total_params=int(sum(p.numel() for p in gm.parameters())),
+        shared_flops=int(sum(s.flops for s in part.segments.values() if s.shared)))
     return report, part
 
 
-def render(report: dict[str, Any]) -> None:
+def render(report: InspectReport) -> None:
     """Print the task tree and the per-segment table with rich."""
     from rich.console import Console
     from rich.table import Table
     from rich.tree import Tree
 
     console = Console()
-    segs = report["segments"]
-    tree = Tree(f"[bold]{report['model']}[/] input {report['input_shape']}")
+    segs = report.segments
+    tree = Tree(f"[bold]{report.model}[/] input {report.input_shape}")
     nodes = {"input": tree}
     for name, s in segs.items():  # topological: parents exist before children
-        parent = nodes.get(s["branches_from"][0], tree) if s["branches_from"] else tree
-        label = (f"[{'cyan' if s['shared'] else 'green'}]{name}[/] "
-                 f"({'shared by ' + ', '.join(s['tasks']) if s['shared'] else 'task ' + s['tasks'][0]}) "
-                 f"{_fmt(s['flops'])}FLOPs {_fmt(s['params'])} params")
-        if len(s["branches_from"]) > 1:
-            label += f"  [dim]reads {', '.join(s['inputs'])}[/]"
+        parent = nodes.get(s.branches_from[0], tree) if s.branches_from else tree
+        label = (f"[{'cyan' if s.shared else 'green'}]{name}[/] "
+                 f"({'shared by ' + ', '.join(s.tasks) if s.shared else 'task ' + s.tasks[0]}) "
+                 f"{_fmt(s.flops)}FLOPs {_fmt(s.params)} params")
+        if len(s.branches_from) > 1:
+            label += f"  [dim]reads {', '.join(s.inputs)}[/]"
         nodes[name] = parent.add(label)
     console.print(tree)
 
     table = Table(title="segments")
     for col in ("segment", "tasks", "inputs", "outputs", "MFLOPs", "params", "% FLOPs"):
         table.add_column(col, justify="right" if col in ("MFLOPs", "params", "% FLOPs") else "left")
-    total = max(report["total_flops"], 1)
+    total = max(report.total_flops, 1)
     for name, s in segs.items():
-        table.add_row(name, ", ".join(s["tasks"]), ", ".join(s["inputs"]), ", ".join(s["outputs"]),
-                      f"{s['flops'] / 1e6:.2f}", f"{s['params']:,}", f"{100 * s['flops'] / total:.1f}")
-    table.add_row("[bold]total", "", "", "", f"[bold]{report['total_flops'] / 1e6:.2f}", f"[bold]{report['total_params']:,}", "100.0")
+        table.add_row(name, ", ".join(s.tasks), ", ".join(s.inputs), ", ".join(s.outputs),
+                      f"{s.flops / 1e6:.2f}", f"{s.params:,}", f"{100 * s.flops / total:.1f}")
+    table.add_row("[bold]total", "", "", "", f"[bold]{report.total_flops / 1e6:.2f}", f"[bold]{report.total_params:,}", "100.0")
     console.print(table)
 
     tt = Table(title="tasks")
     for col in ("task", "segments", "branches off at", "MFLOPs (whole task)", "MFLOPs (own branch)"):
         tt.add_column(col)
-    for t, d in report["tasks"].items():
-        tt.add_row(t, " -> ".join(d["segments"]), ", ".join(d["taps"]), f"{d['flops'] / 1e6:.2f}", f"{d['branch_flops'] / 1e6:.2f}")
+    for t, d in report.tasks.items():
+        tt.add_row(t, " -> ".join(d.segments), ", ".join(d.taps), f"{d.flops / 1e6:.2f}", f"{d.branch_flops / 1e6:.2f}")
     console.print(tt)
 
 

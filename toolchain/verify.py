@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,34 @@ from toolchain.bundle.executor import ReferenceExecutor
 from mtedge_runtime.tolerance import compare, tolerance_for
 
 
-def verify_bundle(path: str | Path, variants: list[str] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TaskResult:
+    """One task of one variant: its max abs error against the reference and the tolerance it had."""
+
+    max_abs_error: float
+    tolerance: float
+    ok: bool
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_bundle` found; ``ok`` only when every task of every variant is within tolerance."""
+
+    bundle: str
+    files_checked: int
+    variants: dict[str, dict[str, TaskResult]]  # variant -> task -> result
+    ok: bool
+
+    def failures(self) -> list[tuple[str, str]]:
+        """(variant, task) pairs out of tolerance."""
+        return [(v, t) for v, tasks in self.variants.items() for t, r in tasks.items() if not r.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document `mtedge verify --json` writes."""
+        return dataclasses.asdict(self)
+
+
+def verify_bundle(path: str | Path, variants: list[str] | None = None) -> VerifyReport:
     """Per variant and task: max abs error against the fp32 golden outputs (or, for a variant with
     its own ``golden.outputs`` -- slimmable width configurations -- against those), and whether it is
     within the variant's tolerance (mtedge_runtime/tolerance.py: exact shapes and dtypes, tolerance scaled by
@@ -20,16 +49,16 @@ def verify_bundle(path: str | Path, variants: list[str] | None = None) -> dict[s
     bundle = Bundle.open(path)
     checked = bundle.verify_files()
     names = variants or bundle.variants
-    report: dict[str, Any] = {"bundle": str(path), "files_checked": len(checked), "variants": {}, "ok": True}
+    results: dict[str, dict[str, TaskResult]] = {}
     for name in names:
         v = bundle.variant(name)
         got, expected = ReferenceExecutor(bundle, name, check_files=False).run_golden()  # verified above
-        own = v.get("golden", {}).get("outputs", {})  # a width configuration's own golden outputs
+        own = v.golden.outputs if v.golden else {}  # a width configuration's own golden outputs
         expected = {t: np.load(bundle.path(own[t], check=False)) if t in own else e for t, e in expected.items()}
         per_task = {}
         for t in expected:
             c = compare(t, got[t], expected[t], tolerance_for(v, t, expected[t], name))
-            per_task[t] = {"max_abs_error": c.max_abs_err, "tolerance": c.tolerance, "ok": c.passed}
-            report["ok"] &= c.passed
-        report["variants"][name] = per_task
-    return report
+            per_task[t] = TaskResult(c.max_abs_err, c.tolerance, c.passed)
+        results[name] = per_task
+    ok = all(r.ok for tasks in results.values() for r in tasks.values())
+    return VerifyReport(str(path), len(checked), results, ok)

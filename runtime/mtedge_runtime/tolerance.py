@@ -44,14 +44,19 @@ def output_scale(reference: np.ndarray) -> float:
     return max(1.0, float(finite.max()) if finite.size else 1.0)
 
 
-def tolerance_for(variant: Mapping[str, Any], task: str, reference: np.ndarray, name: str = "?") -> float:
-    """Absolute tolerance for `task`'s output of a manifest variant entry (see module docstring)."""
-    explicit = (variant.get("tolerance") or {}).get(task)
+def tolerance_for(variant: Any, task: str, reference: np.ndarray, name: str = "?") -> float:
+    """Absolute tolerance for `task`'s output of a manifest variant (a typed
+    :class:`mtedge_runtime.manifest.Variant`, or its JSON entry); see the module docstring."""
+    if isinstance(variant, Mapping):
+        recorded, precision = variant.get("tolerance"), variant.get("precision", "")
+    else:
+        recorded, precision = variant.tolerance, variant.precision
+    explicit = (recorded or {}).get(task)
     if explicit is not None:
         return float(explicit)
-    rel = RELATIVE.get(variant.get("precision", ""))
+    rel = RELATIVE.get(precision)
     if rel is None:
-        raise BundleError(f"variant {name!r} ({variant.get('precision')}) records no tolerance for task {task!r}; "
+        raise BundleError(f"variant {name!r} ({precision}) records no tolerance for task {task!r}; "
                           f"the quantizer writes variants.{name}.tolerance: re-quantize the bundle")
     return rel * output_scale(reference)
 

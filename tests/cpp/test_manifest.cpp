@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -21,7 +22,8 @@ Json spec(const std::string& n, std::vector<int> shape) {
 // A small valid manifest: segments deliberately not in alphabetical order.
 Json valid() {
   Json m = {{"format", "mtedge-bundle"}, {"format_version", 1}, {"name", "t"},
-            {"input", {{"name", "image"}, {"shape", {1, 3, 5, 7}}, {"dtype", "float32"}}}};
+            {"input", {{"name", "image"}, {"shape", {1, 3, 5, 7}}, {"dtype", "float32"}, {"layout", "NCHW"},
+                       {"normalization", {{"scale", 1.0}, {"mean", {0.0}}, {"std", {1.0}}}}}}};
   m["segments"]["trunk"] = {{"inputs", {"image"}}, {"outputs", {"feat"}}, {"tasks", {"b", "a"}}, {"shared", true}};
   m["segments"]["zhead"] = {{"inputs", {"feat"}}, {"outputs", {"b"}}, {"tasks", {"b"}}, {"shared", false}};
   m["segments"]["ahead"] = {{"inputs", {"feat"}}, {"outputs", {"a"}}, {"tasks", {"a"}}, {"shared", false}};
@@ -172,4 +174,45 @@ TEST(Manifest, AnyTypeConfusionIsABundleError) {
       EXPECT_THROW(mtedge::parse_manifest(m.dump(), "/b"), mtedge::BundleError) << key << "=" << v.dump();
     }
   }
+}
+
+// ---- the conformance corpus (tests/data/manifests, shared with pytest) ----------------------
+// Every case must be accepted or refused as cases.json says, a refusal naming the same JSON path
+// as the Python validator: "manifest.json: <field>: <what>; <fix>".
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST(ManifestConformance, AgreesWithTheCorpus) {
+  const std::filesystem::path dir = MTEDGE_MANIFEST_CORPUS;
+  const Json cases = Json::parse(slurp(dir / "cases.json"));
+  ASSERT_GE(cases.size(), 30u);
+  int refused = 0;
+  for (const auto& [file, expect] : cases.items()) {
+    SCOPED_TRACE(file);
+    const std::string text = slurp(dir / file);
+    ASSERT_FALSE(text.empty()) << "corpus file missing";
+    const bool accept = expect["accept"].get<bool>();
+    try {
+      mtedge::parse_manifest(text, dir.string());
+      EXPECT_TRUE(accept) << "accepted; expected a refusal naming " << expect["field"].dump();
+    } catch (const mtedge::BundleError& e) {
+      const std::string msg = e.what();
+      EXPECT_FALSE(accept) << "refused: " << msg;
+      if (accept) continue;
+      ++refused;
+      const std::string prefix = "manifest.json: " + expect["field"].get<std::string>() + ": ";
+      EXPECT_EQ(msg.rfind(prefix, 0), 0u) << "message '" << msg << "' does not start with '" << prefix << "'";
+      // Every refusal names a fix, not just the fault.
+      EXPECT_NE(msg.find("; "), std::string::npos) << msg;
+    }
+  }
+  EXPECT_GE(refused, 25);
 }

@@ -21,6 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.bundle.executor import ort_session, run_dag, session_runner
+from toolchain.bundle.manifest import validate_manifest
 
 OPSET = 17
 SAMPLES = 3
@@ -185,12 +186,21 @@ def make_toy_bundle(path: str | Path, *, variants: tuple[str, ...] = ("fp32", "f
 
     # fp32 first: it gives the golden outputs and the activation ranges for int8 scales.
     fp32 = {s: _model(s, spec, W, "fp32", {}) for s, spec in specs.items()}
+    np.save(root / "golden/input.npy", x)
+    provenance = {"model": "tests:toy", "model_sha256": hashlib.sha256(b"toy").hexdigest(),
+                  "recipe": None, "created": "2026-01-01T00:00:00Z",
+                  "tools": {"mtedge": "0.1.0", "onnx": onnx.__version__}}
     manifest = {"input": INPUT, "tasks": TASKS, "segments": SEGMENTS, "variants": {"fp32": write_variant("fp32", fp32)}}
+    # the fp32 DAG, typed, before its golden outputs exist (the executor walks a checked manifest)
+    fp32_dag = validate_manifest({"format": "mtedge-bundle", "format_version": 1, "name": name, **manifest,
+                                  "default_variant": "fp32", "provenance": provenance,
+                                  "golden": {"input": _ref(root, "golden/input.npy"), "outputs": {},
+                                             "samples": SAMPLES}})
     runners = {s: session_runner(ort_session(m)) for s, m in fp32.items()}
     golden: dict[str, list[np.ndarray]] = {t: [] for t in TASKS}
     amax: dict[str, float] = {}
     for i in range(SAMPLES):
-        env = run_dag(manifest, "fp32", runners, x[i:i + 1])
+        env = run_dag(fp32_dag, "fp32", runners, x[i:i + 1])
         for t in ("image", "enc.feat", "enc.deep"):
             amax[t] = max(amax.get(t, 0.0), float(np.abs(env[t]).max()))
         for t in golden:
@@ -207,7 +217,6 @@ def make_toy_bundle(path: str | Path, *, variants: tuple[str, ...] = ("fp32", "f
             entry["calibration"] = {"method": "minmax", "samples": SAMPLES}
         variants_json[v] = entry
 
-    np.save(root / "golden/input.npy", x)
     for t, arrs in golden.items():
         np.save(root / f"golden/{t}.npy", np.concatenate(arrs).astype(np.float32))
 
@@ -217,9 +226,7 @@ def make_toy_bundle(path: str | Path, *, variants: tuple[str, ...] = ("fp32", "f
         "golden": {"input": _ref(root, "golden/input.npy"),
                    "outputs": {t: _ref(root, f"golden/{t}.npy") for t in golden},
                    "samples": SAMPLES, "source": f"random normal, seed {seed}"},
-        "provenance": {"model": "tests:toy", "model_sha256": hashlib.sha256(b"toy").hexdigest(),
-                       "recipe": None, "created": "2026-01-01T00:00:00Z",
-                       "tools": {"mtedge": "0.1.0", "onnx": onnx.__version__}},
+        "provenance": provenance,
     }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root

@@ -1,4 +1,11 @@
-"""Reading and checking bundles from Python. The format is documented in docs/bundle-format.md."""
+"""Reading, checking and writing bundles from Python. The format is documented in docs/bundle-format.md.
+
+The manifest itself is the typed model of the device package (:mod:`mtedge_runtime.manifest`): one
+definition of its keys, one validator carrying every rule the C++ runtime enforces, one writer.
+This module adds what the host needs around it: a bundle directory, file checks, and the one save
+path every writer (export, slim export, quantize, build) goes through. ``manifest.schema.json``
+documents the format for other tools; tests hold it to the corpus and to every exported manifest.
+"""
 
 from __future__ import annotations
 
@@ -8,59 +15,48 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-import jsonschema
 import numpy as np
+from mtedge_runtime import manifest as model
+from mtedge_runtime.manifest import FileRef, Manifest, ManifestError, Variant
 
 from toolchain.bundle.files import read_document, sha256_file, write_json_atomic
 from toolchain.errors import BundleError
 
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
-FORMAT_VERSION = 1
+FORMAT_VERSION = model.FORMAT_VERSION
+
+__all__ = ["Bundle", "FileRef", "Manifest", "ManifestError", "Variant", "validate_manifest", "segments_for",
+           "write_manifest", "schema", "SCHEMA_PATH"]
 
 
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
+    """The JSON Schema (documentation for other tools; the typed model is what mtedge enforces)."""
     return json.loads(SCHEMA_PATH.read_text())
 
 
-def validate_manifest(doc: dict[str, Any], where: str = "manifest.json") -> None:
-    """Raise BundleError naming the first schema violation and its JSON path."""
-    if isinstance(doc, dict) and doc.get("format") == "mtedge-bundle" and doc.get("format_version") != FORMAT_VERSION:
-        raise BundleError(
-            f"{where}: format_version {doc.get('format_version')!r} is not supported; this mtedge reads version "
-            f"{FORMAT_VERSION} (re-export the bundle with this mtedge)"
-        )
+def validate_manifest(doc: Any, where: str = "manifest.json") -> Manifest:
+    """The typed manifest of a JSON document; raises BundleError naming ``where`` and the bad field's path."""
     try:
-        jsonschema.validate(doc, schema())
-    except jsonschema.ValidationError as e:
-        path = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise BundleError(f"{where}: invalid at '{path}': {e.message}") from None
-    _check_references(doc, where)
+        return model.parse(doc)
+    except ManifestError as e:
+        raise e.located(where) from None
 
 
-def _check_references(doc: dict[str, Any], where: str) -> None:
-    segs = doc["segments"]
-    for task, t in doc["tasks"].items():
-        for s in t["segments"]:
-            if s not in segs:
-                raise BundleError(f"{where}: task {task!r} needs segment {s!r}, which is not in 'segments'")
-    for vname, v in doc["variants"].items():
-        missing = [s for s in segs if s not in v["segments"]]
-        if missing:
-            raise BundleError(f"{where}: variant {vname!r} has no file for segment(s) {', '.join(missing)}")
-    if doc["default_variant"] not in doc["variants"]:
-        raise BundleError(f"{where}: default_variant {doc['default_variant']!r} is not one of the variants")
-
-
-def segments_for(manifest: dict[str, Any], tasks: Iterable[str] | None = None) -> list[str]:
+def segments_for(manifest: Manifest, tasks: Iterable[str] | None = None) -> list[str]:
     """Segments ``tasks`` need (all when None) in manifest order, which is topological."""
-    if tasks is None:
-        return list(manifest["segments"])
-    unknown = [t for t in tasks if t not in manifest["tasks"]]
-    if unknown:
-        raise BundleError(f"unknown task(s) {', '.join(unknown)}; this bundle has tasks: {', '.join(manifest['tasks'])}")
-    needed = {s for t in tasks for s in manifest["tasks"][t]["segments"]}
-    return [s for s in manifest["segments"] if s in needed]
+    return manifest.segments_for(tasks)
+
+
+def write_manifest(root: str | Path, manifest: Manifest) -> Manifest:
+    """The one save path: check every rule on what is written, then replace manifest.json atomically.
+
+    Returns the manifest as written (re-parsed), so a writer never keeps a model that differs from the file."""
+    path = Path(root) / "manifest.json"
+    doc = manifest.to_dict()
+    checked = validate_manifest(doc, str(path))
+    write_json_atomic(path, doc)
+    return checked
 
 
 @dataclass
@@ -68,7 +64,7 @@ class Bundle:
     """A bundle directory with a validated manifest. Files are checked on access."""
 
     root: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @classmethod
     def open(cls, path: str | Path) -> "Bundle":
@@ -78,20 +74,19 @@ class Bundle:
             raise BundleError(f"bundle directory {root} not found")
         doc = read_document(mpath, BundleError, f"{root} is not a bundle: manifest.json is missing (an interrupted export?)",
                             lambda why: f"{mpath} is not valid JSON ({why}); the bundle is corrupt")
-        validate_manifest(doc, str(mpath))
-        return cls(root, doc)
+        return cls(root, validate_manifest(doc, str(mpath)))
 
     @property
     def tasks(self) -> list[str]:
-        return list(self.manifest["tasks"])
+        return list(self.manifest.tasks)
 
     @property
     def variants(self) -> list[str]:
-        return list(self.manifest["variants"])
+        return list(self.manifest.variants)
 
-    def path(self, ref: dict[str, Any], check: bool = True) -> Path:
-        """Absolute path of a {file, sha256, bytes} entry, verified unless check=False."""
-        rel = ref["file"]
+    def path(self, ref: FileRef, check: bool = True) -> Path:
+        """Absolute path of a file reference, its size and sha256 verified unless check=False."""
+        rel = ref.file
         p = self.root / rel
         if ".." in Path(rel).parts:
             raise BundleError(f"{self.root}: file path {rel!r} leaves the bundle")
@@ -99,9 +94,9 @@ class Bundle:
             raise BundleError(f"{self.root}: {rel} is missing")
         if check:
             size = p.stat().st_size
-            if size != ref["bytes"]:
-                raise BundleError(f"{self.root}: {rel} has {size} bytes, manifest says {ref['bytes']} (truncated or replaced)")
-            if sha256_file(p) != ref["sha256"]:
+            if size != ref.bytes:
+                raise BundleError(f"{self.root}: {rel} has {size} bytes, manifest says {ref.bytes} (truncated or replaced)")
+            if sha256_file(p) != ref.sha256:
                 raise BundleError(f"{self.root}: {rel} does not match its sha256 in the manifest (tampered or corrupt)")
         return p
 
@@ -110,41 +105,23 @@ class Bundle:
         checked = []
         for ref in self.file_refs():
             self.path(ref)
-            checked.append(ref["file"])
+            checked.append(ref.file)
         return checked
 
-    def file_refs(self) -> list[dict[str, Any]]:
-        m = self.manifest
-        refs = [seg for v in m["variants"].values() for seg in v["segments"].values()]
-        # a width configuration's own golden outputs
-        refs += [ref for v in m["variants"].values() for ref in v.get("golden", {}).get("outputs", {}).values()]
-        refs.append(m["golden"]["input"])
-        refs += list(m["golden"]["outputs"].values())
-        refs += list(m.get("task_models", {}).values())
-        for eng in m.get("engines", {}).values():
-            refs += list(eng["segments"].values())
-        seen, out = set(), []
-        for r in refs:
-            if r["file"] not in seen:
-                seen.add(r["file"])
-                out.append(r)
-        return out
+    def file_refs(self) -> list[FileRef]:
+        return self.manifest.file_refs()
 
-    def variant(self, name: str | None = None) -> dict[str, Any]:
-        name = name or self.manifest["default_variant"]
-        if name not in self.manifest["variants"]:
-            raise BundleError(f"unknown variant {name!r}; this bundle has variants: {', '.join(self.variants)}")
-        return self.manifest["variants"][name]
+    def variant(self, name: str | None = None) -> Variant:
+        return self.manifest.variant(name)
 
     def segments_for(self, tasks: list[str] | None = None) -> list[str]:
-        return segments_for(self.manifest, tasks)
+        return self.manifest.segments_for(tasks)
 
     def golden(self, check: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        g = self.manifest["golden"]
-        x = np.load(self.path(g["input"], check))
-        return x, {t: np.load(self.path(ref, check)) for t, ref in g["outputs"].items()}
+        g = self.manifest.golden
+        x = np.load(self.path(g.input, check))
+        return x, {t: np.load(self.path(ref, check)) for t, ref in g.outputs.items()}
 
     def save_manifest(self) -> None:
-        """Validate, then replace manifest.json atomically."""
-        validate_manifest(self.manifest, str(self.root / "manifest.json"))
-        write_json_atomic(self.root / "manifest.json", self.manifest)
+        """Check, then replace manifest.json atomically (:func:`write_manifest`)."""
+        self.manifest = write_manifest(self.root, self.manifest)

@@ -16,7 +16,7 @@ def task_model(bundle: str | os.PathLike, task: str, variant: str | None = None)
     Segment files share only boundary tensor names; everything internal is prefixed with the
     segment name so that initializers and intermediate values of different segments never clash."""
     b = Bundle.open(bundle)
-    m, segments = b.manifest, b.variant(variant)["segments"]
+    m, segments = b.manifest, b.variant(variant).segments
     nodes, inits, value_info, opsets = [], [], [], {}
     graph_input = graph_output = None
     ir_version = 8
@@ -44,12 +44,12 @@ def task_model(bundle: str | os.PathLike, task: str, variant: str | None = None)
             vi.name = rename.get(vi.name, vi.name)
             value_info.append(vi)
         for vi in g.input:
-            if vi.name == m["input"]["name"] and graph_input is None:
+            if vi.name == m.input.name and graph_input is None:
                 graph_input = vi
         for vi in g.output:
-            if vi.name == m["tasks"][task]["output"]:
+            if vi.name == m.tasks[task].output:
                 graph_output = vi
-    graph = onnx.helper.make_graph(nodes, f"{m['name']}-{task}", [graph_input], [graph_output], inits,
+    graph = onnx.helper.make_graph(nodes, f"{m.name}-{task}", [graph_input], [graph_output], inits,
                                    value_info=value_info)
     merged = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])
     merged.ir_version = ir_version

@@ -108,10 +108,10 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         # label-free when the pruning was; else None: label-free exactly when the data has no labels
         qrep = quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free or None)
         click.echo(f"wrote {output}", err=True)
-        missing = [v for v in quantize if not qrep["variants"].get(v, {}).get("written")]
-        if missing or not qrep["ok"]:
+        missing = [v for v in quantize if not qrep.written(v)]
+        if missing or not qrep.ok:
             # same contract as `mtedge quantize`: a requested variant that was not written fails
-            for n in qrep["notes"]:
+            for n in qrep.notes:
                 click.echo(f"note: {n}", err=True)
             click.secho(f"compress --quantize: variant(s) {', '.join(missing) or '?'} not written to {output} "
                         "(tasks out of bounds, see the notes); loosen allowed_drop or add calibration data",

@@ -136,8 +136,8 @@ def demo(out, epochs, limit, bench_iters, reuse, keep_flops, val_count, finetune
     export_bundle(result.model, recipe, int8, force=True)
     qrep = quantize_bundle(int8, recipe, precisions=["int8"], label_free=result.label_free)
     _verified(console, int8)
-    if not qrep["variants"].get("int8", {}).get("written"):
-        raise SystemExit(f"int8 variant not written: {'; '.join(qrep['notes'])}")
+    if not qrep.written("int8"):
+        raise SystemExit(f"int8 variant not written: {'; '.join(qrep.notes)}")
     rt8 = Runtime(int8, backend="openvino", variant="int8")
     y = rt8.run(np.ascontiguousarray(x_all[:1].numpy()))
     console.print(f"int8 runtime: {rt8.variants[0]} variant, garment -> "
@@ -190,11 +190,11 @@ def _verified(console, bundle: Path) -> None:
     from toolchain.verify import verify_bundle
 
     v = verify_bundle(bundle)
-    for name, tasks in v["variants"].items():
-        console.print(f"verify {bundle.name} {name} ({v['files_checked']} files ok): "
-                      + ", ".join(f"{t} {r['max_abs_error']:.1e}" for t, r in tasks.items())
-                      + (" [green]PASS" if all(r["ok"] for r in tasks.values()) else " [red]FAIL"))
-    if not v["ok"]:
+    for name, tasks in v.variants.items():
+        console.print(f"verify {bundle.name} {name} ({v.files_checked} files ok): "
+                      + ", ".join(f"{t} {r.max_abs_error:.1e}" for t, r in tasks.items())
+                      + (" [green]PASS" if all(r.ok for r in tasks.values()) else " [red]FAIL"))
+    if not v.ok:
         raise SystemExit(1)
 
 

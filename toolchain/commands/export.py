@@ -54,15 +54,15 @@ def verify(bundle, variants, json_path):
     from toolchain.verify import verify_bundle
 
     report = verify_bundle(bundle, variants=list(variants) or None)
-    table = Table(title=f"verify {bundle} ({report['files_checked']} files, checksums ok)")
+    table = Table(title=f"verify {bundle} ({report.files_checked} files, checksums ok)")
     for col in ("variant", "task", "max abs error", "tolerance", "status"):
         table.add_column(col)
-    for v, tasks in report["variants"].items():
+    for v, tasks in report.variants.items():
         for t, r in tasks.items():
-            ok = "[green]ok" if r["ok"] else "[red]FAIL"
-            table.add_row(v, t, f"{r['max_abs_error']:.3g}", f"{r['tolerance']:.3g}", ok)
+            ok = "[green]ok" if r.ok else "[red]FAIL"
+            table.add_row(v, t, f"{r.max_abs_error:.3g}", f"{r.tolerance:.3g}", ok)
     Console().print(table)
-    write_json(json_path, report)
-    if not report["ok"]:
+    write_json(json_path, report.to_dict())
+    if not report.ok:
         click.secho("verification failed: some tasks are out of tolerance", fg="red", err=True)
         sys.exit(1)

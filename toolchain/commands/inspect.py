@@ -24,6 +24,6 @@ def inspect(model, checkpoint, recipe, as_json):
     example = torch.zeros((1, *rec.input.shape[1:]))
     report, _ = inspect_model(loaded.module, example)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         render(report)

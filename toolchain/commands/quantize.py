@@ -23,9 +23,12 @@ from toolchain.commands.common import evaluator_from, scale_options
 @click.option("--margin", type=float, default=None, help="fraction of each allowed drop held back on val (default 0.2)")
 @click.option("--latency-runs", type=int, default=30, show_default=True, help="OpenVINO CPU latency iterations (0: skip)")
 @click.option("--threads", type=int, default=1, show_default=True, help="onnxruntime / OpenVINO threads")
+@click.option("--set-default", is_flag=True,
+              help="make the variant that was fastest within every bound on THIS host the bundle's default_variant "
+                   "(only for a bundle that will run on a machine like this one; never for a Jetson bundle)")
 @scale_options
-def quantize(bundle, recipe, precision, label_free, calibration, report_dir, margin, latency_runs, threads, workers,
-             ray_address, worker_threads):
+def quantize(bundle, recipe, precision, label_free, calibration, report_dir, margin, latency_runs, threads, set_default,
+             workers, ray_address, worker_threads):
     """Quantize BUNDLE (NAME.mtb) in place: int8 (NNCF Q/DQ, per-task accuracy control) and/or fp16.
 
     Exit status 1 when a requested variant could not keep every task within its bound (it is
@@ -44,33 +47,48 @@ def quantize(bundle, recipe, precision, label_free, calibration, report_dir, mar
     with evaluator_from(workers, ray_address, worker_threads) as ev:
         report = quantize_bundle(bundle, rec, precisions, label_free=label_free, calibration_count=calibration,
                                  report_dir=report_dir, options=opts, evaluator=ev)
-    variants = ["fp32"] + [p for p in precisions if p in report["variants"]]
-    table = Table(title=f"quantize {bundle} ({report['mode']}, test split)")
+    variants = ["fp32"] + [p for p in precisions if p in report.variants]
+    table = Table(title=f"quantize {bundle} ({report.mode}, test split)")
     table.add_column("task")
     table.add_column("metric")
     table.add_column("allowed drop")
     for v in variants:
         table.add_column(v)
-    split = "test" if "test" in report["variants"]["fp32"]["scores"] else "val"
-    for t, info in report["tasks"].items():
+    split = "test" if "test" in report.variants["fp32"].scores else "val"
+    for t, info in report.tasks.items():
         cells = []
         for v in variants:
-            s = report["variants"][v]["scores"][split][t]
+            s = report.variants[v].scores[split][t]
             color = "" if s["within_bound"] else "[red]"
             cells.append(f"{color}{s['value']:.2f}" + (f" ({-s['drop']:+.2f})" if v != "fp32" else ""))
-        table.add_row(t, info["metric"], f"{info['allowed_drop']:g}", *cells)
+        table.add_row(t, info.metric, f"{info.allowed_drop:g}", *cells)
     Console().print(table)
     for v in variants:
-        r = report["variants"][v]
-        lat = r.get("latency")
-        extra = f", {lat['latency_ms']:.3f} ms ({r['speedup_vs_fp32']:.2f}x)" if lat else ""
-        click.echo(f"{v}: {'written' if r['written'] else 'NOT written'}, {r.get('bytes', 0)} bytes{extra}")
-    for d in report["variants"].get("int8", {}).get("decisions", []):
+        r = report.variants[v]
+        extra = f", {r.latency['latency_ms']:.3f} ms ({r.speedup_vs_fp32:.2f}x)" if r.latency else ""
+        click.echo(f"{v}: {'written' if r.written else 'NOT written'}, {r.bytes or 0} bytes{extra}")
+    int8 = report.variants.get("int8")
+    for d in int8.decisions if int8 else []:
         click.echo(f"kept in float: {d['segment']}:{d['layer']} -- {d['reason']}")
-    for n in report["notes"]:
+    for n in report.notes:
         click.echo(f"note: {n}", err=True)
     if report_dir:
         click.echo(f"wrote {report_dir}/quant.json and quant.md", err=True)
-    if not report["ok"]:
+    if set_default:
+        _apply_recommendation(bundle, report)
+    if not report.ok:
         click.secho("quantization failed: some tasks are out of bounds (see the notes)", fg="red", err=True)
         sys.exit(1)
+
+
+def _apply_recommendation(bundle, report) -> None:
+    """--set-default: apply the report's recommendation, saying what happened and why."""
+    from toolchain.quantize.report import apply_default
+
+    rec = report.recommendation
+    if rec is None:
+        click.echo("--set-default: no latency was measured (--latency-runs 0); default_variant unchanged", err=True)
+    elif apply_default(bundle, rec):
+        click.echo(f"default_variant is now {rec.variant} (fastest within every bound on {rec.measured_on})", err=True)
+    else:
+        click.echo(f"--set-default: {rec.explain()}; default_variant unchanged", err=True)

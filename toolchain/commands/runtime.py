@@ -17,8 +17,8 @@ def load_input(path: str | Path, manifest: dict) -> np.ndarray:
     Images are resized to the input's HxW, converted to its channel count and normalized with
     the manifest's ``input.normalization``; arrays are taken as already normalized ([C,H,W],
     [1,C,H,W], or [N,C,H,W] of which the first sample is used)."""
-    spec = manifest["input"]
-    shape = tuple(spec["shape"])
+    spec = manifest.input
+    shape = tuple(spec.shape)
     path = Path(path)
     if path.suffix.lower() == ".npy":
         a = np.load(path).astype(np.float32)
@@ -27,16 +27,16 @@ def load_input(path: str | Path, manifest: dict) -> np.ndarray:
         elif a.ndim == len(shape) and a.shape[1:] == shape[1:]:
             a = a[: shape[0]]
         if a.shape != shape:
-            raise SpecError(f"{path}: array of shape {list(a.shape)} does not fit input {spec['name']!r} "
+            raise SpecError(f"{path}: array of shape {list(a.shape)} does not fit input {spec.name!r} "
                             f"of shape {list(shape)}; save it as [C,H,W] or [N,C,H,W]")
         return np.ascontiguousarray(a)
     from toolchain.data.images import normalize_for, read_image
 
     _, c, h, w = shape
     if c not in (1, 3):
-        raise SpecError(f"input {spec['name']!r} has {c} channels; pass a .npy array instead of an image")
-    color = spec.get("color") or ("gray" if c == 1 else "rgb")
-    return normalize_for(read_image(path, color, (h, w))[None], spec)
+        raise SpecError(f"input {spec.name!r} has {c} channels; pass a .npy array instead of an image")
+    color = spec.color or ("gray" if c == 1 else "rgb")
+    return normalize_for(read_image(path, color, (h, w))[None], spec.normalization)
 
 
 def summarize(kind: str, out: np.ndarray) -> str:
@@ -79,7 +79,7 @@ def run(bundle, tasks, input_path, output, backend, variant, threads, precision)
                f"segments {' -> '.join(rt.plan(names))}, {us / 1e3:.3f} ms)")
     for t in names:
         a = out[t]
-        click.echo(f"  {t:<14} {str(list(a.shape)):<18} {summarize(manifest['tasks'][t]['kind'], a)}")
+        click.echo(f"  {t:<14} {str(list(a.shape)):<18} {summarize(manifest.tasks[t].kind, a)}")
     if output:
         if len(names) == 1:
             np.save(output, out[names[0]])

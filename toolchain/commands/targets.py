@@ -141,11 +141,11 @@ def profile(bundle: str, target: str, variant: str | None, output: str | None, r
     prof = load_profile(target, profile_dirs)
     opened = Bundle.open(bundle)
     root, manifest = opened.root, opened.manifest
-    variant = variant or manifest["default_variant"]
+    variant = variant or manifest.default_variant
     table = profile_bundle(root, manifest, prof, variant, runs=runs, estimate=estimate)
-    out = Path(output or f"{manifest['name']}.{prof.name}.latency.json")
+    out = Path(output or f"{manifest.name}.{prof.name}.latency.json")
     table.save(out)
-    view = Table(title=f"{manifest['name']} [{variant}] on {prof.name}: {table.source}")
+    view = Table(title=f"{manifest.name} [{variant}] on {prof.name}: {table.source}")
     view.add_column("segment")
     view.add_column("median ms", justify="right")
     view.add_column("top layers")

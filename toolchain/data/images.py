@@ -32,9 +32,10 @@ def normalize(pixels: np.ndarray, scale: float, mean: Sequence[float], std: Sequ
 
 
 def normalize_for(pixels: np.ndarray, input_spec) -> np.ndarray:
-    """:func:`normalize` with a recipe's ``input`` (an InputSpec) or a manifest's ``input`` dict."""
+    """:func:`normalize` with anything carrying ``scale``, ``mean`` and ``std``: a recipe's ``input``
+    (an InputSpec), a typed manifest's ``input.normalization``, or that normalization as a JSON dict."""
     if isinstance(input_spec, dict):
-        n = input_spec["normalization"]
+        n = input_spec.get("normalization", input_spec)
         return normalize(pixels, n["scale"], n["mean"], n["std"])
     return normalize(pixels, input_spec.scale, input_spec.mean, input_spec.std)
 

@@ -183,7 +183,7 @@ def _labels_of(p: Path, rel: str, labels: dict | None, folder_task: str | None, 
         if row is None:
             raise SpecError(f"image {p} has no row in labels file {labels['file']}; add a row with file={rel!r} "
                             "or move the image out of the data folder")
-        return tuple((t, row[t]) for t in labels["tasks"])
+        return tuple((t, row[t]) for t in labels["task_columns"])
     if folder_task is not None and "/" in rel:
         return ((folder_task, rel.split("/")[0]),)
     return None
@@ -218,7 +218,7 @@ def _read_labels(recipe: Recipe, root: Path) -> dict:
         rel = str(row.get("file") or "")
         img = (root / rel) if (root / rel).exists() else (path.parent / rel)
         by_path[img.resolve()] = {**row, "_row": i, "_base": path.parent}
-    return {"file": path, "rows": by_path, "tasks": list(recipe.tasks),
+    return {"file": path, "rows": by_path, "task_columns": list(recipe.tasks),
             "classes": {t: _class_names(rows, t) for t, s in recipe.tasks.items() if s.kind == "classification"}}
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from toolchain.quantize.chain import ChainRunner, SegmentModel, Samples
+from toolchain.bundle.executor import DatasetRunner, Samples, SegmentModel
 from toolchain.quantize.evaluation import TaskEvaluator
 from toolchain.quantize.int8 import Int8Settings, layer_errors, quantize_segment, quantized_layers
 from toolchain.scale.evaluator import Evaluator, SerialEvaluator
@@ -86,7 +86,7 @@ def _trial(state: tuple, candidate: tuple[str, str]) -> tuple[float, SegmentMode
 
 
 def control(
-    runner: ChainRunner,
+    runner: DatasetRunner,
     evaluator: TaskEvaluator,
     baseline: dict[str, float],
     bounds: dict[str, float],
@@ -99,11 +99,11 @@ def control(
 ) -> ControlResult:
     """Run the loop in the module docstring; `bounds` are the effective (margin-applied) drops.
     `pool` (toolchain.scale) runs each round's trials on workers; the result is the same."""
-    graph = runner.graph
+    graph = runner.manifest
     say = progress or (lambda msg: None)
     tasks = list(bounds)
-    ignored: dict[str, frozenset[str]] = {s: frozenset() for s in graph.order}
-    models = {s: quantizer(s) for s in graph.order}
+    ignored: dict[str, frozenset[str]] = {s: frozenset() for s in graph.segments}
+    models = {s: quantizer(s) for s in graph.segments}
     decisions: list[dict[str, Any]] = []
     stuck: list[str] = []
 
@@ -117,7 +117,7 @@ def control(
         if not failing:
             break
         task = max(failing, key=lambda t: (drops[t] - bounds[t]) / max(bounds[t], 1e-6))
-        candidates = [(s, name) for s in graph.task_segments(task)
+        candidates = [(s, name) for s in graph.tasks[task].segments
                       for name in quantized_layers(models[s].model) if name not in ignored[s]]
         if not candidates:
             stuck.append(task)
@@ -157,7 +157,7 @@ def control(
         models[s] = best[2]
         values, drops = score(models, tasks)
         decisions.append({
-            "segment": s, "layer": name, "task": task, "shared": bool(graph.segments[s]["shared"]),
+            "segment": s, "layer": name, "task": task, "shared": graph.segments[s].shared,
             "drop_before": before, "drop_after": drops[task], "bound": bounds[task],
             "added_error_nmse": best[3], "candidates_tried": [f"{c[0]}:{c[1]}" for c in ranked],
             "reason": (f"{task} dropped {before:.3f} (bound {bounds[task]:.3f}); of {len(ranked)} candidates "

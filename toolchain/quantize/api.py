@@ -13,18 +13,18 @@ from typing import Any, Sequence
 import nncf
 import onnx
 
-from toolchain.bundle.manifest import Bundle
+from toolchain.bundle.manifest import Bundle, Variant
 from toolchain.data.loaders import has_labels
 from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
 from toolchain.quantize.accuracy_control import Int8Quantizer, control
 from toolchain.quantize.calibration import collect_calibration
-from toolchain.quantize.chain import BundleGraph, ChainRunner, SegmentModel
+from toolchain.bundle.executor import DatasetRunner, SegmentModel
 from toolchain.quantize.data import load_split
 from toolchain.quantize.evaluation import TaskEvaluator, max_abs_errors
 from toolchain.quantize.fp16 import float16_ops, to_fp16
 from toolchain.quantize.int8 import Int8Settings
-from toolchain.quantize.report import write_report
+from toolchain.quantize.report import DefaultRecommendation, QuantizeReport, TaskBound, VariantResult, write_report
 from toolchain.quantize.variants import publish_variant, tolerances, write_segment_files
 from toolchain.recipe import Recipe, parse_recipe
 
@@ -54,15 +54,18 @@ def quantize_bundle(
     report_dir: str | Path | None = None,
     options: QuantizeOptions | None = None,
     evaluator: Any = None,
-) -> dict[str, Any]:
+) -> QuantizeReport:
     """Add variants named after `precisions` ("int8", "fp16") to the fp32 bundle at `bundle_path`.
 
     Every task of the bundle is scored on the recipe's `val` split (labels, or fidelity to the fp32
     chain with `label_free`; None picks label-free exactly when the data has no labels). An int8
     variant keeps layers in float until every task is within its `allowed_drop`; a variant with a
-    task still out of bounds is *not* written (report["variants"][p]["written"] is False and
-    report["ok"] is False). Written files go under segments/, then the manifest is replaced
+    task still out of bounds is *not* written (``report.variants[p].written`` is False and
+    ``report.ok`` is False). Written files go under segments/, then the manifest is replaced
     atomically. Returns the report (also written as quant.json / quant.md under `report_dir`).
+    The bundle's ``default_variant`` is never changed here: ``report.recommendation`` says which
+    variant was fastest within every bound *on this host*; the caller applies it
+    (:func:`toolchain.quantize.report.apply_default`, ``mtedge quantize --set-default``).
     `recipe` None: the recipe the bundle's provenance records (export writes it there).
     Raises SpecError for a bad precision, recipe/bundle mismatch or missing labels.
     """
@@ -75,18 +78,18 @@ def quantize_bundle(
     bundle = Bundle.open(bundle_path)
     m = bundle.manifest
     if recipe is None:
-        if not m["provenance"].get("recipe"):
+        if not m.provenance.recipe:
             raise SpecError(f"{bundle_path} records no recipe in its provenance; pass --recipe FILE")
-        recipe = parse_recipe(m["provenance"]["recipe"], f"{bundle_path}/manifest.json provenance")
-    if "fp32" not in m["variants"]:
+        recipe = parse_recipe(m.provenance.recipe, f"{bundle_path}/manifest.json provenance")
+    if "fp32" not in m.variants:
         raise SpecError(f"{bundle_path} has no fp32 variant to quantize; re-export it with `mtedge export`")
-    tasks = list(m["tasks"])
+    tasks = list(m.tasks)
     missing = [t for t in tasks if t not in recipe.tasks]
     if missing:
         raise SpecError(f"recipe {recipe.name!r} has no bound for task(s) {', '.join(missing)} of {bundle_path}; "
                         "pass the recipe the bundle was exported with (--recipe)")
-    if list(recipe.input.shape[1:]) != list(m["input"]["shape"][1:]):
-        raise SpecError(f"recipe input shape {list(recipe.input.shape)} does not match the bundle's {m['input']['shape']}")
+    if list(recipe.input.shape[1:]) != list(m.input.shape[1:]):
+        raise SpecError(f"recipe input shape {list(recipe.input.shape)} does not match the bundle's {m.input.shape}")
     labels = has_labels(recipe)
     label_free = (not labels) if label_free is None else label_free
     if not label_free and not labels:
@@ -95,14 +98,12 @@ def quantize_bundle(
     if n_calib < 1:
         raise SpecError(f"calibration count must be >= 1, got {n_calib}")
     recipe = dataclasses.replace(recipe, data=dataclasses.replace(recipe.data, calibration_count=n_calib))
-    batch = int(m["input"]["shape"][0])
-    graph = BundleGraph(m)
-    fp32 = {s: SegmentModel(onnx.load(str(bundle.path(e))), "fp32") for s, e in bundle.variant("fp32")["segments"].items()}
-    float32_boundaries = {m["input"]["name"], *(t["output"] for t in m["tasks"].values())}
+    batch = m.input.batch
+    fp32 = {s: SegmentModel(onnx.load(str(bundle.path(e))), "fp32") for s, e in bundle.variant("fp32").segments.items()}
+    float32_boundaries = {m.input.name, *(t.output for t in m.tasks.values())}
 
-    report: dict[str, Any] = {"bundle": str(bundle_path), "name": m["name"], "recipe": recipe.name,
-                              "mode": "label-free" if label_free else "labels", "margin": opts.margin,
-                              "tasks": {}, "variants": {}, "notes": []}
+    report = QuantizeReport(str(bundle_path), m.name, recipe.name, "label-free" if label_free else "labels",
+                            opts.margin)
     with progress_bar(transient=True) as progress:
         job = progress.add_task("loading data", total=None)
 
@@ -112,9 +113,9 @@ def quantize_bundle(
         val = load_split(recipe, "val", opts.val_count or recipe.data.val_count, tasks, batch)
         test_n = opts.val_count or recipe.data.val_count if opts.test_count is None else opts.test_count
         test = load_split(recipe, "test", test_n, tasks, batch) if test_n else None
-        runners = {"val": ChainRunner(graph, val.images, opts.threads)}
+        runners = {"val": DatasetRunner(m, val.images, opts.threads)}
         if test is not None:
-            runners["test"] = ChainRunner(graph, test.images, opts.threads)
+            runners["test"] = DatasetRunner(m, test.images, opts.threads)
         say("fp32 reference on val/test")
         ref = {k: r.task_outputs(fp32, tasks) for k, r in runners.items()}
         evaluators = {k: TaskEvaluator(recipe, tasks, d.targets, ref[k], label_free)
@@ -122,10 +123,10 @@ def quantize_bundle(
         baseline = {k: e.baseline(ref[k]) for k, e in evaluators.items()}
         bounds = {t: recipe.tasks[t].allowed_drop * (1.0 - opts.margin) for t in tasks}
         for t in tasks:
-            report["tasks"][t] = {"metric": evaluators["val"].metric_name(t), "allowed_drop": recipe.tasks[t].allowed_drop,
-                                  "val_bound": bounds[t], "fp32": {k: b[t] for k, b in baseline.items()}}
+            report.tasks[t] = TaskBound(evaluators["val"].metric_name(t), recipe.tasks[t].allowed_drop, bounds[t],
+                                        {k: b[t] for k, b in baseline.items()})
         golden_x, golden_y = bundle.golden()
-        golden_runner = ChainRunner(graph, golden_x, opts.threads)
+        golden_runner = DatasetRunner(m, golden_x, opts.threads)
 
         for precision in wanted:
             t0 = time.perf_counter()
@@ -133,7 +134,7 @@ def quantize_bundle(
             if precision == "int8":
                 say("calibration: fp32 chain on calib images")
                 calib_data = load_split(recipe, "calib", n_calib, None, batch)
-                calib_runner = ChainRunner(graph, calib_data.images, opts.threads)
+                calib_runner = DatasetRunner(m, calib_data.images, opts.threads)
                 calib = collect_calibration(calib_runner, fp32, calib_data, f"{recipe.data.kind} ({recipe.name})")
                 del calib_runner
                 quantizer = Int8Quantizer(fp32, calib.samples, opts.int8)
@@ -171,9 +172,9 @@ def quantize_bundle(
             ok = all(v["within_bound"] for v in scores["val"].values())
             entry["tolerance"] = tolerances("int8" if precision == "int8" else precision, golden_err,
                                             scores["val_max_abs_error"], golden_y)
-            entry["metrics"] = {"mode": report["mode"], "val_samples": len(val),
+            entry["metrics"] = {"mode": report.mode, "val_samples": len(val),
                                 "test_samples": len(test) if test is not None else 0,
-                                "tasks": {t: {"metric": report["tasks"][t]["metric"],
+                                "tasks": {t: {"metric": report.tasks[t].metric,
                                               "fp32_val": baseline["val"][t], "val": scores["val"][t]["value"],
                                               "val_drop": scores["val"][t]["drop"],
                                               **({"fp32_test": baseline["test"][t], "test": scores["test"][t]["value"],
@@ -183,24 +184,24 @@ def quantize_bundle(
             written = False
             if ok:
                 say(f"{precision}: writing files and manifest")
-                entry["segments"] = write_segment_files(bundle, precision, models, seg_precision, float_layers)
-                report["notes"] += publish_variant(bundle, precision, entry)
+                segments = write_segment_files(bundle, precision, models, seg_precision, float_layers)
+                report.notes += publish_variant(bundle, Variant(
+                    name=precision, precision=precision, config=None, tolerance=entry["tolerance"],
+                    calibration=entry.get("calibration"), metrics=entry["metrics"], segments=segments))
                 written = True
             else:
-                report["notes"].append(f"{precision}: task(s) {', '.join(t for t, v in scores['val'].items() if not v['within_bound'])} "
+                report.notes.append(f"{precision}: task(s) {', '.join(t for t, v in scores['val'].items() if not v['within_bound'])} "
                                        "stay out of bounds; the variant was not written (loosen allowed_drop or add calibration data)")
-            report["variants"][precision] = {"written": written, "seconds": time.perf_counter() - t0,
-                                             "segments": seg_precision, "golden_max_abs_error": golden_err,
-                                             "tolerance": entry["tolerance"], "scores": scores,
-                                             "calibration": entry.get("calibration"), **info}
+            report.variants[precision] = VariantResult(
+                written, seg_precision, scores, seconds=time.perf_counter() - t0, golden_max_abs_error=golden_err,
+                tolerance=entry["tolerance"], calibration=entry.get("calibration"), **info)
 
-        report["variants"]["fp32"] = {"written": True, "segments": {s: "fp32" for s in fp32},
-                                      "scores": {k: {t: {"value": baseline[k][t], "drop": 0.0, "within_bound": True}
-                                                     for t in tasks} for k in baseline}}
+        report.variants["fp32"] = VariantResult(True, {s: "fp32" for s in fp32}, {
+            k: {t: {"value": baseline[k][t], "drop": 0.0, "within_bound": True} for t in tasks} for k in baseline})
         bundle = Bundle.open(bundle_path)
-        present = [v for v in ["fp32", *wanted] if v in bundle.manifest["variants"] and report["variants"][v]["written"]]
+        present = [v for v in ["fp32", *wanted] if v in bundle.manifest.variants and report.written(v)]
         for v in present:
-            report["variants"][v]["bytes"] = _variant_bytes(bundle, v)
+            report.variants[v].bytes = _variant_bytes(bundle, v)
         if opts.latency_runs:
             say("OpenVINO CPU latency")
             from toolchain.quantize.latency import measure
@@ -210,41 +211,34 @@ def quantize_bundle(
             lat = measure(bundle, present, runs=opts.latency_runs, threads=max(opts.threads, 1), bf16=True)
             for v in present:
                 r = lat[v]
-                report["variants"][v]["latency"] = r
-                report["variants"][v]["speedup_vs_fp32"] = lat["fp32"]["latency_ms"] / r["latency_ms"]
-                # a variant that does not pay its way on this host is marked, never picked by default
-                report["variants"][v]["slower_than_fp32"] = r["latency_ms"] > lat["fp32"]["latency_ms"]
+                result = report.variants[v]
+                result.latency = r
+                result.speedup_vs_fp32 = lat["fp32"]["latency_ms"] / r["latency_ms"]
+                # a variant that does not pay its way on this host is marked, never recommended
+                result.slower_than_fp32 = r["latency_ms"] > lat["fp32"]["latency_ms"]
             if BF16_ROW in lat:
-                report["bf16"] = {"native": bf16_native(), "latency": lat[BF16_ROW],
+                report.bf16 = {"native": bf16_native(), "latency": lat[BF16_ROW],
                                   "speedup_vs_fp32": lat["fp32"]["latency_ms"] / lat[BF16_ROW]["latency_ms"],
                                   "note": "the fp32 files at INFERENCE_PRECISION_HINT=bf16 (the CPU plugin's default "
                                           "where bf16 is native); compare with the int8 row"}
-            report["default_variant"] = _pick_default(bundle, fastest_within_bounds(lat, present), report)
-    report["ok"] = all(report["variants"][p]["written"] for p in wanted)
-    report["seconds"] = time.perf_counter() - t_start
+            report.recommendation = _recommend_default(bundle, fastest_within_bounds(lat, present))
+            report.notes.append(report.recommendation.explain())
+    report.ok = all(report.written(p) for p in wanted)
+    report.seconds = time.perf_counter() - t_start
     if report_dir is not None:
         write_report(report, Path(report_dir))
     return report
 
 
-def _pick_default(bundle: Bundle, best: str, report: dict[str, Any]) -> str:
-    """Make `best` (fastest on this host, within every bound) the manifest's default_variant,
-    unless engines were already built against the current default (their keys name it)."""
+def _recommend_default(bundle: Bundle, best: str) -> DefaultRecommendation:
+    """The default-variant recommendation for machines like this host; the manifest is not touched."""
     m = bundle.manifest
-    if best == m["default_variant"]:
-        return best
-    if m.get("engines"):
-        report["notes"].append(f"{best} is the fastest variant on this host but engines are built for "
-                               f"{m['default_variant']!r}; default_variant unchanged (pass --variant {best} to run it)")
-        return m["default_variant"]
-    m["default_variant"] = best
-    bundle.save_manifest()
-    report["notes"].append(f"default_variant is now {best}: the fastest variant on this host within every task's bound")
-    return best
+    blocked = tuple(k for k, e in m.engines.items() if e.variant == m.default_variant) if best != m.default_variant else ()
+    return DefaultRecommendation(best, m.default_variant, "this host (OpenVINO CPU, median latency)", blocked)
 
 
 def _variant_bytes(bundle: Bundle, variant: str) -> int:
-    files = {seg["file"]: seg["bytes"] for seg in bundle.variant(variant)["segments"].values()}
+    files = {seg.file: seg.bytes for seg in bundle.variant(variant).segments.values()}
     return int(sum(files.values()))
 
 

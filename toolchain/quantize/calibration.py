@@ -10,7 +10,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
-from toolchain.quantize.chain import ChainRunner, SegmentModel, Samples
+from toolchain.bundle.executor import DatasetRunner, Samples, SegmentModel
 from toolchain.quantize.data import SplitData
 
 
@@ -22,9 +22,9 @@ class Calibration:
     provenance: dict[str, Any]
 
 
-def collect_calibration(runner: ChainRunner, fp32: dict[str, SegmentModel], data: SplitData, source: str) -> Calibration:
+def collect_calibration(runner: DatasetRunner, fp32: dict[str, SegmentModel], data: SplitData, source: str) -> Calibration:
     """Boundary tensors of the fp32 chain for every calibration image, grouped per segment."""
-    samples = {seg: runner.segment_inputs(fp32, seg) for seg in runner.graph.order}
+    samples = {seg: runner.segment_inputs(fp32, seg) for seg in runner.manifest.segments}
     provenance = {
         "split": data.split,
         "samples": len(data),

@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from toolchain.errors import MtedgeError
 from toolchain.bundle.executor import ort_session
-from toolchain.quantize.chain import Samples
+from toolchain.bundle.executor import Samples
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")

@@ -26,7 +26,7 @@ class _Chain:
     """A variant's runners compiled at one precision hint."""
 
     def __init__(self, core: Any, bundle: Bundle, variant: str, threads: int, hint: str | None = None) -> None:
-        self.hint = hint or HINTS[bundle.variant(variant)["precision"]]
+        self.hint = hint or HINTS[bundle.variant(variant).precision]
         self.variant = variant
         cfg = {"INFERENCE_PRECISION_HINT": self.hint, "INFERENCE_NUM_THREADS": threads,
                "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
@@ -55,7 +55,7 @@ def measure(bundle: Bundle, variants: list[str], runs: int = 50, warmup: int = 5
     if bf16 and "fp32" in variants:
         chains[BF16_ROW] = _Chain(core, bundle, "fp32", threads, hint="bf16")
     x, _ = bundle.golden()
-    image = np.ascontiguousarray(x[:bundle.manifest["input"]["shape"][0]], dtype=np.float32)
+    image = np.ascontiguousarray(x[:bundle.manifest.input.batch], dtype=np.float32)
     times = interleaved_ms({v: (lambda c=c: run_dag(bundle.manifest, c.variant, c.runners, image))
                             for v, c in chains.items()}, runs, warmup)
     return {v: {"latency_ms": statistics.median(ts), "p90_ms": float(np.percentile(ts, 90)),

@@ -1,75 +1,182 @@
-"""The quantization report: `quant.json` (everything) and `quant.md` (for people), written atomically."""
+"""The quantization report, typed (:class:`QuantizeReport`): `quant.json` (everything) and
+`quant.md` (for people), written atomically; and the default-variant recommendation a caller applies."""
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolchain.bundle.files import write_bytes_atomic, write_json_atomic
+from toolchain.bundle.manifest import Bundle
+
+
+@dataclass
+class TaskBound:
+    """A task's metric, its allowed drop, the bound accuracy control holds on val, and fp32 per split."""
+
+    metric: str
+    allowed_drop: float
+    val_bound: float
+    fp32: dict[str, float]
+
+
+@dataclass
+class VariantResult:
+    """One precision's outcome. ``scores[split][task]`` = {value, drop, within_bound};
+    ``scores["<split>_max_abs_error"][task]`` = max abs error against the fp32 chain."""
+
+    written: bool
+    segments: dict[str, str]  # segment -> what its file computes in (int8, mixed, fp16, fp32)
+    scores: dict[str, dict[str, Any]]
+    seconds: float = 0.0
+    golden_max_abs_error: dict[str, float] | None = None
+    tolerance: dict[str, float] | None = None
+    calibration: dict[str, Any] | None = None
+    # int8: accuracy control
+    float_layers: dict[str, list[str]] = field(default_factory=dict)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    unresolved: list[str] = field(default_factory=list)
+    quantized_layers: dict[str, int] = field(default_factory=dict)
+    # fp16
+    float16_ops: list[str] = field(default_factory=list)
+    boundaries: str | None = None
+    # measured after writing (written variants only)
+    bytes: int | None = None
+    latency: dict[str, Any] | None = None
+    speedup_vs_fp32: float | None = None
+    slower_than_fp32: bool | None = None
+
+
+@dataclass(frozen=True)
+class DefaultRecommendation:
+    """Which variant to make the bundle's ``default_variant``, and on what evidence. Never applied by
+    :func:`quantize_bundle`: the latency was measured on *this host* (OpenVINO CPU), which says
+    nothing about a Jetson; the caller applies it (``mtedge quantize --set-default``) for a bundle
+    that will run on a machine like this one."""
+
+    variant: str  # fastest written variant within every bound on this host (fp32 when none pays its way)
+    current: str  # the manifest's default_variant when the report was made
+    measured_on: str  # what the latency figures describe
+    blocked_by_engines: tuple[str, ...] = ()  # engine entries keyed by the current default
+
+    @property
+    def changes(self) -> bool:
+        return self.variant != self.current
+
+    def explain(self) -> str:
+        if not self.changes:
+            return f"default_variant stays {self.current} (fastest within every bound on {self.measured_on})"
+        why = f"{self.variant} is the fastest variant within every task's bound on {self.measured_on}"
+        if self.blocked_by_engines:
+            return (f"{why}, but engines {', '.join(self.blocked_by_engines)} are built for {self.current!r}: "
+                    f"pass --variant {self.variant} to run it")
+        return f"{why}; `mtedge quantize --set-default` (or apply_default) makes it the default for such machines"
+
+
+def apply_default(bundle_path: str | Path, rec: DefaultRecommendation) -> bool:
+    """Make ``rec.variant`` the bundle's default_variant; False (nothing changed) when it already is
+    or when engines are keyed by the current default (their keys name it: rebuild them first)."""
+    if not rec.changes or rec.blocked_by_engines:
+        return False
+    bundle = Bundle.open(bundle_path)
+    bundle.manifest.default_variant = rec.variant
+    bundle.save_manifest()
+    return True
+
+
+@dataclass
+class QuantizeReport:
+    """What :func:`toolchain.quantize_bundle` did; ``ok`` when every requested variant was written."""
+
+    bundle: str
+    name: str
+    recipe: str
+    mode: str  # "labels" or "label-free"
+    margin: float
+    tasks: dict[str, TaskBound] = field(default_factory=dict)
+    variants: dict[str, VariantResult] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    ok: bool = False
+    seconds: float = 0.0
+    bf16: dict[str, Any] | None = None
+    recommendation: DefaultRecommendation | None = None  # None when latency was not measured
+
+    def written(self, precision: str) -> bool:
+        v = self.variants.get(precision)
+        return bool(v and v.written)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (quant.json)."""
+        return dataclasses.asdict(self)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
     return "–" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: QuantizeReport) -> str:
     """A readable summary of `report` (see quantize_bundle)."""
-    variants = [v for v in ("fp32", "int8", "fp16") if v in report["variants"]]
-    lines = [f"# Quantization report: {report['name']}", "",
-             f"Recipe `{report['recipe']}`, evaluation with {report['mode']}; accuracy control on `val` "
-             f"keeps each task within {100 * (1 - report['margin']):.0f} % of its allowed drop "
-             f"(safety margin {report['margin']:.2f}); `test` is the held-out check against the full allowed drop.", ""]
+    results = report.variants
+    variants = [v for v in ("fp32", "int8", "fp16") if v in results]
+    lines = [f"# Quantization report: {report.name}", "",
+             f"Recipe `{report.recipe}`, evaluation with {report.mode}; accuracy control on `val` "
+             f"keeps each task within {100 * (1 - report.margin):.0f} % of its allowed drop "
+             f"(safety margin {report.margin:.2f}); `test` is the held-out check against the full allowed drop.", ""]
     for split in ("val", "test"):
-        if not any(split in report["variants"][v].get("scores", {}) for v in variants):
+        if not any(split in results[v].scores for v in variants):
             continue
         lines += [f"## Per-task metrics ({split})", "",
                   "| task | metric | allowed drop | " + " | ".join(variants) + " |",
                   "|---|---|---|" + "---|" * len(variants)]
-        for t, info in report["tasks"].items():
+        for t, info in report.tasks.items():
             cells = []
             for v in variants:
-                s = report["variants"][v].get("scores", {}).get(split, {}).get(t)
+                s = results[v].scores.get(split, {}).get(t)
                 if s is None:
                     cells.append("–")
                 else:
                     mark = "" if s["within_bound"] else " **over**"
                     cells.append(f"{s['value']:.2f}" + (f" ({-s['drop']:+.2f})" if v != "fp32" else "") + mark)
-            lines.append(f"| {t} | {info['metric']} | {info['allowed_drop']:g} | " + " | ".join(cells) + " |")
+            lines.append(f"| {t} | {info.metric} | {info.allowed_drop:g} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Size and OpenVINO CPU latency", "", "| variant | written | bytes on disk | latency ms (median) | speedup vs fp32 |",
               "|---|---|---|---|---|"]
     for v in variants:
-        r = report["variants"][v]
-        lat = r.get("latency", {})
-        lines.append(f"| {v} | {'yes' if r.get('written') else 'no'} | {r.get('bytes', '–')} | "
-                     f"{_fmt(lat.get('latency_ms'), 3)} ({lat.get('hint', '–')}) | {_fmt(r.get('speedup_vs_fp32'))} |")
+        r = results[v]
+        lat = r.latency or {}
+        lines.append(f"| {v} | {'yes' if r.written else 'no'} | {_fmt(r.bytes)} | "
+                     f"{_fmt(lat.get('latency_ms'), 3)} ({lat.get('hint', '–')}) | {_fmt(r.speedup_vs_fp32)} |")
     lines.append("")
-    int8 = report["variants"].get("int8")
+    if report.recommendation is not None:
+        lines += ["## Default variant", "", report.recommendation.explain() + ".", ""]
+    int8 = results.get("int8")
     if int8 is not None:
         lines += ["## Layers kept in float (int8)", ""]
-        if not int8["decisions"]:
+        if not int8.decisions:
             lines.append("None: every task was within its bound with all layers quantized.")
-        for d in int8["decisions"]:
+        for d in int8.decisions:
             lines.append(f"- `{d['segment']}` / `{d['layer']}` ({'shared' if d['shared'] else 'head'}): {d['reason']}")
-        if int8.get("unresolved"):
-            lines.append(f"- unresolved: {', '.join(int8['unresolved'])}")
-        cal = int8.get("calibration") or {}
+        if int8.unresolved:
+            lines.append(f"- unresolved: {', '.join(int8.unresolved)}")
+        cal = int8.calibration or {}
         lines += ["", f"Calibration: {cal.get('samples')} `{cal.get('split')}` samples of {cal.get('source')}, "
                       f"NNCF {cal.get('nncf')} preset `{cal.get('preset')}`, fast bias correction "
                       f"{cal.get('fast_bias_correction')}.", ""]
-    fp16 = report["variants"].get("fp16")
+    fp16 = results.get("fp16")
     if fp16 is not None:
-        lines += ["## fp16", "", f"Ops computing in float16: {', '.join(fp16.get('float16_ops', []))}. "
-                  f"Boundaries: {fp16.get('boundaries')}.", ""]
-    if report.get("notes"):
-        lines += ["## Notes", ""] + [f"- {n}" for n in report["notes"]] + [""]
+        lines += ["## fp16", "", f"Ops computing in float16: {', '.join(fp16.float16_ops)}. "
+                  f"Boundaries: {fp16.boundaries}.", ""]
+    if report.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
     return "\n".join(lines)
 
 
-def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_report(report: QuantizeReport, out_dir: Path) -> tuple[Path, Path]:
     """Write quant.json and quant.md under `out_dir` (each atomically); return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     j, md = out_dir / "quant.json", out_dir / "quant.md"
-    write_json_atomic(j, report)
+    write_json_atomic(j, report.to_dict())
     write_bytes_atomic(md, markdown(report).encode())
     return j, md

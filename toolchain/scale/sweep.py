@@ -208,10 +208,10 @@ def _bundle_unit(cfg: SweepConfig, item: tuple[Goal, int, str]) -> dict[str, Any
 
             report = quantize_bundle(bundle, rec, [precision], options=QuantizeOptions(
                 val_count=cfg.val_count, test_count=cfg.test_count, latency_runs=0))
-            v = report["variants"][precision]
-            doc["ok"] = bool(v.get("written"))
-            doc["metrics"] = {t: s["value"] for t, s in v["scores"]["test"].items()}
-            doc["notes"] = report.get("notes", [])
+            v = report.variants[precision]
+            doc["ok"] = v.written
+            doc["metrics"] = {t: s["value"] for t, s in v.scores["test"].items()}
+            doc["notes"] = report.notes
         return doc
 
     return cached_unit(Path(cfg.out) / "cache", "bundle", f"{goal.label}-r{round_to}-{precision}",

@@ -28,8 +28,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from toolchain.bundle.files import file_ref, staged_directory, write_bytes_atomic, write_json_atomic
-from toolchain.bundle.manifest import Bundle, validate_manifest
+from mtedge_runtime.manifest import FileRef, Variant, VariantGolden
+
+from toolchain.bundle.files import file_ref, staged_directory, write_bytes_atomic
+from toolchain.bundle.manifest import Bundle, Manifest
 from toolchain.errors import SpecError
 from toolchain.export import FP32_TOLERANCE, export_bundle
 from toolchain.progress import progress_bar
@@ -94,7 +96,7 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
     order = [default] + [n for n in names if n != default]
     errors: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="mtedge-slim-") as scratch, staged_directory(out, overwrite=force) as tmp:
-        parts: dict[str, dict[str, Any]] = {}
+        parts: dict[str, Manifest] = {}
         with progress_bar(transient=True) as progress:
             job = progress.add_task("exporting width configurations", total=len(order))
             for n in order:
@@ -104,62 +106,60 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
                 progress.update(job, advance=1, description=f"exported {n}")
         base = parts[default]
         manifest = copy.deepcopy(base)
-        manifest["default_variant"] = default
-        manifest["variants"] = {}
+        manifest.default_variant = default
+        manifest.variants = {}
         if spec:
-            manifest["provenance"]["model"] = spec
-        manifest["provenance"]["slimmable"] = {"widths": list(slim.spec.widths), "round_to": slim.spec.round_to}
+            manifest.provenance.model = spec
+        manifest.provenance.extra["slimmable"] = {"widths": list(slim.spec.widths), "round_to": slim.spec.round_to}
         (tmp / "golden").mkdir()
-        for rel in [base["golden"]["input"]["file"], *[r["file"] for r in base["golden"]["outputs"].values()]]:
+        for rel in [base.golden.input.file, *[r.file for r in base.golden.outputs.values()]]:
             shutil.copyfile(Path(scratch) / f"{default}.mtb" / rel, tmp / rel)
         by_sha: dict[str, str] = {}
         files = refs = 0
-        golden_input = np.load(tmp / base["golden"]["input"]["file"])
+        golden_input = np.load(tmp / base.golden.input.file)
         for n in order:
             m = parts[n]
             root = Path(scratch) / f"{n}.mtb"
-            if list(m["segments"]) != list(base["segments"]) or any(
-                    m["segments"][s]["inputs"] != base["segments"][s]["inputs"]
-                    or m["segments"][s]["outputs"] != base["segments"][s]["outputs"] for s in base["segments"]):
+            if list(m.segments) != list(base.segments) or any(
+                    m.segments[s].inputs != base.segments[s].inputs
+                    or m.segments[s].outputs != base.segments[s].outputs for s in base.segments):
                 raise SpecError(f"configuration {n} partitions into a different segment DAG than {default} "
-                                f"({list(m['segments'])} vs {list(base['segments'])}); a width must not remove a layer")
-            if not np.array_equal(np.load(root / m["golden"]["input"]["file"]), golden_input):
+                                f"({list(m.segments)} vs {list(base.segments)}); a width must not remove a layer")
+            if not np.array_equal(np.load(root / m.golden.input.file), golden_input):
                 raise SpecError(f"configuration {n}: golden input differs from {default}'s (non-deterministic data?)")
             segs = {}
-            for s, entry in m["variants"]["fp32"]["segments"].items():
+            for s, entry in m.variant("fp32").segments.items():
                 refs += 1
-                e = dict(entry)
-                if e["sha256"] in by_sha:
-                    e["file"] = by_sha[e["sha256"]]
+                e = copy.deepcopy(entry)
+                if e.sha256 in by_sha:
+                    e.file = by_sha[e.sha256]
                 else:
                     rel = f"segments/{n}/{s}.onnx"
-                    write_bytes_atomic(tmp / rel, (root / entry["file"]).read_bytes())
-                    by_sha[e["sha256"]] = e["file"] = rel
+                    write_bytes_atomic(tmp / rel, (root / entry.file).read_bytes())
+                    by_sha[e.sha256] = e.file = rel
                     files += 1
                 segs[s] = e
-            variant: dict[str, Any] = {"precision": "fp32", "config": configs[names.index(n)].to_dict(),
-                                       "tolerance": {t: FP32_TOLERANCE for t in m["tasks"]}, "segments": segs,
-                                       "flops": int(flops[n])}
-            if metrics and n in metrics:
-                variant["metrics"] = {t: float(v) for t, v in metrics[n].items()}
             if n == default:
-                variant["golden"] = {"outputs": copy.deepcopy(base["golden"]["outputs"])}
+                golden_outs = copy.deepcopy(base.golden.outputs)
             else:
-                outs = {}
-                for t, r in m["golden"]["outputs"].items():
+                golden_outs = {}
+                for t, r in m.golden.outputs.items():
                     rel = f"golden/{n}/{t}.npy"
-                    write_bytes_atomic(tmp / rel, (root / r["file"]).read_bytes())
-                    outs[t] = file_ref(tmp, tmp / rel)
-                variant["golden"] = {"outputs": outs}
-            manifest["variants"][n] = variant
-        manifest["variants"] = {n: manifest["variants"][n] for n in names}  # the caller's order
-        validate_manifest(manifest)
-        write_json_atomic(tmp / "manifest.json", manifest)
+                    write_bytes_atomic(tmp / rel, (root / r.file).read_bytes())
+                    golden_outs[t] = FileRef(**file_ref(tmp, tmp / rel))
+            manifest.variants[n] = Variant(
+                name=n, precision="fp32", config=configs[names.index(n)].to_dict(),
+                tolerance={t: FP32_TOLERANCE for t in m.tasks}, segments=segs, flops=int(flops[n]),
+                metrics={t: float(v) for t, v in metrics[n].items()} if metrics and n in metrics else None,
+                golden=VariantGolden(golden_outs))
+        manifest.variants = {n: manifest.variants[n] for n in names}  # the caller's order
+        bundle = Bundle(tmp, manifest)
+        bundle.save_manifest()
         if latency is not None:
             lat = latency(tmp, list(names), golden_input[:1])
             for n in names:
-                manifest["variants"][n]["latency_ms"] = lat[n]
-            validate_manifest(manifest)
-            write_json_atomic(tmp / "manifest.json", manifest)
-    variants = {n: {k: manifest["variants"][n].get(k) for k in ("config", "flops", "latency_ms", "metrics")} for n in names}
+                bundle.manifest.variants[n].latency_ms = lat[n]
+            bundle.save_manifest()
+        manifest = bundle.manifest
+    variants = {n: {k: getattr(manifest.variants[n], k) for k in ("config", "flops", "latency_ms", "metrics")} for n in names}
     return SlimExportResult(out, variants, files, refs, errors)

@@ -18,7 +18,8 @@ from toolchain.version import __version__
 from toolchain.errors import BundleError, VerificationError
 from toolchain.targets import openvino_builder, tensorrt_builder, trtexec as trtexec_mod
 from toolchain.bundle.files import file_ref, read_document, write_bytes_atomic
-from toolchain.bundle.manifest import Bundle
+from toolchain.bundle.manifest import Bundle, Manifest
+from mtedge_runtime.manifest import EngineSet, FileRef
 from toolchain.targets.plan import BuildOptions, BuildPlan, EngineBuildStep, VariantPlan, plan_build
 from toolchain.targets.profile import TargetError, TargetProfile, tensorrt_major
 from toolchain.bundle.executor import Runner
@@ -59,7 +60,7 @@ def _entry(plan: BuildPlan, vp: VariantPlan, bundle: Path, built_with: dict[str,
             "verification": verification}
 
 
-def _commit(bundle: Path, manifest: dict[str, Any], staged: dict[str, Path], entries_fn: Callable[[], dict[str, dict]],
+def _commit(bundle: Path, manifest: Manifest, staged: dict[str, Path], entries_fn: Callable[[], dict[str, dict]],
             extra_files: list[tuple[Path, str]] = ()) -> dict[str, dict]:
     """Move staged files into place, then rewrite the manifest with the new entries."""
     for rel, src in staged.items():
@@ -71,9 +72,15 @@ def _commit(bundle: Path, manifest: dict[str, Any], staged: dict[str, Path], ent
             (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, bundle / rel)
     entries = entries_fn()
-    manifest.setdefault("engines", {}).update(entries)
-    Bundle(bundle, manifest).save_manifest()
+    _record(bundle, manifest, entries)
     return entries
+
+
+def _record(bundle: Path, manifest: Manifest, entries: dict[str, dict[str, Any]]) -> None:
+    """Add engine entries to the manifest (each checked as the typed model) and save it."""
+    for key, entry in entries.items():
+        manifest.engines[key] = EngineSet.parse(entry, f"engines.{key}", key)
+    Bundle(bundle, manifest).save_manifest()
 
 
 def _staging(bundle: Path) -> Path:
@@ -83,7 +90,7 @@ def _staging(bundle: Path) -> Path:
     return d
 
 
-def _verify_engines(bundle: Path, manifest: dict[str, Any], plan: BuildPlan, not_run: str,
+def _verify_engines(bundle: Path, manifest: Manifest, plan: BuildPlan, not_run: str,
                     runners_of: Callable[[VariantPlan], dict[str, Runner] | None]) -> dict[str, dict[str, Any]]:
     """Each planned variant's engines against the golden I/O. ``runners_of`` gives None where they
     cannot run here (recorded as not run, for the reason `not_run`); a variant out of tolerance
@@ -95,7 +102,7 @@ def _verify_engines(bundle: Path, manifest: dict[str, Any], plan: BuildPlan, not
             verifications[vp.variant] = {"status": "not-run", "reason": not_run}
             continue
         checks = verify_variant(bundle, manifest, vp.variant, runners)
-        rep = report(checks, manifest["golden"]["samples"], reference_kind(manifest, vp.variant))
+        rep = report(checks, manifest.golden.samples, reference_kind(manifest, vp.variant))
         if rep["status"] != "passed":
             bad = "; ".join(f"{c.task}: max |err| {c.max_abs_err:.3g} > {c.tolerance:.3g}" for c in checks if not c.passed)
             raise VerificationError(f"{plan.backend} engines of variant {vp.variant!r} for {plan.target!r} differ from "
@@ -104,7 +111,7 @@ def _verify_engines(bundle: Path, manifest: dict[str, Any], plan: BuildPlan, not
     return verifications
 
 
-def build_openvino(bundle: Path, manifest: dict[str, Any], plan: BuildPlan, *, verify: bool = True,
+def build_openvino(bundle: Path, manifest: Manifest, plan: BuildPlan, *, verify: bool = True,
                    on_step: OnStep = lambda s: None) -> BuildResult:
     staging = _staging(bundle)
     try:
@@ -174,7 +181,7 @@ def _trt_runners(trt: ModuleType, vp: VariantPlan, files: dict[str, Path]) -> di
     return runners
 
 
-def build_tensorrt(bundle: Path, manifest: dict[str, Any], profile: TargetProfile, options: BuildOptions, *,
+def build_tensorrt(bundle: Path, manifest: Manifest, profile: TargetProfile, options: BuildOptions, *,
                    verify: bool = True, trtexec: str | None = None, trt: ModuleType | None = None,
                    on_plan: Callable[[BuildPlan], None] = lambda p: None,
                    on_step: OnStep = lambda s: None) -> BuildResult:
@@ -190,7 +197,7 @@ def build_tensorrt(bundle: Path, manifest: dict[str, Any], profile: TargetProfil
     plan = plan_build(manifest, profile, options)
     on_plan(plan)
     for step in plan.steps:
-        Bundle(bundle, manifest).path(manifest["variants"][step.variant]["segments"][step.segment])
+        Bundle(bundle, manifest).path(manifest.variant(step.variant).segments[step.segment])
     staging = _staging(bundle)
     try:
         cache_rel = next((s.timing_cache for s in plan.steps if s.timing_cache), None)
@@ -264,23 +271,23 @@ def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str 
     if tensorrt_major(version) != tensorrt_major(profile.tensorrt_version or "0"):
         raise BundleError(f"{rec_path}: engines were built with TensorRT {version}, target {profile.name!r} expects "
                           f"TensorRT {profile.tensorrt_version}")
-    digest = rec["plan"]["variants"]
+    digest, built = _record_parts(rec, rec_path)
     by_variant: dict[str, list[dict]] = {}
-    for e in rec["engines"]:
+    for e in built:
         by_variant.setdefault(e["variant"], []).append(e)
     entries: dict[str, dict] = {}
     for variant, engines in by_variant.items():
-        if variant not in manifest["variants"]:
+        if variant not in manifest.variants:
             raise BundleError(f"{rec_path}: variant {variant!r} is not in this bundle; wrong bundle?")
-        vsegs = manifest["variants"][variant]["segments"]
-        missing = set(manifest["segments"]) - {e["segment"] for e in engines}
+        vsegs = manifest.variant(variant).segments
+        missing = set(manifest.segments) - {e["segment"] for e in engines}
         if missing:
             raise BundleError(f"{rec_path}: variant {variant!r} has no engine for segment(s) {', '.join(sorted(missing))}")
         for e in engines:
-            if e["onnx_sha256"] != vsegs[e["segment"]]["sha256"]:
-                raise BundleError(f"engine {e['file']} was built from a different {vsegs[e['segment']]['file']} than "
+            if e["onnx_sha256"] != vsegs[e["segment"]].sha256:
+                raise BundleError(f"engine {e['file']} was built from a different {vsegs[e['segment']].file} than "
                                   "this bundle's; emit the script again and rebuild on the device")
-            Bundle(bundle, manifest).path(e)
+            Bundle(bundle, manifest).path(FileRef(e["file"], e["sha256"], e["bytes"]))
         d = digest[variant]
         built_with = {"tensorrt": version, "via": "trtexec", "mtedge": __version__,
                       "cuda": profile.software.get("cuda"), "jetpack": profile.software.get("jetpack"),
@@ -294,7 +301,17 @@ def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str 
             "segments": {e["segment"]: {"file": e["file"], "sha256": e["sha256"], "bytes": e["bytes"]} for e in engines},
             "verification": {"status": "not-run",
                              "reason": "built on the device by trtexec; verify there with the mtedge runtime"}}
-    manifest.setdefault("engines", {}).update(entries)
-    Bundle(bundle, manifest).save_manifest()
+    _record(bundle, manifest, entries)
     plan = BuildPlan(target=profile.name, backend="tensorrt", tensorrt_version=version, variants=())
     return BuildResult(plan, "import", entries)
+
+
+def _record_parts(rec: dict[str, Any], path: Path) -> tuple[dict[str, dict], list[dict]]:
+    """The plan digest per variant and the engine rows of a device build record, or a named error
+    (the record is written by a shell script on the device: a truncated one must not KeyError)."""
+    digest = (rec.get("plan") or {}).get("variants")
+    built = rec.get("engines")
+    if not isinstance(digest, dict) or not isinstance(built, list):
+        raise BundleError(f"{path}: the build record has no plan.variants object or engines list; "
+                          "run the emitted build script again on the device")
+    return digest, built

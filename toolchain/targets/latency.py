@@ -27,7 +27,7 @@ import onnx
 from onnx import shape_inference
 
 from toolchain.bundle.files import read_document, write_bytes_atomic
-from toolchain.bundle.manifest import Bundle
+from toolchain.bundle.manifest import Bundle, Manifest
 from toolchain.errors import SpecError
 from toolchain.flops import conv_flops, matmul_flops
 from toolchain.targets.profile import TargetProfile
@@ -202,6 +202,9 @@ class LatencyTable:
         return p
 
 
+_TABLE_FIELDS = ("target", "source", "segments", "layers")  # required, in LatencyTable's order
+
+
 def load_table(path: str | Path) -> LatencyTable:
     """Read a latency table written by `mtedge profile`; names the file and the problem when malformed."""
     p = Path(path)
@@ -210,28 +213,29 @@ def load_table(path: str | Path) -> LatencyTable:
     if d.get("format") != FORMAT or d.get("format_version") != 1:
         raise SpecError(f"{p} is not an mtedge latency table (format {d.get('format')!r} "
                         f"version {d.get('format_version')!r}; expected {FORMAT!r} 1)")
-    for key in ("target", "source", "segments", "layers"):
-        if key not in d:
-            raise SpecError(f"{p}: missing field {key!r}")
-    if d["source"] not in ("measured", "estimate"):
-        raise SpecError(f"{p}: field 'source' is {d['source']!r}; expected 'measured' or 'estimate'")
+    missing = [key for key in _TABLE_FIELDS if key not in d]
+    if missing:
+        raise SpecError(f"{p}: missing field {missing[0]!r}")
+    target, source, seg_ms, layer_ms = (d[key] for key in _TABLE_FIELDS)
+    if source not in ("measured", "estimate"):
+        raise SpecError(f"{p}: field 'source' is {source!r}; expected 'measured' or 'estimate'")
     meta = {k: v for k, v in d.items() if k not in ("format", "format_version", "target", "source", "segments",
                                                      "layers", "layer_info", "ops", "unit")}
-    return LatencyTable(d["target"], d["source"], {k: float(v) for k, v in d["segments"].items()},
-                        {k: float(v) for k, v in d["layers"].items()}, d.get("layer_info", {}), meta)
+    return LatencyTable(target, source, {k: float(v) for k, v in seg_ms.items()},
+                        {k: float(v) for k, v in layer_ms.items()}, d.get("layer_info", {}), meta)
 
 
-def _segment_models(bundle: Path, manifest: dict[str, Any], variant: str) -> dict[str, tuple[Path, onnx.ModelProto]]:
+def _segment_models(bundle: Path, manifest: Manifest, variant: str) -> dict[str, tuple[Path, onnx.ModelProto]]:
     out = {}
-    for seg in manifest["segments"]:  # manifest order is topological
-        ref = manifest["variants"][variant]["segments"][seg]
+    for seg in manifest.segments:  # manifest order is topological
+        ref = manifest.variant(variant).segments[seg]
         path = Bundle(bundle, manifest).path(ref)
         out[seg] = (path, onnx.load(str(path)))
     return out
 
 
-def _meta(manifest: dict[str, Any], variant: str, **extra: Any) -> dict[str, Any]:
-    return {"bundle": manifest["name"], "variant": variant, "precision": manifest["variants"][variant]["precision"],
+def _meta(manifest: Manifest, variant: str, **extra: Any) -> dict[str, Any]:
+    return {"bundle": manifest.name, "variant": variant, "precision": manifest.variant(variant).precision,
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), **extra}
 
 
@@ -239,9 +243,9 @@ def _unique(name: str, seg: str, taken: dict[str, Any]) -> str:
     return name if name not in taken else f"{seg}/{name}"
 
 
-def estimate_table(bundle: Path, manifest: dict[str, Any], profile: TargetProfile, variant: str) -> LatencyTable:
+def estimate_table(bundle: Path, manifest: Manifest, profile: TargetProfile, variant: str) -> LatencyTable:
     """Roofline estimate of every node of every segment of ``variant`` on ``profile``."""
-    precision = manifest["variants"][variant]["precision"]
+    precision = manifest.variant(variant).precision
     segments, layers, info = {}, {}, {}
     for seg, (_, model) in _segment_models(bundle, manifest, variant).items():
         total = 0.0
@@ -270,7 +274,7 @@ def _match_onnx_node(ov_name: str, onnx_names: list[str], tensor_producer: dict[
     return best
 
 
-def measure_openvino(bundle: Path, manifest: dict[str, Any], profile: TargetProfile, variant: str,
+def measure_openvino(bundle: Path, manifest: Manifest, profile: TargetProfile, variant: str,
                      runs: int = 20, warmup: int = 3) -> LatencyTable:
     """Per-segment (wall clock) and per-layer (PERF_COUNT) medians over ``runs`` on the CPU.
 
@@ -281,7 +285,7 @@ def measure_openvino(bundle: Path, manifest: dict[str, Any], profile: TargetProf
 
     core = ov.Core()
     hint = profile.data.get("build", {}).get("inference_precision", "f32")
-    vsegs = manifest["variants"][variant]["segments"]
+    vsegs = manifest.variant(variant).segments
     segments, layers, info = {}, {}, {}
     for seg, (path, model) in _segment_models(bundle, manifest, variant).items():
         costs = {c.name: c for c in node_costs(model)}
@@ -291,7 +295,7 @@ def measure_openvino(bundle: Path, manifest: dict[str, Any], profile: TargetProf
                                       {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
         request = compiled.create_infer_request()
         rng = np.random.default_rng(0)
-        feeds = {t["name"]: rng.standard_normal(t["shape"]).astype(t["dtype"]) for t in vsegs[seg]["inputs"]}
+        feeds = {t.name: rng.standard_normal(t.shape).astype(t.dtype) for t in vsegs[seg].inputs}
         per_layer: dict[str, list[float]] = {}
 
         def attribute() -> None:
@@ -325,12 +329,12 @@ def measure_openvino(bundle: Path, manifest: dict[str, Any], profile: TargetProf
                               openvino=ov.get_version().split("-")[0], inference_precision=hint))
 
 
-def profile_bundle(bundle: Path, manifest: dict[str, Any], profile: TargetProfile, variant: str, *,
+def profile_bundle(bundle: Path, manifest: Manifest, profile: TargetProfile, variant: str, *,
                    runs: int = 20, estimate: bool = False) -> LatencyTable:
     """Measure where possible (OpenVINO targets run here), else a roofline estimate."""
-    if variant not in manifest["variants"]:
-        raise SpecError(f"variant {variant!r} is not in bundle {manifest['name']!r}; "
-                        f"variants: {', '.join(manifest['variants'])}")
+    if variant not in manifest.variants:
+        raise SpecError(f"variant {variant!r} is not in bundle {manifest.name!r}; "
+                        f"variants: {', '.join(manifest.variants)}")
     if runs < 1 or not math.isfinite(runs):
         raise SpecError(f"--runs must be >= 1, got {runs}")
     if profile.backend == "openvino" and not estimate:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from toolchain.bundle.executor import Runner, request_runner
 from toolchain.bundle.files import write_bytes_atomic
-from toolchain.bundle.manifest import Bundle
+from toolchain.bundle.manifest import Bundle, Manifest
 from toolchain.targets.plan import EngineBuildStep
 
 
@@ -40,13 +40,13 @@ def build_blob(core: Any, step: EngineBuildStep, bundle: Path, out: Path) -> Non
     write_bytes_atomic(out, data)
 
 
-def build_steps(steps: list[EngineBuildStep], bundle: Path, manifest: dict[str, Any], staging: Path,
+def build_steps(steps: list[EngineBuildStep], bundle: Path, manifest: Manifest, staging: Path,
                 on_step: Callable[[EngineBuildStep], None] = lambda s: None) -> dict[str, Path]:
     """Build every step into ``staging`` after checking each ONNX file's sha256."""
     core = _core()
     built = {}
     for step in steps:
-        Bundle(bundle, manifest).path(manifest["variants"][step.variant]["segments"][step.segment])
+        Bundle(bundle, manifest).path(manifest.variant(step.variant).segments[step.segment])
         out = staging / step.engine_path
         build_blob(core, step, bundle, out)
         built[step.engine_path] = out

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mtedge_runtime.manifest import Manifest
+
 from toolchain.targets.profile import MIN_TENSORRT_MAJOR, TargetError, TargetProfile, tensorrt_major
 
 ENGINE_SUFFIX = {"tensorrt": ".plan", "openvino": ".blob"}
@@ -97,34 +99,34 @@ def _trt_flags(precision: str, strongly_typed: bool, dla: bool) -> tuple[str, ..
     return tuple(flags)
 
 
-def plan_build(manifest: dict[str, Any], profile: TargetProfile, options: BuildOptions = BuildOptions()) -> BuildPlan:
+def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions = BuildOptions()) -> BuildPlan:
     """The engines to build for ``manifest`` on ``profile``; raises TargetError when impossible.
 
     Pure: reads only its arguments. One step per (variant, segment), segments in manifest
     (topological) order.
     """
     target, backend = profile.name, profile.backend
-    variants = manifest["variants"]
-    default_variant = manifest["default_variant"]
+    variants = manifest.variants
+    default_variant = manifest.default_variant
     notes: list[str] = []
 
     if options.variants:
         unknown = [v for v in options.variants if v not in variants]
         if unknown:
-            raise TargetError(f"variant {unknown[0]!r} is not in bundle {manifest['name']!r}; "
+            raise TargetError(f"variant {unknown[0]!r} is not in bundle {manifest.name!r}; "
                               f"variants: {', '.join(variants)}")
         chosen = list(dict.fromkeys(options.variants))
         for v in chosen:
-            if variants[v]["precision"] not in profile.precisions:
-                raise TargetError(f"target {target!r} does not support precision {variants[v]['precision']!r} "
+            if variants[v].precision not in profile.precisions:
+                raise TargetError(f"target {target!r} does not support precision {variants[v].precision!r} "
                                   f"of variant {v!r}; it supports {', '.join(profile.precisions)}")
     else:
-        chosen = [v for v in variants if variants[v]["precision"] in profile.precisions]
+        chosen = [v for v in variants if variants[v].precision in profile.precisions]
         skipped = [v for v in variants if v not in chosen]
         if skipped:
             notes.append(f"skipped variants with precisions {target} does not support: {', '.join(skipped)}")
         if not chosen:
-            raise TargetError(f"no variant of bundle {manifest['name']!r} has a precision {target!r} supports "
+            raise TargetError(f"no variant of bundle {manifest.name!r} has a precision {target!r} supports "
                               f"({', '.join(profile.precisions)})")
 
     trt_version: str | None = None
@@ -154,7 +156,7 @@ def plan_build(manifest: dict[str, Any], profile: TargetProfile, options: BuildO
             if major >= 11:
                 raise TargetError(f"TensorRT {trt_version} has no DLA support (absent in TensorRT 11.0-11.3); "
                                   "drop --dla or build with TensorRT 10 (JetPack 6)")
-            fp32_only = [v for v in chosen if variants[v]["precision"] == "fp32"]
+            fp32_only = [v for v in chosen if variants[v].precision == "fp32"]
             if fp32_only:
                 if options.variants:
                     raise TargetError(f"DLA runs fp16/int8 only; variant {fp32_only[0]!r} is fp32. Pick an fp16 or "
@@ -172,22 +174,20 @@ def plan_build(manifest: dict[str, Any], profile: TargetProfile, options: BuildO
                           f"(memory is shared with the CPU); use --workspace-mb <= {profile.memory_mb // 2}")
     ov_precision = profile.data.get("build", {}).get("inference_precision", "f32")
     suffix = ENGINE_SUFFIX[backend]
-    static_batch = not manifest["input"].get("dynamic_batch", False)
+    static_batch = not manifest.input.dynamic_batch
     if not static_batch:
         notes.append("dynamic_batch bundle: engines are built for batch 1 (the manifest's shapes)")
 
     vplans: list[VariantPlan] = []
     for v in chosen:
         vdata = variants[v]
-        precision = vdata["precision"]
+        precision = vdata.precision
         steps = []
-        for seg in manifest["segments"]:
-            if seg not in vdata["segments"]:
-                raise TargetError(f"variant {v!r} has no file for segment {seg!r}; the bundle is incomplete, re-export it")
-            sd = vdata["segments"][seg]
-            common = dict(segment=seg, variant=v, precision=precision, onnx=sd["file"], onnx_sha256=sd["sha256"],
+        for seg in manifest.segments:  # a parsed manifest has a file for every segment in every variant
+            sd = vdata.segments[seg]
+            common = dict(segment=seg, variant=v, precision=precision, onnx=sd.file, onnx_sha256=sd.sha256,
                           engine_path=f"engines/{target}/{v}/{seg}{suffix}", backend=backend,
-                          inputs=tuple((t["name"], tuple(t["shape"])) for t in sd["inputs"]))
+                          inputs=tuple((t.name, tuple(t.shape)) for t in sd.inputs))
             if backend == "tensorrt":
                 steps.append(EngineBuildStep(
                     **common, device="DLA" if options.dla else "GPU",

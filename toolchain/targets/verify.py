@@ -18,23 +18,23 @@ from typing import Any, Mapping
 
 from mtedge_runtime import tolerance
 from toolchain.bundle.executor import Runner, onnxruntime_runners, run_tasks
-from toolchain.bundle.manifest import Bundle
+from toolchain.bundle.manifest import Bundle, Manifest
 from mtedge_runtime.tolerance import Check
 
 TaskCheck = Check  # one record type for every verification
 
 
-def reference_kind(manifest: dict[str, Any], variant: str) -> str:
+def reference_kind(manifest: Manifest, variant: str) -> str:
     """``"golden"`` or ``"onnxruntime"`` (width-configured variants; see the module docstring)."""
-    return "onnxruntime" if manifest["variants"][variant].get("config") else "golden"
+    return "onnxruntime" if manifest.variant(variant).config else "golden"
 
 
-def verify_variant(bundle: Path, manifest: dict[str, Any], variant: str, runners: Mapping[str, Runner]) -> list[TaskCheck]:
+def verify_variant(bundle: Path, manifest: Manifest, variant: str, runners: Mapping[str, Runner]) -> list[TaskCheck]:
     """Run every golden sample through ``runners`` and compare each task's output with the reference
     (golden outputs, or onnxruntime on the variant's ONNX for width-configured variants)."""
     b = Bundle(Path(bundle), manifest)
     x, golden = b.golden()
-    if manifest["variants"][variant].get("config"):
+    if manifest.variant(variant).config:
         golden = run_tasks(manifest, variant, onnxruntime_runners(b, variant), x)
     got_all = run_tasks(manifest, variant, runners, x)
     checks = []
@@ -42,7 +42,7 @@ def verify_variant(bundle: Path, manifest: dict[str, Any], variant: str, runners
         if task not in golden:
             continue
         ref = golden[task]
-        checks.append(tolerance.compare(task, got, ref, tolerance.tolerance_for(manifest["variants"][variant], task, ref, variant)))
+        checks.append(tolerance.compare(task, got, ref, tolerance.tolerance_for(manifest.variant(variant), task, ref, variant)))
     return checks
 
 

@@ -1,7 +1,8 @@
 #pragma once
-// The part of manifest.json (docs/bundle-format.md, format_version 1) the runtime needs,
-// parsed and cross-checked. Unknown optional keys are ignored; the Python side validates
-// the full JSON Schema.
+// manifest.json (docs/bundle-format.md, format_version 1): every rule checked, the part the
+// runtime needs kept. The rules are those of the Python model (runtime/mtedge_runtime/manifest.py);
+// both are held to the conformance corpus in tests/data/manifests, which names for each refusal
+// the JSON path an error starts with ("manifest.json: <path>: <what>; <fix>").
 #include <cstdint>
 #include <map>
 #include <string>
