@@ -1,8 +1,7 @@
 """A bundle's golden I/O on the device: read, check, compare (numpy + the stdlib only).
 
-``read_manifest`` is the one place this package reads ``manifest.json`` in Python (the C++ core
-parses it for the runtime); it reads the few keys golden parity needs: ``golden``, ``variants``,
-``default_variant``, ``engines``. Swap it for the typed manifest model when that exists.
+``read_manifest`` reads ``manifest.json`` into the typed, validated model
+(:mod:`mtedge_runtime.manifest`, the same rules the C++ parser enforces).
 
 ``check_golden(runtime, bundle, tasks)`` runs every golden sample through a loaded
 :class:`mtedge_runtime.Runtime` and compares each task's output with its golden file using the
@@ -21,55 +20,51 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from mtedge_runtime.errors import BundleError
+from mtedge_runtime.manifest import FileRef, Manifest, Variant, parse
 from mtedge_runtime.tolerance import Check, compare, tolerance_for
 
 
-def read_manifest(bundle: str | os.PathLike) -> Dict[str, Any]:
-    """``manifest.json`` of a bundle as a dict (errors name the file and the fix)."""
+def read_manifest(bundle: str | os.PathLike) -> Manifest:
+    """The bundle's validated manifest (errors name the file, the field and the fix)."""
     path = os.path.join(os.fspath(bundle), "manifest.json")
     try:
         with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
+            doc = json.load(f)
     except FileNotFoundError:
         raise BundleError(f"{path} does not exist; expected a bundle directory NAME.mtb written by "
                           "`mtedge export` (copy the whole directory to the device)") from None
     except (OSError, ValueError) as e:
         raise BundleError(f"{path} is not readable JSON ({e}); copy the bundle again from the host") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("golden"), dict):
-        raise BundleError(f"{path} has no 'golden' section; expected a bundle written by `mtedge export` "
-                          "(golden I/O is part of every exported bundle): re-export it")
-    return manifest
+    return parse(doc)
 
 
-def engine_variant(manifest: Dict[str, Any], engine_target: str) -> Optional[str]:
+def engine_variant(manifest: Manifest, engine_target: str) -> Optional[str]:
     """The variant an ``engines.<target>`` entry was built from (None if there is no such entry:
     the runtime then reports the unknown target with the list of targets it has)."""
-    entry = (manifest.get("engines") or {}).get(engine_target)
-    return entry.get("variant") if isinstance(entry, dict) else None
+    entry = manifest.engines.get(engine_target)
+    return entry.variant if entry is not None else None
 
 
-def _read_npy(bundle: str, ref: Any, what: str) -> np.ndarray:
+def _read_npy(bundle: str, ref: FileRef, what: str) -> np.ndarray:
     """A golden ``.npy`` file, checked against the manifest's size and sha256."""
-    if not isinstance(ref, dict) or not isinstance(ref.get("file"), str):
-        raise BundleError(f"manifest.json: {what} is {ref!r}; expected {{'file', 'sha256', 'bytes'}}: re-export the bundle")
     root = os.path.realpath(bundle)
-    path = os.path.realpath(os.path.join(root, ref["file"]))
+    path = os.path.realpath(os.path.join(root, ref.file))
     if os.path.commonpath([root, path]) != root:
-        raise BundleError(f"manifest.json: {what} file {ref['file']!r} lies outside the bundle; re-export the bundle")
+        raise BundleError(f"manifest.json: {what} file {ref.file!r} lies outside the bundle; re-export the bundle")
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
-        raise BundleError(f"{what} file {ref['file']} is missing from {bundle}; copy the whole bundle again") from None
+        raise BundleError(f"{what} file {ref.file} is missing from {bundle}; copy the whole bundle again") from None
     digest = hashlib.sha256(data).hexdigest()
-    if len(data) != ref.get("bytes") or digest != ref.get("sha256"):
-        raise BundleError(f"{what} file {ref['file']} has {len(data)} bytes, sha256 {digest[:12]}...; the manifest "
-                          f"records {ref.get('bytes')} bytes, sha256 {str(ref.get('sha256'))[:12]}...: "
+    if len(data) != ref.bytes or digest != ref.sha256:
+        raise BundleError(f"{what} file {ref.file} has {len(data)} bytes, sha256 {digest[:12]}...; the manifest "
+                          f"records {ref.bytes} bytes, sha256 {ref.sha256[:12]}...: "
                           "the copy is damaged, copy the bundle again")
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
     except ValueError as e:
-        raise BundleError(f"{what} file {ref['file']} is not a .npy array ({e}); re-export the bundle") from None
+        raise BundleError(f"{what} file {ref.file} is not a .npy array ({e}); re-export the bundle") from None
 
 
 @dataclass
@@ -79,27 +74,24 @@ class Golden:
     variant: str
     inputs: np.ndarray
     outputs: Dict[str, np.ndarray]
-    entry: Dict[str, Any]  # the manifest's variant entry (precision, tolerance)
+    entry: Variant  # the manifest's variant (precision, tolerance)
 
 
 def read_golden(bundle: str | os.PathLike, variant: Optional[str] = None,
-                manifest: Optional[Dict[str, Any]] = None) -> Golden:
+                manifest: Optional[Manifest] = None) -> Golden:
     """Golden input and the golden outputs that belong to ``variant`` (default: the bundle's
     ``default_variant``, whose outputs are the top-level ``golden.outputs``)."""
     bundle = os.fspath(bundle)
     m = manifest if manifest is not None else read_manifest(bundle)
-    variants = m.get("variants") or {}
-    name = variant or m.get("default_variant")
-    if name not in variants:
-        raise BundleError(f"unknown variant {name!r}; this bundle has variants: {', '.join(variants) or 'none'}")
-    entry = variants[name]
-    own = (entry.get("golden") or {}).get("outputs")
-    if own is None and name != m.get("default_variant"):
+    entry = m.variant(variant)  # raises naming the variants the bundle has
+    name = entry.name
+    own = entry.golden.outputs if entry.golden is not None else None
+    if own is None and name != m.default_variant:
         raise BundleError(f"variant {name!r} has no golden outputs of its own (the bundle's golden outputs belong "
-                          f"to {m.get('default_variant')!r}); verify {m.get('default_variant')!r}, or check {name!r} "
+                          f"to {m.default_variant!r}); verify {m.default_variant!r}, or check {name!r} "
                           "on the host with `mtedge verify`")
-    refs = own if own is not None else (m["golden"].get("outputs") or {})
-    inputs = _read_npy(bundle, m["golden"].get("input"), "golden.input")
+    refs = own if own is not None else m.golden.outputs
+    inputs = _read_npy(bundle, m.golden.input, "golden.input")
     outputs = {task: _read_npy(bundle, ref, f"golden output of task {task!r}") for task, ref in refs.items()}
     return Golden(name, inputs, outputs, entry)
 
