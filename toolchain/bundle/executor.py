@@ -3,7 +3,7 @@
 A *runner* runs one segment: ``{input name: array} -> {output name: array}``. Backends make runners:
 onnxruntime over a variant's files or in-memory models (the independent reference), OpenVINO
 (quantization latency, CPU engines in ``targets.openvino_builder``), TensorRT engines
-(``targets.build``). The C++ runtime walks the same DAG itself (csrc/core/scheduler).
+(``targets.build``). The C++ runtime walks the same DAG itself (`Runtime::run` in core/runtime.cpp).
 
 The walk: segments in manifest order (which is topological), only those the tasks need;
 each segment's inputs are cast to the dtype the variant declares (fp16 variants pass float16
