@@ -68,6 +68,6 @@ def scale_options(f):
 
 def evaluator_from(workers: int | None, ray_address: str | None, worker_threads: int | None):
     """The evaluator the scale options ask for; a context manager (closes Ray if it started it)."""
-    from toolchain.scale.evaluator import make_evaluator
+    from toolchain.workers import make_evaluator
 
     return make_evaluator(workers=workers, ray_address=ray_address, threads=worker_threads)

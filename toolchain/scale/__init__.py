@@ -1,5 +1,7 @@
-"""Scale-out: independent evaluations in-process or on Ray workers, and target sweeps (docs/scale-out.md).
+"""Target sweeps: goals x targets x precisions, cached per point, Pareto fronts (docs/scale-out.md).
 
-    evaluator  toolchain.scale.evaluator  Evaluator.map(fn, items, state): serial or a Ray actor pool
-    sweep      toolchain.scale.sweep      goals x targets x precisions, cached per point, Pareto fronts
+    sweep      toolchain.scale.sweep      orchestration over compression, export, quantization and builds
+
+Where the independent evaluations run (this process or Ray workers) is toolchain.workers, a mechanism
+the slim grid, the pruning oracle and quantization accuracy control share.
 """
