@@ -75,6 +75,12 @@ class MeanIoU(Metric):
         present = self._union > 0
         return float((self._inter[present] / self._union[present]).mean() * 100.0)
 
+    def class_iou(self, c: int) -> float:
+        """IoU of class `c` alone, as a fraction; a class absent from prediction and target scores 1."""
+        if self._inter is None or c >= len(self._union) or self._union[c] == 0:
+            return 1.0
+        return float(self._inter[c] / self._union[c])
+
 
 class _SquaredError(Metric):
     """Accumulates the squared error and the element count (PSNR and RMSE derive from the mean)."""
@@ -187,6 +193,20 @@ def _channels_last_2d(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 1:
         return x[:, None]
     return x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+def metrics_table(recipe, metrics: dict[str, float], title: str):
+    """A rich table of per-task metric values (`mtedge train`, the demo)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("task", "kind", "metric", "value"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for t, v in metrics.items():
+        spec = recipe.tasks[t]
+        unit = "dB" if spec.metric == "psnr" else "%"
+        table.add_row(t, spec.kind, spec.metric, f"{v:.2f} {unit}")
+    return table
 
 
 METRICS = {"accuracy": Accuracy, "miou": MeanIoU, "psnr": PSNR, "rel_error": RelativeError, "rmse": RMSE,
