@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from toolchain.graph.cost import module_flops
+from toolchain.host_latency import openvino_latency_config
 from toolchain.prune.groups import ChannelGroup
 from toolchain.timing import interleaved_ms, medians
 
@@ -87,11 +88,7 @@ def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | Non
         path = Path(d) / "model.onnx"
         path.write_bytes(data)
         ov_model = core.read_model(str(path))
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    config.update(extra_config or {})
-    return core.compile_model(ov_model, "CPU", config)
+    return core.compile_model(ov_model, "CPU", openvino_latency_config("f32", threads, **(extra_config or {})))
 
 
 def host_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, runs: int = 30, warmup: int = 5,
