@@ -15,8 +15,8 @@ State dicts given with ``--checkpoint`` load with ``weights_only=True``.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from torch import nn
 
 from toolchain import checkpoint as ckpt
 from toolchain import zoo
+from toolchain.bundle.files import write_bytes_atomic
 from toolchain.checkpoint import CHECKPOINT_FORMAT
 from toolchain.errors import SpecError
 from toolchain.imports import import_callable
@@ -192,15 +193,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, origin: str, recipe: Rec
         # is stored (format 1), and loading it again needs trust_pickle / --trust-pickle.
         payload = {"format": CHECKPOINT_FORMAT, "version": 1, "model": model, "origin": origin,
                    "recipe": recipe.to_dict() if recipe else None, **meta}
-    from toolchain.bundle.files import named_output_errors
-
-    with named_output_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())

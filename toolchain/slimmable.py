@@ -241,8 +241,7 @@ class SlimmableModel(nn.Module):
     def _load_stats(self, config: WidthConfig) -> None:
         modules = dict(self.model.named_modules())
         for unit, key in self.stats_keys(config).items():
-            stats = self.bn_stats.get(key)
-            if stats is None:
+            if (stats := self.bn_stats.get(key)) is None:
                 raise SpecError(f"no batch-norm statistics for {key} (width not in {self.spec.widths}); "
                                 "recalibrate with toolchain.slim.train.recalibrate for this width")
             for name, bufs in stats.items():

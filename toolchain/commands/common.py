@@ -32,6 +32,11 @@ recipe_option = click.option("--recipe", type=click.Path(dir_okay=False), defaul
                              help="recipe YAML (default: the model's own recipe, for zoo models and mtedge checkpoints)")
 
 
+def model_options(fn):
+    """MODEL, --checkpoint (with --trust-pickle) and --recipe: what load_model_and_recipe reads."""
+    return model_argument(checkpoint_option(recipe_option(fn)))
+
+
 def load_model_and_recipe(model: str, checkpoint: str | None, recipe: str | None,
                           trust_pickle: bool | None = None) -> tuple[LoadedModel, Recipe]:
     """:func:`toolchain.model.load_with_recipe`, trusting pickles when --trust-pickle was given."""

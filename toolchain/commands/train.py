@@ -6,14 +6,11 @@ import time
 
 import click
 
-from toolchain.commands.common import (checkpoint_option, load_model_and_recipe, model_argument, recipe_option,
-                                      torch_threads, write_json)
+from toolchain.commands.common import load_model_and_recipe, model_options, torch_threads, write_json
 
 
 @click.command()
-@model_argument
-@checkpoint_option
-@recipe_option
+@model_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="checkpoint to write (.pt)")
 @click.option("--epochs", default=4.0, show_default=True, help="epochs over the training split (fractions allowed)")
 @click.option("--limit", type=int, default=None, help="train on at most this many images (quick runs)")

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from toolchain.graph.cost import module_flops
+from toolchain.graph.tracing import forward_with_hooks
 from toolchain.host_latency import openvino_latency_config
 from toolchain.prune.groups import ChannelGroup
 from toolchain.timing import interleaved_ms, medians
@@ -31,16 +32,8 @@ def layer_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
             flops[name] = flops.get(name, 0) + module_flops(mod, tuple(inputs[0].shape), tuple(out.shape))
         return fn
 
-    hooks = [mod.register_forward_hook(hook(name)) for name, mod in model.named_modules()
-             if isinstance(mod, _COUNTED)]
-    was_training = model.training
-    model.eval()
-    try:
-        model(example[:1])
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    forward_with_hooks(model, example, {mod: hook(name) for name, mod in model.named_modules()
+                                        if isinstance(mod, _COUNTED)})
     return flops
 
 

@@ -47,6 +47,7 @@ from torch import nn
 
 from toolchain.errors import SpecError
 from toolchain.graph.capture import capture, reach, task_sets
+from toolchain.graph.tracing import forward_with_hooks
 from toolchain.prune.groups import ChannelGroup, channel_groups, dependency_graph
 from toolchain.slimmable import DEFAULT_WIDTHS, ENCODER, GroupInfo, SlimmableModel, SlimSpec, WidthConfig
 from toolchain.slimmable import keep_channels, parse_config_name  # noqa: F401  re-exported
@@ -169,15 +170,8 @@ def _stages_by_resolution(model: nn.Module, example: torch.Tensor, roots: list[s
     highest resolution first (a layer without spatial output -- a linear -- joins the last)."""
     sizes: dict[str, int] = {}
     modules = dict(model.named_modules())
-    hooks = [modules[r].register_forward_hook(
-        lambda mod, inp, out, r=r: sizes.__setitem__(r, int(out[0, 0].numel()) if out.dim() > 2 else 0))
-        for r in roots]
-    try:
-        with torch.no_grad():
-            model(example[:1])
-    finally:
-        for h in hooks:
-            h.remove()
+    forward_with_hooks(model, example, {modules[r]: (
+        lambda mod, inp, out, r=r: sizes.__setitem__(r, int(out[0, 0].numel()) if out.dim() > 2 else 0)) for r in roots})
     order = sorted({v for v in sizes.values() if v > 0}, reverse=True)
     last = max(len(order) - 1, 0)
     return {r: order.index(sizes[r]) if sizes.get(r, 0) > 0 else last for r in roots}
