@@ -33,7 +33,8 @@ import torch
 from torch import nn
 
 from toolchain.errors import SpecError
-from toolchain.graph.capture import is_captured
+from toolchain.graph.capture import is_captured, multitask
+from toolchain.recipe import parse_recipe
 from toolchain.slimmable import SlimmableModel, WidthConfig
 
 CHECKPOINT_FORMAT = "mtedge-checkpoint"
@@ -189,9 +190,6 @@ def rebuild(obj: dict[str, Any], build: Callable[[str], nn.Module], where: str) 
     if plan.get("captured"):
         # saved from the captured graph (toolchain/graph/capture.py): capture the rebuilt model the
         # same way -- same output names, same folded layouts -- before the plan and the tensors
-        from toolchain.graph.capture import multitask
-        from toolchain.recipe import parse_recipe
-
         recipe = parse_recipe(obj["recipe"], f"{where}:recipe") if obj.get("recipe") else None
         inner = multitask(inner, recipe)
     prefix = "model." if slim else ""

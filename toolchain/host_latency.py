@@ -1,10 +1,6 @@
-"""The one OpenVINO CPU configuration for host latency (pruning's latency table, quantization's
-variant latency, `mtedge bench`, per-layer profiles, OpenVINO engine builds).
-
-An explicit precision hint, because the CPU plugin otherwise runs bf16 where the CPU has it and a
-measurement would depend on the machine; the LATENCY performance hint, because every figure is one
-request at a time; a thread count only when the caller fixes one (None lets OpenVINO choose).
-"""
+"""The one OpenVINO CPU configuration for host latency (pruning, quantization, per-layer profiles, build
+plans, `mtedge bench`): an explicit precision hint, since the CPU plugin otherwise picks bf16 where the CPU
+has it; the LATENCY hint, since every figure is one request at a time; threads only when fixed."""
 
 from __future__ import annotations
 

@@ -29,8 +29,9 @@ from toolchain import zoo
 from toolchain.bundle.files import write_bytes_atomic
 from toolchain.checkpoint import CHECKPOINT_FORMAT
 from toolchain.errors import SpecError
+from toolchain.graph.capture import multitask
 from toolchain.imports import import_callable
-from toolchain.recipe import Recipe, load_recipe
+from toolchain.recipe import Recipe, load_recipe, parse_recipe
 
 
 @dataclass
@@ -123,8 +124,6 @@ def load(spec: str, checkpoint: str | Path | None = None, *, trust_pickle: bool 
             meta = {k: v for k, v in obj.items()
                     if k not in ("model", "format", "state_dict", "plan", "probe")}
             if obj.get("recipe"):
-                from toolchain.recipe import parse_recipe
-
                 recipe = parse_recipe(obj["recipe"], f"{spec}:recipe")
         elif isinstance(obj, nn.Module):
             module = obj
@@ -145,8 +144,6 @@ def load_with_recipe(spec: str, checkpoint: str | Path | None = None, recipe: st
                      trust_pickle: bool = False) -> tuple[LoadedModel, Recipe]:
     """The model captured as {task: tensor} (toolchain.graph.capture) with its recipe: ``recipe``
     (a file or a Recipe) or, for zoo models and mtedge checkpoints, their own."""
-    from toolchain.graph.capture import multitask
-
     loaded = load(spec, checkpoint, trust_pickle=trust_pickle)
     if recipe is not None:
         rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)

@@ -1,12 +1,6 @@
-"""The slimmable model type: what a slimmable checkpoint stores and rebuilds (docs/slimmable.md).
-
-`SlimmableModel` wraps a multitask model whose channel groups were ordered by importance
-(toolchain.slim.convert) and runs it at a selectable `WidthConfig`: a forward hook multiplies each
-group's outputs by a 0/1 prefix mask, and ``set_config`` loads the configuration's batch-norm
-statistics. It lives below the slimming mechanisms so that model intake (toolchain.checkpoint) can
-rebuild one without importing them; conversion and materializing a dense copy stay in
-toolchain.slim.convert.
-"""
+"""The slimmable model type (docs/slimmable.md): a multitask model run at a selectable `WidthConfig`
+through prefix channel masks. It sits below the slimming mechanisms so that checkpoints rebuild one
+without them; conversion and `materialize` are toolchain.slim.convert."""
 
 from __future__ import annotations
 

@@ -27,8 +27,7 @@ Running statistics differ per configuration: :func:`toolchain.slim.train.recalib
 them per (encoder width) and per (encoder width, decoder width) and stores them in the model;
 ``set_config`` loads them.
 
-The model type (SlimmableModel, WidthConfig, SlimSpec) is toolchain.slimmable, below this module,
-so that checkpoints rebuild slimmable models without the conversion machinery.
+The model type (SlimmableModel, WidthConfig, SlimSpec) is toolchain.slimmable.
 
 Materializing: a deep copy with the configuration's batch-norm statistics, then Torch-Pruning
 removes the suffix channels of every group: the result is an ordinary dense module that exports
