@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
@@ -17,6 +17,7 @@ from toolchain.errors import SpecError
 
 ENCODER = "encoder"
 DEFAULT_WIDTHS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35)
+
 
 @dataclass(frozen=True)
 class WidthConfig:
@@ -174,7 +175,7 @@ class SlimmableModel(nn.Module):
 
     forward(x) -> {task: tensor} at the current configuration (``set_config``; full width after
     conversion). Contract: for every configuration ``c``, ``set_config(c); self(x)`` equals
-    ``materialize(c)(x)`` in eval mode (up to float rounding)."""
+    ``slim.convert.materialize(self, c, x)(x)`` in eval mode (up to float rounding)."""
 
     def __init__(self, model: nn.Module, spec: SlimSpec) -> None:
         super().__init__()
@@ -248,8 +249,6 @@ class SlimmableModel(nn.Module):
 
     def checkpoint_plan(self) -> dict[str, Any]:
         """What a checkpoint stores besides the inner model's tensors: spec, configuration, statistics."""
-        from dataclasses import asdict
-
         return {"spec": asdict(self.spec), "config": self.config.to_dict(),
                 "bn_stats": {k: {n: dict(b) for n, b in v.items()} for k, v in self.bn_stats.items()}}
 
