@@ -67,7 +67,8 @@ def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: s
         core = ov.Core()
         keep = [core]
         for t in b.tasks:
-            cm = core.compile_model(str(Path(model_dir) / f"{t}.onnx"), "CPU", openvino_latency_config(precision, threads))
+            cfg = openvino_latency_config(precision, threads)
+            cm = core.compile_model(str(Path(model_dir) / f"{t}.onnx"), "CPU", cfg)
             req = cm.create_infer_request()
             req.infer({0: x})
             keep += [cm, req]

@@ -169,8 +169,10 @@ def _stages_by_resolution(model: nn.Module, example: torch.Tensor, roots: list[s
     highest resolution first (a layer without spatial output -- a linear -- joins the last)."""
     sizes: dict[str, int] = {}
     modules = dict(model.named_modules())
-    forward_with_hooks(model, example, {modules[r]: (
-        lambda mod, inp, out, r=r: sizes.__setitem__(r, int(out[0, 0].numel()) if out.dim() > 2 else 0)) for r in roots})
+    def size_of(r: str):
+        return lambda mod, inp, out: sizes.__setitem__(r, int(out[0, 0].numel()) if out.dim() > 2 else 0)
+
+    forward_with_hooks(model, example, {modules[r]: size_of(r) for r in roots})
     order = sorted({v for v in sizes.values() if v > 0}, reverse=True)
     last = max(len(order) - 1, 0)
     return {r: order.index(sizes[r]) if sizes.get(r, 0) > 0 else last for r in roots}
