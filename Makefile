@@ -52,7 +52,7 @@ test-py: install tensorrt-double-py
 
 test: test-py test-cpp check-tensorrt test-sanitize test-device-venv
 
-# --- TensorRT backend through the link-time test double (issue 19); test-cpp runs these too ---
+# --- TensorRT backend through the link-time test double; test-cpp runs these too ---
 # The runtime binding linked against the double, for test_runtime.py's "tensorrt" runs. Without
 # TensorRT/CUDA headers the target does not exist and those runs skip, saying why.
 tensorrt-double-py: install build/cpp/CMakeCache.txt
@@ -70,13 +70,13 @@ check-tensorrt:
 demo: install
 	$(VENV)/bin/mtedge demo --out $(OUT)
 
-# issue 4's figures: the runtime on zoo:mobilenetv2-mt at 224x224 (medians, side by side)
+# the runtime on zoo:mobilenetv2-mt at 224x224 (medians, side by side)
 bench-runtime: install
 	mkdir -p bench/results build/bench
 	$(VENV)/bin/mtedge export zoo:mobilenetv2-mt -o build/bench/mobilenetv2-mt.mtb --task-models --force
 	$(VENV)/bin/mtedge bench build/bench/mobilenetv2-mt.mtb --iters 200 --json bench/results/runtime.json
 
-# issue 24: one Runtime(callers=k) shared by k threads vs k separate runtimes (throughput, RSS)
+# one Runtime(callers=k) shared by k threads vs k separate runtimes (throughput, RSS)
 .PHONY: bench-device
 bench-device: install
 	mkdir -p bench/results build/bench
@@ -96,11 +96,11 @@ bench-photos:
 bench-prune: install bench-photos
 	$(VENV)/bin/python bench/prune.py
 
-# issue 14's figures: a user's image folder vs the built-in loader; a trained outside network label-free
 # what >= 90 % top-1 agreement means on the EfficientNet bench's photos: agreement under weight noise
 bench-sensitivity: install bench-photos
 	$(VENV)/bin/python bench/effnet_sensitivity.py
 
+# a user's image folder vs the built-in loader; a trained outside network label-free
 bench-byo: install bench-photos
 	$(VENV)/bin/python bench/byo.py
 
@@ -110,13 +110,13 @@ bench-slim: install
 clean:
 	rm -rf build $(OUT) $(VENV)
 
-# --- issue 17: scale-out on Ray (docs/scale-out.md) ---
+# --- scale-out on Ray (docs/scale-out.md) ---
 .PHONY: bench-scale
 # slim grid and an oracle batch serial vs 2 Ray workers, a simulated 8-worker run, mtedge sweep
 # (3 goals x 2 targets x 2 precisions) twice: bench/results/scale.json
 bench-scale: install
 	$(VENV)/bin/python bench/scale.py
-# ---- issue 15: reliability (docs/reliability.md) ----
+# ---- reliability (docs/reliability.md) ----
 # test-sanitize: csrc + C++ tests + the extension under ASan/UBSan, ctest and a Python subset.
 # fuzz-long: the mutation fuzzer for longer (FUZZ_CASES, FUZZ_SEED); bench-reliability: the figures.
 FUZZ_CASES ?= 200000
@@ -134,9 +134,7 @@ fuzz-long: install build/cpp/CMakeCache.txt
 bench-reliability: install build/cpp/CMakeCache.txt test-sanitize
 	cmake --build build/cpp -j $(JOBS) --target mtedge_fuzz
 	$(PY) bench/reliability.py --fuzz $(abspath build/cpp/tests/cpp/mtedge_fuzz) --sanitize-log build/asan/sanitize-summary.json
-# ---- end issue 15 ----
-
-# ---- issue 24: the device (docs/device.md) ----
+# ---- the device (docs/device.md) ----
 # test-device-venv (in `make test`): a fresh Python 3.10 venv with numpy only, `pip install ./runtime`
 # with TensorRT = the link-time double (build/cpp, built by test-cpp / tensorrt-double-py) and no
 # OpenVINO, golden parity of a host-exported bundle via `mtedge-run --verify`, vermin -t=3.8-.
@@ -148,4 +146,3 @@ test-device-venv: install tensorrt-double-py
 
 test-aarch64: install
 	bash scripts/test-aarch64.sh $(abspath $(PY)) build/aarch64 $(JOBS)
-# ---- end issue 24 ----

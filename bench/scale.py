@@ -67,7 +67,7 @@ def _slim_model(recipe, example):
 def bench_grid(args, console) -> dict:
     from toolchain.data.loaders import batches, example_input
     from toolchain.model import load
-    from toolchain.scale.evaluator import RayEvaluator
+    from toolchain.workers import RayEvaluator
     from toolchain.slim.convert import WidthConfig
     from toolchain.slim.search import evaluate_grid, search
 
@@ -117,7 +117,7 @@ def bench_oracle(args, console) -> dict:
 def bench_simulated(args, console) -> dict:
     import math
 
-    from toolchain.scale.evaluator import RayEvaluator, SerialEvaluator
+    from toolchain.workers import RayEvaluator, SerialEvaluator
 
     items, seconds, workers = list(range(args.sim_items)), args.sim_seconds, 8
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ def oracle_batch(val_count: int = 512) -> dict:
     from scale import _weights
 
     from toolchain.prune.pagcp import PruneConfig, prune
-    from toolchain.scale.evaluator import RayEvaluator
+    from toolchain.workers import RayEvaluator
 
     loaded, weights = _weights()
     model, recipe = loaded.module.eval(), loaded.recipe

@@ -1,4 +1,4 @@
-"""Issue 8: pruning must be exact -- dead-channel invariance through every layout-changing op.
+"""Pruning must be exact -- dead-channel invariance through every layout-changing op.
 
 Property: make a set of a group's channels provably dead, prune exactly those channels through the
 group, and every task output stays the same (<= 1e-5, fp32), in torch and in onnxruntime. The

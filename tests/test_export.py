@@ -198,7 +198,7 @@ def test_verify_fails_when_outputs_drift(fashion_bundle, tmp_path):
     doc["golden"]["outputs"]["garment"] = file_ref(b, g)
     (b / "manifest.json").write_text(json.dumps(doc))
     proc = mtedge("verify", b, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 1 and "error: verification failed" in proc.stderr
     assert "FAIL" in proc.stdout and "garment" in proc.stdout
 
 

@@ -85,3 +85,24 @@ def test_rmse_in_a_user_unit_and_user_metrics_from_a_recipe():
 
 def mean_abs_error(pred, target):
     return float((pred - target).abs().mean())
+
+
+def test_one_class_iou_and_a_class_absent_from_both():
+    m = MeanIoU()
+    pred = torch.tensor([[[0, 1], [1, 1]]])  # labels, as logits below
+    target = torch.tensor([[[0, 1], [1, 0]]])
+    m.update(torch.nn.functional.one_hot(pred, 3).permute(0, 3, 1, 2).float(), target)
+    assert m.class_iou(1) == pytest.approx(2 / 3) and m.class_iou(0) == pytest.approx(1 / 2)
+    assert m.class_iou(2) == 1.0  # in neither prediction nor target
+
+
+def test_summarize_output_names_the_top_class_and_pixel_shares():
+    import numpy as np
+
+    from toolchain.output_summary import summarize_output
+
+    assert summarize_output("classification", np.array([[0.0, 5.0, 1.0]])).startswith("top: class 1 (0.98)")
+    seg = np.zeros((1, 2, 2, 2), np.float32)
+    seg[0, 1, 0, :] = 1.0  # half the pixels are class 1
+    assert summarize_output("segmentation", seg) == "pixels: class 0 50%, class 1 50%"
+    assert summarize_output("depth", np.array([1.0, 3.0])) == "min 1  mean 2  max 3"

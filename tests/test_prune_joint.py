@@ -101,7 +101,7 @@ def test_joint_search_reaches_the_goal_with_fewer_evaluations_and_every_step_con
 
 
 def test_points_per_probe_decides_the_result_not_where_points_are_judged():
-    from toolchain.scale.evaluator import SerialEvaluator
+    from toolchain.workers import SerialEvaluator
 
     model, recipe, x = calibrated_resnet(2)
     config = PruneConfig(keep_flops=0.6, round_to=4, val_count=8, batch_size=8, max_rounds=2, label_free=True,

@@ -1,4 +1,4 @@
-"""Latency-aware pruning from a latency table written by `mtedge profile` (issue 7 -> issue 5)."""
+"""Latency-aware pruning from a latency table written by `mtedge profile`."""
 
 import copy
 

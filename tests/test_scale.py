@@ -57,7 +57,7 @@ def _always_fails(state, item):
 
 @pytest.fixture(scope="module")
 def pool():
-    from toolchain.scale.evaluator import RayEvaluator
+    from toolchain.workers import RayEvaluator
 
     ev = RayEvaluator(workers=2, threads=1, retries=2, object_store_mb=128)
     yield ev
@@ -68,7 +68,7 @@ def pool():
 
 
 def test_without_workers_evaluation_stays_in_process_and_never_imports_ray():
-    code = ("import sys; from toolchain.scale.evaluator import make_evaluator, SerialEvaluator\n"
+    code = ("import sys; from toolchain.workers import make_evaluator, SerialEvaluator\n"
             "ev = make_evaluator()\n"
             "assert isinstance(ev, SerialEvaluator)\n"
             "assert ev.map(lambda s, i: s + i, [1, 2, 3], state=10) == [11, 12, 13]\n"
@@ -207,7 +207,7 @@ def test_sweep_goals_and_precisions_are_checked():
 def test_sweep_on_workers_then_served_from_the_cache(pool, tiny_trained_fashion, tmp_path):
     import json
 
-    from toolchain.scale.evaluator import SerialEvaluator
+    from toolchain.workers import SerialEvaluator
     from toolchain.scale.sweep import SweepConfig, parse_goals, run_sweep
 
     cfg = SweepConfig(model=str(tiny_trained_fashion[0]), goals=parse_goals("0.8"),

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from toolchain.errors import SpecError
-from toolchain.slim.convert import WidthConfig, convert, keep_channels, parse_config_name
+from toolchain.slim.convert import WidthConfig, convert, keep_channels, materialize, parse_config_name
 from toolchain.slim.search import SlimTable, parse_preferences, search
 
 TASKS = ["garment", "group", "silhouette", "denoise"]
@@ -93,7 +93,7 @@ def test_masked_configuration_equals_materialized_dense_model(slim, data):
     slim.set_config(cfg)
     with torch.no_grad():
         masked = slim(data)
-    dense = slim.materialize(cfg, data[:1])
+    dense = materialize(slim, cfg, data[:1])
     slim.set_config(WidthConfig.uniform(1.0, TASKS))
     with torch.no_grad():
         out = dense(data)
@@ -122,7 +122,7 @@ def test_fashion_encoder_slims_per_stage_by_resolution(fashion_recipe, data, tmp
     s.set_config(cfg)
     with torch.no_grad():
         masked = s(data)
-    dense = s.materialize(cfg, data[:1])
+    dense = materialize(s, cfg, data[:1])
     with torch.no_grad():
         out = dense(data)
     assert max(float((masked[t] - out[t]).abs().max()) for t in TASKS) <= 1e-4
@@ -329,7 +329,7 @@ def test_grid_table_search_on_real_model(slim, table, data):
     assert set(table.metrics) == {"100/100", "100/50", "50/100", "50/50"}
     half = WidthConfig.uniform(0.5, TASKS)
     assert table.flops(half) < 0.4 * table.full_flops
-    assert table.flops(half) == model_flops(slim.materialize(half, data[:1]), data[:1])  # unit FLOPs add up exactly
+    assert table.flops(half) == model_flops(materialize(slim, half, data[:1]), data[:1])  # unit FLOPs add up exactly
     r = search(table, {t: 1.0 for t in TASKS}, budget_flops=0.5)
     assert r.flops <= 0.5 * table.full_flops
 

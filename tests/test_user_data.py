@@ -78,20 +78,18 @@ def test_image_folder_with_labels_splits_by_name_and_reads_every_label_kind(tmp_
 
 
 def test_one_normalization_for_folder_arrays_and_the_runtime_input(tmp_path):
-    from types import SimpleNamespace
-
     from mtedge_runtime.manifest import InputSpec
 
-    from toolchain.commands.runtime import load_input
+    from toolchain.data.images import read_input
 
     _folder(tmp_path, labels=False)
     img = tmp_path / "imgs" / "p00.png"
     pix = read_image(img)
     want = (pix.astype(np.float32)[None] / 255 - 0.5) / 0.25
     np.testing.assert_allclose(normalize(pix[None], 1 / 255, [0.5], [0.25]), want.transpose(0, 3, 1, 2), atol=1e-6)
-    manifest = SimpleNamespace(input=InputSpec.parse({"name": "image", "shape": [1, 3, 12, 10], "dtype": "float32", "layout": "NCHW",
-                                                      "normalization": {"scale": 1 / 255, "mean": [0.5], "std": [0.25]}}, "input"))
-    assert np.array_equal(load_input(img, manifest), normalize(pix[None], 1 / 255, [0.5], [0.25]))
+    spec = InputSpec.parse({"name": "image", "shape": [1, 3, 12, 10], "dtype": "float32", "layout": "NCHW",
+                            "normalization": {"scale": 1 / 255, "mean": [0.5], "std": [0.25]}}, "input")
+    assert np.array_equal(read_input(img, spec), normalize(pix[None], 1 / 255, [0.5], [0.25]))
     np.savez(tmp_path / "d.npz", x=np.stack([read_image(p) for p in sorted((tmp_path / "imgs").rglob("*.png"))]))
     rec = _recipe(tmp_path, {"kind": "arrays", "path": "d.npz", "splits": {"val": 0.5}})
     x, y = next(batches(rec, "val", batch_size=100))

@@ -33,15 +33,9 @@ import onnx
 
 from toolchain.bundle import Bundle, Manifest
 from toolchain.bundle.task_model import task_model
+from toolchain.host_latency import openvino_latency_config
 from toolchain.runtime import Runtime
 from toolchain.timing import interleaved_ms, medians, repeated_and_alternating_ms, stats_ms
-
-
-def _ov_config(threads: int | None, precision: str) -> dict:
-    cfg = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        cfg["INFERENCE_NUM_THREADS"] = threads
-    return cfg
 
 
 def _timeit(fn: Callable[[], object], n: int, advance: Callable[[], None] | None = None) -> list[float]:
@@ -73,7 +67,8 @@ def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: s
         core = ov.Core()
         keep = [core]
         for t in b.tasks:
-            cm = core.compile_model(str(Path(model_dir) / f"{t}.onnx"), "CPU", _ov_config(threads, precision))
+            cfg = openvino_latency_config(precision, threads)
+            cm = core.compile_model(str(Path(model_dir) / f"{t}.onnx"), "CPU", cfg)
             req = cm.create_infer_request()
             req.infer({0: x})
             keep += [cm, req]
@@ -136,7 +131,7 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
     golden = np.load(Path(bundle) / m.golden.input.file).astype(np.float32)
     x = np.ascontiguousarray(golden[: shape[0]].reshape(shape)) if golden.size >= np.prod(shape) else \
         np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    cfg = _ov_config(threads, precision)
+    cfg = openvino_latency_config(precision, threads)
     reload_iters = reload_iters or max(2 * len(tasks), min(40, iters // 2))
     bar = progress_bar(transient=True)
     if not progress:
@@ -274,7 +269,7 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
     golden = np.load(Path(bundle) / m.golden.input.file).astype(np.float32)
     x = np.ascontiguousarray(golden[: shape[0]].reshape(shape))
     tasks = rt.tasks
-    core, cfg = ov.Core(), _ov_config(threads, precision)
+    core, cfg = ov.Core(), openvino_latency_config(precision, threads)
     raw_frames = {v: raw_openvino_frame(core, cfg, bundle, m, v, rt.plan(tasks), x, tasks) for v in names}
     styles: dict[str, Callable[[str], object]] = {
         "runtime": lambda v: rt.run(x, variant=v),

@@ -33,7 +33,9 @@ import torch
 from torch import nn
 
 from toolchain.errors import SpecError
-from toolchain.graph.capture import is_captured
+from toolchain.graph.capture import is_captured, multitask
+from toolchain.recipe import parse_recipe
+from toolchain.slimmable import SlimmableModel, WidthConfig
 
 CHECKPOINT_FORMAT = "mtedge-checkpoint"
 VERSION = 2
@@ -157,14 +159,11 @@ def check_probe(module: nn.Module, probe: dict[str, Any], where: str, origin: st
 def payload(model: nn.Module, origin: str, recipe: dict | None, input_shape: tuple[int, ...] | None,
             meta: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint dict for `model` (see module docstring)."""
-    from toolchain.slim.convert import SlimmableModel
-
     slim = None
     inner = model
     if isinstance(model, SlimmableModel):
         inner = model.model
-        slim = {"spec": plain(model.spec, "plan.slim.spec"), "config": model.config.to_dict(),
-                "bn_stats": {k: {n: dict(b) for n, b in v.items()} for k, v in model.bn_stats.items()}}
+        slim = model.checkpoint_plan()
     out = {"format": CHECKPOINT_FORMAT, "version": VERSION, "origin": origin,
            "plan": {"modules": structure(inner), "slim": plain(slim, "plan.slim"), "captured": is_captured(inner)},
            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -181,8 +180,6 @@ def payload(model: nn.Module, origin: str, recipe: dict | None, input_shape: tup
 
 def rebuild(obj: dict[str, Any], build: Callable[[str], nn.Module], where: str) -> nn.Module:
     """The module a format-2 checkpoint describes, built by `build(origin)` plus its plan."""
-    from toolchain.slim.convert import GroupInfo, SlimmableModel, SlimSpec, WidthConfig
-
     try:
         origin, plan, state = obj["origin"], obj["plan"], obj["state_dict"]
         modules, slim = plan["modules"], plan.get("slim")
@@ -193,9 +190,6 @@ def rebuild(obj: dict[str, Any], build: Callable[[str], nn.Module], where: str) 
     if plan.get("captured"):
         # saved from the captured graph (toolchain/graph/capture.py): capture the rebuilt model the
         # same way -- same output names, same folded layouts -- before the plan and the tensors
-        from toolchain.graph.capture import multitask
-        from toolchain.recipe import parse_recipe
-
         recipe = parse_recipe(obj["recipe"], f"{where}:recipe") if obj.get("recipe") else None
         inner = multitask(inner, recipe)
     prefix = "model." if slim else ""
@@ -203,11 +197,7 @@ def rebuild(obj: dict[str, Any], build: Callable[[str], nn.Module], where: str) 
     apply_plan(inner, modules, inner_state)
     module: nn.Module = inner
     if slim:
-        s = dict(slim["spec"])
-        s["groups"] = [GroupInfo(**g) for g in s["groups"]]
-        s["widths"] = tuple(s["widths"])
-        module = SlimmableModel(inner, SlimSpec(**s))
-        module.bn_stats = {k: {n: dict(b) for n, b in v.items()} for k, v in slim["bn_stats"].items()}
+        module = SlimmableModel.from_checkpoint_plan(inner, slim)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -52,18 +52,30 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="mtedge", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
+    except click.UsageError as e:
+        if e.ctx is not None:
+            click.echo(f"{e.ctx.get_usage()}\nTry '{e.ctx.command_path} --help' for help.", err=True)
+        return _error(e.format_message(), e.exit_code)
     except click.ClickException as e:
-        e.show()
-        return e.exit_code
+        return _error(e.format_message(), e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
     except MtedgeError as e:
-        click.secho(f"error: {e}", fg="red", err=True)
-        return 2
+        return _error(str(e), 2)
+    except FileExistsError as e:  # an output that is already there (bundle/files.staged_directory)
+        return _error(str(e) if e.filename is None else f"{e.filename} exists; pass --force to replace it", 2)
     except SystemExit as e:  # a command chose its exit code
+        if isinstance(e.code, str):
+            return _error(e.code, 1)
         return int(e.code or 0)
     return 0
+
+
+def _error(message: str, code: int) -> int:
+    """Every user error ends the same way: one `error:` line on stderr, a non-zero exit status."""
+    click.secho(f"error: {message}", fg="red", err=True)
+    return code or 1
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
     ``round_to`` defaults to ``target``'s channel multiple at ``precision`` (else 8); without labels in
     the recipe, tasks are judged label-free and fine-tuning distills from the unpruned model.
     ``search``/``points_per_probe``/``evaluator``: PAGCP's search and where its probes are judged
-    (``toolchain.scale.evaluator``; the result depends on ``points_per_probe`` only); ``relax_tasks``:
+    (``toolchain.workers``; the result depends on ``points_per_probe`` only); ``relax_tasks``:
     whose budgets grow between rounds ("all", or "binding": only the tasks that stopped a step)."""
     from toolchain.data.loaders import example_input, has_labels
     from toolchain.graph.capture import multitask

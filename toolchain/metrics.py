@@ -7,24 +7,18 @@ outputs with a reference model's outputs on the same inputs, for users without l
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-
 import torch
 
 from toolchain.errors import SpecError
 
 
-@dataclass
 class Metric:
     """Accumulates a metric over batches: update(pred, target) many times, then value()."""
 
-    name: str
-    higher_is_better: bool = True
-    unit: str = ""
-    _num: float = 0.0
-    _den: float = 0.0
-    _inter: torch.Tensor | None = field(default=None, repr=False)
-    _union: torch.Tensor | None = field(default=None, repr=False)
+    name, higher_is_better, unit = "", True, ""
+
+    def __init__(self) -> None:
+        self._num = self._den = 0.0
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         raise NotImplementedError
@@ -36,8 +30,7 @@ class Metric:
 class Accuracy(Metric):
     """Top-1 accuracy in percent. `target` is class indices [B] or reference logits [B, C]."""
 
-    def __init__(self) -> None:
-        super().__init__("accuracy", True, "%")
+    name, higher_is_better, unit = "accuracy", True, "%"
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         if target.dim() == pred.dim():  # fidelity: agreement with the reference's top-1
@@ -49,8 +42,9 @@ class Accuracy(Metric):
 class MeanIoU(Metric):
     """Mean intersection-over-union in percent over classes present in prediction or target."""
 
-    def __init__(self) -> None:
-        super().__init__("miou", True, "%")
+    name, higher_is_better, unit = "miou", True, "%"
+    _inter: torch.Tensor | None = None  # per class, accumulated
+    _union: torch.Tensor | None = None
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         c = pred.shape[1]
@@ -75,6 +69,12 @@ class MeanIoU(Metric):
         present = self._union > 0
         return float((self._inter[present] / self._union[present]).mean() * 100.0)
 
+    def class_iou(self, c: int) -> float:
+        """IoU of class `c` alone, as a fraction; a class absent from prediction and target scores 1."""
+        if self._inter is None or c >= len(self._union) or self._union[c] == 0:
+            return 1.0
+        return float(self._inter[c] / self._union[c])
+
 
 class _SquaredError(Metric):
     """Accumulates the squared error and the element count (PSNR and RMSE derive from the mean)."""
@@ -87,8 +87,7 @@ class _SquaredError(Metric):
 class PSNR(_SquaredError):
     """Peak signal-to-noise ratio in dB for images in [0, 1], from the mean squared error."""
 
-    def __init__(self) -> None:
-        super().__init__("psnr", True, "dB")
+    name, higher_is_better, unit = "psnr", True, "dB"
 
     def value(self) -> float:
         mse = self._num / max(self._den, 1)
@@ -98,8 +97,7 @@ class PSNR(_SquaredError):
 class RelativeError(Metric):
     """Mean absolute relative error in percent (depth/regression; lower is better)."""
 
-    def __init__(self) -> None:
-        super().__init__("rel_error", False, "%")
+    name, higher_is_better, unit = "rel_error", False, "%"
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         err = (pred.double() - target.double()).abs() / target.double().abs().clamp_min(1e-3)
@@ -108,8 +106,7 @@ class RelativeError(Metric):
 
 
 class RMSE(_SquaredError):
-    def __init__(self) -> None:
-        super().__init__("rmse", False, "")
+    name, higher_is_better, unit = "rmse", False, ""
 
     def value(self) -> float:
         return math.sqrt(self._num / max(self._den, 1))
@@ -121,8 +118,10 @@ class NormalizedRMSE(Metric):
     Scale-free: a box regressor whose outputs are offsets near zero and a landmark head in pixels are
     judged alike, so an allowed drop can be written without knowing the raw output scale."""
 
+    name, higher_is_better, unit = "nrmse", False, "%"
+
     def __init__(self) -> None:
-        super().__init__("nrmse", False, "%")
+        super().__init__()
         self._sq: torch.Tensor | None = None
         self._sum: torch.Tensor | None = None
         self._sum2: torch.Tensor | None = None
@@ -164,7 +163,8 @@ class UserMetric(Metric):
     (every batch's predictions and targets concatenated along the batch dimension)."""
 
     def __init__(self, spec: str, fn, higher_is_better: bool) -> None:
-        super().__init__(spec, higher_is_better, "")
+        super().__init__()
+        self.name, self.higher_is_better = spec, higher_is_better
         self.fn = fn
         self._preds: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
@@ -187,6 +187,20 @@ def _channels_last_2d(x: torch.Tensor) -> torch.Tensor:
     if x.dim() == 1:
         return x[:, None]
     return x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+def metrics_table(recipe, metrics: dict[str, float], title: str):
+    """A rich table of per-task metric values (`mtedge train`, the demo)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("task", "kind", "metric", "value"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for t, v in metrics.items():
+        spec = recipe.tasks[t]
+        unit = "dB" if spec.metric == "psnr" else "%"
+        table.add_row(t, spec.kind, spec.metric, f"{v:.2f} {unit}")
+    return table
 
 
 METRICS = {"accuracy": Accuracy, "miou": MeanIoU, "psnr": PSNR, "rel_error": RelativeError, "rmse": RMSE,

@@ -15,8 +15,8 @@ State dicts given with ``--checkpoint`` load with ``weights_only=True``.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,12 @@ from torch import nn
 
 from toolchain import checkpoint as ckpt
 from toolchain import zoo
+from toolchain.bundle.files import write_bytes_atomic
 from toolchain.checkpoint import CHECKPOINT_FORMAT
 from toolchain.errors import SpecError
+from toolchain.graph.capture import multitask
 from toolchain.imports import import_callable
-from toolchain.recipe import Recipe, load_recipe
+from toolchain.recipe import Recipe, load_recipe, parse_recipe
 
 
 @dataclass
@@ -122,8 +124,6 @@ def load(spec: str, checkpoint: str | Path | None = None, *, trust_pickle: bool 
             meta = {k: v for k, v in obj.items()
                     if k not in ("model", "format", "state_dict", "plan", "probe")}
             if obj.get("recipe"):
-                from toolchain.recipe import parse_recipe
-
                 recipe = parse_recipe(obj["recipe"], f"{spec}:recipe")
         elif isinstance(obj, nn.Module):
             module = obj
@@ -144,8 +144,6 @@ def load_with_recipe(spec: str, checkpoint: str | Path | None = None, recipe: st
                      trust_pickle: bool = False) -> tuple[LoadedModel, Recipe]:
     """The model captured as {task: tensor} (toolchain.graph.capture) with its recipe: ``recipe``
     (a file or a Recipe) or, for zoo models and mtedge checkpoints, their own."""
-    from toolchain.graph.capture import multitask
-
     loaded = load(spec, checkpoint, trust_pickle=trust_pickle)
     if recipe is not None:
         rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
@@ -192,15 +190,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, origin: str, recipe: Rec
         # is stored (format 1), and loading it again needs trust_pickle / --trust-pickle.
         payload = {"format": CHECKPOINT_FORMAT, "version": 1, "model": model, "origin": origin,
                    "recipe": recipe.to_dict() if recipe else None, **meta}
-    from toolchain.bundle.files import named_output_errors
-
-    with named_output_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())

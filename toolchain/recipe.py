@@ -152,7 +152,7 @@ def parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
         raise
     except (TypeError, ValueError, AttributeError, KeyError) as e:  # a check the parser does not have yet
         raise SpecError(f"recipe {source or ''}: malformed document ({type(e).__name__}: {e}); "
-                        "see docs/recipes.md for the expected keys and types") from None
+                        "see docs/byo.md and toolchain/zoo/recipes/ for the expected keys") from None
 
 
 def _parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:

@@ -32,6 +32,11 @@ recipe_option = click.option("--recipe", type=click.Path(dir_okay=False), defaul
                              help="recipe YAML (default: the model's own recipe, for zoo models and mtedge checkpoints)")
 
 
+def model_options(fn):
+    """MODEL, --checkpoint (with --trust-pickle) and --recipe: what load_model_and_recipe reads."""
+    return model_argument(checkpoint_option(recipe_option(fn)))
+
+
 def load_model_and_recipe(model: str, checkpoint: str | None, recipe: str | None,
                           trust_pickle: bool | None = None) -> tuple[LoadedModel, Recipe]:
     """:func:`toolchain.model.load_with_recipe`, trusting pickles when --trust-pickle was given."""
@@ -68,6 +73,6 @@ def scale_options(f):
 
 def evaluator_from(workers: int | None, ray_address: str | None, worker_threads: int | None):
     """The evaluator the scale options ask for; a context manager (closes Ray if it started it)."""
-    from toolchain.scale.evaluator import make_evaluator
+    from toolchain.workers import make_evaluator
 
     return make_evaluator(workers=workers, ray_address=ray_address, threads=worker_threads)

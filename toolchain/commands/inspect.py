@@ -6,13 +6,11 @@ import json
 
 import click
 
-from toolchain.commands.common import checkpoint_option, load_model_and_recipe, model_argument, recipe_option
+from toolchain.commands.common import load_model_and_recipe, model_options
 
 
 @click.command()
-@model_argument
-@checkpoint_option
-@recipe_option
+@model_options
 @click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
 def inspect(model, checkpoint, recipe, as_json):
     """Show which layers each task shares, where each task branches off, and what each part costs."""

@@ -77,8 +77,7 @@ def quantize(bundle, recipe, precision, label_free, calibration, report_dir, mar
     if set_default:
         _apply_recommendation(bundle, report)
     if not report.ok:
-        click.secho("quantization failed: some tasks are out of bounds (see the notes)", fg="red", err=True)
-        sys.exit(1)
+        sys.exit("quantization failed: some tasks are out of bounds (see the notes)")  # the CLI prints error:, exit 1
 
 
 def _apply_recommendation(bundle, report) -> None:

@@ -6,14 +6,11 @@ import time
 
 import click
 
-from toolchain.commands.common import (checkpoint_option, load_model_and_recipe, model_argument, recipe_option,
-                                      torch_threads, write_json)
+from toolchain.commands.common import load_model_and_recipe, model_options, torch_threads, write_json
 
 
 @click.command()
-@model_argument
-@checkpoint_option
-@recipe_option
+@model_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="checkpoint to write (.pt)")
 @click.option("--epochs", default=4.0, show_default=True, help="epochs over the training split (fractions allowed)")
 @click.option("--limit", type=int, default=None, help="train on at most this many images (quick runs)")
@@ -22,6 +19,9 @@ from toolchain.commands.common import (checkpoint_option, load_model_and_recipe,
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None, help="also write the metrics as JSON")
 def train(model, checkpoint, recipe, output, epochs, limit, test_count, threads, json_path):
     """Train MODEL (e.g. zoo:fashion-mt) and write a checkpoint that `mtedge` commands load."""
+    from rich.console import Console
+
+    from toolchain.metrics import metrics_table
     from toolchain.model import save_checkpoint
     from toolchain.train import TrainConfig, evaluate_on_test
     from toolchain.train import train as run_training
@@ -33,19 +33,6 @@ def train(model, checkpoint, recipe, output, epochs, limit, test_count, threads,
     seconds = time.perf_counter() - t0
     metrics = evaluate_on_test(loaded.module, rec, count=test_count)
     save_checkpoint(output, loaded.module, loaded.origin, rec, metrics=metrics, train_seconds=seconds)
-    print_metrics(rec, metrics, title=f"{model} test metrics after {seconds:.0f} s of training")
+    Console().print(metrics_table(rec, metrics, title=f"{model} test metrics after {seconds:.0f} s of training"))
     write_json(json_path, {"model": model, "checkpoint": str(output), "train_seconds": seconds, "test_metrics": metrics})
 
-
-def print_metrics(recipe, metrics: dict[str, float], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("task", "kind", "metric", "value"):
-        table.add_column(col, justify="right" if col == "value" else "left")
-    for t, v in metrics.items():
-        spec = recipe.tasks[t]
-        unit = "dB" if spec.metric == "psnr" else "%"
-        table.add_row(t, spec.kind, spec.metric, f"{v:.2f} {unit}")
-    Console().print(table)

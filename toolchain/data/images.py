@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -29,6 +29,32 @@ def normalize(pixels: np.ndarray, scale: float, mean: Sequence[float], std: Sequ
     s = np.resize(np.asarray(std, np.float32), c)
     x = (pixels.astype(np.float32) * np.float32(scale) - m) / s
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def read_input(path: str | Path, input_spec: Any) -> np.ndarray:
+    """An image (.png/.jpg) or array (.npy) as a bundle's normalized float32 input (`mtedge run --input`);
+    ``input_spec`` is the typed manifest's ``input`` (:class:`mtedge_runtime.manifest.InputSpec`).
+
+    Images are resized to the input's HxW, converted to its channel count and normalized with the
+    manifest's ``input.normalization``; arrays are taken as already normalized ([C,H,W], [1,C,H,W],
+    or [N,C,H,W] of which the first sample is used)."""
+    shape = tuple(input_spec.shape)
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        a = np.load(path).astype(np.float32)
+        if a.shape == shape[1:]:
+            a = a[None]
+        elif a.ndim == len(shape) and a.shape[1:] == shape[1:]:
+            a = a[: shape[0]]
+        if a.shape != shape:
+            raise SpecError(f"{path}: array of shape {list(a.shape)} does not fit input {input_spec.name!r} "
+                            f"of shape {list(shape)}; save it as [C,H,W] or [N,C,H,W]")
+        return np.ascontiguousarray(a)
+    _, c, h, w = shape
+    if c not in (1, 3):
+        raise SpecError(f"input {input_spec.name!r} has {c} channels; pass a .npy array instead of an image")
+    color = input_spec.color or ("gray" if c == 1 else "rgb")
+    return normalize_for(read_image(path, color, (h, w))[None], input_spec.normalization)
 
 
 def normalize_for(pixels: np.ndarray, input_spec) -> np.ndarray:

@@ -209,8 +209,7 @@ def _read_labels(recipe: Recipe, root: Path) -> dict:
     columns = set(rows[0])
     if "file" not in columns:
         raise SpecError(f"labels file {path} has no 'file' column (columns: {', '.join(sorted(columns))})")
-    missing = [t for t in recipe.tasks if t not in columns]
-    if missing:
+    if missing := [t for t in recipe.tasks if t not in columns]:
         raise SpecError(f"labels file {path} has no column for task(s) {', '.join(missing)} "
                         f"(columns: {', '.join(sorted(columns))}); add them, or drop data.labels for label-free use")
     by_path: dict[Path, dict] = {}

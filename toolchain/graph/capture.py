@@ -145,8 +145,7 @@ def multitask(model: nn.Module, recipe=None) -> fx.GraphModule:
     gm = capture(model, recipe.outputs if recipe is not None else None, example=example)
     if recipe is not None:
         outputs = task_outputs(gm)
-        missing = [t for t in recipe.tasks if t not in outputs]
-        if missing:
+        if missing := [t for t in recipe.tasks if t not in outputs]:
             raise SpecError(f"recipe {recipe.name!r} task(s) {', '.join(missing)} are not outputs of the model; "
                             f"it returns: {', '.join(outputs)}")
     return gm
@@ -267,18 +266,20 @@ def task_sets(gm: fx.GraphModule, tasks: Sequence[str] | None = None) -> dict[fx
 
 
 def reach(start: Iterable[fx.Node], keep: Callable[[fx.Node], bool],
-          through: Callable[[fx.Node], Iterable[fx.Node]]) -> list[fx.Node]:
+          through: Callable[[fx.Node], Iterable[fx.Node]], stop: bool = True) -> list[fx.Node]:
     """The nodes ``keep`` accepts that are reachable from ``start``, looking ``through`` the others
-    (e.g. tensor producers behind shape arithmetic, modules behind functional ops); each node once."""
+    (e.g. tensor producers behind shape arithmetic, modules behind functional ops); each node once.
+    ``stop=False`` looks through the accepted nodes too."""
     found, stack, seen = [], list(start), set()
     while stack:
         n = stack.pop()
         if n in seen:
             continue
         seen.add(n)
-        if keep(n):
+        kept = keep(n)
+        if kept:
             found.append(n)
-        else:
+        if not kept or not stop:
             stack.extend(through(n))
     return found
 
@@ -310,13 +311,7 @@ def _drop_unused_placeholders(gm: fx.GraphModule) -> None:
     (``torch._assert(flag == False)``): once specialized, nothing that reaches the output reads them."""
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     for ph in placeholders[1:]:
-        downstream, stack = [], [ph]
-        while stack:
-            n = stack.pop()
-            if n in downstream:
-                continue
-            downstream.append(n)
-            stack.extend(n.users)
+        downstream = reach([ph], keep=lambda n: True, through=lambda n: n.users, stop=False)
         if any(n.op == "output" for n in downstream):
             continue  # a tensor argument the model really uses: reported by the caller
         for n in sorted(downstream, key=lambda n: -list(gm.graph.nodes).index(n)):

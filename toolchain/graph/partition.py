@@ -55,8 +55,7 @@ class Partition:
 
     def segments_for(self, tasks: list[str] | tuple[str, ...]) -> list[str]:
         """The segments to run for `tasks`: the union of their paths, each once, in order."""
-        unknown = [t for t in tasks if t not in self.task_outputs]
-        if unknown:
+        if unknown := [t for t in tasks if t not in self.task_outputs]:
             raise SpecError(f"unknown task(s) {', '.join(unknown)}; the model has tasks: {', '.join(self.tasks)}")
         wanted = set(tasks)
         return [s for s, seg in self.segments.items() if seg.tasks & wanted]

@@ -6,6 +6,7 @@ which layers each task needs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Mapping
 
 import torch
 import torch.fx as fx
@@ -36,6 +37,21 @@ def trace(model: nn.Module, example: torch.Tensor) -> TracedModel:
     with torch.no_grad():
         ShapeProp(gm).propagate(example)
     return TracedModel(gm, placeholders[0], task_outputs, example)
+
+
+def forward_with_hooks(model: nn.Module, example: torch.Tensor, hooks: Mapping[nn.Module, Callable]) -> None:
+    """One eval-mode forward of `example`'s first sample with forward `hooks` installed; the hooks
+    come off and the training mode is restored whatever happens."""
+    handles = [mod.register_forward_hook(fn) for mod, fn in hooks.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(example[:1])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
 
 
 def is_tensor_node(node: fx.Node) -> bool:

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from toolchain.graph.cost import module_flops
+from toolchain.graph.tracing import forward_with_hooks
+from toolchain.host_latency import openvino_latency_config
 from toolchain.prune.groups import ChannelGroup
 from toolchain.timing import interleaved_ms, medians
 
@@ -30,16 +32,8 @@ def layer_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
             flops[name] = flops.get(name, 0) + module_flops(mod, tuple(inputs[0].shape), tuple(out.shape))
         return fn
 
-    hooks = [mod.register_forward_hook(hook(name)) for name, mod in model.named_modules()
-             if isinstance(mod, _COUNTED)]
-    was_training = model.training
-    model.eval()
-    try:
-        model(example[:1])
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    forward_with_hooks(model, example, {mod: hook(name) for name, mod in model.named_modules()
+                                        if isinstance(mod, _COUNTED)})
     return flops
 
 
@@ -87,11 +81,7 @@ def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | Non
         path = Path(d) / "model.onnx"
         path.write_bytes(data)
         ov_model = core.read_model(str(path))
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    config.update(extra_config or {})
-    return core.compile_model(ov_model, "CPU", config)
+    return core.compile_model(ov_model, "CPU", openvino_latency_config("f32", threads, **(extra_config or {})))
 
 
 def host_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, runs: int = 30, warmup: int = 5,

@@ -21,7 +21,7 @@ Keeping it cheap:
   (``confirm``: exact, full forwards), so every accepted model is within its budgets on the full
   subset, never on an estimate;
 - ``judge_all`` judges a list of candidates, on an evaluator's workers when one is given
-  (toolchain/scale/evaluator.py: Ray, or in-process).
+  (toolchain/workers.py: Ray, or in-process).
 
 Cost counters: ``evaluations`` (candidates judged, screening and confirmation), ``confirmations``
 and ``images_evaluated`` (images pushed through a candidate, suffix-only runs included).
@@ -238,7 +238,7 @@ class Oracle:
     def judge_all(self, candidates: Sequence[tuple[nn.Module, _Suffix | None]], budget_scale: Scale = 1.0,
                   evaluator: Any = None) -> list[Verdict]:
         """Verdicts of several candidates (each with its group's suffix), in order. With an
-        `evaluator` (toolchain.scale.evaluator), candidates judged by full forwards go to its workers:
+        `evaluator` (toolchain.workers), candidates judged by full forwards go to its workers:
         the screening images travel once per worker, each candidate once; same metrics as in-process."""
         if evaluator is None or len(candidates) < 2 or any(s is not None for _, s in candidates):
             return [self.judge(c, s, budget_scale) for c, s in candidates]

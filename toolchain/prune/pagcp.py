@@ -85,7 +85,7 @@ class PruneConfig:
     # prefixes the joint search judges per probe; with an evaluator they are judged in parallel. The
     # result depends on this number only, not on where the points run (--workers N sets it to N)
     points_per_probe: int = 1
-    evaluator: Any = None  # toolchain.scale.evaluator.Evaluator for the screening judgements (None: in-process)
+    evaluator: Any = None  # toolchain.workers.Evaluator for the screening judgements (None: in-process)
     label_free: bool = False  # fidelity to the unpruned model instead of labels
     ignored: tuple[str, ...] = ()  # layers whose output channels must stay
     use_taylor: bool = True

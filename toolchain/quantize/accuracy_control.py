@@ -26,7 +26,7 @@ from typing import Any, Callable
 from toolchain.bundle.executor import DatasetRunner, Samples, SegmentModel
 from toolchain.quantize.evaluation import TaskEvaluator
 from toolchain.quantize.int8 import Int8Settings, layer_errors, quantize_segment, quantized_layers
-from toolchain.scale.evaluator import Evaluator, SerialEvaluator
+from toolchain.workers import Evaluator, SerialEvaluator
 
 Progress = Callable[[str], None]
 

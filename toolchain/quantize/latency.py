@@ -17,6 +17,7 @@ import numpy as np
 
 from toolchain.bundle.executor import openvino_runners, run_dag
 from toolchain.bundle.manifest import Bundle
+from toolchain.host_latency import openvino_latency_config
 from toolchain.timing import interleaved_ms
 
 HINTS = {"fp32": "f32", "int8": "f32", "mixed": "f32", "fp16": "f16"}
@@ -28,8 +29,7 @@ class _Chain:
     def __init__(self, core: Any, bundle: Bundle, variant: str, threads: int, hint: str | None = None) -> None:
         self.hint = hint or HINTS[bundle.variant(variant).precision]
         self.variant = variant
-        cfg = {"INFERENCE_PRECISION_HINT": self.hint, "INFERENCE_NUM_THREADS": threads,
-               "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        cfg = openvino_latency_config(self.hint, threads, NUM_STREAMS=1)
         self.runners = openvino_runners(bundle, variant, cfg, core)
 
 

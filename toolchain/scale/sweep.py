@@ -277,7 +277,7 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
     """Every point of the grid (cached units), the Pareto front and the chosen point per target;
     writes sweep.json, pareto.md, pareto.png and chosen/<target>.json under cfg.out."""
     from toolchain.evaluate import drops as task_drops
-    from toolchain.scale.evaluator import SerialEvaluator
+    from toolchain.workers import SerialEvaluator
 
     cfg.check()
     ev = evaluator or SerialEvaluator()

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from toolchain.errors import SpecError
-from toolchain.slim.convert import DEFAULT_WIDTHS, SlimmableModel, WidthConfig, convert, parse_config_name
+from toolchain.slim.convert import convert, materialize
+from toolchain.slimmable import DEFAULT_WIDTHS, SlimmableModel, WidthConfig, parse_config_name
 
-__all__ = ["DEFAULT_WIDTHS", "SlimmableModel", "WidthConfig", "convert", "parse_config_name", "load_slimmable",
-           "save_slimmable", "make_slimmable"]
+__all__ = ["DEFAULT_WIDTHS", "SlimmableModel", "WidthConfig", "convert", "materialize", "parse_config_name",
+           "load_slimmable", "save_slimmable", "make_slimmable"]
 
 
 def make_slimmable(model: Any, recipe: Any, *, widths: Sequence[float] = DEFAULT_WIDTHS, round_to: int = 4,

@@ -37,7 +37,7 @@ from toolchain.export import FP32_TOLERANCE, export_bundle
 from toolchain.progress import progress_bar
 from toolchain.prune.cost import model_flops
 from toolchain.recipe import Recipe
-from toolchain.slim.convert import SlimmableModel, WidthConfig
+from toolchain.slim.convert import SlimmableModel, WidthConfig, materialize
 
 
 LatencyOf = Callable[[Path, Sequence[str], np.ndarray], Mapping[str, float]]
@@ -90,7 +90,7 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
         slim.check_config(c)
     out = Path(out)
     bundle_name = out.name.removesuffix(".mtb")
-    dense = {n: slim.materialize(c, example) for n, c in zip(names, configs)}
+    dense = {n: materialize(slim, c, example) for n, c in zip(names, configs)}
     flops = {n: model_flops(m, example) for n, m in dense.items()}
     default = max(names, key=lambda n: flops[n])
     order = [default] + [n for n in names if n != default]

@@ -33,10 +33,11 @@ from toolchain.evaluate import evaluate, task_metric_name
 from toolchain.metrics import make_metric
 from toolchain.prune.cost import layer_flops
 from toolchain.recipe import Recipe
-from toolchain.slim.convert import ENCODER, SlimmableModel, WidthConfig, _pct, encoder_assignments
+from toolchain.slim.convert import materialize
+from toolchain.slimmable import ENCODER, SlimmableModel, WidthConfig, _pct, encoder_assignments
 
 if TYPE_CHECKING:
-    from toolchain.scale.evaluator import Evaluator
+    from toolchain.workers import Evaluator
 
 
 def _key(config: WidthConfig, d: float) -> str:
@@ -116,7 +117,7 @@ def _grid_point(state: tuple, point: tuple[tuple[float, ...], float]) -> tuple[d
     slim.set_config(cfg)
     metrics = evaluate(slim, recipe, data)
     per_unit: dict[str, int] = {}
-    for layer, f in layer_flops(slim.materialize(cfg, example), example).items():
+    for layer, f in layer_flops(materialize(slim, cfg, example), example).items():
         u = unit_of.get(layer, ENCODER)
         per_unit[u] = per_unit.get(u, 0) + f
     return metrics, per_unit
@@ -129,7 +130,7 @@ def evaluate_grid(slim: SlimmableModel, recipe: Recipe, data: Sequence[Batch], e
 
     The pairs are independent: `evaluator` (toolchain.scale) spreads them over workers, each
     holding one copy of the model and the data; the table is the same in any order."""
-    from toolchain.scale.evaluator import SerialEvaluator
+    from toolchain.workers import SerialEvaluator
 
     widths = sorted(slim.spec.widths, reverse=True)
     tasks = slim.tasks
@@ -163,7 +164,7 @@ def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, t
     if target in (None, "host-cpu"):
         from toolchain.prune.cost import host_latency_ms
 
-        lat = host_latency_ms({c.name: slim.materialize(c, example) for c in cfgs}, example, runs=runs, threads=1)
+        lat = host_latency_ms({c.name: materialize(slim, c, example) for c in cfgs}, example, runs=runs, threads=1)
         points = [(table.flops(c), lat[c.name]) for c in cfgs]
         source = "measured: host OpenVINO CPU f32, 1 thread, whole model"
     else:
@@ -175,7 +176,7 @@ def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, t
 
         profile = load_profile(target)
         for c in cfgs:
-            dense = slim.materialize(c, example)
+            dense = materialize(slim, c, example)
             model = onnx.load_from_string(onnx_bytes(TaskSubset(dense, slim.tasks).eval(), (example,), ["input"], slim.tasks))
             ms = sum(estimate_layer_ms(profile, cost, "fp32") for cost in node_costs(model))
             points.append((table.flops(c), ms))

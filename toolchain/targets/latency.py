@@ -30,6 +30,7 @@ from toolchain.bundle.files import read_document, write_bytes_atomic
 from toolchain.bundle.manifest import Bundle, Manifest
 from toolchain.errors import SpecError
 from toolchain.flops import conv_flops, matmul_flops
+from toolchain.host_latency import openvino_latency_config
 from toolchain.targets.profile import TargetProfile
 from toolchain.timing import interleaved_ms
 
@@ -291,8 +292,7 @@ def measure_openvino(bundle: Path, manifest: Manifest, profile: TargetProfile, v
         costs = {c.name: c for c in node_costs(model)}
         names = list(costs)
         producer = {o: (n.name or f"{n.op_type}_{i}") for i, n in enumerate(model.graph.node) for o in n.output}
-        compiled = core.compile_model(core.read_model(str(path)), "CPU",
-                                      {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", openvino_latency_config(hint, PERF_COUNT=True))
         request = compiled.create_infer_request()
         rng = np.random.default_rng(0)
         feeds = {t.name: rng.standard_normal(t.shape).astype(t.dtype) for t in vsegs[seg].inputs}

@@ -13,6 +13,7 @@ from typing import Any
 
 from mtedge_runtime.manifest import Manifest
 
+from toolchain.host_latency import openvino_latency_config
 from toolchain.targets.profile import MIN_TENSORRT_MAJOR, TargetError, TargetProfile, tensorrt_major
 
 ENGINE_SUFFIX = {"tensorrt": ".plan", "openvino": ".blob"}
@@ -197,7 +198,7 @@ def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions
             else:
                 steps.append(EngineBuildStep(
                     **common, device="CPU",
-                    ov_config=(("INFERENCE_PRECISION_HINT", ov_precision), ("PERFORMANCE_HINT", "LATENCY"))))
+                    ov_config=tuple(openvino_latency_config(ov_precision).items())))
         vplans.append(VariantPlan(key=engines_key(target, v, default_variant), variant=v, precision=precision,
                                   steps=tuple(steps)))
     return BuildPlan(target=target, backend=backend, tensorrt_version=trt_version, variants=tuple(vplans),
