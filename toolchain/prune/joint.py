@@ -208,7 +208,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
             # even the smallest step tried needs more: go straight to the budget that accepts it
             jump = needed[min(needed)]
             if math.isinf(jump):
-                st.notes.append(f"round {rnd + 1}: no step fits any budget (max_relax caps)")
+                st.notes.append(f"round {rnd + 1}: no step fits any budget (the recipe's bounds, or max_relax caps with relax_bounds)")
                 return
             st.scale = max(st.scale, jump)
 
@@ -229,7 +229,7 @@ def relax_binding(st: SearchState, rnd: int, verdicts: dict[int, Verdict], accep
             grown = st.task_scales[t] * relax
             if accepted == 0:
                 if math.isinf(need[t]):
-                    st.notes.append(f"round {rnd + 1}: no step fits {t}'s budget (max_relax caps it)")
+                    st.notes.append(f"round {rnd + 1}: no step fits {t}'s budget (its bound, or its max_relax cap with relax_bounds)")
                     return False
                 grown = max(grown, need[t])
             st.task_scales[t] = grown

@@ -146,6 +146,6 @@ def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float])
             # every group's smallest step is known to need more: jump over the empty rounds
             jump = min(first_need.values())
             if math.isinf(jump):
-                st.notes.append(f"round {rnd + 1}: no group can shrink within any budget (max_relax caps)")
+                st.notes.append(f"round {rnd + 1}: no group can shrink within any budget (the recipe's bounds, or max_relax caps with relax_bounds)")
                 return
             st.scale = max(st.scale, jump)

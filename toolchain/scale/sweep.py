@@ -140,6 +140,13 @@ def _test_metrics(module, rec, cfg: SweepConfig) -> dict[str, float]:
     return evaluate(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
 
 
+def _chance(module, rec, cfg: SweepConfig) -> dict[str, float]:
+    from toolchain.chance import chance_metrics
+    from toolchain.data.loaders import batches
+
+    return chance_metrics(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
+
+
 def _base_key(cfg: SweepConfig) -> dict[str, Any]:
     from toolchain.version import __version__
 
@@ -153,10 +160,11 @@ def _reference_unit(cfg: SweepConfig, _item: Any = None) -> dict[str, Any]:
         from toolchain.data.loaders import example_input
         from toolchain.prune.cost import model_flops
 
-        return {"metrics": _test_metrics(loaded.module.eval(), rec, cfg),
+        return {"metrics": _test_metrics(loaded.module.eval(), rec, cfg), "chance": _chance(loaded.module, rec, cfg),
                 "flops": model_flops(loaded.module, example_input(rec))}
 
-    return cached_unit(Path(cfg.out) / "cache", "reference", "unpruned", _base_key(cfg), make)
+    # "chance": records made before the chance level was part of a reference are made again
+    return cached_unit(Path(cfg.out) / "cache", "reference", "unpruned", {**_base_key(cfg), "chance": 1}, make)
 
 
 def _prune_key(cfg: SweepConfig, goal: Goal, round_to: int) -> dict[str, Any]:
@@ -289,6 +297,8 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
     bundle_items = [(g, rt[p], p) for g in cfg.goals for p in cfg.precisions]
     units: list[dict[str, Any]] = []
     units += ev.map(_reference_unit, [None], state=cfg, description="sweep: unpruned reference")
+    # a reference at chance makes every point "within bounds" of a constant: refuse before pruning it
+    refuse_at_chance(units[0], rec, cfg)
     units += ev.map(_prune_unit, prune_items, state=cfg, description="sweep: pruning")
     bundles = ev.map(_bundle_unit, bundle_items, state=cfg, description="sweep: export + quantize")
     units += bundles
@@ -320,10 +330,20 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
               for t in cfg.targets}
     chosen = {t: choose(pareto[t]) for t in cfg.targets}
     done_now = sum(1 for u in units if u["done_now"])
-    result = SweepResult(points, {"metrics": reference["metrics"], "flops": reference["flops"]}, pareto, chosen,
+    result = SweepResult(points, {"metrics": reference["metrics"], "chance": reference["chance"],
+                                  "flops": reference["flops"]}, pareto, chosen,
                          done_now, len(units) - done_now)
     result.files = write_outputs(cfg, rec, result, hib)
     return result
+
+
+def refuse_at_chance(reference: dict[str, Any], rec, cfg: SweepConfig) -> None:
+    """ChanceLevel unless the unpruned model beats a constant predictor on every task by more than
+    the task's allowed drop (its record's test metrics against its chance metrics)."""
+    from toolchain.chance import refuse_chance_level
+
+    what = f"the sweep's reference {cfg.model}" + (f" ({cfg.checkpoint})" if cfg.checkpoint else " (no --checkpoint)")
+    refuse_chance_level(reference["metrics"], reference["chance"], rec, what)
 
 
 def _hib(rec, task: str) -> bool:
@@ -367,10 +387,16 @@ def write_outputs(cfg: SweepConfig, rec, result: SweepResult, hib: dict[str, boo
     for t, c in result.chosen.items():
         write_json_atomic(out / "chosen" / f"{t}.json", c or {"target": t, "chosen": None,
                                                                 "why": "no point keeps every task within its allowed drop"})
-    md = [f"# sweep {cfg.model}: Pareto front per target (test metrics on {cfg.test_count} images)", ""]
+    md = [f"# sweep {cfg.model}: Pareto front per target (test metrics on {cfg.test_count} images)", "",
+          f"Reference: {cfg.model}" + (f" with {cfg.checkpoint}" if cfg.checkpoint else "") + ", unpruned fp32; "
+          "chance: a constant predictor (most frequent class, mean target) on the same images.", ""]
+    ref, chance = result.reference["metrics"], result.reference.get("chance") or {}
     for t, front in result.pareto.items():
         md += [f"## {t}", "", "| point | FLOPs | latency ms | " + " | ".join(tasks) + " | within bounds |",
-               "|---|---|---|" + "---|" * len(tasks) + "---|"]
+               "|---|---|---|" + "---|" * len(tasks) + "---|",
+               "| reference (unpruned fp32) | 100% | - | " + " | ".join(f"{ref[k]:.2f}" for k in tasks) + " | - |"]
+        if chance:
+            md.append("| chance (constant predictor) | - | - | " + " | ".join(f"{chance[k]:.2f}" for k in tasks) + " | - |")
         for p in front:
             star = " (chosen)" if result.chosen.get(t) is p else ""
             md.append(f"| {p['id']}{star} | {p['flops_fraction']:.0%} | {p['latency_ms']:.3f} ({p['latency_source']}) | "
@@ -402,7 +428,9 @@ def plot_pareto(result: SweepResult, tasks: list[str], hib: dict[str, bool], pat
             c = result.chosen.get(target)
             if c:
                 ax.scatter([c["latency_ms"]], [c["metrics"][task]], marker="*", s=160, c="red", label="chosen")
-            ax.axhline(result.reference["metrics"][task], color="grey", lw=0.6)
+            ax.axhline(result.reference["metrics"][task], color="grey", lw=0.6)  # the unpruned reference
+            if "chance" in result.reference:
+                ax.axhline(result.reference["chance"][task], color="grey", lw=0.6, ls=":")  # a constant predictor
             ax.set_title(f"{target}: {task}" + ("" if hib[task] else " (lower is better)"), fontsize=9)
             ax.set_xlabel("latency ms" + (f" ({pts[0]['latency_source']})" if pts else ""), fontsize=8)
             if i == 0 and j == 0:
