@@ -139,7 +139,7 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
              finetune_limit: int | None = None, distill: bool = False, label_free: bool = False, val_count: int = 512,
              screen_count: int | None = None, time_budget_s: float | None = None, ignored: tuple[str, ...] = (),
              trust_pickle: bool = False, relax: bool = False, allow_exceed: bool = False,
-             test_count: int | None = None, on_step: Callable[[str], None] | None = None,
+             test_count: int | None = None, max_rounds: int | None = None, on_step: Callable[[str], None] | None = None,
              log: Callable[[str], None] = lambda line: None) -> CompressResult:
     """Prune ``model`` (a spec such as ``zoo:fashion-mt`` / ``pkg.mod:factory`` / a checkpoint, or a
     module with ``recipe``) with PAGCP or the global L1 baseline to one goal, then fine-tune.
@@ -182,7 +182,7 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
                          search=search, points_per_probe=points_per_probe, evaluator=evaluator,
                          relax_tasks=relax_tasks, max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored),
                          screen_count=screen_count, time_budget_s=time_budget_s, on_step=on_step,
-                         relax_bounds=relax)
+                         relax_bounds=relax, max_rounds=max_rounds)
     notes = []
     if latency_table:
         from toolchain.targets.latency import load_table

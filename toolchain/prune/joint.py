@@ -164,7 +164,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                 found = ([oracle.confirm(c, budget) for c in cands] if exact else
                          oracle.judge_all([(c, None) for c in cands], budget, config.evaluator))
             for p, cand, v in zip(prefixes, cands, found):
-                verdicts[p], needed[p] = v, oracle.needed_scale(v.drops)
+                verdicts[p], needed[p] = v, oracle.needed_scale(v.judged)
                 if v.ok:
                     accepted[p] = cand
             return [v.ok for v in found]
@@ -184,7 +184,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                 confirmed = full
                 break
             verdicts[lo] = full  # the exact verdict overrides the screening one it contradicts
-            needed[lo] = max(oracle.needed_scale(full.drops), st.scale * (1 + 1e-6))
+            needed[lo] = max(oracle.needed_scale(full.judged), st.scale * (1 + 1e-6))
             # the screening images misjudged this step: the rest of the round judges on all of them
             # (a few exact verdicts cost less than walking the bound down one screened step at a time)
             exact = True
@@ -223,8 +223,8 @@ def relax_binding(st: SearchState, rnd: int, verdicts: dict[int, Verdict], accep
         st.task_scales = {t: s * relax for t, s in st.task_scales.items()}
     else:
         verdict = verdicts[min(past)]
-        binding = oracle.over(verdict.drops, st.task_scales)
-        need = oracle.needed_scales(verdict.drops)
+        binding = oracle.over(verdict.judged, st.task_scales)
+        need = oracle.needed_scales(verdict.judged)
         for t in binding:
             grown = st.task_scales[t] * relax
             if accepted == 0:

@@ -76,6 +76,9 @@ class PruneConfig:
     # relax_bounds=True is the opt-in to grow the budget by `relax` a round (capped by each task's
     # max_relax) in the hope that fine-tuning wins the excess back; the final check says if it did
     relax_bounds: bool = False
+    # with the bounds as the contract, a confirmed step keeps this many standard errors of each drop
+    # (estimated on the oracle subset) inside the bound, so it holds on other images too (oracle.py)
+    confidence_z: float = 1.645
     relax: float = 2.0  # budget growth per round when relax_bounds (fine-tuning recovers what pruning costs beyond 1x)
     # which budgets grow between rounds (joint search): "all" tasks' together, or only the "binding"
     # ones -- the tasks the round's first rejected step failed on -- so a task that never stops the
@@ -228,6 +231,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
                     oracle_caps(recipe, config), config.screen_count)
     if not config.relax_bounds:  # every budget stays at the recipe's bound: nothing to grow between rounds
         config = dataclasses.replace(config, relax=1.0)
+        oracle.margin_z = config.confidence_z
     flops0, params0 = cost.model_flops(model, example), cost.model_params(model)
     notes: list[str] = []
 
