@@ -247,10 +247,14 @@ def main() -> int:
     if only in (None, "", "bounds"):  # comparisons at equal bounds (bench/prune_bounds.py)
         from prune_bounds import fashion_equal_bounds, print_table
 
-        entry = fashion_equal_bounds()
-        results = json.loads(OUT.read_text()) if OUT.exists() else {}
-        results.setdefault("equal_bounds", {})["zoo:fashion-mt"] = entry
-        write_json_atomic(OUT, results)
+        def save(entry: dict) -> None:
+            doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+            doc.setdefault("equal_bounds", {})["zoo:fashion-mt"] = entry
+            write_json_atomic(OUT, doc)
+
+        entry = fashion_equal_bounds(save)
+        save(entry)
+        results = json.loads(OUT.read_text())
         print_table("zoo:fashion-mt", entry)
         if only == "bounds":
             return 0

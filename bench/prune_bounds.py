@@ -81,7 +81,8 @@ def run_method(method: str, model, recipe, val, example, round_to: int, epochs: 
             "keep_bracket": [lo, hi], "seconds": time.perf_counter() - t0}
 
 
-def equal_bounds(name: str, model, recipe, label_free: bool = False) -> dict:
+def equal_bounds(name: str, model, recipe, label_free: bool = False, save=lambda entry: None) -> dict:
+    """The grid (bound levels x methods); `save(entry)` after every cell, so a stopped run keeps what it measured."""
     from toolchain.data.loaders import batches, example_input
 
     levels = [float(v) for v in os.environ.get("BENCH_BOUNDS_LEVELS", "0.5,1,2").split(",")]
@@ -101,14 +102,20 @@ def equal_bounds(name: str, model, recipe, label_free: bool = False) -> dict:
             curve.setdefault(method, {})[f"{level:g}"] = r
             print(f"{name} bounds x{level:g} {method}: {r['flops_removed_pct']:.1f} % removed within bounds (val), "
                   f"test within: {r['test']['within'] if r['test'] else '-'}, {r['seconds']:.0f} s", flush=True)
-    at_recipe = {m: v.get("1", next(iter(v.values())))["flops_removed_pct"] for m, v in curve.items()}
+            save(_summary(curve, levels, methods, epochs, steps, val_count, round_to))
+    return _summary(curve, levels, methods, epochs, steps, val_count, round_to)
+
+
+def _summary(curve: dict, levels: list, methods: list, epochs: float, steps: int, val_count: int, round_to: int) -> dict:
+    at_recipe = {m: v["1"]["flops_removed_pct"] for m, v in curve.items() if "1" in v}
     return {"levels": levels, "methods": methods, "recovery_epochs": epochs, "bisection_steps": steps,
             "val_images": val_count, "round_to": round_to, "torch_threads": torch.get_num_threads(),
             "precision": "fp32", "curve": curve, "flops_removed_pct_at_recipe_bounds": at_recipe,
             "pagcp_over_l1": (at_recipe["pagcp"] / at_recipe["l1"]) if at_recipe.get("l1") else None,
             "pagcp_ge_every_baseline": all(at_recipe["pagcp"] >= v for m, v in at_recipe.items() if m != "pagcp")
             if "pagcp" in at_recipe else None,
-            "median_seconds_per_method": statistics.median(r["seconds"] for v in curve.values() for r in v.values())}
+            "median_seconds_per_cell": statistics.median(r["seconds"] for v in curve.values() for r in v.values()),
+            "cells_run": [f"{m} x{lv}" for m, v in curve.items() for lv in v]}
 
 
 def print_table(name: str, entry: dict) -> None:
@@ -122,23 +129,28 @@ def print_table(name: str, entry: dict) -> None:
     for method, by_level in entry["curve"].items():
         cells = []
         for level in entry["levels"]:
-            r = by_level[f"{level:g}"]
+            r = by_level.get(f"{level:g}")
+            if r is None:
+                cells.append("not run")
+                continue
             held = "" if r["test"] is None else (" ok" if r["test"]["within"] else " (test: past)")
             cells.append(f"{r['flops_removed_pct']:.1f}{held}")
         table.add_row(method, *cells)
     Console(width=120).print(table)
 
 
-def fashion_equal_bounds() -> dict:
+def fashion_equal_bounds(save=lambda entry: None) -> dict:
     from common import trained_fashion
 
     from toolchain.model import load
 
-    lm = load(str(trained_fashion()))
+    ckpt = str(trained_fashion())
+    lm = load(ckpt)
     recipe = load("zoo:fashion-mt").recipe  # the zoo's current bounds
-    entry = equal_bounds("zoo:fashion-mt", lm.module, recipe)
-    entry["weights"] = "bench/common.py: zoo:fashion-mt trained 4 epochs on Fashion-MNIST (Debian package data)"
-    return entry
+    weights = {"checkpoint": ckpt, "weights": "zoo:fashion-mt trained on Fashion-MNIST (Debian package data): "
+               "bench/common.py, or MTEDGE_FASHION_CHECKPOINT"}
+    entry = equal_bounds("zoo:fashion-mt", lm.module, recipe, save=lambda e: save({**e, **weights}))
+    return {**entry, **weights}
 
 
 if __name__ == "__main__":
@@ -150,9 +162,12 @@ if __name__ == "__main__":
 
     os.environ.setdefault("MTEDGE_NO_PROGRESS", "1")
     out = ROOT / "bench" / "results" / "prune.json"
-    entry = fashion_equal_bounds()
-    results = json.loads(out.read_text()) if out.exists() else {}
-    results.setdefault("equal_bounds", {})["zoo:fashion-mt"] = entry
-    write_json_atomic(out, results)
+    def save(entry: dict) -> None:  # read again before each write: other benches' entries stay
+        results = json.loads(out.read_text()) if out.exists() else {}
+        results.setdefault("equal_bounds", {})["zoo:fashion-mt"] = entry
+        write_json_atomic(out, results)
+
+    entry = fashion_equal_bounds(save)
+    save(entry)
     print_table("zoo:fashion-mt", entry)
     print(f"wrote {out}")

@@ -81,6 +81,7 @@ class SweepConfig:
     finetune_epochs: float = 0.0
     round_to: int | None = None  # default: lcm of the targets' channel multiples per precision
     runs: int = 20  # host latency runs per segment
+    relax: bool = False  # prune with relaxed budgets (toolchain.compress(relax=True)); points say if bounds held
 
     def check(self) -> None:
         from toolchain.targets.profile import load_profile
@@ -169,7 +170,7 @@ def _reference_unit(cfg: SweepConfig, _item: Any = None) -> dict[str, Any]:
 
 def _prune_key(cfg: SweepConfig, goal: Goal, round_to: int) -> dict[str, Any]:
     return {**_base_key(cfg), "goal": asdict(goal), "round_to": round_to, "finetune_epochs": cfg.finetune_epochs,
-            "bounds": "contract"}  # pruned within the recipe's bounds (units pruned with relaxed budgets differ)
+            "bounds": "relaxed" if cfg.relax else "contract"}  # pruned within the recipe's bounds (units pruned with relaxed budgets differ)
 
 
 def _prune_unit(cfg: SweepConfig, item: tuple[Goal, int]) -> dict[str, Any]:
@@ -185,7 +186,7 @@ def _prune_unit(cfg: SweepConfig, item: tuple[Goal, int]) -> dict[str, Any]:
         result = compress(loaded.module.eval(), rec, keep_flops=goal.value if goal.kind == "flops" else None,
                           target_latency_ms=goal.value if goal.kind == "latency_ms" else None, round_to=round_to,
                           val_count=cfg.val_count, finetune_epochs=cfg.finetune_epochs, distill=True,
-                          test_count=cfg.test_count, allow_exceed=True)
+                          test_count=cfg.test_count, relax=cfg.relax, allow_exceed=True)
         save_checkpoint(d / "model.pt", result.model, loaded.origin, rec)
         return {"flops_before": result.prune.flops_before, "flops_after": result.prune.flops_after,
                 "oracle_evaluations": result.prune.oracle_evaluations, "goal_reached": result.goal_reached,
