@@ -16,7 +16,11 @@
   BENCH_EFFNET_TRAIN_IMAGES (256 per epoch), BENCH_EFFNET_TEST (132), BENCH_EFFNET_RELAX_TASKS (binding;
   BENCH_FASHION_RELAX_TASKS for fashion-mt: per-task budgets, PruneConfig.relax_tasks).
 
-Environment: BENCH_PRUNE_ONLY=fashion|mobilenet|effnet runs one model; BENCH_FINETUNE_EPOCHS (default 3);
+- equal bounds (bench/prune_bounds.py): FLOPs each method removes with every task within the same
+  bounds (val-judged, test-checked), PAGCP vs Torch-Pruning's magnitude / Taylor / LAMP and the L1
+  baseline, at 3 bound levels; written under "equal_bounds".
+
+Environment: BENCH_PRUNE_ONLY=fashion|mobilenet|effnet|bounds runs one part; BENCH_FINETUNE_EPOCHS (default 3);
 BENCH_KEEP_FLOPS (0.40), BENCH_ROUND_TO (4), BENCH_MBV2_ORDER (latency-per-flop), BENCH_MBV2_ROUND_TO (16),
 BENCH_MBV2_MAX_STEP (0.875).
 """
@@ -77,7 +81,8 @@ def fashion(epochs: float) -> dict:
     rounds = int(os.environ.get("BENCH_FASHION_ROUNDS", "16"))
     relax_tasks = os.environ.get("BENCH_FASHION_RELAX_TASKS", "all")
     res = prune(model, recipe, PruneConfig(keep_flops=KEEP, val_count=1000, batch_size=500, round_to=round_to,
-                                           max_rounds=rounds, relax=relax, relax_tasks=relax_tasks))
+                                           max_rounds=rounds, relax=relax, relax_tasks=relax_tasks,
+                                           relax_bounds=True))  # the FLOPs-goal run; equal bounds: prune_bounds.py
     pruned_test = evaluate(res.model, recipe, test)
     finetune(res.model, recipe, epochs, teacher=model)
     after = evaluate(res.model, recipe, test)
@@ -119,7 +124,7 @@ def mobilenet() -> dict:
     round_to = int(os.environ.get("BENCH_MBV2_ROUND_TO", "16"))
     max_step = float(os.environ.get("BENCH_MBV2_MAX_STEP", "0.875"))
     config = PruneConfig(keep_flops=KEEP, val_count=16, batch_size=8, taylor_batches=1, label_free=True,
-                         order=order, round_to=round_to, max_step=max_step)
+                         order=order, round_to=round_to, max_step=max_step, relax_bounds=True)
     if order != "flops":
         config.latency_cost = cost.TableLatency.measured_on_host(model, example, runs=100).cost_per_channel
     res = prune(model, recipe, config)
@@ -174,7 +179,7 @@ def effnet() -> dict:
     # the joint search (a handful of evaluations a round), the budget growing 1.5x a round
     config = PruneConfig(keep_flops=keep, val_count=64, batch_size=16, screen_count=16, taylor_batches=1,
                          label_free=True, round_to=16, max_step=0.5, time_budget_s=60 * budget_min,
-                         search="joint", relax=1.5, max_rounds=30, relax_tasks=relax_tasks,
+                         search="joint", relax=1.5, max_rounds=30, relax_tasks=relax_tasks, relax_bounds=True,
                          # EfficientNet-Lite's convs, adds and concats: the exactness check (40 groups x
                          # copy + graph trace + forwards, minutes on a shared 2-core host) is skipped here
                          exactness_fractions=(),
@@ -239,6 +244,20 @@ def main() -> int:
         results = record("zoo:mobilenetv2-mt", mobilenet())
     if only in (None, "", "effnet"):
         results = record("effnet-lite0-mt", effnet())
+    if only in (None, "", "bounds"):  # comparisons at equal bounds (bench/prune_bounds.py)
+        from prune_bounds import fashion_equal_bounds, print_table
+
+        def save(entry: dict) -> None:
+            doc = json.loads(OUT.read_text()) if OUT.exists() else {}
+            doc.setdefault("equal_bounds", {})["zoo:fashion-mt"] = entry
+            write_json_atomic(OUT, doc)
+
+        entry = fashion_equal_bounds(save)
+        save(entry)
+        results = json.loads(OUT.read_text())
+        print_table("zoo:fashion-mt", entry)
+        if only == "bounds":
+            return 0
 
     table = Table(title="PAGCP vs global L1 (test split; drops in metric units, positive = worse)")
     for col in ("model", "task", "before", "pagcp", "pagcp drop", "l1 drop", "allowed", "ok"):

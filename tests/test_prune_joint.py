@@ -84,7 +84,7 @@ def test_label_free_saliency_is_not_zero_at_the_unpruned_model():
 
 def test_joint_search_reaches_the_goal_with_fewer_evaluations_and_every_step_confirmed():
     model, recipe, x = calibrated_resnet(1)
-    base = dict(keep_flops=0.5, round_to=4, val_count=16, batch_size=8, max_rounds=4, budget_fraction=2.0,
+    base = dict(keep_flops=0.5, round_to=4, val_count=16, batch_size=8, max_rounds=4, budget_fraction=2.0, relax_bounds=True,
                 screen_count=8, exactness_fractions=(), label_free=True)
     joint = prune(model, recipe, PruneConfig(**base, search="joint"), example=x)
     sequential = prune(model, recipe, PruneConfig(**base, search="sequential"), example=x)
@@ -137,7 +137,8 @@ def test_relax_binding_grows_only_the_budgets_of_the_tasks_that_refused_the_step
 def test_binding_relaxation_keeps_every_step_within_each_tasks_own_budget():
     model, recipe, x = calibrated_resnet(1)
     config = PruneConfig(keep_flops=0.5, round_to=4, val_count=16, batch_size=8, screen_count=8,
-                         exactness_fractions=(), label_free=True, relax_tasks="binding")
+                         exactness_fractions=(), label_free=True, relax_tasks="binding",
+                         relax_bounds=True)
     res = prune(model, recipe, config, example=x)
     assert res.path
     note = next(n for n in res.notes if n.startswith("final oracle budgets"))

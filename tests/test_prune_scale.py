@@ -61,7 +61,7 @@ def test_needed_scale_is_the_smallest_budget_that_accepts_and_respects_max_relax
 
 def test_carried_brackets_cut_evaluations_and_every_step_stays_within_its_budget():
     model, recipe, x = calibrated_resnet()
-    base = dict(keep_flops=0.3, round_to=4, val_count=16, batch_size=16, max_rounds=4, budget_fraction=0.5,
+    base = dict(keep_flops=0.3, round_to=4, val_count=16, batch_size=16, max_rounds=4, budget_fraction=0.5, relax_bounds=True,
                 exactness_fractions=(0.5,), search="sequential")
     plain = prune(model, recipe, PruneConfig(**base, carry_brackets=False), example=x)
     carried = prune(model, recipe, PruneConfig(**base), example=x)
@@ -73,7 +73,7 @@ def test_carried_brackets_cut_evaluations_and_every_step_stays_within_its_budget
 
 def test_screened_search_confirms_every_accepted_step_on_all_images():
     model, recipe, x = calibrated_resnet(1)
-    config = PruneConfig(keep_flops=0.5, round_to=4, val_count=24, batch_size=8, max_rounds=2, budget_fraction=2.0,
+    config = PruneConfig(keep_flops=0.5, round_to=4, val_count=24, batch_size=8, max_rounds=2, budget_fraction=2.0, relax_bounds=True,
                          screen_count=8, exactness_fractions=(0.5,))
     result = prune(model, recipe, config, example=x)
     assert result.path and result.cost["confirmations"] >= len(result.path)
@@ -91,7 +91,7 @@ def test_screened_search_confirms_every_accepted_step_on_all_images():
 def test_time_budget_stops_cleanly_at_the_last_confirmed_step():
     model, recipe, x = calibrated_resnet(2)
     lines = []
-    config = PruneConfig(keep_flops=0.2, round_to=4, val_count=8, batch_size=8, max_rounds=6, budget_fraction=50.0,
+    config = PruneConfig(keep_flops=0.2, round_to=4, val_count=8, batch_size=8, max_rounds=6, budget_fraction=50.0, relax_bounds=True,
                          time_budget_s=1e-3, on_step=lines.append, exactness_fractions=(0.5,))
     result = prune(model, recipe, config, example=x)
     assert result.cost["stopped_by"] == "time budget" and not result.goal_reached

@@ -1,5 +1,11 @@
 """`toolchain.compress`: prune a model to a FLOPs or latency goal, recover, report (docs/pruning.md).
 
+The recipe's bounds are the contract: by default the search accepts no step past a task's allowed
+drop and stops short of the goal when the bounds demand it (``goal_reached=False``); recovery keeps
+the state that holds the bounds best on the val split; the result is measured on the held-out test
+split (``result.bounds``) and ``result.ok`` is False when a task is past its bound, unless the
+caller allowed it (``allow_exceed``). ``relax=True`` opts in to the budget relaxation.
+
 The policy `mtedge compress` used to hold lives here, callable from Python: the default channel
 rounding (the target's multiple, else 8), the L1 baseline's FLOPs goal, and how a latency table
 or the host's per-layer counters become a per-channel cost.
@@ -13,10 +19,15 @@ from typing import Any, Callable
 
 from torch import nn
 
-from toolchain.errors import SpecError
+from toolchain.bounds import BoundsCheck
+from toolchain.errors import MtedgeError, SpecError
 from toolchain.recipe import Recipe
 
 DEFAULT_ROUND_TO = 8
+
+
+class BoundsExceeded(MtedgeError):
+    """A compressed model is past a task's bound on held-out data and the caller did not allow it."""
 
 
 @dataclass
@@ -29,6 +40,44 @@ class CompressResult:
     label_free: bool
     prune: Any = None  # toolchain.prune.pagcp.PruneResult, None without pruning
     notes: list[str] = field(default_factory=list)
+    bounds: BoundsCheck | None = None  # every task's drop on the held-out test split
+    recovery: Any = None  # toolchain.prune.recovery.Recovery: the state kept and why
+    relaxed: bool = False  # the search was allowed past the recipe's bounds (relax=True)
+    allow_exceed: bool = False  # a task past its bound does not make the result fail
+
+    @property
+    def goal_reached(self) -> bool:
+        return self.prune is not None and self.prune.goal_reached
+
+    @property
+    def ok(self) -> bool:
+        """Every task within its bound on the held-out split, or the caller allowed otherwise."""
+        return self.allow_exceed or self.bounds is None or self.bounds.within
+
+    def check(self) -> None:
+        """Raise BoundsExceeded (naming each task, its drop and its bound) unless `ok`."""
+        if not self.ok:
+            raise BoundsExceeded(
+                f"task(s) past their bound on the held-out {self.bounds.split} split: {self.bounds.describe_exceeded()}; "
+                "keep more FLOPs (--keep-flops), recover longer (--finetune-epochs), drop --relax, or pass "
+                "--allow-exceed to accept the result as it is")
+
+    def lead(self) -> list[str]:
+        """What a user reads first: the goal's outcome and the bounds table."""
+        lines = []
+        if self.prune is not None:
+            removed = 100 * self.prune.flops_removed
+            lines.append(f"goal reached: {removed:.1f} % of the FLOPs removed" if self.goal_reached else
+                         f"goal not reached: {removed:.1f} % removed within bounds" if not self.relaxed else
+                         f"goal not reached: {removed:.1f} % removed with relaxed budgets")
+        if self.recovery is not None:
+            lines.append(self.recovery.note())
+        if self.bounds is not None:
+            lines += self.bounds.markdown()
+            if self.bounds.exceeded:
+                lines.append(("allowed by the caller (allow_exceed): " if self.allow_exceed else "BOUNDS EXCEEDED: ")
+                             + self.bounds.describe_exceeded())
+        return lines
 
     def summary(self) -> dict | None:
         """What the checkpoint records about the pruning (``pruning`` entry)."""
@@ -56,11 +105,20 @@ class CompressResult:
 
         if self.prune is None:
             raise SpecError("nothing was pruned, so there is no pruning report; pass method='pagcp' or 'l1'")
-        test = list(batches(self.recipe, "test", count=test_count, batch_size=256))
-        reference = self.unpruned if self.label_free else None
-        before, after = (evaluate(m, self.recipe, test, reference=reference) for m in (self.unpruned, self.model))
+        if self.bounds is not None and test_count in (None, self.bounds.images):  # measured already on this split
+            before = {t: b.before for t, b in self.bounds.tasks.items()}
+            after = {t: b.after for t, b in self.bounds.tasks.items()}
+        else:
+            test = list(batches(self.recipe, "test", count=test_count, batch_size=256))
+            reference = self.unpruned if self.label_free else None
+            before, after = (evaluate(m, self.recipe, test, reference=reference) for m in (self.unpruned, self.model))
         lat = cost.host_latency_ms({"before": self.unpruned, "after": self.model}, example_input(self.recipe))
-        doc = report_doc(self.prune, self.recipe, before, after, lat, {"round_to": self.round_to, **(extra or {})})
+        contract = {"lead": self.lead(), "relaxed": self.relaxed, "allow_exceed": self.allow_exceed, "ok": self.ok,
+                    "bounds": self.bounds.as_dict() if self.bounds else None,
+                    "recovery": ({"kept": self.recovery.kept, "candidates": [c.as_dict() for c in self.recovery.checks]}
+                                 if self.recovery is not None else None)}
+        doc = report_doc(self.prune, self.recipe, before, after, lat,
+                         {"round_to": self.round_to, **contract, **(extra or {})})
         return write_report(doc, directory)
 
 
@@ -80,7 +138,8 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
              max_step: float = 0.5, latency_table: str | Path | None = None, finetune_epochs: float = 0.0,
              finetune_limit: int | None = None, distill: bool = False, label_free: bool = False, val_count: int = 512,
              screen_count: int | None = None, time_budget_s: float | None = None, ignored: tuple[str, ...] = (),
-             trust_pickle: bool = False, on_step: Callable[[str], None] | None = None,
+             trust_pickle: bool = False, relax: bool = False, allow_exceed: bool = False,
+             test_count: int | None = None, max_rounds: int | None = None, on_step: Callable[[str], None] | None = None,
              log: Callable[[str], None] = lambda line: None) -> CompressResult:
     """Prune ``model`` (a spec such as ``zoo:fashion-mt`` / ``pkg.mod:factory`` / a checkpoint, or a
     module with ``recipe``) with PAGCP or the global L1 baseline to one goal, then fine-tune.
@@ -89,7 +148,14 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
     the recipe, tasks are judged label-free and fine-tuning distills from the unpruned model.
     ``search``/``points_per_probe``/``evaluator``: PAGCP's search and where its probes are judged
     (``toolchain.workers``; the result depends on ``points_per_probe`` only); ``relax_tasks``:
-    whose budgets grow between rounds ("all", or "binding": only the tasks that stopped a step)."""
+    whose budgets grow between rounds ("all", or "binding": only the tasks that stopped a step).
+
+    Bounds: without ``relax`` no step past a task's allowed drop (val split) is accepted and the
+    search stops at the largest cut the bounds allow (``result.goal_reached`` False, said in the
+    notes); ``relax=True`` grows the budgets (x2 a round, capped by each task's ``max_relax``).
+    Recovery keeps its best held-out epoch, or the unrecovered model. The result is measured on
+    the first ``test_count`` test images (all by default): ``result.bounds``; ``result.ok`` is
+    False when a task is past its bound unless ``allow_exceed``; ``result.check()`` raises then."""
     from toolchain.data.loaders import example_input, has_labels
     from toolchain.graph.capture import multitask
     from toolchain.model import load_with_recipe
@@ -115,7 +181,8 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
     config = PruneConfig(keep_flops=keep_flops, target_latency_ms=target_latency_ms, round_to=round_to, order=order,
                          search=search, points_per_probe=points_per_probe, evaluator=evaluator,
                          relax_tasks=relax_tasks, max_step=max_step, val_count=val_count, label_free=label_free, ignored=tuple(ignored),
-                         screen_count=screen_count, time_budget_s=time_budget_s, on_step=on_step)
+                         screen_count=screen_count, time_budget_s=time_budget_s, on_step=on_step,
+                         relax_bounds=relax, max_rounds=max_rounds)
     notes = []
     if latency_table:
         from toolchain.targets.latency import load_table
@@ -141,15 +208,35 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
         # L1 has no latency judge: a latency goal prunes to half the FLOPs
         goal = cost.model_flops(unpruned, example) * (keep_flops if keep_flops is not None else 0.5)
         result = l1_prune(unpruned, example, int(goal), round_to=round_to, ignored=tuple(ignored))
+    recovery = None
     if finetune_epochs > 0:
-        from toolchain.prune.recovery import finetune
+        from toolchain.data.loaders import batches
+        from toolchain.bounds import check_bounds
+        from toolchain.prune.recovery import recover
 
+        val = list(batches(rec, "val", count=val_count, batch_size=128))
         # label-free: the unpruned model is the only teacher there is (distillation is implied)
-        finetune(result.model, rec, finetune_epochs, teacher=unpruned if (distill or label_free) else None,
-                 limit=finetune_limit)
+        recovery = recover(result.model, rec, finetune_epochs,
+                           judge=lambda m: check_bounds(unpruned, m, rec, val, label_free, "val"),
+                           teacher=unpruned if (distill or label_free) else None, limit=finetune_limit)
+        result.model = recovery.model
+        notes.append(recovery.note())
     log(f"pruned: FLOPs {result.flops_before:,} -> {result.flops_after:,} "
         f"({100 * result.flops_removed:.1f}% removed), oracle evaluations {result.oracle_evaluations}")
-    return CompressResult(result.model, unpruned, rec, origin, round_to, label_free, result, notes)
+    out = CompressResult(result.model, unpruned, rec, origin, round_to, label_free, result, notes,
+                         relaxed=relax, allow_exceed=allow_exceed, recovery=recovery)
+    out.bounds = held_out_bounds(unpruned, result.model, rec, label_free, test_count)
+    return out
+
+
+def held_out_bounds(original: nn.Module, result: nn.Module, recipe: Recipe, label_free: bool,
+                    test_count: int | None = None) -> BoundsCheck:
+    """Every task's drop on the test split: data neither the search nor recovery chose anything on."""
+    from toolchain.bounds import check_bounds
+    from toolchain.data.loaders import batches
+
+    return check_bounds(original, result, recipe, batches(recipe, "test", count=test_count, batch_size=256),
+                        label_free, "test")
 
 
 def _load_recipe(path: str | Path) -> Recipe:
@@ -158,4 +245,4 @@ def _load_recipe(path: str | Path) -> Recipe:
     return load_recipe(path)
 
 
-__all__ = ["CompressResult", "compress", "default_round_to"]
+__all__ = ["BoundsExceeded", "CompressResult", "compress", "default_round_to", "held_out_bounds"]

@@ -36,6 +36,12 @@ from toolchain.errors import MtedgeError, SpecError
 @click.option("--relax-tasks", type=click.Choice(["all", "binding"]), default="all", show_default=True,
               help="whose budgets grow between rounds of the joint search: every task's, or only those of the tasks "
                    "that refused the round's next step (the others keep their recipe's allowed drop)")
+@click.option("--relax", is_flag=True,
+              help="opt in to relaxed budgets: the search may accept drops past the recipe's bounds (x2 a round, "
+                   "capped by each task's max_relax) hoping recovery wins them back; the report says which bounds "
+                   "end up exceeded. Default: no step past any bound, stopping short of the goal if need be")
+@click.option("--allow-exceed", is_flag=True,
+              help="exit 0 even when a task ends past its bound on the held-out test split (the report still says so)")
 @click.option("--max-step", type=float, default=0.5, show_default=True,
               help="at most this fraction of a group's channels is cut per round")
 @click.option("--latency-table", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -59,7 +65,7 @@ from toolchain.errors import MtedgeError, SpecError
 @click.option("--threads", type=int, default=None, help="torch CPU threads")
 @scale_options
 def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, target, round_to, order, search,
-             points_per_probe, relax_tasks, max_step, latency_table, finetune_epochs, finetune_limit, distill, label_free, val_count,
+             points_per_probe, relax_tasks, relax, allow_exceed, max_step, latency_table, finetune_epochs, finetune_limit, distill, label_free, val_count,
              screen_count, time_budget_min, ignored, quantize, output, report_dir, test_count, threads, workers,
              ray_address, worker_threads):
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
@@ -91,6 +97,7 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
                 latency_table=latency_table, finetune_epochs=finetune_epochs, finetune_limit=finetune_limit,
                 distill=distill, label_free=label_free, val_count=val_count, screen_count=screen_count,
                 ignored=tuple(ignored), time_budget_s=60 * time_budget_min if time_budget_min is not None else None,
+                relax=relax, allow_exceed=allow_exceed, test_count=test_count,
                 on_step=lambda line: console.print(line, highlight=False), log=console.print)
         result.origin = loaded.origin
         pruned, label_free = result.model, result.label_free
@@ -101,6 +108,9 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
             paths = result.report(report_dir, test_count, {"model": model, "output": str(output),
                                                            "finetune_epochs": finetune_epochs, "distill": distill})
             click.echo(f"wrote {paths['json']}, {paths['markdown']}, {paths['plot']}", err=True)
+        for line in result.lead():
+            click.echo(line, err=True)
+        result.check()  # a task past its bound: `error: ...` and a non-zero exit, after the files are written
     if quantize:
         from toolchain.export import export_bundle
 

@@ -21,10 +21,13 @@ from toolchain.commands.common import checkpoint_option, evaluator_from, model_a
 @click.option("--finetune-epochs", type=float, default=0.0, show_default=True, help="distilled recovery after pruning")
 @click.option("--round-to", type=int, default=None,
               help="channel multiple of every pruned model (default: lcm of the targets' multiples per precision)")
+@click.option("--relax", is_flag=True,
+              help="prune with relaxed budgets (past the recipe's bounds, see `mtedge compress --relax`); "
+                   "each point still says whether its bounds held")
 @click.option("--runs", type=int, default=20, show_default=True, help="host latency runs per segment (median)")
 @scale_options
 def sweep(model, checkpoint, recipe, goals, targets, precisions, output, val_count, test_count, finetune_epochs, round_to,
-          runs, workers, ray_address, worker_threads):
+          runs, relax, workers, ray_address, worker_threads):
     """Compress, export, build and profile every (goal, target, precision); cached per point, so a
     re-run redoes nothing done and an interrupted sweep resumes. Writes the Pareto front per target."""
     from toolchain.progress import console
@@ -34,7 +37,7 @@ def sweep(model, checkpoint, recipe, goals, targets, precisions, output, val_cou
                       targets=[t.strip() for t in targets.split(",") if t.strip()],
                       precisions=[p.strip() for p in precisions.split(",") if p.strip()], out=output,
                       val_count=val_count, test_count=test_count, finetune_epochs=finetune_epochs, round_to=round_to,
-                      runs=runs)
+                      runs=runs, relax=relax)
     with evaluator_from(workers, ray_address, worker_threads) as ev:
         result = run_sweep(cfg, ev)
     from rich.markdown import Markdown

@@ -164,7 +164,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                 found = ([oracle.confirm(c, budget) for c in cands] if exact else
                          oracle.judge_all([(c, None) for c in cands], budget, config.evaluator))
             for p, cand, v in zip(prefixes, cands, found):
-                verdicts[p], needed[p] = v, oracle.needed_scale(v.drops)
+                verdicts[p], needed[p] = v, oracle.needed_scale(v.judged)
                 if v.ok:
                     accepted[p] = cand
             return [v.ok for v in found]
@@ -184,7 +184,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                 confirmed = full
                 break
             verdicts[lo] = full  # the exact verdict overrides the screening one it contradicts
-            needed[lo] = max(oracle.needed_scale(full.drops), st.scale * (1 + 1e-6))
+            needed[lo] = max(oracle.needed_scale(full.judged), st.scale * (1 + 1e-6))
             # the screening images misjudged this step: the rest of the round judges on all of them
             # (a few exact verdicts cost less than walking the bound down one screened step at a time)
             exact = True
@@ -208,7 +208,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
             # even the smallest step tried needs more: go straight to the budget that accepts it
             jump = needed[min(needed)]
             if math.isinf(jump):
-                st.notes.append(f"round {rnd + 1}: no step fits any budget (max_relax caps)")
+                st.notes.append(f"round {rnd + 1}: no step fits any budget (the recipe's bounds, or max_relax caps with relax_bounds)")
                 return
             st.scale = max(st.scale, jump)
 
@@ -223,13 +223,13 @@ def relax_binding(st: SearchState, rnd: int, verdicts: dict[int, Verdict], accep
         st.task_scales = {t: s * relax for t, s in st.task_scales.items()}
     else:
         verdict = verdicts[min(past)]
-        binding = oracle.over(verdict.drops, st.task_scales)
-        need = oracle.needed_scales(verdict.drops)
+        binding = oracle.over(verdict.judged, st.task_scales)
+        need = oracle.needed_scales(verdict.judged)
         for t in binding:
             grown = st.task_scales[t] * relax
             if accepted == 0:
                 if math.isinf(need[t]):
-                    st.notes.append(f"round {rnd + 1}: no step fits {t}'s budget (max_relax caps it)")
+                    st.notes.append(f"round {rnd + 1}: no step fits {t}'s budget (its bound, or its max_relax cap with relax_bounds)")
                     return False
                 grown = max(grown, need[t])
             st.task_scales[t] = grown

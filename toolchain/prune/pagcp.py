@@ -29,6 +29,7 @@ layers in place).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -70,7 +71,15 @@ class PruneConfig:
     batch_size: int = 128
     taylor_batches: int = 2  # val batches for the Taylor saliency
     budget_fraction: float = 1.0  # the oracle's first budget, as a multiple of each allowed drop
-    relax: float = 2.0  # budget growth per round (fine-tuning recovers what pruning costs beyond 1x)
+    # the recipe's bounds are the contract: without relax_bounds no step past any task's allowed drop
+    # is accepted, and the search stops at the largest cut the bounds allow (goal_reached=False).
+    # relax_bounds=True is the opt-in to grow the budget by `relax` a round (capped by each task's
+    # max_relax) in the hope that fine-tuning wins the excess back; the final check says if it did
+    relax_bounds: bool = False
+    # with the bounds as the contract, a confirmed step keeps this many standard errors of each drop
+    # (estimated on the oracle subset) inside the bound, so it holds on other images too (oracle.py)
+    confidence_z: float = 1.645
+    relax: float = 2.0  # budget growth per round when relax_bounds (fine-tuning recovers what pruning costs beyond 1x)
     # which budgets grow between rounds (joint search): "all" tasks' together, or only the "binding"
     # ones -- the tasks the round's first rejected step failed on -- so a task that never stops the
     # search keeps the budget its recipe gave it while another task's grows
@@ -127,6 +136,9 @@ class PruneConfig:
             raise SpecError(f"time budget must be > 0, got {self.time_budget_s} s; e.g. --time-budget 15 (minutes)")
         if self.points_per_probe < 1:
             raise SpecError(f"points_per_probe must be >= 1, got {self.points_per_probe}")
+        if self.budget_fraction > 1.0 and not self.relax_bounds:
+            raise SpecError(f"budget_fraction {self.budget_fraction:g} accepts drops past the recipe's bounds; pass "
+                            "relax_bounds=True (mtedge compress --relax) to opt in, or keep budget_fraction <= 1")
         if self.relax_tasks not in ("all", "binding"):
             raise SpecError(f"relax_tasks must be 'all' or 'binding'; got {self.relax_tasks!r}")
         if self.relax_tasks == "binding" and self.search != "joint":
@@ -168,6 +180,14 @@ def oracle_data(recipe: Recipe, config: PruneConfig) -> list[Batch]:
     return list(batches(recipe, "val", count=config.val_count, batch_size=config.batch_size))
 
 
+def oracle_caps(recipe: Recipe, config: PruneConfig) -> dict[str, float]:
+    """task -> the largest budget scale its drop may reach: the recipe's max_relax when the bounds may be
+    relaxed, else 1 for every task (the bound itself)."""
+    if not config.relax_bounds:
+        return {t: 1.0 for t in recipe.tasks}
+    return {t: s.max_relax for t, s in recipe.tasks.items() if s.max_relax is not None}
+
+
 def exactness_refusals(model: nn.Module, example: torch.Tensor, groups: list[ChannelGroup],
                        fractions: tuple[float, ...] | None = None) -> dict[str, str]:
     """group root -> reason, for the groups toolchain.prune.exactness refuses."""
@@ -175,6 +195,14 @@ def exactness_refusals(model: nn.Module, example: torch.Tensor, groups: list[Cha
         return {}
     kw = {"dead_fractions": fractions} if fractions else {}
     return {name: str(reason) for name, reason in check_groups(model, example, groups, **kw).refused.items()}
+
+
+def goal_not_reached(flops_before: int, flops_after: int, relaxed: bool) -> str:
+    removed = 100 * (1 - flops_after / flops_before)
+    if relaxed:
+        return f"goal not reached: {removed:.1f} % removed; every task's relaxed budget was exhausted first"
+    return (f"goal not reached: {removed:.1f} % removed within bounds (the largest cut found with every task within "
+            "its allowed drop on the val split); --relax trades bounds for FLOPs")
 
 
 def _latency(config: PruneConfig, model: nn.Module, example: torch.Tensor) -> float:
@@ -200,7 +228,10 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     data = data if data is not None else oracle_data(recipe, config)
     phases = {"setup": 0.0, "exactness": 0.0, "saliency": 0.0, "cache": 0.0, "screen": 0.0, "confirm": 0.0, "regroup": 0.0}
     oracle = Oracle(unpruned, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, label_free,
-                    {t: s.max_relax for t, s in recipe.tasks.items() if s.max_relax is not None}, config.screen_count)
+                    oracle_caps(recipe, config), config.screen_count)
+    if not config.relax_bounds:  # every budget stays at the recipe's bound: nothing to grow between rounds
+        config = dataclasses.replace(config, relax=1.0)
+        oracle.margin_z = config.confidence_z
     flops0, params0 = cost.model_flops(model, example), cost.model_params(model)
     notes: list[str] = []
 
@@ -251,7 +282,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
         notes.append(f"stopped by the {stopped} ({config.time_budget_s:.0f} s) at the last confirmed step: "
                      "every task within its oracle budget, goal not reached")
     elif not reached:
-        notes.append("global goal not reached within max_rounds: every task's budget was exhausted first")
+        notes.append(goal_not_reached(flops0, cost.model_flops(model, example), config.relax_bounds))
     model.eval()
     seconds = time.perf_counter() - t0
     phases["search"] = seconds - sum(phases.values())  # bisection bookkeeping, copies, progress

@@ -14,7 +14,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +51,7 @@ def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temper
 def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module | None = None,
              distill_weight: float = 1.0, limit: int | None = None, lr: float = 1e-3, batch_size: int = 128,
              temperature: float = 2.0, weight_decay: float = 1e-4, freeze_bn: bool | None = None,
-             balance: bool = False) -> nn.Module:
+             balance: bool = False, on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
     """Fine-tune `model` (in place; also returned) for `epochs` passes over the recipe's train split
     (at most `limit` samples per pass; a fractional last epoch runs that share of its batches).
 
@@ -57,7 +60,8 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
     teacher's function and a few small batches of the user's images would replace statistics the
     network was trained with; updated when there are labels. `balance` divides each task's
     distillation loss by its value on the first batch, so a task the pruning hurt in a small way (a
-    small loss) is not drowned by one it hurt badly."""
+    small loss) is not drowned by one it hurt badly. `on_epoch(epoch, model)` is called after each
+    epoch (1-based; the last may be fractional) with the model in eval mode."""
     hook = recipe.hook("finetune")
     if hook is not None:
         out = hook(model, recipe, teacher)
@@ -81,11 +85,7 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
         freeze_bn = not labeled
     torch.manual_seed(0)
     first: dict[str, float] = {}
-    model.train()
-    if freeze_bn:
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
+    _train_mode(model, freeze_bn)
     step = 0
     with progress_bar() as progress:
         job = progress.add_task("fine-tuning", total=total)
@@ -113,4 +113,60 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
                 sched.step()
                 step += 1
                 progress.update(job, advance=1, description=f"fine-tuning loss {loss.item():.3f}")
+            if on_epoch is not None:
+                on_epoch(epoch + 1, model.eval())
+                _train_mode(model, freeze_bn)
     return model.eval()
+
+
+def _train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    model.train()
+    if freeze_bn:
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+
+
+@dataclass
+class Recovery:
+    """What recovery returned and why: the state kept ("unrecovered" or "epoch N") and every
+    candidate's held-out check (index 0: the unrecovered model)."""
+
+    model: nn.Module
+    kept: str
+    checks: list = field(default_factory=list)  # toolchain.bounds.BoundsCheck per candidate
+
+    def note(self) -> str:
+        if not self.checks:
+            return f"recovery: kept the {self.kept} model"
+        best = self.checks[0 if self.kept == "unrecovered" else int(self.kept.split()[-1])]
+        worst = max(best.tasks.values(), key=lambda b: b.used)
+        return (f"recovery: kept the {self.kept} model of {len(self.checks)} candidates (best held-out {best.split} "
+                f"fidelity within bounds; worst task {worst.task} at {worst.drop:.3f} of {worst.allowed:g} allowed)")
+
+
+def recover(model: nn.Module, recipe: Recipe, epochs: float, judge: Callable[[nn.Module], object],
+            teacher: nn.Module | None = None, **options) -> Recovery:
+    """Fine-tune `model` in place, keeping the state that holds the bounds best on held-out data.
+
+    `judge(model)` measures a candidate (a toolchain.bounds.BoundsCheck on the val split); the
+    unrecovered model is candidate 0 and each epoch's state another. The one kept has the fewest
+    tasks past their bound, then the smallest largest share of an allowed drop, then the smallest
+    sum (BoundsCheck.severity); ties keep the earlier state, so recovery that only hurts (a learning
+    rate that diverges) returns the unrecovered model unchanged. `options` go to `finetune`."""
+    checks = [judge(model.eval())]
+    best = (checks[0].severity(), "unrecovered", copy.deepcopy(model.state_dict()))
+
+    def keep_if_better(epoch: int, m: nn.Module) -> None:
+        nonlocal best
+        check = judge(m)
+        checks.append(check)
+        if check.severity() < best[0]:
+            best = (check.severity(), f"epoch {epoch}", copy.deepcopy(m.state_dict()))
+
+    trained = finetune(model, recipe, epochs, teacher=teacher, on_epoch=keep_if_better, **options)
+    if len(checks) == 1:  # a recipe hook trained it (no epochs seen): its result is the one trained candidate
+        keep_if_better(1, trained)
+    kept = model if best[1] == "unrecovered" else trained  # a hook may return a new module
+    kept.load_state_dict(best[2])
+    return Recovery(kept.eval(), best[1], checks)

@@ -49,6 +49,8 @@ def report_doc(result: PruneResult, recipe: Recipe, before: dict[str, float], af
 
 def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Compression report ({doc['method']})", ""]
+    if doc.get("lead"):  # the contract first: goal reached or not, recovery kept, bounds on held-out data
+        lines += [*doc["lead"], ""]
     f, p = doc["flops"], doc["params"]
     lines += [f"- FLOPs: {f['before']:,} -> {f['after']:,} ({f['removed_pct']:.1f}% removed)",
               f"- parameters: {p['before']:,} -> {p['after']:,} ({p['removed_pct']:.1f}% removed)"]

@@ -96,7 +96,7 @@ def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float])
                     cand = copy.deepcopy(st.model)
                     g.prune(cand, lowest(s, g.channels - keep), example=example)
                     v = oracle.judge_all([(cand, suffix)], st.scale)[0]
-                rec[keep] = oracle.needed_scale(v.drops)
+                rec[keep] = oracle.needed_scale(v.judged)
                 verdicts[keep] = v
                 if v.ok:
                     candidates.clear()
@@ -120,7 +120,7 @@ def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float])
                         hi = mid
                 if lo == 0:
                     break
-                if not oracle.screening:
+                if not oracle.screening and not oracle.margin_z:  # the verdict was the confirmation
                     confirmed = verdicts[keeps[lo]]
                     break
                 with st.timed("confirm"):
@@ -128,7 +128,7 @@ def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float])
                 if full.ok:
                     confirmed = full
                     break
-                rec[keeps[lo]] = max(oracle.needed_scale(full.drops), st.scale * (1 + 1e-6))
+                rec[keeps[lo]] = max(oracle.needed_scale(full.judged), st.scale * (1 + 1e-6))
                 candidates.clear()
                 bracket = lo
             if rec.get(keeps[1], 0.0) > st.scale:
@@ -146,6 +146,6 @@ def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float])
             # every group's smallest step is known to need more: jump over the empty rounds
             jump = min(first_need.values())
             if math.isinf(jump):
-                st.notes.append(f"round {rnd + 1}: no group can shrink within any budget (max_relax caps)")
+                st.notes.append(f"round {rnd + 1}: no group can shrink within any budget (the recipe's bounds, or max_relax caps with relax_bounds)")
                 return
             st.scale = max(st.scale, jump)

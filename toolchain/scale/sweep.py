@@ -81,6 +81,7 @@ class SweepConfig:
     finetune_epochs: float = 0.0
     round_to: int | None = None  # default: lcm of the targets' channel multiples per precision
     runs: int = 20  # host latency runs per segment
+    relax: bool = False  # prune with relaxed budgets (toolchain.compress(relax=True)); points say if bounds held
 
     def check(self) -> None:
         from toolchain.targets.profile import load_profile
@@ -140,6 +141,13 @@ def _test_metrics(module, rec, cfg: SweepConfig) -> dict[str, float]:
     return evaluate(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
 
 
+def _chance(module, rec, cfg: SweepConfig) -> dict[str, float]:
+    from toolchain.chance import chance_metrics
+    from toolchain.data.loaders import batches
+
+    return chance_metrics(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
+
+
 def _base_key(cfg: SweepConfig) -> dict[str, Any]:
     from toolchain.version import __version__
 
@@ -153,37 +161,36 @@ def _reference_unit(cfg: SweepConfig, _item: Any = None) -> dict[str, Any]:
         from toolchain.data.loaders import example_input
         from toolchain.prune.cost import model_flops
 
-        return {"metrics": _test_metrics(loaded.module.eval(), rec, cfg),
+        return {"metrics": _test_metrics(loaded.module.eval(), rec, cfg), "chance": _chance(loaded.module, rec, cfg),
                 "flops": model_flops(loaded.module, example_input(rec))}
 
-    return cached_unit(Path(cfg.out) / "cache", "reference", "unpruned", _base_key(cfg), make)
+    # "chance": records made before the chance level was part of a reference are made again
+    return cached_unit(Path(cfg.out) / "cache", "reference", "unpruned", {**_base_key(cfg), "chance": 1}, make)
 
 
 def _prune_key(cfg: SweepConfig, goal: Goal, round_to: int) -> dict[str, Any]:
-    return {**_base_key(cfg), "goal": asdict(goal), "round_to": round_to, "finetune_epochs": cfg.finetune_epochs}
+    return {**_base_key(cfg), "goal": asdict(goal), "round_to": round_to, "finetune_epochs": cfg.finetune_epochs,
+            "bounds": "relaxed" if cfg.relax else "contract"}  # pruned within the recipe's bounds (units pruned with relaxed budgets differ)
 
 
 def _prune_unit(cfg: SweepConfig, item: tuple[Goal, int]) -> dict[str, Any]:
     goal, round_to = item
 
     def make(d: Path) -> dict[str, Any]:
-        from toolchain.data.loaders import example_input, has_labels
+        from toolchain.compression import compress
         from toolchain.model import save_checkpoint
-        from toolchain.prune.pagcp import PruneConfig, prune
 
         loaded, rec = _load(cfg)
-        unpruned = loaded.module.eval()
-        config = PruneConfig(keep_flops=goal.value if goal.kind == "flops" else None,
-                             target_latency_ms=goal.value if goal.kind == "latency_ms" else None,
-                             round_to=round_to, val_count=cfg.val_count, label_free=not has_labels(rec))
-        result = prune(unpruned, rec, config, example=example_input(rec))
-        if cfg.finetune_epochs > 0:
-            from toolchain.prune.recovery import finetune
-
-            finetune(result.model, rec, cfg.finetune_epochs, teacher=unpruned)
+        # the library's pipeline: PAGCP within the recipe's bounds, recovery that keeps its best state,
+        # the held-out check (a goal the bounds do not allow is reported, not forced)
+        result = compress(loaded.module.eval(), rec, keep_flops=goal.value if goal.kind == "flops" else None,
+                          target_latency_ms=goal.value if goal.kind == "latency_ms" else None, round_to=round_to,
+                          val_count=cfg.val_count, finetune_epochs=cfg.finetune_epochs, distill=True,
+                          test_count=cfg.test_count, relax=cfg.relax, allow_exceed=True)
         save_checkpoint(d / "model.pt", result.model, loaded.origin, rec)
-        return {"flops_before": result.flops_before, "flops_after": result.flops_after,
-                "oracle_evaluations": result.oracle_evaluations, "model": "model.pt"}
+        return {"flops_before": result.prune.flops_before, "flops_after": result.prune.flops_after,
+                "oracle_evaluations": result.prune.oracle_evaluations, "goal_reached": result.goal_reached,
+                "bounds": result.bounds.as_dict(), "model": "model.pt"}
 
     return cached_unit(Path(cfg.out) / "cache", "prune", f"{goal.label}-r{round_to}", _prune_key(cfg, goal, round_to), make)
 
@@ -289,6 +296,8 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
     bundle_items = [(g, rt[p], p) for g in cfg.goals for p in cfg.precisions]
     units: list[dict[str, Any]] = []
     units += ev.map(_reference_unit, [None], state=cfg, description="sweep: unpruned reference")
+    # a reference at chance makes every point "within bounds" of a constant: refuse before pruning it
+    refuse_at_chance(units[0], rec, cfg)
     units += ev.map(_prune_unit, prune_items, state=cfg, description="sweep: pruning")
     bundles = ev.map(_bundle_unit, bundle_items, state=cfg, description="sweep: export + quantize")
     units += bundles
@@ -306,6 +315,7 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
             points.append({
                 "id": f"{g.label}-{p}-{t}", "goal": asdict(g), "precision": p, "target": t, "round_to": r,
                 "flops": pruned["flops_after"], "flops_fraction": pruned["flops_after"] / reference["flops"],
+                "goal_reached": pruned.get("goal_reached"),
                 "metrics": bu["metrics"], "drops": drops,
                 "within_bounds": all(drops[k] <= rec.task(k).allowed_drop + 1e-9 for k in drops),
                 "quantized_within_bounds": bu["ok"],
@@ -320,10 +330,20 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
               for t in cfg.targets}
     chosen = {t: choose(pareto[t]) for t in cfg.targets}
     done_now = sum(1 for u in units if u["done_now"])
-    result = SweepResult(points, {"metrics": reference["metrics"], "flops": reference["flops"]}, pareto, chosen,
+    result = SweepResult(points, {"metrics": reference["metrics"], "chance": reference["chance"],
+                                  "flops": reference["flops"]}, pareto, chosen,
                          done_now, len(units) - done_now)
     result.files = write_outputs(cfg, rec, result, hib)
     return result
+
+
+def refuse_at_chance(reference: dict[str, Any], rec, cfg: SweepConfig) -> None:
+    """ChanceLevel unless the unpruned model beats a constant predictor on every task by more than
+    the task's allowed drop (its record's test metrics against its chance metrics)."""
+    from toolchain.chance import refuse_chance_level
+
+    what = f"the sweep's reference {cfg.model}" + (f" ({cfg.checkpoint})" if cfg.checkpoint else " (no --checkpoint)")
+    refuse_chance_level(reference["metrics"], reference["chance"], rec, what)
 
 
 def _hib(rec, task: str) -> bool:
@@ -367,10 +387,16 @@ def write_outputs(cfg: SweepConfig, rec, result: SweepResult, hib: dict[str, boo
     for t, c in result.chosen.items():
         write_json_atomic(out / "chosen" / f"{t}.json", c or {"target": t, "chosen": None,
                                                                 "why": "no point keeps every task within its allowed drop"})
-    md = [f"# sweep {cfg.model}: Pareto front per target (test metrics on {cfg.test_count} images)", ""]
+    md = [f"# sweep {cfg.model}: Pareto front per target (test metrics on {cfg.test_count} images)", "",
+          f"Reference: {cfg.model}" + (f" with {cfg.checkpoint}" if cfg.checkpoint else "") + ", unpruned fp32; "
+          "chance: a constant predictor (most frequent class, mean target) on the same images.", ""]
+    ref, chance = result.reference["metrics"], result.reference.get("chance") or {}
     for t, front in result.pareto.items():
         md += [f"## {t}", "", "| point | FLOPs | latency ms | " + " | ".join(tasks) + " | within bounds |",
-               "|---|---|---|" + "---|" * len(tasks) + "---|"]
+               "|---|---|---|" + "---|" * len(tasks) + "---|",
+               "| reference (unpruned fp32) | 100% | - | " + " | ".join(f"{ref[k]:.2f}" for k in tasks) + " | - |"]
+        if chance:
+            md.append("| chance (constant predictor) | - | - | " + " | ".join(f"{chance[k]:.2f}" for k in tasks) + " | - |")
         for p in front:
             star = " (chosen)" if result.chosen.get(t) is p else ""
             md.append(f"| {p['id']}{star} | {p['flops_fraction']:.0%} | {p['latency_ms']:.3f} ({p['latency_source']}) | "
@@ -402,7 +428,9 @@ def plot_pareto(result: SweepResult, tasks: list[str], hib: dict[str, bool], pat
             c = result.chosen.get(target)
             if c:
                 ax.scatter([c["latency_ms"]], [c["metrics"][task]], marker="*", s=160, c="red", label="chosen")
-            ax.axhline(result.reference["metrics"][task], color="grey", lw=0.6)
+            ax.axhline(result.reference["metrics"][task], color="grey", lw=0.6)  # the unpruned reference
+            if "chance" in result.reference:
+                ax.axhline(result.reference["chance"][task], color="grey", lw=0.6, ls=":")  # a constant predictor
             ax.set_title(f"{target}: {task}" + ("" if hib[task] else " (lower is better)"), fontsize=9)
             ax.set_xlabel("latency ms" + (f" ({pts[0]['latency_source']})" if pts else ""), fontsize=8)
             if i == 0 and j == 0:

@@ -1,0 +1,128 @@
+"""The recipe's bounds are the contract (issue 25): the search stops within them unless told to relax,
+recovery never returns a state worse than the one it was given, the result is judged on the held-out
+test split, and a sweep refuses a reference that performs at chance."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from toolchain.bounds import bounds_from_metrics
+from toolchain.errors import SpecError
+from toolchain.prune.pagcp import PruneConfig
+
+TIGHT = {"garment": 0.5, "group": 0.5, "silhouette": 0.5, "denoise": 0.1}
+
+
+def tight(recipe):
+    """fashion-mt with bounds no 10 %-of-the-FLOPs model can hold."""
+    tasks = {t: dataclasses.replace(s, allowed_drop=TIGHT[t], max_relax=None) for t, s in recipe.tasks.items()}
+    return dataclasses.replace(recipe, tasks=tasks)
+
+
+def test_compress_stops_within_bounds_when_the_goal_needs_more(tiny_trained_fashion, fashion_recipe):
+    from toolchain.compression import compress
+
+    _, loaded = tiny_trained_fashion
+    recipe = tight(fashion_recipe)
+    result = compress(loaded.module, recipe, keep_flops=0.1, round_to=4, val_count=256, test_count=500, max_rounds=3)
+    assert not result.goal_reached
+    assert 0.0 < result.prune.flops_removed < 0.9  # something was cut, far from the goal
+    for p in result.prune.path:  # no accepted step went past a bound on the oracle's val images
+        assert all(d <= TIGHT[t] + 1e-6 for t, d in p.drops.items()), p
+    assert result.bounds.split == "test" and result.bounds.images == 500
+    assert result.bounds.within and result.ok, result.bounds.describe_exceeded()
+    assert result.lead()[0].startswith(f"goal not reached: {100 * result.prune.flops_removed:.1f} % removed within bounds")
+    assert any("goal not reached" in n and "within bounds" in n for n in result.prune.notes)
+
+
+def test_relaxed_compress_names_the_exceeded_bounds_and_exits_non_zero(tiny_trained_fashion, tmp_path, capsys):
+    from toolchain import zoo
+    from toolchain.cli import main
+
+    ckpt, _ = tiny_trained_fashion
+    recipe = tmp_path / "tight.yaml"
+    text = zoo.get("fashion-mt").recipe_path.read_text()
+    for t, v in TIGHT.items():
+        text = text.replace(f"allowed_drop: {'0.3' if t == 'denoise' else '1.0'}", f"allowed_drop: {v}", 1)
+    recipe.write_text(text.replace(", max_relax: 8", ""))
+    args = ["compress", str(ckpt), "--recipe", str(recipe), "--prune", "pagcp", "--keep-flops", "0.75", "--relax",
+            "--round-to", "4", "--val-count", "64", "--test-count", "300"]
+    assert main([*args, "-o", str(tmp_path / "a.pt"), "--report", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "error: task(s) past their bound on the held-out test split" in err and "--allow-exceed" in err
+    assert (tmp_path / "a.pt").exists()  # the result is still written, for the user to inspect
+    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    exceeded = [t for t, b in doc["bounds"]["tasks"].items() if not b["within"]]
+    assert exceeded and doc["ok"] is False and doc["relaxed"] is True
+    assert all(f"{t} dropped" in err for t in exceeded)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert md.index("Bounds on the held-out test split") < md.index("- FLOPs:")  # the report leads with the table
+    assert main([*args, "--allow-exceed", "-o", str(tmp_path / "b.pt")]) == 0
+    assert "allowed by the caller (allow_exceed)" in capsys.readouterr().err
+
+
+def test_relaxed_budgets_are_an_opt_in():
+    with pytest.raises(SpecError, match="relax_bounds=True"):
+        PruneConfig(budget_fraction=2.0).check()
+    PruneConfig(budget_fraction=2.0, relax_bounds=True).check()
+
+
+def test_recovery_that_diverges_returns_the_unrecovered_model(tiny_trained_fashion, fashion_recipe):
+    from toolchain.bounds import check_bounds
+    from toolchain.data.loaders import batches, example_input
+    from toolchain.prune import cost
+    from toolchain.prune.baseline import l1_prune
+    from toolchain.prune.recovery import recover
+
+    _, loaded = tiny_trained_fashion
+    original = loaded.module.eval()
+    x = example_input(fashion_recipe)
+    pruned = l1_prune(original, x, int(0.8 * cost.model_flops(original, x)), round_to=4, iterations=8).model
+    before = copy.deepcopy(pruned.state_dict())
+    val = list(batches(fashion_recipe, "val", count=256, batch_size=128))
+    judge = lambda m: check_bounds(original, m, fashion_recipe, val, False, "val")  # noqa: E731
+    got = recover(pruned, fashion_recipe, 2, judge, teacher=original, limit=512, lr=50.0)
+    assert got.kept == "unrecovered" and got.model is pruned
+    assert all(torch.equal(v, pruned.state_dict()[k]) for k, v in before.items())
+    assert len(got.checks) == 3 and all(c.severity() > got.checks[0].severity() for c in got.checks[1:])
+    assert "kept the unrecovered model of 3 candidates" in got.note()
+
+
+def test_bounds_table_names_what_is_past_and_by_how_much(fashion_recipe):
+    before = {"garment": 90.0, "group": 95.0, "silhouette": 80.0, "denoise": 20.0}
+    after = {"garment": 88.5, "group": 95.5, "silhouette": 79.5, "denoise": 19.9}
+    check = bounds_from_metrics(before, after, fashion_recipe, False, "test", 100)
+    assert [b.task for b in check.exceeded] == ["garment"] and check.exceeded[0].exceeded_by == pytest.approx(0.5)
+    assert check.severity()[0] == 1 and "garment dropped 1.500" in check.describe_exceeded()
+    assert "| garment | accuracy | 90.000 | 88.500 | 1.500 | 1 | NO (0.500 past) |" in check.markdown()
+
+
+def test_chance_level_of_constant_predictors(fashion_recipe):
+    from toolchain.chance import chance_metrics
+    from toolchain.data.loaders import batches
+    from toolchain.model import load
+
+    data = list(batches(fashion_recipe, "test", count=500, batch_size=250))
+    chance = chance_metrics(load("zoo:fashion-mt").module, fashion_recipe, data)
+    labels = torch.cat([y["garment"] for _, y in data])
+    assert chance["garment"] == pytest.approx(100 * torch.bincount(labels).max().item() / len(labels))
+    assert 5.0 < chance["garment"] < 20.0 and chance["group"] >= 100 / 3 - 1e-6  # majority of 10 / 3 classes
+    assert 0.0 < chance["denoise"] < 40.0  # the mean image: a few dB, not a trained denoiser
+
+
+def test_sweep_refuses_a_reference_at_chance(tmp_path):
+    from toolchain.chance import ChanceLevel
+    from toolchain.scale.sweep import SweepConfig, parse_goals, run_sweep
+
+    torch.manual_seed(0)
+    cfg = SweepConfig(model="zoo:fashion-mt", goals=parse_goals("0.5"), targets=["host-cpu"], precisions=["fp32"],
+                      out=str(tmp_path / "sw"), val_count=32, test_count=500)
+    with pytest.raises(ChanceLevel, match=r"performs at chance on its test split: garment accuracy [\d.]+ vs chance") as e:
+        run_sweep(cfg)
+    assert "mtedge train" in str(e.value) and "allowed drop 1" in str(e.value)
+    assert not list((tmp_path / "sw" / "cache").glob("prune-*"))  # refused before any pruning
