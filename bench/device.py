@@ -31,19 +31,12 @@ from rich.console import Console
 from rich.table import Table
 
 from mtedge_runtime import Runtime
+from toolchain.bench_runtime import rss_mb
 from toolchain.bundle.files import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = ROOT / "build" / "bench" / "mobilenetv2-mt.mtb"
 GOAL = 0.9
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _frames(shape, n: int, seed: int) -> list[np.ndarray]:
@@ -88,12 +81,12 @@ def _run_threads(runtimes: list[Runtime], frames: list[np.ndarray]) -> float:
 
 def rss_probe(bundle: str, k: int, threads: int, shared: bool, frames: int) -> None:
     """Subprocess entry: prints {"baseline_mb", "loaded_mb", "after_run_mb"} for one setup."""
-    base = _rss_mb()
+    base = rss_mb()
     runtimes = _open(bundle, k, threads, shared)
-    loaded = _rss_mb()
+    loaded = rss_mb()
     shape = tuple(runtimes[0].input_spec()["shape"])
     _run_threads(runtimes, _frames(shape, frames, seed=3))
-    print(json.dumps({"baseline_mb": base, "loaded_mb": loaded, "after_run_mb": _rss_mb()}))
+    print(json.dumps({"baseline_mb": base, "loaded_mb": loaded, "after_run_mb": rss_mb()}))
 
 
 def _rss(bundle: str, k: int, threads: int, shared: bool, frames: int) -> dict:

@@ -42,7 +42,8 @@ def _timeit(fn: Callable[[], object], n: int, advance: Callable[[], None] | None
     return interleaved_ms({0: fn}, n, after_round=advance)[0]
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
+    """This process's resident memory (VmRSS) in MB; NaN where /proc does not say."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -58,7 +59,7 @@ def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: s
 
     b = Bundle.open(bundle)
     x = b.golden()[0][:1].astype(np.float32)
-    base = _rss_mb()
+    base = rss_mb()
     if mode == "runtime":
         rt = Runtime(bundle, backend="openvino", threads=threads or None, variant=variant or None, precision=precision)
         rt.run(x)
@@ -72,7 +73,7 @@ def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: s
             req = cm.create_infer_request()
             req.infer({0: x})
             keep += [cm, req]
-    print(json.dumps({"baseline_mb": base, "loaded_mb": _rss_mb()}))
+    print(json.dumps({"baseline_mb": base, "loaded_mb": rss_mb()}))
 
 
 def _run_probe(mode: str, bundle: str, model_dir: str, threads: int | None, precision: str, variant: str) -> dict:

@@ -3,16 +3,5 @@
 The runtime is its own distribution (``mtedge-runtime``, built from runtime/) so that a device
 installs it without the host toolchain; this module only re-exports it (docs/device.md)."""
 
-from mtedge_runtime.runtime import (  # noqa: F401  re-exported
-    BackendError,
-    BundleFileNotFoundError,
-    BundleFormatError,
-    BundleIntegrityError,
-    InputError,
-    Runtime,
-    UnknownNameError,
-    tensorrt_available,
-)
-
-__all__ = ["Runtime", "BackendError", "BundleFileNotFoundError", "BundleFormatError",
-           "BundleIntegrityError", "InputError", "UnknownNameError", "tensorrt_available"]
+from mtedge_runtime.runtime import *  # noqa: F401,F403  re-exported, names listed once there
+from mtedge_runtime.runtime import __all__  # noqa: F401

@@ -11,18 +11,8 @@ The host toolchain (``mtedge``, import name ``toolchain``) depends on this packa
 
 __version__ = "0.1.0"
 
+from mtedge_runtime import runtime as _runtime_api  # noqa: E402
 from mtedge_runtime.errors import BundleError, MtedgeError  # noqa: E402
-from mtedge_runtime.runtime import (  # noqa: E402
-    BackendError,
-    BundleFileNotFoundError,
-    BundleFormatError,
-    BundleIntegrityError,
-    InputError,
-    Runtime,
-    UnknownNameError,
-    tensorrt_available,
-)
+from mtedge_runtime.runtime import *  # noqa: E402,F401,F403  the names runtime.__all__ lists
 
-__all__ = ["Runtime", "MtedgeError", "BundleError", "BackendError", "BundleFileNotFoundError",
-           "BundleFormatError", "BundleIntegrityError", "InputError", "UnknownNameError",
-           "tensorrt_available", "__version__"]
+__all__ = [*_runtime_api.__all__, "MtedgeError", "BundleError", "__version__"]
