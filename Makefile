@@ -11,7 +11,7 @@ JOBS   ?= 2
 # Build-time pins: the runtime's extension links against this openvino, so it must match the host's pin.
 BUILD_PINS := scikit-build-core==1.1.2 pybind11==3.1.0 openvino==2026.4.1
 
-.PHONY: all system venv install test test-py test-cpp test-tensorrt-double tensorrt-double-py demo check-tensorrt bench bench-runtime bench-quant bench-byo bench-photos bench-sensitivity clean
+.PHONY: all system venv install test test-py test-cpp test-tensorrt-double tensorrt-double-py demo check-tensorrt bench bench-runtime bench-quant bench-byo bench-photos bench-sensitivity bench-recovery clean
 
 all: install
 
@@ -106,6 +106,10 @@ bench-byo: install bench-photos
 
 bench-slim: install
 	$(VENV)/bin/python bench/slim.py
+
+# recovery options after a fixed L1 prune with a few train images: bench/results/recovery.json
+bench-recovery: install
+	$(VENV)/bin/python bench/recovery.py
 
 clean:
 	rm -rf build $(OUT) $(VENV)

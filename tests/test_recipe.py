@@ -4,7 +4,7 @@ import pytest
 
 from toolchain import zoo
 from toolchain.errors import SpecError
-from toolchain.recipe import load_recipe, parse_recipe
+from toolchain.recipe import RecoverySpec, load_recipe, parse_recipe
 
 
 def base():
@@ -40,6 +40,10 @@ def test_fashion_recipe_bounds_are_the_documented_ones():
         (lambda d: d["tasks"]["seg"].update(max_relax=0.5), "'tasks.seg.max_relax' must be a number >= 1"),
         (lambda d: d["input"].update(shape=[3, 32, 32]), "4 positive ints"),
         (lambda d: d["data"].update(kind="imagenet"), "'data.kind' is 'imagenet'"),
+        (lambda d: d.update(recovery={"reestimate_bn": "yes"}), "'recovery.reestimate_bn' must be true or false"),
+        (lambda d: d.update(recovery={"feature_weight": -1}), "'recovery.feature_weight' must be >= 0"),
+        (lambda d: d.update(recovery={"freeze_bn": "sometimes"}), "'recovery.freeze_bn' is 'sometimes'; expected auto"),
+        (lambda d: d.update(recovery={"bn": True}), "'recovery' must be a mapping with keys reestimate_bn"),
     ],
 )
 def test_bad_recipes_name_the_field(mutate, message):
@@ -47,6 +51,15 @@ def test_bad_recipes_name_the_field(mutate, message):
     mutate(doc)
     with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_recipe(doc)
+
+
+def test_recovery_section_parses_and_round_trips():
+    doc = base()
+    assert parse_recipe(doc).recovery == RecoverySpec()  # the section is optional
+    doc["recovery"] = {"reestimate_bn": not RecoverySpec().reestimate_bn, "feature_weight": 2, "freeze_bn": True}
+    r = parse_recipe(doc)
+    assert r.recovery == RecoverySpec(not RecoverySpec().reestimate_bn, 2.0, "true")
+    assert parse_recipe(r.to_dict()).recovery == r.recovery
 
 
 def test_missing_and_invalid_recipe_files(tmp_path):

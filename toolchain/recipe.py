@@ -14,6 +14,10 @@ outputs: [garment, silhouette]   # optional: names of positional outputs (tuple/
 tasks:
   garment:    {kind: classification, metric: accuracy, allowed_drop: 1.0}
   silhouette: {kind: segmentation,   metric: miou,     allowed_drop: 1.0}
+recovery:                        # optional: fine-tuning after pruning (docs/pruning.md, "Recovery")
+  reestimate_bn: false           # recompute batch-norm statistics on the train images first
+  feature_weight: 0.0            # distill the unpruned trunk's features too (0: outputs only)
+  freeze_bn: auto                # keep batch-norm statistics during fine-tuning: auto | true | false
 ```
 
 `allowed_drop` is in the metric's own unit (points for accuracy/mIoU, dB for PSNR); for a metric
@@ -73,6 +77,18 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class RecoverySpec:
+    """How fine-tuning after pruning recovers (bench/recovery.py measured each choice)."""
+
+    reestimate_bn: bool = False  # batch-norm statistics recomputed on the train images before fine-tuning
+    feature_weight: float = 0.0  # weight of trunk-feature distillation next to output distillation
+    freeze_bn: str = "auto"  # "auto": frozen when label-free, updated with labels; "true"; "false"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reestimate_bn": self.reestimate_bn, "feature_weight": self.feature_weight, "freeze_bn": self.freeze_bn}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     input: InputSpec
@@ -82,6 +98,7 @@ class Recipe:
     source: str | None = None  # the file it came from
     hooks: dict[str, str] = field(default_factory=dict)  # e.g. {finetune: "package.module:function"}
     outputs: tuple[str | None, ...] | None = None  # names of the model's positional outputs, in order
+    recovery: RecoverySpec = field(default_factory=RecoverySpec)
 
     def hook(self, name: str) -> Callable[..., Any] | None:
         """The callable the recipe names under ``hooks.<name>`` (``package.module:function``), or
@@ -109,6 +126,7 @@ class Recipe:
                       for n, t in self.tasks.items()},
             **({"hooks": dict(self.hooks)} if self.hooks else {}),
             **({"outputs": list(self.outputs)} if self.outputs is not None else {}),
+            **({"recovery": self.recovery.to_dict()} if self.recovery != RecoverySpec() else {}),
         }
 
     def task(self, name: str) -> TaskSpec:
@@ -206,7 +224,27 @@ def _parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
     model = doc.get("model")
     if model is not None and not isinstance(model, str):
         raise SpecError(f"recipe: 'model' must be a model spec string (zoo:NAME, package.module:factory), got {model!r}")
-    return Recipe(name, input_spec, data_spec, tasks, model, source, dict(hooks), outputs)
+    return Recipe(name, input_spec, data_spec, tasks, model, source, dict(hooks), outputs,
+                  _parse_recovery(doc.get("recovery")))
+
+
+def _parse_recovery(doc: Any) -> RecoverySpec:
+    if doc is None:
+        return RecoverySpec()
+    known = ("reestimate_bn", "feature_weight", "freeze_bn")
+    if not isinstance(doc, dict) or set(doc) - set(known):
+        raise SpecError(f"recipe: 'recovery' must be a mapping with keys {', '.join(known)}, got {doc!r}")
+    default = RecoverySpec()
+    reestimate = doc.get("reestimate_bn", default.reestimate_bn)
+    if not isinstance(reestimate, bool):
+        raise SpecError(f"recipe: 'recovery.reestimate_bn' must be true or false, got {reestimate!r}")
+    freeze = doc.get("freeze_bn", default.freeze_bn)
+    freeze = {True: "true", False: "false"}.get(freeze, freeze) if isinstance(freeze, bool) else freeze
+    if freeze not in ("auto", "true", "false"):
+        raise SpecError(f"recipe: 'recovery.freeze_bn' is {freeze!r}; expected auto (frozen when label-free), "
+                        "true or false")
+    weight = _number(doc.get("feature_weight", default.feature_weight), "recovery.feature_weight", 0)
+    return RecoverySpec(reestimate, weight, freeze)
 
 
 def _parse_task(tname: str, t: Any) -> TaskSpec:

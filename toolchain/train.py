@@ -1,6 +1,5 @@
-"""Built-in trainer for zoo models on real data (Fashion-MNIST), with optional distillation.
-
-Used by `mtedge train` and, after pruning, by `mtedge compress` for recovery fine-tuning.
+"""Built-in trainer for zoo models on real data (Fashion-MNIST), with optional distillation, and the
+losses every mtedge trainer uses (task_loss, distill_loss). The loop itself is toolchain.fit.
 A user's own model brings its own loop through the recipe hook (see toolchain.compress).
 """
 
@@ -8,16 +7,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolchain.data.loaders import Batch, batches
+from toolchain.data.loaders import batches, split_length
 from toolchain.errors import SpecError
 from toolchain.evaluate import evaluate
-from toolchain.progress import progress_bar
+from toolchain.fit import FeatureTap, feature_distance, fit, train_mode
 from toolchain.recipe import Recipe
 
 
@@ -32,52 +31,79 @@ class TrainConfig:
     seed: int = 0
 
 
+REGRESSION_KINDS = ("depth", "regression", "keypoints", "reconstruction")
+
+
 def task_loss(kind: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if kind in ("classification", "segmentation"):
         return F.cross_entropy(pred, target)
-    if kind in ("reconstruction", "depth", "regression", "keypoints"):
+    if kind in REGRESSION_KINDS:
         return F.l1_loss(pred, target)
     raise SpecError(f"no built-in loss for task kind {kind!r}")
 
 
 def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    """How far `student` is from `teacher` for one task of `kind` (0 when equal). Classification:
+    KL to the temperature-softened teacher probabilities, per sample; segmentation the same per
+    pixel (x t^2 keeps gradients on the scale of the hard loss). Depth / regression / keypoints /
+    reconstruction: L1 over the teacher's mean absolute output, so a task's weight does not depend
+    on its output units."""
     if kind in ("classification", "segmentation"):
         t = temperature
-        return F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean") * t * t / (
-            student[0, 0].numel()
-        )
-    return F.l1_loss(student, teacher)
+        log_p = F.log_softmax(student / t, 1)
+        q = F.softmax(teacher / t, 1)
+        return (q * (torch.log(q.clamp_min(1e-12)) - log_p)).sum(1).mean() * t * t
+    if kind in REGRESSION_KINDS:
+        scale = teacher.detach().abs().mean().clamp_min(1e-6)
+        return F.l1_loss(student, teacher) / scale
+    raise SpecError(f"no distillation loss for task kind {kind!r}; expected one of classification, segmentation, "
+                    f"{', '.join(REGRESSION_KINDS)}")
 
 
-def training_batches(recipe: Recipe, epochs: float, batch_size: int, limit: int | None = None,
-                     seed: int = 0) -> tuple[int, Iterator[Batch]]:
-    """(total steps, labeled batches) of the recipe's training split (its val images held out, at
-    most `limit` images), reshuffled every epoch, `epochs` (fractional) epochs long."""
-    from toolchain.data import fashion
+def fit_recipe(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module | None = None,
+               distill_weight: float = 1.0, limit: int | None = None, lr: float = 1e-3, batch_size: int = 128,
+               temperature: float = 2.0, weight_decay: float = 1e-4, freeze_bn: bool = False, balance: bool = False,
+               feature_points: Sequence[str] = (), feature_weight: float = 0.0, seed: int = 0,
+               description: str = "training", on_step: Callable[[int, float], None] | None = None,
+               on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
+    """Train `model` in place on the recipe's train split (at most `limit` samples per epoch) through
+    :func:`toolchain.fit.fit`: the task losses where batches have labels, plus, with a `teacher`,
+    `distill_weight` x its outputs' distillation (`balance`: each task's over its first value, so
+    every task starts at weight 1) and `feature_weight` x the distance of the `feature_points`
+    modules' outputs to the teacher's. `freeze_bn`: batch-norm statistics stay as they are."""
+    kinds = {t: spec.kind for t, spec in recipe.tasks.items()}
+    distilling = teacher is not None and distill_weight > 0
+    points = list(feature_points) if distilling and feature_weight > 0 else []
+    if teacher is not None:
+        teacher.eval()
+    first: dict[str, float] = {}
 
-    full = fashion.load_split("train")
-    part = full.subset(len(full) - recipe.data.val_count)
-    if limit:
-        part = part.subset(limit)
-    total = max(1, int(round(epochs * math.ceil(len(part) / batch_size))))
+    def step(x: torch.Tensor, targets) -> float:
+        nonlocal first
+        with FeatureTap(model, points) as mine:
+            out = model(x)
+        loss = torch.zeros(())
+        if targets is not None:
+            loss = loss + sum(task_loss(kinds[t], out[t], targets[t]) for t in kinds)
+        if distilling:
+            with torch.no_grad(), FeatureTap(teacher, points) as theirs:
+                ref = teacher(x)
+            per_task = {t: distill_loss(kinds[t], out[t], ref[t], temperature) for t in kinds}
+            if balance:
+                first = first or {t: float(v.detach()) for t, v in per_task.items()}
+                per_task = {t: v / max(first[t], 1e-8) for t, v in per_task.items()}
+            loss = loss + distill_weight * sum(per_task.values())
+            if points:
+                loss = loss + feature_weight * feature_distance(mine.values, theirs.values)
+        loss.backward()
+        return loss.item()
 
-    def stream() -> Iterator[Batch]:
-        step, epoch = 0, 0
-        while True:
-            for batch in fashion.iterate(part, batch_size, shuffle=True, seed=seed + epoch):
-                yield batch
-                step += 1
-                if step >= total:
-                    return
-            epoch += 1
-
-    return total, stream()
-
-
-def one_cycle(params, lr: float, weight_decay: float, total_steps: int, pct_start: float = 0.15):
-    """AdamW under a one-cycle schedule: every mtedge training loop (training, recovery, slimming)."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
+    # a new seed per epoch: a new order and, with the recipe's data.augment, new random views
+    return fit(model, step, lambda epoch: batches(recipe, "train", count=limit, batch_size=batch_size, seed=seed + epoch,
+                                                  shuffle=True, augment=True),
+               math.ceil(split_length(recipe, "train", limit) / batch_size), epochs, lr, weight_decay, seed=seed,
+               description=description, train_mode=lambda m: train_mode(m, freeze_bn), on_step=on_step,
+               on_epoch=on_epoch)
 
 
 def train(
@@ -94,31 +120,9 @@ def train(
             f"the built-in trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
             f"data.kind={recipe.data.kind!r}: bring your own loop through the recipe hook"
         )
-    torch.manual_seed(config.seed)
-    total_steps, data = training_batches(recipe, config.epochs, config.batch_size, config.limit, config.seed)
-    opt, sched = one_cycle(model.parameters(), config.lr, config.weight_decay, total_steps)
-    kinds = {t: recipe.tasks[t].kind for t in recipe.tasks}
-    if teacher is not None:
-        teacher.eval()
-    model.train()
-    with progress_bar() as progress:
-        job = progress.add_task(description, total=total_steps)
-        for step, (x, targets) in enumerate(data, 1):
-            out = model(x)
-            loss = sum(task_loss(kinds[t], out[t], targets[t]) for t in kinds)
-            if teacher is not None and config.distill_weight > 0:
-                with torch.no_grad():
-                    ref = teacher(x)
-                loss = loss + config.distill_weight * sum(distill_loss(kinds[t], out[t], ref[t]) for t in kinds)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            progress.update(job, advance=1, description=f"{description} loss {loss.item():.3f}")
-            if on_step:
-                on_step(step, loss.item())
-    model.eval()
-    return model
+    return fit_recipe(model, recipe, config.epochs, teacher, config.distill_weight, config.limit, config.lr,
+                      config.batch_size, weight_decay=config.weight_decay, seed=config.seed, description=description,
+                      on_step=on_step)
 
 
 def evaluate_on_test(model: nn.Module, recipe: Recipe, count: int | None = None) -> dict[str, float]:

@@ -265,6 +265,27 @@ def task_sets(gm: fx.GraphModule, tasks: Sequence[str] | None = None) -> dict[fx
     return {n: frozenset(s) for n, s in deps.items()}
 
 
+def module_tasks(gm: fx.GraphModule, tasks: Sequence[str] | None = None) -> dict[str, frozenset[str]]:
+    """Module name -> the tasks whose output depends on a call of that module."""
+    result: dict[str, frozenset[str]] = {}
+    for n, s in task_sets(gm, tasks).items():
+        if n.op == "call_module":
+            result[str(n.target)] = s | result.get(str(n.target), frozenset())
+    return result
+
+
+def trunk_boundary(gm: fx.GraphModule, depends: dict[str, frozenset[str]]) -> list[fx.Node]:
+    """Where the task branches leave the shared trunk: calls of modules two or more tasks depend on
+    (`depends`: :func:`module_tasks`) whose output a module of a single task reads."""
+    def feeds_branch(n: fx.Node) -> bool:
+        users = reach(n.users, lambda u: u.op == "call_module",
+                      lambda u: u.users if u.op in ("call_function", "call_method") else ())
+        return any(len(depends.get(str(u.target), ())) == 1 for u in users)
+
+    return [n for n in gm.graph.nodes
+            if n.op == "call_module" and len(depends.get(str(n.target), ())) >= 2 and feeds_branch(n)]
+
+
 def reach(start: Iterable[fx.Node], keep: Callable[[fx.Node], bool],
           through: Callable[[fx.Node], Iterable[fx.Node]], stop: bool = True) -> list[fx.Node]:
     """The nodes ``keep`` accepts that are reachable from ``start``, looking ``through`` the others

@@ -45,7 +45,7 @@ import torch.fx as fx
 from torch import nn
 
 from toolchain.errors import SpecError
-from toolchain.graph.capture import capture, reach, task_sets
+from toolchain.graph.capture import capture, module_tasks, trunk_boundary
 from toolchain.graph.tracing import forward_with_hooks
 from toolchain.prune.groups import ChannelGroup, channel_groups, dependency_graph
 from toolchain.slimmable import DEFAULT_WIDTHS, ENCODER, GroupInfo, SlimmableModel, SlimSpec, WidthConfig
@@ -57,28 +57,16 @@ _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 def _module_tasks(model: nn.Module, tasks: Sequence[str]) -> tuple[dict[str, frozenset[str]], fx.GraphModule]:
     """module name -> the tasks whose output depends on a call of that module, and the captured graph."""
     gm = capture(model)
-    result: dict[str, frozenset[str]] = {}
-    for n, s in task_sets(gm, tasks).items():
-        if n.op == "call_module":
-            result[str(n.target)] = s | result.get(str(n.target), frozenset())
-    return result, gm
+    return module_tasks(gm, tasks), gm
 
 
 def _feature_points(gm: fx.GraphModule, depends: dict[str, frozenset[str]], groups: list[GroupInfo]) -> dict[str, str]:
-    """Encoder outputs that decoders read: module name -> the group whose mask covers its channels.
-
-    A feature point is a module called in the encoder (shared by several tasks) whose output feeds
-    a module of a single task; its channels are those of the nearest group producer upstream
-    (walking back through parameter-free modules such as ReLU)."""
+    """Encoder outputs that decoders read (the trunk boundary): module name -> the group whose mask
+    covers its channels, the nearest group producer upstream (walking back through parameter-free
+    modules such as ReLU)."""
     owner = {layer: g.name for g in groups if g.unit == ENCODER for layer in g.out_layers}
     points: dict[str, str] = {}
-    for n in gm.graph.nodes:
-        if n.op != "call_module" or len(depends.get(str(n.target), frozenset())) < 2:
-            continue
-        feeds_decoder = any(u.op == "call_module" and len(depends.get(str(u.target), frozenset())) == 1
-                            for u in _users_through_functions(n))
-        if not feeds_decoder:
-            continue
+    for n in trunk_boundary(gm, depends):
         m, seen = n, 0
         while isinstance(m, fx.Node) and seen < 8:
             if m.op == "call_module" and str(m.target) in owner:
@@ -89,11 +77,6 @@ def _feature_points(gm: fx.GraphModule, depends: dict[str, frozenset[str]], grou
                 break
             m, seen = ins[0], seen + 1
     return points
-
-
-def _users_through_functions(node: fx.Node) -> list[fx.Node]:
-    return reach(node.users, lambda u: u.op == "call_module",
-                 lambda u: u.users if u.op in ("call_function", "call_method") else ())
 
 
 def _permute_group(group: ChannelGroup, order: torch.Tensor) -> None:

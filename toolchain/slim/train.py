@@ -16,20 +16,21 @@ Gradients of all configurations accumulate; the caller steps the optimizer once.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from toolchain.data.loaders import Batch
+from toolchain.data.loaders import Batch, batches, split_length
 from toolchain.errors import SpecError
+from toolchain.fit import FeatureTap, feature_distance, fit, reestimate_bn
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
-from toolchain.slim.convert import SlimmableModel, WidthConfig, _NORMS, norm_layers
-from toolchain.train import TrainConfig, distill_loss, one_cycle, task_loss, training_batches
+from toolchain.slim.convert import SlimmableModel, WidthConfig, norm_layers
+from toolchain.train import TrainConfig, distill_loss, task_loss
 
 
 @dataclass
@@ -48,39 +49,12 @@ class SlimTrainConfig(TrainConfig):
     calib_images: int = 512  # batch-norm recalibration images per configuration
 
 
-class _FeatureTap:
-    """Captures the encoder feature points' outputs during a forward (temporary hooks)."""
-
-    def __init__(self, slim: SlimmableModel) -> None:
-        self.values: dict[str, torch.Tensor] = {}
-        modules = dict(slim.model.named_modules())
-        self.handles = [modules[n].register_forward_hook(self._hook(n)) for n in slim.spec.feature_points]
-
-    def _hook(self, name: str) -> Callable:
-        def fn(mod: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-            self.values[name] = out
-        return fn
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
-
-
 def feature_loss(slim: SlimmableModel, student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """CI-KD: mean squared error between the current (narrower) configuration's encoder features and
     the widest's, on the channels the narrower one keeps."""
-    total = torch.zeros(())
-    for name, group in slim.spec.feature_points.items():
-        if name not in student or name not in teacher:
-            continue
-        s, t = student[name], teacher[name].detach()
-        mask = slim._masks.get(group)
-        if mask is None:
-            total = total + F.mse_loss(s, t)
-            continue
-        k = int(mask.sum())
-        total = total + F.mse_loss(s[:, :k], t[:, :k])
-    return total
+    keep = {n: None if slim._masks.get(g) is None else int(slim._masks[g].sum())
+            for n, g in slim.spec.feature_points.items()}
+    return feature_distance({n: v for n, v in student.items() if n in keep}, teacher, keep)
 
 
 def sandwich_step(slim: SlimmableModel, x: torch.Tensor, targets: Mapping[str, torch.Tensor] | None,
@@ -96,7 +70,7 @@ def sandwich_step(slim: SlimmableModel, x: torch.Tensor, targets: Mapping[str, t
     widest = WidthConfig.uniform(max(slim.spec.widths), tasks)
     narrowest = WidthConfig.uniform(min(slim.spec.widths), tasks)
     configs = [widest, narrowest] + [slim.sample(rng) for _ in range(config.random_configs)]
-    tap = _FeatureTap(slim)
+    tap = FeatureTap(slim.model, slim.spec.feature_points)
     losses: dict[str, float] = {}
     try:
         slim.set_config(widest, load_stats=False)
@@ -153,26 +127,16 @@ def train_slimmable(slim: SlimmableModel, recipe: Recipe, config: SlimTrainConfi
         raise SpecError(f"the built-in slimmable trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
                         f"data.kind={recipe.data.kind!r}: add `hooks: {{slim_train: \"package.module:function\"}}` "
                         "to the recipe, a loop that calls toolchain.slim.train.sandwich_step per batch")
-    torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    steps, data = training_batches(recipe, config.epochs, config.batch_size, config.limit, config.seed)
-    # a shorter warm-up than training from scratch: the slimmable network starts from trained weights
-    opt, sched = one_cycle(slim.parameters(), config.lr, config.weight_decay, steps, pct_start=0.1)
     kinds = {t: recipe.tasks[t].kind for t in slim.tasks}
     if teacher is not None:
         teacher.eval()
-    slim.train()
-    with progress_bar() as progress:
-        job = progress.add_task("slimmable training", total=steps)
-        for step, (x, targets) in enumerate(data, 1):
-            opt.zero_grad(set_to_none=True)
-            losses = sandwich_step(slim, x, targets, kinds, rng, config, teacher)
-            opt.step()
-            sched.step()
-            progress.update(job, advance=1, description="slimmable training " + " ".join(
-                f"{k} {v:.3f}" for k, v in losses.items() if not k.startswith("random")))
-            if on_step:
-                on_step(step, losses)
+    # a shorter warm-up than training from scratch: the slimmable network starts from trained weights
+    fit(slim, lambda x, targets: sandwich_step(slim, x, targets, kinds, rng, config, teacher),
+        lambda epoch: batches(recipe, "train", count=config.limit, batch_size=config.batch_size,
+                              seed=config.seed + epoch, shuffle=True),
+        math.ceil(split_length(recipe, "train", config.limit) / config.batch_size), config.epochs, config.lr,
+        config.weight_decay, pct_start=0.1, seed=config.seed, description="slimmable training", on_step=on_step)
     recalibrate(slim, recipe, images=config.calib_images)
     return slim
 
@@ -183,39 +147,24 @@ def recalibrate(slim: SlimmableModel, recipe: Recipe, images: int = 512, data: I
     per encoder width (``encoder@50``; ``encoder@100-75-50`` per stage) and per (encoder widths,
     decoder width) for each decoder (``denoise@50/75``). Uses `images` training images (or `data`). Leaves `slim` in eval mode
     at full width with the full-width statistics loaded."""
-    from toolchain.data.loaders import batches
-
     batch_list = list(data) if data is not None else list(batches(recipe, "train", count=images, batch_size=256))
     modules = dict(slim.model.named_modules())
-    norms = [m for m in slim.model.modules() if isinstance(m, _NORMS)]
-    saved = [(m.momentum, m.training) for m in norms]
     widths = sorted(slim.spec.widths, reverse=True)
     encoders = slim.spec.encoder_configs()
     slim.bn_stats = {}
     with progress_bar(transient=True) as progress:
         job = progress.add_task("batch-norm recalibration", total=len(encoders) * len(widths))
-        try:
-            for we in encoders:
-                for wd in widths:
-                    cfg = WidthConfig.make(we, {t: wd for t in slim.tasks})
-                    slim.set_config(cfg, load_stats=False)
-                    slim.eval()
-                    for m in norms:
-                        m.reset_running_stats()
-                        m.momentum = None  # cumulative average over the calibration batches
-                        m.train()
-                    for x, _ in batch_list:
-                        slim(x)
-                    for unit, key in slim.stats_keys(cfg).items():
-                        if key in slim.bn_stats:
-                            continue
-                        slim.bn_stats[key] = {n: {"running_mean": modules[n].running_mean.clone(),
-                                                  "running_var": modules[n].running_var.clone()}
-                                              for n in norm_layers(slim, unit)}
-                    progress.advance(job)
-        finally:
-            for m, (mom, tr) in zip(norms, saved):
-                m.momentum = mom
-                m.train(tr)
+        for we in encoders:
+            for wd in widths:
+                cfg = WidthConfig.make(we, {t: wd for t in slim.tasks})
+                slim.set_config(cfg, load_stats=False)
+                reestimate_bn(slim, batch_list)
+                for unit, key in slim.stats_keys(cfg).items():
+                    if key in slim.bn_stats:
+                        continue
+                    slim.bn_stats[key] = {n: {"running_mean": modules[n].running_mean.clone(),
+                                              "running_var": modules[n].running_var.clone()}
+                                          for n in norm_layers(slim, unit)}
+                progress.advance(job)
     slim.eval()
     slim.set_config(WidthConfig.uniform(1.0, slim.tasks))
