@@ -146,3 +146,14 @@ def test_feature_distillation_without_a_shared_trunk_says_how_to_turn_it_off(fas
     recipe = dataclasses.replace(fashion_recipe, tasks=tasks, outputs=None)
     with pytest.raises(SpecError, match="recovery.feature_weight: 0"):
         finetune(Heads(), recipe, 1, teacher=Heads(), limit=32, feature_weight=1.0)
+
+
+def test_recover_fine_tunes_from_the_pruned_state_when_reestimation_hurts(fashion_recipe):
+    from toolchain.prune.recovery import recover
+
+    model, recipe = _fashion(fashion_recipe)
+    before = copy.deepcopy(model.state_dict())
+    order = iter([(0, 0.5, 0.5), (1, 5.0, 5.0)])  # the re-estimated model is worse
+    got = recover(model, recipe, 0, lambda m: _Check(next(order)), limit=64, batch_size=32, reestimate_bn=True)
+    assert got.kept == "unrecovered" and len(got.checks) == 2
+    assert all(torch.equal(v, got.model.state_dict()[k]) for k, v in before.items())

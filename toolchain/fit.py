@@ -1,11 +1,8 @@
-"""The one training loop every mtedge trainer runs (training, pruning recovery, slimmable training),
-and the pieces they share: the one-cycle optimizer, feature distillation and batch-norm re-estimation.
-
-A trainer supplies only what differs: the batches of each epoch and a step function that computes
-its loss on a batch and back-propagates it (gradients may accumulate over several forwards, as the
-sandwich rule does). :func:`fit` owns the rest: AdamW under a one-cycle schedule, the progress bar
-(its estimate covers every step of every epoch) and the per-epoch callback.
-"""
+"""The one training loop of every mtedge trainer (training, pruning recovery, slimmable training) and
+what they share: feature distillation and batch-norm re-estimation. A trainer supplies only what
+differs, its batches and a step that back-propagates its loss (several forwards may accumulate, as
+the sandwich rule does); :func:`fit` owns AdamW under a one-cycle schedule, the progress bar (its
+estimate covers every step of every epoch) and the per-epoch callback."""
 
 from __future__ import annotations
 
@@ -21,29 +18,21 @@ from toolchain.progress import progress_bar
 _NORMS = nn.modules.batchnorm._BatchNorm
 
 
-def one_cycle(params, lr: float, weight_decay: float, total_steps: int, pct_start: float = 0.15):
-    """AdamW under a one-cycle schedule."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total_steps, pct_start=pct_start)
-
-
 def fit(model: nn.Module, step: Callable[[torch.Tensor, object], float | dict[str, float]],
         epoch_batches: Callable[[int], Iterable], steps_per_epoch: int, epochs: float, lr: float,
         weight_decay: float = 1e-4, pct_start: float = 0.15, seed: int = 0, description: str = "training",
         train_mode: Callable[[nn.Module], None] | None = None,
         on_step: Callable[[int, object], None] | None = None,
         on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
-    """Train `model` in place for `epochs` (fractional: the last epoch runs that share of its batches).
-
-    `epoch_batches(epoch)` gives epoch `epoch`'s (x, targets) batches (0-based; a new order each
-    epoch); `step(x, targets)` computes the loss and calls backward, returning the loss (or losses by
-    name) to show. `train_mode(model)` puts the model in training mode (default ``model.train()``;
-    recovery may keep batch norm frozen). `on_step(step, losses)` after every step (1-based);
-    `on_epoch(epoch, model)` after each epoch (1-based), with the model in eval mode. Returns the
-    model in eval mode."""
+    """Train `model` in place for `epochs` (fractional: the last epoch runs that share of its batches);
+    returns it in eval mode. `epoch_batches(epoch)`: that epoch's (x, targets) batches (0-based);
+    `step(x, targets)`: back-propagates the loss, returns it (or losses by name) to show.
+    `train_mode(model)`: default ``model.train()``. `on_step(step, losses)` after every step and
+    `on_epoch(epoch, model)` after each epoch (both 1-based; the model in eval mode)."""
     total = max(1, math.ceil(epochs * steps_per_epoch))
     torch.manual_seed(seed)
-    opt, sched = one_cycle(model.parameters(), lr, weight_decay, total, pct_start)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=pct_start)
     set_train = train_mode or (lambda m: m.train())
     set_train(model)
     done = 0
@@ -70,38 +59,30 @@ def fit(model: nn.Module, step: Callable[[torch.Tensor, object], float | dict[st
 
 
 class FeatureTap:
-    """Captures the outputs of the named modules of `model` during each forward (a context manager;
-    the hooks go when it closes). `values` holds the last forward's tensors by module name."""
+    """`with FeatureTap(model, names) as tap:` -- tap.values holds the named modules' outputs of the
+    last forward; the hooks go when the block ends."""
 
     def __init__(self, model: nn.Module, names: Iterable[str]) -> None:
         self.values: dict[str, torch.Tensor] = {}
         modules = dict(model.named_modules())
-        self.handles = [modules[n].register_forward_hook(self._hook(n)) for n in names if n in modules]
-
-    def _hook(self, name: str) -> Callable:
-        def fn(mod: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-            self.values[name] = out
-        return fn
-
-    def close(self) -> None:
-        for h in self.handles:
-            h.remove()
+        self.handles = [modules[n].register_forward_hook(lambda m, i, out, n=n: self.values.__setitem__(n, out))
+                        for n in names if n in modules]
 
     def __enter__(self) -> "FeatureTap":
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        for h in self.handles:
+            h.remove()
 
 
 def feature_distance(student: Mapping[str, torch.Tensor], teacher: Mapping[str, torch.Tensor],
                      channels: Mapping[str, int | None] | None = None) -> torch.Tensor:
     """How far the student's features are from the teacher's, summed over the points both hold (0
-    when equal). Same shapes (or `channels[name]`: compare the first that many channels, the ones a
-    narrower slimmable width keeps): mean squared error. Different channel counts (pruning removed
-    channels, with no record of which): the distance between the two batch similarity matrices
-    (each sample's features against every other's, rows normalized), which needs no channel
-    correspondence."""
+    when equal). Same shapes (after keeping the first `channels[name]`, the ones a narrower slimmable
+    width keeps): mean squared error. Different channel counts (pruning removed channels, with no
+    record of which): the distance between the batch similarity matrices (each sample's features
+    against every other's, rows normalized), which needs no channel correspondence."""
     channels = channels or {}
     total = torch.zeros(())
     for name, s in student.items():
@@ -111,23 +92,16 @@ def feature_distance(student: Mapping[str, torch.Tensor], teacher: Mapping[str, 
         k = channels.get(name)
         if k is not None:
             s, t = s[:, :k], t[:, :k]
-        if s.shape == t.shape:
-            total = total + F.mse_loss(s, t)
-        else:
-            total = total + F.mse_loss(_similarity(s), _similarity(t)) * s.shape[0]
+        if s.shape != t.shape:
+            s, t = (F.normalize(f.flatten(1) @ f.flatten(1).t(), dim=1) * f.shape[0] ** 0.5 for f in (s, t))
+        total = total + F.mse_loss(s, t)
     return total
-
-
-def _similarity(f: torch.Tensor) -> torch.Tensor:
-    flat = f.reshape(f.shape[0], -1)
-    return F.normalize(flat @ flat.t(), dim=1)
 
 
 @torch.no_grad()
 def reestimate_bn(model: nn.Module, data: Iterable) -> nn.Module:
-    """Recompute every batch-norm layer's running statistics from `data` ((x, targets) batches): the
-    cumulative mean and (unbiased) variance of its inputs over all batches, the rest of the model in
-    eval mode. The weights do not change. Returns `model` in eval mode."""
+    """Recompute every batch-norm layer's running statistics as the mean over `data`'s batches of its
+    inputs' batch mean and (unbiased) variance, the rest in eval mode; returns `model` in eval mode."""
     norms = [m for m in model.modules() if isinstance(m, _NORMS)]
     saved = [m.momentum for m in norms]
     model.eval()
@@ -146,8 +120,7 @@ def reestimate_bn(model: nn.Module, data: Iterable) -> nn.Module:
 
 
 def train_mode(model: nn.Module, freeze_bn: bool = False) -> None:
-    """Training mode; `freeze_bn` keeps batch-norm layers in eval mode (their statistics stay as they
-    are; scale and shift still learn)."""
+    """Training mode; `freeze_bn`: batch norm keeps its statistics (scale and shift still learn)."""
     model.train()
     if freeze_bn:
         for m in model.modules():

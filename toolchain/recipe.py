@@ -30,7 +30,7 @@ user data kinds (`images`, `arrays`, `python`) are described in docs/byo.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -84,9 +84,6 @@ class RecoverySpec:
     feature_weight: float = 0.0  # weight of trunk-feature distillation next to output distillation
     freeze_bn: str = "auto"  # "auto": frozen when label-free, updated with labels; "true"; "false"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"reestimate_bn": self.reestimate_bn, "feature_weight": self.feature_weight, "freeze_bn": self.freeze_bn}
-
 
 @dataclass(frozen=True)
 class Recipe:
@@ -126,7 +123,7 @@ class Recipe:
                       for n, t in self.tasks.items()},
             **({"hooks": dict(self.hooks)} if self.hooks else {}),
             **({"outputs": list(self.outputs)} if self.outputs is not None else {}),
-            **({"recovery": self.recovery.to_dict()} if self.recovery != RecoverySpec() else {}),
+            **({"recovery": asdict(self.recovery)} if self.recovery != RecoverySpec() else {}),
         }
 
     def task(self, name: str) -> TaskSpec:
@@ -229,22 +226,18 @@ def _parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
 
 
 def _parse_recovery(doc: Any) -> RecoverySpec:
-    if doc is None:
-        return RecoverySpec()
-    known = ("reestimate_bn", "feature_weight", "freeze_bn")
-    if not isinstance(doc, dict) or set(doc) - set(known):
-        raise SpecError(f"recipe: 'recovery' must be a mapping with keys {', '.join(known)}, got {doc!r}")
-    default = RecoverySpec()
+    default, doc = RecoverySpec(), {} if doc is None else doc
+    if not isinstance(doc, dict) or set(doc) - set(asdict(default)):
+        raise SpecError(f"recipe: 'recovery' must be a mapping with keys {', '.join(asdict(default))}, got {doc!r}")
     reestimate = doc.get("reestimate_bn", default.reestimate_bn)
     if not isinstance(reestimate, bool):
         raise SpecError(f"recipe: 'recovery.reestimate_bn' must be true or false, got {reestimate!r}")
     freeze = doc.get("freeze_bn", default.freeze_bn)
-    freeze = {True: "true", False: "false"}.get(freeze, freeze) if isinstance(freeze, bool) else freeze
+    freeze = str(freeze).lower() if isinstance(freeze, bool) else freeze  # YAML reads true/false as booleans
     if freeze not in ("auto", "true", "false"):
-        raise SpecError(f"recipe: 'recovery.freeze_bn' is {freeze!r}; expected auto (frozen when label-free), "
-                        "true or false")
-    weight = _number(doc.get("feature_weight", default.feature_weight), "recovery.feature_weight", 0)
-    return RecoverySpec(reestimate, weight, freeze)
+        raise SpecError(f"recipe: 'recovery.freeze_bn' is {freeze!r}; expected auto (frozen when label-free), true or false")
+    return RecoverySpec(reestimate, _number(doc.get("feature_weight", default.feature_weight), "recovery.feature_weight", 0),
+                        freeze)
 
 
 def _parse_task(tname: str, t: Any) -> TaskSpec:

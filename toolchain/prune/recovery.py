@@ -1,15 +1,10 @@
-"""Recovery after pruning: fine-tune the pruned model on the recipe's ``train`` split.
-
-- Any recipe's data, through ``toolchain.data.loaders.batches(recipe, "train", ...)``: batches
-  with labels add the task losses; every batch (labels or not) is distilled from the unpruned
-  model when a teacher is given. Unlabeled data needs the teacher (label-free distillation).
-- Distillation losses per task kind: ``toolchain.train.distill_loss``; optionally the trunk's
-  features too (``feature_weight``), and batch-norm statistics re-estimated on the user's images
-  first (``reestimate_bn``): the recipe's ``recovery`` section (docs/pruning.md, "Recovery").
-- The loop is toolchain.fit's (the one every mtedge trainer runs).
-- A user's own loop: the recipe's hook ``hooks: {finetune: "package.module:function"}``, called
-  as ``function(model, recipe, teacher)`` (teacher is None without distillation); it trains
-  `model` in place (or returns the trained module). The hook wins over the built-in loop.
+"""Recovery after pruning: fine-tune the pruned model on the recipe's ``train`` split of any data kind
+(``toolchain.train.fit_recipe``: task losses where there are labels, distillation from the unpruned
+model; unlabeled data needs the teacher), with the recipe's ``recovery`` options (docs/pruning.md),
+keeping the state that holds the bounds best on val (:func:`recover`). A user's own loop: the
+recipe's hook ``hooks: {finetune: "package.module:function"}``, called as ``function(model,
+recipe, teacher)`` (teacher None without distillation), trains `model` in place or returns it; it
+wins over the built-in loop.
 """
 
 from __future__ import annotations
@@ -102,11 +97,11 @@ def recover(model: nn.Module, recipe: Recipe, epochs: float, judge: Callable[[nn
     """Fine-tune `model` in place, keeping the state that holds the bounds best on held-out data.
 
     `judge(model)` measures a candidate (a toolchain.bounds.BoundsCheck on the val split); the
-    unrecovered model is candidate 0, the batch-norm re-estimated one (``reestimate_bn``) the next
-    and each epoch's state another. The one kept has the fewest
-    tasks past their bound, then the smallest largest share of an allowed drop, then the smallest
-    sum (BoundsCheck.severity); ties keep the earlier state, so recovery that only hurts (a learning
-    rate that diverges) returns the unrecovered model unchanged. `options` go to `finetune`."""
+    unrecovered model is candidate 0, the batch-norm re-estimated one (``reestimate_bn``; fine-tuning
+    starts from it only when it is the better) the next and each epoch's state another. The one kept
+    has the fewest tasks past their bound, then the smallest largest share of an allowed drop, then
+    the smallest sum (BoundsCheck.severity); ties keep the earlier state, so recovery that only hurts
+    (a learning rate that diverges) returns the unrecovered model unchanged. `options` go to `finetune`."""
     checks = [judge(model.eval())]
     best = (checks[0].severity(), "unrecovered", copy.deepcopy(model.state_dict()), 0)
 
@@ -117,6 +112,8 @@ def recover(model: nn.Module, recipe: Recipe, epochs: float, judge: Callable[[nn
         if check.severity() < best[0]:
             label = "bn re-estimated" if epoch == 0 else f"epoch {epoch}"
             best = (check.severity(), label, copy.deepcopy(m.state_dict()), len(checks) - 1)
+        elif epoch == 0:  # re-estimation hurt on val: fine-tune from the pruned state instead
+            m.load_state_dict(best[2])
 
     trained = finetune(model, recipe, epochs, teacher=teacher, on_epoch=keep_if_better, **options)
     if len(checks) == 1:  # a recipe hook trained it (no epochs seen): its result is the one trained candidate

@@ -70,38 +70,36 @@ def sandwich_step(slim: SlimmableModel, x: torch.Tensor, targets: Mapping[str, t
     widest = WidthConfig.uniform(max(slim.spec.widths), tasks)
     narrowest = WidthConfig.uniform(min(slim.spec.widths), tasks)
     configs = [widest, narrowest] + [slim.sample(rng) for _ in range(config.random_configs)]
-    tap = FeatureTap(slim.model, slim.spec.feature_points)
     losses: dict[str, float] = {}
     try:
-        slim.set_config(widest, load_stats=False)
-        out_w = slim(x)
-        ref = None
-        if teacher is not None and (targets is None or config.teacher_weight > 0):  # only when a loss reads it
-            with torch.no_grad():
-                ref = teacher(x)
-        if targets is not None:
-            loss = sum(task_loss(kinds[t], out_w[t], targets[t]) for t in tasks)
-            if ref is not None:
-                loss = loss + config.teacher_weight * sum(distill_loss(kinds[t], out_w[t], ref[t]) for t in tasks)
-        else:
-            loss = sum(distill_loss(kinds[t], out_w[t], ref[t]) for t in tasks)
-        loss.backward()
-        losses["widest"] = float(loss.detach())
-        soft = {t: v.detach() for t, v in out_w.items()}
-        feats_w = {n: v.detach() for n, v in tap.values.items()}
-        for i, c in enumerate(configs[1:]):
-            slim.set_config(c, load_stats=False)
-            tap.values.clear()
-            out = slim(x)
-            loss = config.distill_weight * sum(distill_loss(kinds[t], out[t], soft[t]) for t in tasks)
-            if config.feature_weight > 0:
-                loss = loss + config.feature_weight * feature_loss(slim, tap.values, feats_w)
-            if targets is not None and config.label_weight > 0:
-                loss = loss + config.label_weight * sum(task_loss(kinds[t], out[t], targets[t]) for t in tasks)
+        with FeatureTap(slim.model, slim.spec.feature_points) as tap:
+            slim.set_config(widest, load_stats=False)
+            out_w = slim(x)
+            ref = None
+            if teacher is not None and (targets is None or config.teacher_weight > 0):  # only when a loss reads it
+                with torch.no_grad():
+                    ref = teacher(x)
+            if targets is None:
+                loss = sum(distill_loss(kinds[t], out_w[t], ref[t]) for t in tasks)
+            else:
+                loss = sum(task_loss(kinds[t], out_w[t], targets[t]) for t in tasks)
+                if ref is not None:
+                    loss = loss + config.teacher_weight * sum(distill_loss(kinds[t], out_w[t], ref[t]) for t in tasks)
             loss.backward()
-            losses["narrowest" if i == 0 else f"random{i}"] = float(loss.detach())
+            losses["widest"] = float(loss.detach())
+            soft = {t: v.detach() for t, v in out_w.items()}
+            feats_w = {n: v.detach() for n, v in tap.values.items()}
+            for i, c in enumerate(configs[1:]):
+                slim.set_config(c, load_stats=False)
+                out = slim(x)
+                loss = config.distill_weight * sum(distill_loss(kinds[t], out[t], soft[t]) for t in tasks)
+                if config.feature_weight > 0:
+                    loss = loss + config.feature_weight * feature_loss(slim, tap.values, feats_w)
+                if targets is not None and config.label_weight > 0:
+                    loss = loss + config.label_weight * sum(task_loss(kinds[t], out[t], targets[t]) for t in tasks)
+                loss.backward()
+                losses["narrowest" if i == 0 else f"random{i}"] = float(loss.detach())
     finally:
-        tap.close()
         slim.set_config(widest, load_stats=False)
     return losses
 
