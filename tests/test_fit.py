@@ -71,9 +71,9 @@ def test_finetune_reestimates_bn_from_the_recipe_and_frozen_bn_keeps_statistics(
         if isinstance(a, nn.BatchNorm2d):
             assert torch.allclose(a.running_mean, b.running_mean) and torch.allclose(a.running_var, b.running_var)
     stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
-    finetune(model, dataclasses.replace(recipe, recovery=RecoverySpec(freeze_bn="true")), 1, limit=64, batch_size=32)
+    finetune(model, dataclasses.replace(recipe, recovery=RecoverySpec(False, freeze_bn="true")), 1, limit=64, batch_size=32)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())
-    finetune(model, dataclasses.replace(recipe, recovery=RecoverySpec(freeze_bn="false")), 1, limit=64, batch_size=32)
+    finetune(model, dataclasses.replace(recipe, recovery=RecoverySpec(False, freeze_bn="false")), 1, limit=64, batch_size=32)
     assert not all(torch.equal(v, model.state_dict()[k]) for k, v in stats.items())
 
 

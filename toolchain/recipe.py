@@ -15,7 +15,7 @@ tasks:
   garment:    {kind: classification, metric: accuracy, allowed_drop: 1.0}
   silhouette: {kind: segmentation,   metric: miou,     allowed_drop: 1.0}
 recovery:                        # optional: fine-tuning after pruning (docs/pruning.md, "Recovery")
-  reestimate_bn: false           # recompute batch-norm statistics on the train images first
+  reestimate_bn: true            # recompute batch-norm statistics on the train images first
   feature_weight: 0.0            # distill the unpruned trunk's features too (0: outputs only)
   freeze_bn: auto                # keep batch-norm statistics during fine-tuning: auto | true | false
 ```
@@ -80,7 +80,7 @@ class DataSpec:
 class RecoverySpec:
     """How fine-tuning after pruning recovers (bench/recovery.py measured each choice)."""
 
-    reestimate_bn: bool = False  # batch-norm statistics recomputed on the train images before fine-tuning
+    reestimate_bn: bool = True  # batch-norm statistics recomputed on the train images before fine-tuning
     feature_weight: float = 0.0  # weight of trunk-feature distillation next to output distillation
     freeze_bn: str = "auto"  # "auto": frozen when label-free, updated with labels; "true"; "false"
 
