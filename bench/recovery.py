@@ -14,7 +14,7 @@ share of its FLOPs (no search, so only recovery differs), then recovered by
 recover() keeps the best state on the val split (or the unrecovered one), as `mtedge compress` does;
 the figures are every task's drop on the held-out test split against its bound, medians over seeds.
 
-    python bench/recovery.py            # or make bench-recovery
+    python bench/recovery.py            # or make bench-recovery;  --table: print the saved results
 Environment: BENCH_RECOVERY_KEEP (FLOPs kept, 0.7), BENCH_RECOVERY_BUDGETS (64,256,1024),
 BENCH_RECOVERY_EPOCHS (4), BENCH_RECOVERY_BATCH (32), BENCH_RECOVERY_SEEDS (0,1), BENCH_RECOVERY_VAL (512),
 BENCH_RECOVERY_TEST (2000), BENCH_RECOVERY_FEATURE_WEIGHT (1), BENCH_RECOVERY_OPTIONS (all),
@@ -104,7 +104,8 @@ def print_table(entry: dict) -> None:
 
     tasks = list(entry["allowed_drop"])
     table = Table(title=f"fashion-mt, L1-pruned to {100 * entry['flops_kept']:.0f} % FLOPs: test drop per task "
-                        f"(median of {len(entry['seeds'])} seeds; bound in header), {entry['epochs']:g} epochs")
+                        f"(median over the seeds run; bound in header), {entry['epochs']:g} epochs; "
+                        "within: seeds within every bound / seeds run")
     for col in ["option", "images", *[f"{t} (<= {entry['allowed_drop'][t]:g})" for t in tasks], "within", "s"]:
         table.add_column(col)
     for option, by_budget in entry["summary"].items():
@@ -177,4 +178,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--table"]:  # the saved results' table, without running anything
+        for name, saved in json.loads(OUT.read_text()).items():
+            print(name, "(complete)" if saved.get("complete") else "(partial: the run did not finish)")
+            print_table(saved)
+    else:
+        main()
