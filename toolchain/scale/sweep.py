@@ -177,16 +177,16 @@ def _prune_unit(cfg: SweepConfig, item: tuple[Goal, int]) -> dict[str, Any]:
     goal, round_to = item
 
     def make(d: Path) -> dict[str, Any]:
-        from toolchain.compression import compress
         from toolchain.model import save_checkpoint
+        from toolchain.pipeline import compress_stage
 
         loaded, rec = _load(cfg)
-        # the library's pipeline: PAGCP within the recipe's bounds, recovery that keeps its best state,
-        # the held-out check (a goal the bounds do not allow is reported, not forced)
-        result = compress(loaded.module.eval(), rec, keep_flops=goal.value if goal.kind == "flops" else None,
-                          target_latency_ms=goal.value if goal.kind == "latency_ms" else None, round_to=round_to,
-                          val_count=cfg.val_count, finetune_epochs=cfg.finetune_epochs, distill=True,
-                          test_count=cfg.test_count, relax=cfg.relax, allow_exceed=True)
+        # PAGCP within the recipe's bounds, recovery that keeps its best state, the held-out check
+        # (a goal the bounds do not allow is reported, not forced)
+        result = compress_stage(loaded.module.eval(), rec, dict(
+            keep_flops=goal.value if goal.kind == "flops" else None, round_to=round_to, val_count=cfg.val_count,
+            target_latency_ms=goal.value if goal.kind == "latency_ms" else None, finetune_epochs=cfg.finetune_epochs,
+            distill=True, test_count=cfg.test_count, relax=cfg.relax, allow_exceed=True))
         save_checkpoint(d / "model.pt", result.model, loaded.origin, rec)
         return {"flops_before": result.prune.flops_before, "flops_after": result.prune.flops_after,
                 "oracle_evaluations": result.prune.oracle_evaluations, "goal_reached": result.goal_reached,
@@ -200,26 +200,20 @@ def _bundle_unit(cfg: SweepConfig, item: tuple[Goal, int, str]) -> dict[str, Any
     pruned = _prune_unit(cfg, (goal, round_to))  # cached: only the record is read
 
     def make(d: Path) -> dict[str, Any]:
-        from toolchain.export import export_bundle
         from toolchain.model import load
+        from toolchain.pipeline import export_stage, quantize_stage
 
         _, rec = _load(cfg)
-        model = load(str(Path(pruned["dir"]) / pruned["model"]))
-        bundle = d / "model.mtb"
-        export_bundle(model.module.eval(), rec, bundle, force=True)
-        doc: dict[str, Any] = {"bundle": "model.mtb", "variant": precision, "ok": True}
+        model = load(str(Path(pruned["dir"]) / pruned["model"])).module.eval()
+        bundle = export_stage(model, rec, d / "model.mtb")
         if precision == "fp32":
-            doc["metrics"] = _test_metrics(model.module.eval(), rec, cfg)
-        else:
-            from toolchain.quantize import QuantizeOptions, quantize_bundle
+            return {"bundle": bundle.name, "variant": precision, "ok": True, "metrics": _test_metrics(model, rec, cfg)}
+        from toolchain.quantize import QuantizeOptions
 
-            report = quantize_bundle(bundle, rec, [precision], options=QuantizeOptions(
-                val_count=cfg.val_count, test_count=cfg.test_count, latency_runs=0))
-            v = report.variants[precision]
-            doc["ok"] = v.written
-            doc["metrics"] = {t: s["value"] for t, s in v.scores["test"].items()}
-            doc["notes"] = report.notes
-        return doc
+        q = quantize_stage(bundle, rec, [precision], options=QuantizeOptions(
+            val_count=cfg.val_count, test_count=cfg.test_count, latency_runs=0))
+        return {"bundle": bundle.name, "variant": precision, "ok": not q.missing, "notes": q.report.notes,
+                "metrics": {t: s["value"] for t, s in q.report.variants[precision].scores["test"].items()}}
 
     return cached_unit(Path(cfg.out) / "cache", "bundle", f"{goal.label}-r{round_to}-{precision}",
                        {**_prune_key(cfg, goal, round_to), "precision": precision}, make)
