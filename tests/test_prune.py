@@ -20,6 +20,7 @@ from toolchain.prune.groups import channel_groups, output_layers
 from toolchain.prune.importance import channel_scores, lowest
 from toolchain.prune.oracle import Oracle
 from toolchain.prune.pagcp import PruneConfig, prune
+from toolchain.prune.report import PruneReport
 from toolchain.prune.sequential import keep_candidates
 from support.architectures import recipe_for
 from support.encoders import ENCODERS
@@ -169,9 +170,11 @@ def test_compress_cli_prunes_finetunes_and_reports(tiny_trained_fashion, tmp_pat
     x = torch.randn(1, 1, 28, 28)
     assert cost.model_flops(pruned.module, x) <= 0.7 * cost.model_flops(loaded.module, x)
     doc = json.loads((rep / "report.json").read_text())
-    assert set(doc["tasks"]) == {"garment", "group", "silhouette", "denoise"}
-    assert doc["latency_ms"]["before"] > 0 and doc["oracle_evaluations"] > 0
-    assert any(g["channels_after"] < g["channels_before"] for g in doc["groups"].values())
+    report = PruneReport.from_dict(doc)
+    assert report.to_dict() == doc  # one typed definition reads back the document it wrote
+    assert set(report.tasks) == {"garment", "group", "silhouette", "denoise"}
+    assert report.latency_ms["before"] > 0 and report.oracle_evaluations > 0
+    assert any(g.channels_after < g.channels_before for g in report.groups.values())
     assert (rep / "pruning_path.png").read_bytes()[:4] == b"\x89PNG" and "| garment |" in (rep / "report.md").read_text()
 
 

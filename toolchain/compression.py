@@ -101,7 +101,7 @@ class CompressResult:
         from toolchain.data.loaders import batches, example_input
         from toolchain.evaluate import evaluate
         from toolchain.prune import cost
-        from toolchain.prune.report import report_doc, write_report
+        from toolchain.prune.report import prune_report, write_report
 
         if self.prune is None:
             raise SpecError("nothing was pruned, so there is no pruning report; pass method='pagcp' or 'l1'")
@@ -117,7 +117,7 @@ class CompressResult:
                     "bounds": self.bounds.as_dict() if self.bounds else None,
                     "recovery": ({"kept": self.recovery.kept, "candidates": [c.as_dict() for c in self.recovery.checks]}
                                  if self.recovery is not None else None)}
-        doc = report_doc(self.prune, self.recipe, before, after, lat,
+        doc = prune_report(self.prune, self.recipe, before, after, lat,
                          {"round_to": self.round_to, **contract, **(extra or {})})
         return write_report(doc, directory)
 
