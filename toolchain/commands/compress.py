@@ -7,15 +7,12 @@ from pathlib import Path
 
 import click
 
-from toolchain.commands.common import (checkpoint_option, evaluator_from, load_model_and_recipe, model_argument,
-                                      recipe_option, scale_options, torch_threads)
+from toolchain.commands.common import evaluator_from, load_model_and_recipe, model_options, scale_options, torch_threads
 from toolchain.errors import MtedgeError, SpecError
 
 
 @click.command()
-@model_argument
-@checkpoint_option
-@recipe_option
+@model_options
 @click.option("--prune", "method", type=click.Choice(["pagcp", "l1"]), default=None,
               help="pruning method: pagcp (performance-aware, per-task oracle) or l1 (global magnitude baseline)")
 @click.option("--keep-flops", type=float, default=None, help="global goal: keep this fraction of the FLOPs (e.g. 0.35)")
