@@ -101,10 +101,6 @@ def _digest(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _file_digest(path: str | None) -> str | None:
-    return sha256_file(path) if path else None
-
-
 def cached_unit(root: Path, kind: str, label: str, key: dict[str, Any], make: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """The unit's record: from ``root/<kind>-<label>-<hash>/unit.json`` when it is complete, else
     built by ``make(partial_dir)`` and published by one rename. ``done_now`` says which."""
@@ -134,34 +130,31 @@ def _load(cfg: SweepConfig):
     return load_with_recipe(cfg.model, cfg.checkpoint, cfg.recipe)
 
 
-def _test_metrics(module, rec, cfg: SweepConfig) -> dict[str, float]:
+def _test_metrics(module, rec, cfg: SweepConfig, score: Callable | None = None) -> dict[str, float]:
+    """Every task's metric on the first cfg.test_count test images (``score``: toolchain.evaluate's)."""
     from toolchain.data.loaders import batches
     from toolchain.evaluate import evaluate
 
-    return evaluate(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
-
-
-def _chance(module, rec, cfg: SweepConfig) -> dict[str, float]:
-    from toolchain.chance import chance_metrics
-    from toolchain.data.loaders import batches
-
-    return chance_metrics(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
+    return (score or evaluate)(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
 
 
 def _base_key(cfg: SweepConfig) -> dict[str, Any]:
     from toolchain.version import __version__
 
-    return {"model": cfg.model, "checkpoint": _file_digest(cfg.checkpoint), "recipe": _file_digest(cfg.recipe),
+    return {"model": cfg.model, "checkpoint": cfg.checkpoint and sha256_file(cfg.checkpoint),
+            "recipe": cfg.recipe and sha256_file(cfg.recipe),
             "val_count": cfg.val_count, "test_count": cfg.test_count, "version": __version__}
 
 
 def _reference_unit(cfg: SweepConfig, _item: Any = None) -> dict[str, Any]:
     def make(d: Path) -> dict[str, Any]:
-        loaded, rec = _load(cfg)
+        from toolchain.chance import chance_metrics
         from toolchain.data.loaders import example_input
         from toolchain.prune.cost import model_flops
 
-        return {"metrics": _test_metrics(loaded.module.eval(), rec, cfg), "chance": _chance(loaded.module, rec, cfg),
+        loaded, rec = _load(cfg)
+        return {"metrics": _test_metrics(loaded.module.eval(), rec, cfg),
+                "chance": _test_metrics(loaded.module, rec, cfg, chance_metrics),
                 "flops": model_flops(loaded.module, example_input(rec))}
 
     # "chance": records made before the chance level was part of a reference are made again
