@@ -65,25 +65,26 @@ class PruneReport:
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, **doc, **doc.pop("extra")}
+        extra = doc.pop("extra")
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **doc, **extra}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> "PruneReport":
         if doc.get("format") != FORMAT:
             raise SpecError(f"not a prune report: format {doc.get('format')!r}, expected {FORMAT!r}; "
                             "pass the report.json `mtedge compress --report` wrote")
-        return cls._read(**{k: v for k, v in doc.items() if k not in ("format", "format_version")})
-
-    @classmethod
-    def _read(cls, *, tasks: dict, groups: dict, **rest: Any) -> "PruneReport":
         own = {f.name for f in fields(cls)} - {"extra"}
-        return cls(**{k: v for k, v in rest.items() if k in own}, extra={k: v for k, v in rest.items() if k not in own},
-                   tasks={t: TaskOutcome(**v) for t, v in tasks.items()},
-                   groups={n: GroupChannels(**g) for n, g in groups.items()})
+
+        def read(*, tasks: dict, groups: dict, **rest: Any) -> PruneReport:
+            return cls(**{k: v for k, v in rest.items() if k in own}, tasks={t: TaskOutcome(**v) for t, v in tasks.items()},
+                       groups={n: GroupChannels(**g) for n, g in groups.items()},
+                       extra={k: v for k, v in rest.items() if k not in own | {"format", "format_version"}})
+
+        return read(**doc)
 
 
 def prune_report(result: PruneResult, recipe: Recipe, before: dict[str, float], after: dict[str, float],
-               latency_ms: dict[str, float] | None, extra: dict[str, Any] | None = None) -> PruneReport:
+                 latency_ms: dict[str, float] | None, extra: dict[str, Any] | None = None) -> PruneReport:
     from toolchain.evaluate import drops
 
     d = drops(before, after, recipe, result.label_free)
