@@ -178,6 +178,20 @@ def test_compress_cli_prunes_finetunes_and_reports(tiny_trained_fashion, tmp_pat
     assert (rep / "pruning_path.png").read_bytes()[:4] == b"\x89PNG" and "| garment |" in (rep / "report.md").read_text()
 
 
+def test_prune_report_reads_back_its_document_and_refuses_another():
+    from toolchain.prune.report import GroupChannels, TaskOutcome
+
+    report = PruneReport("pagcp", False, {"before": 10, "after": 5, "removed_pct": 50.0}, {"before": 4, "after": 2,
+                         "removed_pct": 50.0}, None, None, {"a": TaskOutcome("accuracy", 90.0, 89.0, 1.0, 2.0, True)},
+                         {"g": GroupChannels(8, 4, ["conv"])}, {}, 3, {}, True, 1.5, {"before": {}, "after_pruning": {}},
+                         [], [], extra={"ok": True, "lead": ["goal reached"]})
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert doc["ok"] is True and "extra" not in doc  # the caller's entries sit at the top level
+    assert PruneReport.from_dict(doc) == report
+    with pytest.raises(SpecError, match="not a prune report"):
+        PruneReport.from_dict({**doc, "format": "mtedge-quant-report"})
+
+
 def test_compress_cli_names_bad_options(tmp_path):
     proc = mtedge("compress", "zoo:fashion-mt", "--prune", "pagcp", "-o", tmp_path / "x.pt", check=False)
     assert proc.returncode == 2 and "--keep-flops" in proc.stderr
