@@ -47,7 +47,8 @@ LAYER_OF = {
     "toolchain.runtime": "runtime", "toolchain._runtime": "runtime", "toolchain.bench_runtime": "runtime",
     **dict.fromkeys(["toolchain.recipe", "toolchain.metrics", "toolchain.model", "toolchain.checkpoint",
                      "toolchain.slimmable", "toolchain.zoo", "toolchain.data"], "model and data"),
-    **dict.fromkeys(["toolchain.compression", "toolchain.scale", "toolchain.demo"], "orchestration"),
+    **dict.fromkeys(["toolchain.compression", "toolchain.pipeline", "toolchain.scale", "toolchain.demo"],
+                    "orchestration"),
     "toolchain": "api",  # the package root: the library API
     "toolchain.commands": "commands", "toolchain.cli": "cli",
 }

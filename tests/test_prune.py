@@ -20,6 +20,7 @@ from toolchain.prune.groups import channel_groups, output_layers
 from toolchain.prune.importance import channel_scores, lowest
 from toolchain.prune.oracle import Oracle
 from toolchain.prune.pagcp import PruneConfig, prune
+from toolchain.prune.report import PruneReport
 from toolchain.prune.sequential import keep_candidates
 from support.architectures import recipe_for
 from support.encoders import ENCODERS
@@ -169,10 +170,26 @@ def test_compress_cli_prunes_finetunes_and_reports(tiny_trained_fashion, tmp_pat
     x = torch.randn(1, 1, 28, 28)
     assert cost.model_flops(pruned.module, x) <= 0.7 * cost.model_flops(loaded.module, x)
     doc = json.loads((rep / "report.json").read_text())
-    assert set(doc["tasks"]) == {"garment", "group", "silhouette", "denoise"}
-    assert doc["latency_ms"]["before"] > 0 and doc["oracle_evaluations"] > 0
-    assert any(g["channels_after"] < g["channels_before"] for g in doc["groups"].values())
+    report = PruneReport.from_dict(doc)
+    assert report.to_dict() == doc  # one typed definition reads back the document it wrote
+    assert set(report.tasks) == {"garment", "group", "silhouette", "denoise"}
+    assert report.latency_ms["before"] > 0 and report.oracle_evaluations > 0
+    assert any(g.channels_after < g.channels_before for g in report.groups.values())
     assert (rep / "pruning_path.png").read_bytes()[:4] == b"\x89PNG" and "| garment |" in (rep / "report.md").read_text()
+
+
+def test_prune_report_reads_back_its_document_and_refuses_another():
+    from toolchain.prune.report import GroupChannels, TaskOutcome
+
+    report = PruneReport("pagcp", False, {"before": 10, "after": 5, "removed_pct": 50.0}, {"before": 4, "after": 2,
+                         "removed_pct": 50.0}, None, None, {"a": TaskOutcome("accuracy", 90.0, 89.0, 1.0, 2.0, True)},
+                         {"g": GroupChannels(8, 4, ["conv"])}, {}, 3, {}, True, 1.5, {"before": {}, "after_pruning": {}},
+                         [], [], extra={"ok": True, "lead": ["goal reached"]})
+    doc = json.loads(json.dumps(report.to_dict()))
+    assert doc["ok"] is True and "extra" not in doc  # the caller's entries sit at the top level
+    assert PruneReport.from_dict(doc) == report
+    with pytest.raises(SpecError, match="not a prune report"):
+        PruneReport.from_dict({**doc, "format": "mtedge-quant-report"})
 
 
 def test_compress_cli_names_bad_options(tmp_path):

@@ -14,6 +14,7 @@ import torch
 from toolchain.bounds import bounds_from_metrics
 from toolchain.errors import SpecError
 from toolchain.prune.pagcp import PruneConfig
+from toolchain.prune.report import PruneReport
 
 TIGHT = {"garment": 0.5, "group": 0.5, "silhouette": 0.5, "denoise": 0.1}
 
@@ -56,7 +57,7 @@ def test_relaxed_compress_names_the_exceeded_bounds_and_exits_non_zero(tiny_trai
     err = capsys.readouterr().err
     assert "error: task(s) past their bound on the held-out test split" in err and "--allow-exceed" in err
     assert (tmp_path / "a.pt").exists()  # the result is still written, for the user to inspect
-    doc = json.loads((tmp_path / "rep" / "report.json").read_text())
+    doc = PruneReport.from_dict(json.loads((tmp_path / "rep" / "report.json").read_text())).extra
     exceeded = [t for t, b in doc["bounds"]["tasks"].items() if not b["within"]]
     assert exceeded and doc["ok"] is False and doc["relaxed"] is True
     assert all(f"{t} dropped" in err for t in exceeded)

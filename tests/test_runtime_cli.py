@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from toolchain.bench_runtime import bench_bundle
+from toolchain.bench_runtime import BenchReport, bench_bundle
 from toolchain.bundle.task_model import task_model
 from toolchain.cli import main
 from toolchain.runtime import Runtime
@@ -62,12 +62,13 @@ def test_task_model_merges_segments_exactly(bundle):
 def test_bench_writes_json_with_the_contracted_keys(bundle, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", str(bundle), "--iters", "10", "--json", str(out)]) == 0
-    r = json.loads(out.read_text())
-    assert BENCH_KEYS <= set(r)
-    assert set(r["tasks"]) == {"cls", "seg", "depth", "normals"}
-    assert all(v["median_ms"] > 0 and v["p90_ms"] >= v["median_ms"] for v in r["tasks"].values())
-    assert r["reload_speedup"] > 1 and r["rss_all_tasks_mb"] > 0
-    assert r["raw_openvino_max_abs_diff"] < 1e-5  # the raw baseline computes the same thing
+    doc = json.loads(out.read_text())
+    assert BENCH_KEYS <= set(doc)
+    r = BenchReport.from_dict(doc)
+    assert set(r.tasks) == {"cls", "seg", "depth", "normals"}
+    assert all(v.median_ms > 0 and v.p90_ms >= v.median_ms for v in r.tasks.values())
+    assert r.reload_speedup > 1 and r.rss_all_tasks_mb > 0
+    assert r.raw_openvino_max_abs_diff < 1e-5  # the raw baseline computes the same thing
     assert "side by side" in capsys.readouterr().out
 
 
@@ -88,7 +89,8 @@ def test_real_exporter_bundle(tmp_path):
     trunk_runs = rt.stats()["segments"][f"{rt.variants[0]}/{rt.plan(rt.tasks)[0]}"]["runs"]
     assert trunk_runs == len(x)  # once per frame for all tasks together
     r = bench_bundle(path, iters=5, warmup=1, rss=False, progress=False)
-    assert set(r["tasks"]) == set(rt.tasks)
+    assert set(r.tasks) == set(rt.tasks)
     # the report's ratio is the ratio of its own medians (a figure that is wired up, not a timing claim)
-    assert r["multitask_speedup"] == pytest.approx(
-        r["separate_models_per_frame"]["median_ms"] / r["all_tasks_one_call"]["median_ms"])
+    assert r.multitask_speedup == pytest.approx(
+        r.separate_models_per_frame["median_ms"] / r.all_tasks_one_call["median_ms"])
+    assert BenchReport.from_dict(json.loads(json.dumps(r.to_dict()))) == r  # the JSON document reads back whole

@@ -26,7 +26,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -36,6 +38,83 @@ from toolchain.bundle.task_model import task_model
 from toolchain.host_latency import openvino_latency_config
 from toolchain.runtime import Runtime
 from toolchain.timing import interleaved_ms, medians, repeated_and_alternating_ms, stats_ms
+
+
+@dataclass
+class TaskLatency:
+    """One task's ``Runtime.run`` latency: repeated (median, p90, n), alternating, Python overhead."""
+
+    median_ms: float
+    p90_ms: float
+    n: int
+    alternating_median_ms: float
+    python_overhead_us: float  # wall time of run() minus the C++-measured time of the same call
+
+
+@dataclass
+class BenchReport:
+    """What :func:`bench_bundle` measured (the `mtedge bench --json` document). Timings are
+    :func:`toolchain.timing.stats_ms` documents: median_ms, p90_ms, n."""
+
+    bundle: str
+    name: str
+    backend: str
+    variant: str
+    precision: str
+    threads: int | None
+    iters: int
+    tasks: dict[str, TaskLatency]
+    raw_openvino_max_abs_diff: float
+    all_tasks_one_call: dict[str, float]
+    separate_models_per_frame: dict[str, float]
+    alternating: dict[str, float]
+    reload_per_switch: dict[str, float]
+    raw_openvino_all_tasks: dict[str, float]
+    switch_overhead_pct: float
+    reload_speedup: float
+    multitask_speedup: float
+    runtime_overhead_pct: float
+    # wall time minus C++ time per call, for the task with the smallest output (per task under
+    # tasks.<t>.python_overhead_us). After a large model's inference most of it is the interpreter
+    # running on cold caches, not the binding's work (docs/runtime.md)
+    python_call_overhead_us: float
+    load_ms: float
+    config_switch: dict[str, Any] | None = None  # slimmable bundles: bench_config_switch's document
+    config_switch_overhead_pct: float | None = None
+    rss_baseline_mb: float | None = None  # resident memory: None when not measured (rss=False)
+    rss_all_tasks_mb: float | None = None
+    rss_separate_models_mb: float | None = None
+    rss_all_tasks_delta_mb: float | None = None
+    rss_separate_models_delta_mb: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document; what was not measured is left out."""
+        unmeasured = {f.name for f in fields(self) if f.default is None and getattr(self, f.name) is None}
+        return {k: v for k, v in asdict(self).items() if k not in unmeasured}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "BenchReport":
+        """The report a JSON document holds (an unknown field is a TypeError naming it)."""
+        def read(*, tasks: dict[str, dict], **rest: Any) -> BenchReport:
+            return cls(**rest, tasks={t: TaskLatency(**v) for t, v in tasks.items()})
+
+        return read(**doc)
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """What the benches read of ``Runtime.stats()`` (a dict from the C++ binding), typed."""
+
+    runs: int
+    total_run_ms: float
+    segment_ms: float  # C++-side time inside the compiled segments, all of them together
+
+    @classmethod
+    def of(cls, rt: Runtime) -> "RunTotals":
+        def read(*, runs: int, total_run_ms: float, segments: dict[str, dict[str, float]], **_: Any) -> RunTotals:
+            return cls(runs, total_run_ms, sum(seg["total_ms"] for seg in segments.values()))
+
+        return read(**rt.stats())
 
 
 def _timeit(fn: Callable[[], object], n: int, advance: Callable[[], None] | None = None) -> list[float]:
@@ -117,7 +196,7 @@ def raw_openvino_frame(core, cfg: dict, bundle: str | os.PathLike, manifest: Man
 
 def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, threads: int | None = None,
                  precision: str = "f32", variant: str | None = None, reload_iters: int | None = None,
-                 rss: bool = True, progress: bool = True) -> dict:
+                 rss: bool = True, progress: bool = True) -> BenchReport:
     """Runs every measurement and returns the report (the `mtedge bench --json` document)."""
     import openvino as ov
 
@@ -137,8 +216,6 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
     bar = progress_bar(transient=True)
     if not progress:
         bar.disable = True
-    report: dict = {"bundle": bundle, "name": rt.name, "backend": rt.backend, "variant": var,
-                    "precision": precision, "threads": threads, "iters": iters, "tasks": {}}
     with tempfile.TemporaryDirectory(prefix="mtedge-bench-") as tmp, bar:
         # Per-task whole models for the baselines, written once like N deployed single-task models.
         for t in tasks:
@@ -159,11 +236,9 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
             bar.advance(job)
 
         rep, alt = repeated_and_alternating_ms(lambda t: rt.run(x, task=t), tasks, per_round, rounds, python_overhead)
-        for t in tasks:
-            report["tasks"][t] = stats_ms(rep[t])
-            report["tasks"][t]["alternating_median_ms"] = float(np.median(alt[t]))
-            report["tasks"][t]["python_overhead_us"] = float(np.median(py_minus_cpp[t]))
-        repeat_sum = sum(report["tasks"][t]["median_ms"] for t in tasks)
+        per_task = {t: TaskLatency(**stats_ms(rep[t]), alternating_median_ms=float(np.median(alt[t])),
+                                   python_overhead_us=float(np.median(py_minus_cpp[t]))) for t in tasks}
+        repeat_sum = sum(per_task[t].median_ms for t in tasks)
         alt_sum = sum(float(np.median(alt[t])) for t in tasks)
         alt_all = [v for t in tasks for v in alt[t]]
 
@@ -197,7 +272,7 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
         raw = _timeit(raw_frame, iters, lambda: bar.advance(job))
         raw_check = raw_frame()
         ours = rt.run(x)
-        report["raw_openvino_max_abs_diff"] = float(max(np.abs(a - ours[t]).max() for a, t in zip(raw_check, tasks)))
+        raw_diff = float(max(np.abs(a - ours[t]).max() for a, t in zip(raw_check, tasks)))
 
         if rss:
             job = bar.add_task("memory: subprocesses", total=2)
@@ -207,31 +282,22 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
             bar.advance(job)
 
     med = lambda v: float(np.median(v))  # noqa: E731
-    report.update({
-        "all_tasks_one_call": stats_ms(all_in_one),
-        "separate_models_per_frame": stats_ms(separate),
-        "alternating": stats_ms(alt_all),
-        "reload_per_switch": stats_ms(reload),
-        "raw_openvino_all_tasks": stats_ms(raw),
-        "switch_overhead_pct": 100.0 * (alt_sum / repeat_sum - 1.0),
-        "reload_speedup": med(reload) / med(alt_all),
-        "multitask_speedup": med(separate) / med(all_in_one),
-        "runtime_overhead_pct": 100.0 * (med(all_in_one) / med(raw) - 1.0),
-        # Wall time minus C++ time per call, for the task with the smallest output (per-task figures
-        # under tasks.<t>.python_overhead_us). After a large model's inference most of it is the
-        # interpreter running on cold caches, not the binding's work (docs/runtime.md)
-        "python_call_overhead_us": report["tasks"][min(tasks, key=lambda t: int(np.prod(rt.output_spec(t)["shape"])))]["python_overhead_us"],
-        "load_ms": rt.stats()["load_ms"],
-    })
+    report = BenchReport(
+        bundle, rt.name, rt.backend, var, precision, threads, iters, per_task, raw_diff,
+        all_tasks_one_call=stats_ms(all_in_one), separate_models_per_frame=stats_ms(separate),
+        alternating=stats_ms(alt_all), reload_per_switch=stats_ms(reload), raw_openvino_all_tasks=stats_ms(raw),
+        switch_overhead_pct=100.0 * (alt_sum / repeat_sum - 1.0), reload_speedup=med(reload) / med(alt_all),
+        multitask_speedup=med(separate) / med(all_in_one), runtime_overhead_pct=100.0 * (med(all_in_one) / med(raw) - 1.0),
+        python_call_overhead_us=per_task[min(tasks, key=lambda t: int(np.prod(rt.output_spec(t)["shape"])))].python_overhead_us,
+        load_ms=rt.stats()["load_ms"])
     if len(width_config_variants(m)) >= 2:  # slimmable bundle: switching width configurations
-        cs = bench_config_switch(bundle, iters=iters, threads=threads, precision=precision)
-        report["config_switch"] = cs
-        report["config_switch_overhead_pct"] = cs["config_switch_overhead_pct"]
+        report.config_switch = bench_config_switch(bundle, iters=iters, threads=threads, precision=precision)
+        report.config_switch_overhead_pct = report.config_switch["config_switch_overhead_pct"]
     if rss:
-        report.update({"rss_baseline_mb": r_rt["baseline_mb"], "rss_all_tasks_mb": r_rt["loaded_mb"],
-                       "rss_separate_models_mb": r_sep["loaded_mb"],
-                       "rss_all_tasks_delta_mb": r_rt["loaded_mb"] - r_rt["baseline_mb"],
-                       "rss_separate_models_delta_mb": r_sep["loaded_mb"] - r_sep["baseline_mb"]})
+        report.rss_baseline_mb, report.rss_all_tasks_mb = r_rt["baseline_mb"], r_rt["loaded_mb"]
+        report.rss_separate_models_mb = r_sep["loaded_mb"]
+        report.rss_all_tasks_delta_mb = r_rt["loaded_mb"] - r_rt["baseline_mb"]
+        report.rss_separate_models_delta_mb = r_sep["loaded_mb"] - r_sep["baseline_mb"]
     return report
 
 
@@ -288,10 +354,10 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
     split = {"repeated": [0.0, 0.0, 0], "alternating": [0.0, 0.0, 0]}  # run ms, segment ms, calls
 
     def account(phase: str) -> None:
-        st = rt.stats()
-        split[phase][0] += st["total_run_ms"]
-        split[phase][1] += sum(seg["total_ms"] for seg in st["segments"].values())
-        split[phase][2] += st["runs"]
+        st = RunTotals.of(rt)
+        split[phase][0] += st.total_run_ms
+        split[phase][1] += st.segment_ms
+        split[phase][2] += st.runs
         rt.reset_stats()
 
     def timed(call: Callable[[str], object], v: str, into: dict[str, list[float]]) -> None:
@@ -350,42 +416,42 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
             "segment_time_alternating_vs_repeated_pct": 100.0 * (seg["alternating"] / seg["repeated"] - 1.0)}
 
 
-def render_report(r: dict, iters: int) -> None:
+def render_report(r: BenchReport, iters: int) -> None:
     """Print the bench report as two rich tables (per task; side by side comparisons)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    t = Table(title=f"{r['name']}: per-task latency ({r['backend']}, {r['precision']}, {iters} calls, medians)")
+    t = Table(title=f"{r.name}: per-task latency ({r.backend}, {r.precision}, {iters} calls, medians)")
     for col in ("task", "median ms", "p90 ms", "alternating median ms"):
         t.add_column(col, justify="right" if col != "task" else "left")
-    for name, s in r["tasks"].items():
-        t.add_row(name, f"{s['median_ms']:.3f}", f"{s['p90_ms']:.3f}", f"{s['alternating_median_ms']:.3f}")
+    for name, s in r.tasks.items():
+        t.add_row(name, f"{s.median_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.alternating_median_ms:.3f}")
     console.print(t)
     c = Table(title="side by side (medians)")
     c.add_column("measurement")
     c.add_column("runtime", justify="right")
     c.add_column("baseline", justify="right")
     c.add_column("result", justify="right")
-    c.add_row("task switch: alternating vs repeating", f"{r['alternating']['median_ms']:.3f} ms", "",
-              f"{r['switch_overhead_pct']:+.1f}%")
-    c.add_row("switch vs reload-per-switch model", f"{r['alternating']['median_ms']:.3f} ms",
-              f"{r['reload_per_switch']['median_ms']:.2f} ms", f"{r['reload_speedup']:.0f}x faster")
-    c.add_row("all tasks: one call vs per-task whole models", f"{r['all_tasks_one_call']['median_ms']:.3f} ms",
-              f"{r['separate_models_per_frame']['median_ms']:.3f} ms", f"{r['multitask_speedup']:.2f}x faster")
-    c.add_row("all tasks vs raw OpenVINO (Python) segments", f"{r['all_tasks_one_call']['median_ms']:.3f} ms",
-              f"{r['raw_openvino_all_tasks']['median_ms']:.3f} ms", f"{r['runtime_overhead_pct']:+.1f}%")
-    c.add_row("Python call overhead per run()", "", "", f"{r['python_call_overhead_us']:.1f} us")
-    if "config_switch_overhead_pct" in r:
-        cs = r["config_switch"]
-        c.add_row("width config switch: alternating vs repeating", "", "", f"{r['config_switch_overhead_pct']:+.1f}%")
+    c.add_row("task switch: alternating vs repeating", f"{r.alternating['median_ms']:.3f} ms", "",
+              f"{r.switch_overhead_pct:+.1f}%")
+    c.add_row("switch vs reload-per-switch model", f"{r.alternating['median_ms']:.3f} ms",
+              f"{r.reload_per_switch['median_ms']:.2f} ms", f"{r.reload_speedup:.0f}x faster")
+    c.add_row("all tasks: one call vs per-task whole models", f"{r.all_tasks_one_call['median_ms']:.3f} ms",
+              f"{r.separate_models_per_frame['median_ms']:.3f} ms", f"{r.multitask_speedup:.2f}x faster")
+    c.add_row("all tasks vs raw OpenVINO (Python) segments", f"{r.all_tasks_one_call['median_ms']:.3f} ms",
+              f"{r.raw_openvino_all_tasks['median_ms']:.3f} ms", f"{r.runtime_overhead_pct:+.1f}%")
+    c.add_row("Python call overhead per run()", "", "", f"{r.python_call_overhead_us:.1f} us")
+    if r.config_switch is not None:
+        cs = r.config_switch
+        c.add_row("width config switch: alternating vs repeating", "", "", f"{r.config_switch_overhead_pct:+.1f}%")
         c.add_row("  the same switching in raw OpenVINO", "", "", f"{cs['raw_openvino_config_switch_overhead_pct']:+.1f}%")
         c.add_row("  added by the runtime (ratio of the two)", "", "", f"{cs['runtime_added_switch_overhead_pct']:+.1f}%")
         c.add_row("  first call after a switch, over a repeated call", "", "", f"+{cs['switch_cost_us']:.0f} us")
-    if "rss_all_tasks_mb" in r:
-        c.add_row("resident memory (process RSS)", f"{r['rss_all_tasks_mb']:.1f} MB",
-                  f"{r['rss_separate_models_mb']:.1f} MB",
-                  f"+{r['rss_all_tasks_delta_mb']:.1f} vs +{r['rss_separate_models_delta_mb']:.1f} MB")
+    if r.rss_all_tasks_mb is not None:
+        c.add_row("resident memory (process RSS)", f"{r.rss_all_tasks_mb:.1f} MB",
+                  f"{r.rss_separate_models_mb:.1f} MB",
+                  f"+{r.rss_all_tasks_delta_mb:.1f} vs +{r.rss_separate_models_delta_mb:.1f} MB")
     console.print(c)
 
 

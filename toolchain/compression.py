@@ -21,7 +21,7 @@ from torch import nn
 
 from toolchain.bounds import BoundsCheck
 from toolchain.errors import MtedgeError, SpecError
-from toolchain.recipe import Recipe
+from toolchain.recipe import Recipe, load_recipe
 
 DEFAULT_ROUND_TO = 8
 
@@ -101,7 +101,7 @@ class CompressResult:
         from toolchain.data.loaders import batches, example_input
         from toolchain.evaluate import evaluate
         from toolchain.prune import cost
-        from toolchain.prune.report import report_doc, write_report
+        from toolchain.prune.report import prune_report, write_report
 
         if self.prune is None:
             raise SpecError("nothing was pruned, so there is no pruning report; pass method='pagcp' or 'l1'")
@@ -117,7 +117,7 @@ class CompressResult:
                     "bounds": self.bounds.as_dict() if self.bounds else None,
                     "recovery": ({"kept": self.recovery.kept, "candidates": [c.as_dict() for c in self.recovery.checks]}
                                  if self.recovery is not None else None)}
-        doc = report_doc(self.prune, self.recipe, before, after, lat,
+        doc = prune_report(self.prune, self.recipe, before, after, lat,
                          {"round_to": self.round_to, **contract, **(extra or {})})
         return write_report(doc, directory)
 
@@ -169,7 +169,7 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
     if isinstance(model, nn.Module):
         if recipe is None:
             raise SpecError("a module needs its recipe: compress(module, recipe=...)")
-        rec = recipe if isinstance(recipe, Recipe) else _load_recipe(recipe)
+        rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
         unpruned, origin = multitask(model, rec), type(model).__name__
     else:
         loaded, rec = load_with_recipe(model, checkpoint, recipe, trust_pickle=trust_pickle)
@@ -237,12 +237,6 @@ def held_out_bounds(original: nn.Module, result: nn.Module, recipe: Recipe, labe
 
     return check_bounds(original, result, recipe, batches(recipe, "test", count=test_count, batch_size=256),
                         label_free, "test")
-
-
-def _load_recipe(path: str | Path) -> Recipe:
-    from toolchain.recipe import load_recipe
-
-    return load_recipe(path)
 
 
 __all__ = ["BoundsExceeded", "CompressResult", "compress", "default_round_to", "held_out_bounds"]

@@ -4,8 +4,8 @@ train on real Fashion-MNIST -> inspect -> export a bundle -> verify -> run every
 C++ runtime on real test images, switching tasks -> bench -> prune (PAGCP) -> int8 bundle of the
 pruned model, verified and run -> engines for host-cpu and a TensorRT build script for a Jetson
 -> a slimmable network, preference-driven search, a multi-configuration bundle switched at run time.
-Steps 6-9 call the library API the `mtedge` subcommands call (toolchain.compress, export_bundle,
-quantize_bundle, verify_bundle, build, toolchain.slim). Orchestration: it uses the runtime and the
+Steps 6-9 call the library API the `mtedge` subcommands call (toolchain.pipeline: compress, export,
+quantize; verify_bundle, build, toolchain.slim). Orchestration: it uses the runtime and the
 compression mechanisms alike, and prints as it goes.
 """
 
@@ -33,7 +33,6 @@ def run_demo(out: str | Path = "out", *, epochs: float = 4.0, limit: int | None 
     """Train, inspect, export, verify, run and bench zoo:fashion-mt, then compress, quantize, build and
     slim it; artifacts go to `out`. Raises VerificationError when a bundle fails its golden check."""
     from toolchain.bench_runtime import bench_bundle, measure_variant_latency, render_report
-    from toolchain.compression import compress
     from toolchain.data import fashion
     from toolchain.data.loaders import example_input
     from toolchain.export import export_bundle
@@ -41,7 +40,7 @@ def run_demo(out: str | Path = "out", *, epochs: float = 4.0, limit: int | None 
     from toolchain.inspection import inspect_model, render
     from toolchain.metrics import PSNR, MeanIoU, metrics_table
     from toolchain.model import load, save_checkpoint
-    from toolchain.quantize import quantize_bundle
+    from toolchain.pipeline import PipelineConfig, run_pipeline
     from toolchain.runtime import Runtime
     from toolchain.slim import make_slimmable, parse_config_name, save_slimmable
     from toolchain.slim.export import export_slim_bundle, variant_metrics
@@ -114,22 +113,22 @@ def run_demo(out: str | Path = "out", *, epochs: float = 4.0, limit: int | None 
     r = bench_bundle(bundle, iters=bench_iters)
     render_report(r, bench_iters)
 
-    _step(console, f"6. compress: PAGCP pruning to {keep_flops:.0%} of the FLOPs, every task within its allowed drop")
-    pruned = out / "fashion-mt-pruned.pt"
-    result = compress(str(ckpt), method="pagcp", keep_flops=keep_flops, val_count=val_count, distill=True,
-                      finetune_epochs=finetune_epochs, finetune_limit=limit,
-                      on_step=lambda line: console.print(line, highlight=False), log=console.print)
-    result.save(pruned)
-    result.report(out / "prune-report", extra={"model": str(ckpt), "output": str(pruned)})
+    _step(console, f"6. compress: PAGCP pruning to {keep_flops:.0%} of the FLOPs, every task within its allowed drop, "
+                           "then an int8 bundle of the pruned model")
+    pruned, int8 = out / "fashion-mt-pruned.pt", out / "fashion-mt-pruned.mtb"
+    # allow_exceed: the demo shows the outcome (the report says which bounds are exceeded) and goes on
+    done = run_pipeline(str(ckpt), None, PipelineConfig(dict(
+        method="pagcp", keep_flops=keep_flops, val_count=val_count, distill=True, finetune_epochs=finetune_epochs,
+        finetune_limit=limit, allow_exceed=True, on_step=lambda line: console.print(line, highlight=False),
+        log=console.print), bundle=int8, precisions=("int8",)))
+    done.compressed.save(pruned)
+    done.compressed.report(out / "prune-report", extra={"model": str(ckpt), "output": str(pruned)})
     console.print((out / "prune-report" / "report.md").read_text())
 
-    _step(console, "7. quantize: int8 bundle of the pruned model, per-task bounds, verified, run in the runtime")
-    int8 = out / "fashion-mt-pruned.mtb"
-    export_bundle(result.model, recipe, int8, force=True)
-    qrep = quantize_bundle(int8, recipe, precisions=["int8"], label_free=result.label_free)
+    _step(console, "7. quantize: the int8 bundle of the pruned model (per-task bounds), verified, run in the runtime")
     _verified(console, int8)
-    if not qrep.written("int8"):
-        raise VerificationError(f"the int8 variant of {int8} was not written: {'; '.join(qrep.notes)}; "
+    if done.quantized.missing:
+        raise VerificationError(f"the int8 variant of {int8} was not written: {'; '.join(done.quantized.report.notes)}; "
                                 "allow larger drops in the recipe or quantize with more calibration images")
     rt8 = Runtime(int8, backend="openvino", variant="int8")
     y = rt8.run(np.ascontiguousarray(x_all[:1].numpy()))

@@ -32,10 +32,6 @@ class VerifyReport:
     variants: dict[str, dict[str, TaskResult]]  # variant -> task -> result
     ok: bool
 
-    def failures(self) -> list[tuple[str, str]]:
-        """(variant, task) pairs out of tolerance."""
-        return [(v, t) for v, tasks in self.variants.items() for t, r in tasks.items() if not r.ok]
-
     def to_dict(self) -> dict[str, Any]:
         """The JSON document `mtedge verify --json` writes."""
         return dataclasses.asdict(self)

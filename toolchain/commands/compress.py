@@ -7,15 +7,12 @@ from pathlib import Path
 
 import click
 
-from toolchain.commands.common import (checkpoint_option, evaluator_from, load_model_and_recipe, model_argument,
-                                      recipe_option, scale_options, torch_threads)
+from toolchain.commands.common import evaluator_from, load_model_and_recipe, model_options, scale_options, torch_threads
 from toolchain.errors import MtedgeError, SpecError
 
 
 @click.command()
-@model_argument
-@checkpoint_option
-@recipe_option
+@model_options
 @click.option("--prune", "method", type=click.Choice(["pagcp", "l1"]), default=None,
               help="pruning method: pagcp (performance-aware, per-task oracle) or l1 (global magnitude baseline)")
 @click.option("--keep-flops", type=float, default=None, help="global goal: keep this fraction of the FLOPs (e.g. 0.35)")
@@ -69,7 +66,7 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
              screen_count, time_budget_min, ignored, quantize, output, report_dir, test_count, threads, workers,
              ray_address, worker_threads):
     """Prune MODEL to a FLOPs or latency goal while every task stays within its allowed drop."""
-    from toolchain.compression import compress as compress_model
+    from toolchain.pipeline import PipelineConfig, run_pipeline
     from toolchain.progress import console
 
     torch_threads(threads)
@@ -79,28 +76,28 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         raise SpecError(f"with --quantize, -o must be a bundle directory NAME.mtb, got {output}")
     if method is not None and keep_flops is None and target_latency_ms is None:
         raise SpecError("--prune needs a goal: --keep-flops F (e.g. 0.35) or --target-latency-ms X")
-    quantize_bundle = None
     if quantize:
         try:
-            from toolchain.quantize import quantize_bundle  # noqa: F811
+            import toolchain.quantize  # noqa: F401
         except ImportError as e:
             raise MtedgeError(f"quantization is not available in this build ({e}); run compress without --quantize") from None
     loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
-    pruned = loaded.module.eval()
-    if method is not None:
-        with evaluator_from(workers, ray_address, worker_threads) as ev:
-            result = compress_model(
-                loaded.module, rec, method=method, keep_flops=keep_flops, target_latency_ms=target_latency_ms,
-                target=target, precision=quantize[0] if quantize else "fp32", round_to=round_to, order=order,
-                search=search, points_per_probe=points_per_probe or workers or 1, relax_tasks=relax_tasks,
-                evaluator=None if workers is None and ray_address is None else ev, max_step=max_step,
-                latency_table=latency_table, finetune_epochs=finetune_epochs, finetune_limit=finetune_limit,
-                distill=distill, label_free=label_free, val_count=val_count, screen_count=screen_count,
-                ignored=tuple(ignored), time_budget_s=60 * time_budget_min if time_budget_min is not None else None,
-                relax=relax, allow_exceed=allow_exceed, test_count=test_count,
-                on_step=lambda line: console.print(line, highlight=False), log=console.print)
+    with evaluator_from(workers, ray_address, worker_threads) as ev:
+        prune = None if method is None else dict(
+            method=method, keep_flops=keep_flops, target_latency_ms=target_latency_ms,
+            target=target, precision=quantize[0] if quantize else "fp32", round_to=round_to, order=order,
+            search=search, points_per_probe=points_per_probe or workers or 1, relax_tasks=relax_tasks,
+            evaluator=None if workers is None and ray_address is None else ev, max_step=max_step,
+            latency_table=latency_table, finetune_epochs=finetune_epochs, finetune_limit=finetune_limit,
+            distill=distill, label_free=label_free, val_count=val_count, screen_count=screen_count,
+            ignored=tuple(ignored), time_budget_s=60 * time_budget_min if time_budget_min is not None else None,
+            relax=relax, allow_exceed=allow_exceed, test_count=test_count,
+            on_step=lambda line: console.print(line, highlight=False), log=console.print)
+        done = run_pipeline(loaded.module, rec, PipelineConfig(prune, Path(output) if quantize else None,
+                                                               tuple(quantize), label_free))
+    result = done.compressed
+    if result is not None:
         result.origin = loaded.origin
-        pruned, label_free = result.model, result.label_free
         if not quantize:
             result.save(output)
             click.echo(f"wrote {output}", err=True)
@@ -111,19 +108,13 @@ def compress(model, checkpoint, recipe, method, keep_flops, target_latency_ms, t
         for line in result.lead():
             click.echo(line, err=True)
         result.check()  # a task past its bound: `error: ...` and a non-zero exit, after the files are written
-    if quantize:
-        from toolchain.export import export_bundle
-
-        export_bundle(pruned, rec, output, force=True)
-        # label-free when the pruning was; else None: label-free exactly when the data has no labels
-        qrep = quantize_bundle(Path(output), rec, precisions=list(quantize), label_free=label_free or None)
+    if done.quantized is not None:
         click.echo(f"wrote {output}", err=True)
-        missing = [v for v in quantize if not qrep.written(v)]
-        if missing or not qrep.ok:
+        if not done.quantized.ok:
             # same contract as `mtedge quantize`: a requested variant that was not written fails
-            for n in qrep.notes:
+            for n in done.quantized.report.notes:
                 click.echo(f"note: {n}", err=True)
-            click.secho(f"compress --quantize: variant(s) {', '.join(missing) or '?'} not written to {output} "
-                        "(tasks out of bounds, see the notes); loosen allowed_drop or add calibration data",
+            click.secho(f"compress --quantize: variant(s) {', '.join(done.quantized.missing) or '?'} not written to "
+                        f"{output} (tasks out of bounds, see the notes); loosen allowed_drop or add calibration data",
                         fg="red", err=True)
             sys.exit(1)

@@ -65,4 +65,4 @@ def bench(bundle, iters, threads, precision, variant, no_memory, json_path):
         raise SpecError(f"--iters {iters} is too few for a median; use 5 or more")
     r = bench_bundle(bundle, iters=iters, threads=threads, precision=precision, variant=variant, rss=not no_memory)
     render_report(r, iters)
-    write_json(json_path, r)
+    write_json(json_path, r.to_dict())

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from toolchain.commands.common import (checkpoint_option, evaluator_from, load_model_and_recipe, model_argument, recipe_option,
-                                       scale_options, torch_threads)
+from toolchain.commands.common import evaluator_from, load_model_and_recipe, model_options, scale_options, torch_threads
 from toolchain.errors import SpecError
 
 
@@ -18,9 +17,7 @@ def slim() -> None:
 
 
 @slim.command("convert")
-@model_argument
-@checkpoint_option
-@recipe_option
+@model_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="slimmable checkpoint (.pt)")
 @click.option("--widths", default="1.0,0.75,0.5,0.35", show_default=True, help="width multipliers (must include 1.0)")
 @click.option("--round-to", type=int, default=4, show_default=True, help="kept channels are multiples of N")

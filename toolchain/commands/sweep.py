@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import click
 
-from toolchain.commands.common import checkpoint_option, evaluator_from, model_argument, recipe_option, scale_options
+from toolchain.commands.common import evaluator_from, model_options, scale_options
 
 
 @click.command()
-@model_argument
-@checkpoint_option
-@recipe_option
+@model_options
 @click.option("--goals", required=True, help="FLOPs fractions and/or host latencies, e.g. 0.7,0.5,0.35 or 2.5ms,1.8ms")
 @click.option("--targets", default="host-cpu", show_default=True, help="target profiles, e.g. host-cpu,jetson-orin-nano-8gb")
 @click.option("--precisions", default="fp32,int8", show_default=True, help="some of fp32, fp16, int8")

@@ -9,7 +9,6 @@ scored against LABEL_FREE_PSNR_DB (a variant must reach 40 dB - allowed_drop of 
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
@@ -60,10 +59,6 @@ class TaskEvaluator:
     def drops(self, baseline: dict[str, float], values: dict[str, float]) -> dict[str, float]:
         """How much worse each task is than the baseline (metric units, positive = worse)."""
         return drops(baseline, values, self.recipe, self.label_free)
-
-    def describe(self) -> dict[str, Any]:
-        return {"mode": "label-free (fidelity to fp32)" if self.label_free else "labels",
-                "metrics": {t: self.metric_name(t) for t in self.tasks}}
 
 
 def max_abs_errors(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[str, float]:

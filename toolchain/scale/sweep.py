@@ -101,10 +101,6 @@ def _digest(doc: Any) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _file_digest(path: str | None) -> str | None:
-    return sha256_file(path) if path else None
-
-
 def cached_unit(root: Path, kind: str, label: str, key: dict[str, Any], make: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """The unit's record: from ``root/<kind>-<label>-<hash>/unit.json`` when it is complete, else
     built by ``make(partial_dir)`` and published by one rename. ``done_now`` says which."""
@@ -134,34 +130,31 @@ def _load(cfg: SweepConfig):
     return load_with_recipe(cfg.model, cfg.checkpoint, cfg.recipe)
 
 
-def _test_metrics(module, rec, cfg: SweepConfig) -> dict[str, float]:
+def _test_metrics(module, rec, cfg: SweepConfig, score: Callable | None = None) -> dict[str, float]:
+    """Every task's metric on the first cfg.test_count test images (``score``: toolchain.evaluate's)."""
     from toolchain.data.loaders import batches
     from toolchain.evaluate import evaluate
 
-    return evaluate(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
-
-
-def _chance(module, rec, cfg: SweepConfig) -> dict[str, float]:
-    from toolchain.chance import chance_metrics
-    from toolchain.data.loaders import batches
-
-    return chance_metrics(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
+    return (score or evaluate)(module, rec, list(batches(rec, "test", count=cfg.test_count, batch_size=500)))
 
 
 def _base_key(cfg: SweepConfig) -> dict[str, Any]:
     from toolchain.version import __version__
 
-    return {"model": cfg.model, "checkpoint": _file_digest(cfg.checkpoint), "recipe": _file_digest(cfg.recipe),
+    return {"model": cfg.model, "checkpoint": cfg.checkpoint and sha256_file(cfg.checkpoint),
+            "recipe": cfg.recipe and sha256_file(cfg.recipe),
             "val_count": cfg.val_count, "test_count": cfg.test_count, "version": __version__}
 
 
 def _reference_unit(cfg: SweepConfig, _item: Any = None) -> dict[str, Any]:
     def make(d: Path) -> dict[str, Any]:
-        loaded, rec = _load(cfg)
+        from toolchain.chance import chance_metrics
         from toolchain.data.loaders import example_input
         from toolchain.prune.cost import model_flops
 
-        return {"metrics": _test_metrics(loaded.module.eval(), rec, cfg), "chance": _chance(loaded.module, rec, cfg),
+        loaded, rec = _load(cfg)
+        return {"metrics": _test_metrics(loaded.module.eval(), rec, cfg),
+                "chance": _test_metrics(loaded.module, rec, cfg, chance_metrics),
                 "flops": model_flops(loaded.module, example_input(rec))}
 
     # "chance": records made before the chance level was part of a reference are made again
@@ -177,16 +170,16 @@ def _prune_unit(cfg: SweepConfig, item: tuple[Goal, int]) -> dict[str, Any]:
     goal, round_to = item
 
     def make(d: Path) -> dict[str, Any]:
-        from toolchain.compression import compress
         from toolchain.model import save_checkpoint
+        from toolchain.pipeline import compress_stage
 
         loaded, rec = _load(cfg)
-        # the library's pipeline: PAGCP within the recipe's bounds, recovery that keeps its best state,
-        # the held-out check (a goal the bounds do not allow is reported, not forced)
-        result = compress(loaded.module.eval(), rec, keep_flops=goal.value if goal.kind == "flops" else None,
-                          target_latency_ms=goal.value if goal.kind == "latency_ms" else None, round_to=round_to,
-                          val_count=cfg.val_count, finetune_epochs=cfg.finetune_epochs, distill=True,
-                          test_count=cfg.test_count, relax=cfg.relax, allow_exceed=True)
+        # PAGCP within the recipe's bounds, recovery that keeps its best state, the held-out check
+        # (a goal the bounds do not allow is reported, not forced)
+        result = compress_stage(loaded.module.eval(), rec, dict(
+            keep_flops=goal.value if goal.kind == "flops" else None, round_to=round_to, val_count=cfg.val_count,
+            target_latency_ms=goal.value if goal.kind == "latency_ms" else None, finetune_epochs=cfg.finetune_epochs,
+            distill=True, test_count=cfg.test_count, relax=cfg.relax, allow_exceed=True))
         save_checkpoint(d / "model.pt", result.model, loaded.origin, rec)
         return {"flops_before": result.prune.flops_before, "flops_after": result.prune.flops_after,
                 "oracle_evaluations": result.prune.oracle_evaluations, "goal_reached": result.goal_reached,
@@ -200,26 +193,20 @@ def _bundle_unit(cfg: SweepConfig, item: tuple[Goal, int, str]) -> dict[str, Any
     pruned = _prune_unit(cfg, (goal, round_to))  # cached: only the record is read
 
     def make(d: Path) -> dict[str, Any]:
-        from toolchain.export import export_bundle
         from toolchain.model import load
+        from toolchain.pipeline import export_stage, quantize_stage
 
         _, rec = _load(cfg)
-        model = load(str(Path(pruned["dir"]) / pruned["model"]))
-        bundle = d / "model.mtb"
-        export_bundle(model.module.eval(), rec, bundle, force=True)
-        doc: dict[str, Any] = {"bundle": "model.mtb", "variant": precision, "ok": True}
+        model = load(str(Path(pruned["dir"]) / pruned["model"])).module.eval()
+        bundle = export_stage(model, rec, d / "model.mtb")
         if precision == "fp32":
-            doc["metrics"] = _test_metrics(model.module.eval(), rec, cfg)
-        else:
-            from toolchain.quantize import QuantizeOptions, quantize_bundle
+            return {"bundle": bundle.name, "variant": precision, "ok": True, "metrics": _test_metrics(model, rec, cfg)}
+        from toolchain.quantize import QuantizeOptions
 
-            report = quantize_bundle(bundle, rec, [precision], options=QuantizeOptions(
-                val_count=cfg.val_count, test_count=cfg.test_count, latency_runs=0))
-            v = report.variants[precision]
-            doc["ok"] = v.written
-            doc["metrics"] = {t: s["value"] for t, s in v.scores["test"].items()}
-            doc["notes"] = report.notes
-        return doc
+        q = quantize_stage(bundle, rec, [precision], options=QuantizeOptions(
+            val_count=cfg.val_count, test_count=cfg.test_count, latency_runs=0))
+        return {"bundle": bundle.name, "variant": precision, "ok": not q.missing, "notes": q.report.notes,
+                "metrics": {t: s["value"] for t, s in q.report.variants[precision].scores["test"].items()}}
 
     return cached_unit(Path(cfg.out) / "cache", "bundle", f"{goal.label}-r{round_to}-{precision}",
                        {**_prune_key(cfg, goal, round_to), "precision": precision}, make)

@@ -19,7 +19,6 @@ class ZooEntry:
     description: str
     factory: Callable[..., nn.Module]
     recipe_path: Path
-    trainable: bool  # has a built-in trainer on real data
 
 
 def _fashion_mt(**kw) -> nn.Module:
@@ -40,14 +39,12 @@ ZOO: dict[str, ZooEntry] = {
         "compact CNN on Fashion-MNIST 28x28: garment, group, silhouette, denoise",
         _fashion_mt,
         RECIPES / "fashion-mt.yaml",
-        trainable=True,
     ),
     "mobilenetv2-mt": ZooEntry(
         "mobilenetv2-mt",
         "MobileNetV2 encoder at 224x224: cls, seg, depth (skip connections); untrained",
         _mobilenetv2_mt,
         RECIPES / "mobilenetv2-mt.yaml",
-        trainable=False,
     ),
 }
 
