@@ -215,10 +215,20 @@ def equal_bounds(net: Network, save: Callable[[dict], None] = lambda entry: None
     return entry
 
 
-def summary(net: Network, curve: dict, refused: dict, exactness_s: float) -> dict:
-    s = net.settings
+def derived(curve: dict) -> dict:
+    """What the table and the acceptance read off a curve: the recipe level's figures and ratios."""
     at_recipe = {m: v["1"]["flops_removed_pct"] for m, v in curve.items() if "1" in v}
     baselines = {m: v for m, v in at_recipe.items() if m != "pagcp"}
+    return {"flops_removed_pct_at_recipe_bounds": at_recipe,
+            "pagcp_over_l1": (at_recipe["pagcp"] / at_recipe["l1"]) if at_recipe.get("l1") else None,
+            "pagcp_ge_every_baseline": (all(at_recipe["pagcp"] >= v for v in baselines.values())
+                                        if "pagcp" in at_recipe and baselines else None),
+            "median_seconds_per_cell": statistics.median(r["seconds"] for v in curve.values() for r in v.values()),
+            "cells_run": [f"{m} x{lv}" for m, v in curve.items() for lv in v]}
+
+
+def summary(net: Network, curve: dict, refused: dict, exactness_s: float) -> dict:
+    s = net.settings
     return {**net.facts, "settings": dataclasses.asdict(s), "label_free": net.label_free,
             "bounds": {t: spec.allowed_drop for t, spec in net.recipe.tasks.items()},
             "criterion": {"pagcp": "val drop + 1.645 standard errors <= bound (oracle margin) on unrecovered candidates; "
@@ -226,13 +236,7 @@ def summary(net: Network, curve: dict, refused: dict, exactness_s: float) -> dic
                           "baselines": "val drop after recovery <= bound (no margin), bisection over the FLOPs goal",
                           "reported": "FLOPs removed with every task within bounds on val; the test split checks it"},
             "exactness_refused": refused, "exactness_seconds": exactness_s,
-            "torch_threads": torch.get_num_threads(), "precision": "fp32", "curve": curve,
-            "flops_removed_pct_at_recipe_bounds": at_recipe,
-            "pagcp_over_l1": (at_recipe["pagcp"] / at_recipe["l1"]) if at_recipe.get("l1") else None,
-            "pagcp_ge_every_baseline": (all(at_recipe["pagcp"] >= v for v in baselines.values())
-                                        if "pagcp" in at_recipe and baselines else None),
-            "median_seconds_per_cell": statistics.median(r["seconds"] for v in curve.values() for r in v.values()),
-            "cells_run": [f"{m} x{lv}" for m, v in curve.items() for lv in v]}
+            "torch_threads": torch.get_num_threads(), "precision": "fp32", "curve": curve, **derived(curve)}
 
 
 # -- the networks --------------------------------------------------------------------------------
