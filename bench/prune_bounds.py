@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "results" / "prune.json"
+# BENCH_BOUNDS_OUT: another file for a run beside another (each writes whole network entries)
+OUT = Path(os.environ.get("BENCH_BOUNDS_OUT", ROOT / "bench" / "results" / "prune.json"))
 METHODS = ("pagcp", "l1", "magnitude", "taylor", "lamp")
 
 
