@@ -18,7 +18,9 @@
 
 - equal bounds (bench/prune_bounds.py): FLOPs each method removes with every task within the same
   bounds (val-judged, test-checked), PAGCP vs Torch-Pruning's magnitude / Taylor / LAMP and the L1
-  baseline, at 3 bound levels; written under "equal_bounds".
+  baseline, with the same rounding and recovery, at 3 bound levels, on zoo:fashion-mt, mnist-mt
+  (bench/mnist_mt.py) and effnet-lite0-mt; written under "equal_bounds" per network.
+  BENCH_BOUNDS_NETWORKS=fashion,mnist,effnet picks the networks (prune_bounds.py lists the rest).
 
 Environment: BENCH_PRUNE_ONLY=fashion|mobilenet|effnet|bounds runs one part; BENCH_FINETUNE_EPOCHS (default 3);
 BENCH_KEEP_FLOPS (0.40), BENCH_ROUND_TO (4), BENCH_MBV2_ORDER (latency-per-flop), BENCH_MBV2_ROUND_TO (16),
@@ -245,17 +247,10 @@ def main() -> int:
     if only in (None, "", "effnet"):
         results = record("effnet-lite0-mt", effnet())
     if only in (None, "", "bounds"):  # comparisons at equal bounds (bench/prune_bounds.py)
-        from prune_bounds import fashion_equal_bounds, print_table
+        from prune_bounds import network_keys, run
 
-        def save(entry: dict) -> None:
-            doc = json.loads(OUT.read_text()) if OUT.exists() else {}
-            doc.setdefault("equal_bounds", {})["zoo:fashion-mt"] = entry
-            write_json_atomic(OUT, doc)
-
-        entry = fashion_equal_bounds(save)
-        save(entry)
+        run(network_keys())  # saves every cell into OUT["equal_bounds"][network]
         results = json.loads(OUT.read_text())
-        print_table("zoo:fashion-mt", entry)
         if only == "bounds":
             return 0
 

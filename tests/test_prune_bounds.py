@@ -41,6 +41,26 @@ def test_compress_stops_within_bounds_when_the_goal_needs_more(tiny_trained_fash
     assert any("goal not reached" in n and "within bounds" in n for n in result.prune.notes)
 
 
+def test_pruning_on_from_a_pruned_model_spends_what_is_left_of_the_original_bounds(tiny_trained_fashion, fashion_recipe):
+    """prune -> recover -> prune on: with `reference` the second search measures drops against the
+    original network, so the two passes together stay within the bounds (not each within its own)."""
+    from toolchain.data.loaders import batches
+    from toolchain.prune.oracle import Oracle
+    from toolchain.prune.pagcp import prune
+
+    _, loaded = tiny_trained_fashion
+    recipe = tight(fashion_recipe)
+    val = list(batches(recipe, "val", count=256, batch_size=128))
+    config = PruneConfig(keep_flops=0.1, round_to=4, val_count=256, max_rounds=2)
+    first = prune(loaded.module, recipe, config, data=val)
+    second = prune(first.model, recipe, config, data=val, reference=loaded.module)
+    # the second search's "before" is the original network, not the model it started from
+    assert second.val_metrics_before == pytest.approx(first.val_metrics_before)
+    assert second.flops_after <= first.flops_after
+    drops = Oracle(loaded.module, recipe, val, TIGHT, False).drops(second.val_metrics_after)
+    assert all(d <= TIGHT[t] + 1e-6 for t, d in drops.items()), drops
+
+
 def test_relaxed_compress_names_the_exceeded_bounds_and_exits_non_zero(tiny_trained_fashion, tmp_path, capsys):
     from toolchain import zoo
     from toolchain.cli import main

@@ -150,3 +150,36 @@ def test_binding_relaxation_keeps_every_step_within_each_tasks_own_budget():
     assert all(d <= recipe.tasks[t].allowed_drop * scales[t] + 1e-6 for t, d in final.items())
     with pytest.raises(SpecError, match="needs search='joint'"):
         PruneConfig(relax_tasks="binding", search="sequential").check()
+
+
+def test_a_group_whose_next_cut_breaks_a_bound_does_not_end_the_search(monkeypatch, fashion_recipe):
+    """Bounds as the contract: the head of the global order (here: one group made the cheapest to
+    lose) is refused whatever the budget, so the search sets that group aside and cuts the others,
+    instead of stopping with nothing removed."""
+    from toolchain.data.loaders import example_input
+    from toolchain.graph.capture import multitask
+    from toolchain.model import load
+    from toolchain.prune import joint
+
+    model = multitask(load("zoo:fashion-mt").module, fashion_recipe).eval()
+    sensitive = channel_groups(model, example_input(fashion_recipe))[0]
+    layer = sensitive.layers[0]
+    width = dict(model.named_modules())[layer].weight.shape[0]
+
+    def scores(m, groups, *args, **kwargs):  # the sensitive group first in the global order
+        s = joint_scores(m, groups, *args, **kwargs)
+        return {**s, sensitive.name: torch.zeros_like(s[sensitive.name])}
+
+    def confirm(self, candidate, budget_scale=1.0):  # any cut of the sensitive group breaks every bound
+        self.evaluations += 1
+        ok = dict(candidate.named_modules())[layer].weight.shape[0] == width
+        return Verdict(dict(self.before), {t: 0.0 if ok else 99.0 for t in self.tasks}, ok)
+
+    monkeypatch.setattr(joint, "joint_scores", scores)
+    monkeypatch.setattr(Oracle, "confirm", confirm)
+    data = list(batches(fashion_recipe, "val", count=32, batch_size=32))
+    res = prune(model, fashion_recipe, PruneConfig(keep_flops=0.5, round_to=4, val_count=32, max_rounds=3,
+                                                   exactness_fractions=()), data=data)
+    assert res.channels[sensitive.name][0] == res.channels[sensitive.name][1] == width  # never cut
+    assert res.flops_removed > 0.2, res.notes  # the other groups were
+    assert any(sensitive.name in n and "goes on without that group" in n for n in res.notes), res.notes

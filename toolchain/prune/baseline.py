@@ -92,14 +92,16 @@ def _task_gradients(model: nn.Module, recipe: Any, data: list) -> None:
 
 def l1_prune(model: nn.Module, example: torch.Tensor, goal_flops: int, round_to: int = 8,
              ignored: tuple[str, ...] = (), iterations: int = 24, importance: str = "l1", recipe: Any = None,
-             data: list | None = None) -> PruneResult:
+             data: list | None = None, refused: dict[str, str] | None = None) -> PruneResult:
     """A pruned copy of `model` with at most `goal_flops` FLOPs (or as close as rounding allows),
-    by one global threshold on `importance` (``IMPORTANCES``; taylor needs `recipe` and val `data`)."""
+    by one global threshold on `importance` (``IMPORTANCES``; taylor needs `recipe` and val `data`).
+    `refused`: the exactness check's refusals for this `model`, when the caller already has them
+    (a bisection prunes the same model many times; the check is minutes on a large network)."""
     t0 = time.perf_counter()
     model = capture(model).eval()
     groups = channel_groups(model, example, ignored=ignored)
     # the same guard as PAGCP: never prune a group whose index mapping is not proven exact
-    refused = exactness_refusals(model, example, groups)
+    refused = exactness_refusals(model, example, groups) if refused is None else refused
     groups = [g for g in groups if g.name not in refused]
     scores = importance_scores(model, groups, importance, recipe, data)
     flops0, params0 = cost.model_flops(model, example), cost.model_params(model)

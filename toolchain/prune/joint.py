@@ -130,7 +130,13 @@ def gallop(judge: Callable[[list[int]], list[bool] | None], first: int, top: int
 def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> None:
     config, oracle, example = st.config, st.oracle, st.example
     last_step = 0.0  # FLOPs the last accepted step removed (the carried step size)
-    for rnd in range(config.rounds):
+    # groups whose next block broke a bound no budget growth can lift (the recipe's bound, or a
+    # max_relax cap): the search goes on over the other groups instead of stopping at the first
+    # refused block of the global order -- one sensitive layer must not end the search for all
+    frozen: dict[str, int] = {}
+    rnd, counted = -1, 0
+    while counted < config.rounds:
+        rnd, counted = rnd + 1, counted + 1
         if st.out_of_time():
             return
         with st.timed("saliency"):
@@ -139,9 +145,11 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
             flops = cost.layer_flops(st.model, example)
             per_flop = {g.name: cost.flops_per_channel(st.model, g, flops) for g in groups}
             unit = per_flop if config.order == "flops" else st.latency_per_channel
-            blocks = plan(groups, scores, unit, per_flop, config.round_to, config.max_step)
+            blocks = plan([g for g in groups if g.name not in frozen], scores, unit, per_flop, config.round_to,
+                          config.max_step)
         if not blocks:
-            st.notes.append(f"round {rnd + 1}: no group can shrink further (every group at round_to or refused)")
+            st.notes.append(f"round {rnd + 1}: no group can shrink further (every group at round_to, refused, or "
+                            f"its next cut past a bound: {len(frozen)} such)")
             return
         byname = {g.name: g for g in groups}
         removed = list(itertools.accumulate(b.flops for b in blocks))
@@ -201,16 +209,35 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
             return
         if st.task_scales is not None:
             if not relax_binding(st, rnd, verdicts, lo if confirmed is not None else 0):
-                return
+                if not freeze_first_refused(st, rnd, blocks, verdicts, frozen):
+                    return
+                counted -= 1  # a round that only set a group aside does not count against max_rounds
             continue
         st.scale *= config.relax
         if confirmed is None and needed:
             # even the smallest step tried needs more: go straight to the budget that accepts it
             jump = needed[min(needed)]
             if math.isinf(jump):
-                st.notes.append(f"round {rnd + 1}: no step fits any budget (the recipe's bounds, or max_relax caps with relax_bounds)")
-                return
+                if not freeze_first_refused(st, rnd, blocks, verdicts, frozen):
+                    return
+                counted -= 1
+                continue
             st.scale = max(st.scale, jump)
+
+
+def freeze_first_refused(st: SearchState, rnd: int, blocks: list[Block], verdicts: dict[int, Verdict],
+                         frozen: dict[str, int]) -> bool:
+    """After a round with no step that no budget can accept: set aside the group of the first refused
+    block (the head of the global order), so the next round tries the others. False when none was refused."""
+    refused = [p for p, v in verdicts.items() if not v.ok]
+    if not refused:
+        st.notes.append(f"round {rnd + 1}: no step fits any budget (the recipe's bounds, or max_relax caps with relax_bounds)")
+        return False
+    group = blocks[min(refused) - 1].group
+    frozen[group] = rnd + 1
+    st.notes.append(f"round {rnd + 1}: {group}'s next cut is past a bound no budget may exceed; "
+                    "the search goes on without that group")
+    return True
 
 
 def relax_binding(st: SearchState, rnd: int, verdicts: dict[int, Verdict], accepted: int) -> bool:

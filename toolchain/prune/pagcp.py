@@ -212,10 +212,14 @@ def _latency(config: PruneConfig, model: nn.Module, example: torch.Tensor) -> fl
 
 
 def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
-          example: torch.Tensor | None = None, data: list[Batch] | None = None) -> PruneResult:
+          example: torch.Tensor | None = None, data: list[Batch] | None = None,
+          reference: nn.Module | None = None) -> PruneResult:
     """Prune a copy of `model` with PAGCP until the global goal (`model` itself is left as it was);
     the pruned model is `result.model`.
 
+    `reference`: the model every task's drop is measured against (default: `model`). Pass the
+    original network when `model` is already a pruned and recovered one, so that pruning on from it
+    spends what is left of the bounds instead of a fresh allowance (prune, recover, prune on).
     Raises SpecError for a bad goal. The goal may be missed (``goal_reached=False``) when every
     round's budget is exhausted; the result is still valid, just larger."""
     config = config or PruneConfig()
@@ -224,7 +228,7 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     model = multitask(model, recipe).eval()
     example = example if example is not None else example_input(recipe)
     label_free = config.label_free or not has_labels(recipe)
-    unpruned = copy.deepcopy(model)
+    unpruned = copy.deepcopy(multitask(reference, recipe).eval() if reference is not None else model)
     data = data if data is not None else oracle_data(recipe, config)
     phases = {"setup": 0.0, "exactness": 0.0, "saliency": 0.0, "cache": 0.0, "screen": 0.0, "confirm": 0.0, "regroup": 0.0}
     oracle = Oracle(unpruned, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, label_free,
@@ -257,7 +261,10 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
             raise SpecError(f"order={config.order!r} needs a latency cost (a measured or target latency table)")
         latency_per_channel = {g.name: config.latency_cost(model, g) for g in groups if g.name not in refused}
 
-    oracle.set_current(model, oracle.before, oracle.before_screen)
+    if reference is None:
+        oracle.set_current(model, oracle.before, oracle.before_screen)
+    else:  # the starting model differs from the reference: measure where it stands
+        oracle.set_current(model)
     phases["setup"] += time.perf_counter() - t0 - phases["exactness"]
     with progress_bar(transient=True) as progress:
         job = progress.add_task("pagcp", total=max(int((flops0 - (goal_flops or 0)) / 1e6), 1))
