@@ -166,12 +166,19 @@ def bench_sweep(args, console) -> dict:
     import json
 
     doc = json.loads((out / "sweep.json").read_text())
+    results = Path(args.out).parent  # the committed copies of the sweep's table and plot
+    results.mkdir(parents=True, exist_ok=True)
+    for name in ("pareto.md", "pareto.png"):
+        shutil.copyfile(out / name, results / f"scale_sweep_{name}")
     return {"command": "mtedge " + " ".join(argv), "first_run_s": times[0], "second_run_s": times[1],
             "second_over_first": times[1] / times[0], "second_under_10pct": times[1] < 0.1 * times[0],
             "points": len(doc["points"]), "points_done_second_run": doc["run"]["done_now"],
             "pareto": {t: [p["id"] for p in v] for t, v in doc["pareto"].items()},
             "chosen": {t: (c or {}).get("id") for t, c in doc["chosen"].items()},
-            "files": {"table": str(out / "pareto.md"), "json": str(out / "sweep.json"), "plot": str(out / "pareto.png")}}
+            "reference": doc["reference"], "bound": doc["bound"],
+            "points_metrics": {p["id"]: p["metrics"] for p in doc["points"]},
+            "files": {"table": str(results / "scale_sweep_pareto.md"), "plot": str(results / "scale_sweep_pareto.png"),
+                      "json": str(out / "sweep.json")}}
 
 
 def main() -> int:
