@@ -9,9 +9,9 @@ oracle     a whole PAGCP run of fashion-mt (joint search, 2 prefixes per probe) 
            ways: the screening verdicts of each probe on 2 workers (docs/scale-out.md)
 simulated  local Ray with 8 workers on an evaluation that sleeps a fixed time: measured speedup
            vs the schedule's ideal (items / ceil(items / workers))
-sweep      `mtedge sweep` of the trained fashion-mt over 3 FLOPs goals x 2 targets x 2 precisions
-           (relaxed budgets, 0.25 epoch of recovery, channels in multiples of 16), then the same
-           sweep again (served from the per-point cache); its table and plot are copied to
+sweep      `mtedge sweep` of the trained fashion-mt over 3 FLOPs goals x 2 targets (fp32; relaxed
+           budgets, 0.25 epoch of recovery, channels in multiples of 16), then the same sweep
+           again (served from the per-point cache); its table and plot are copied to
            bench/results/scale_sweep_pareto.{md,png}
 
     .venv/bin/python bench/scale.py [--parts grid,oracle,simulated,sweep] [--val-count 1000]
@@ -154,7 +154,7 @@ def bench_sweep(args, console) -> dict:
     if not args.keep_cache:
         shutil.rmtree(out, ignore_errors=True)
     argv = ["sweep", "zoo:fashion-mt", "--checkpoint", str(args.checkpoint), "--goals", args.sweep_goals,
-            "--targets", "host-cpu,jetson-orin-nano-8gb", "--precisions", "fp32,int8", "-o", str(out),
+            "--targets", "host-cpu,jetson-orin-nano-8gb", "--precisions", args.sweep_precisions, "-o", str(out),
             "--val-count", str(args.sweep_val_count), "--test-count", str(args.sweep_test_count),
             "--finetune-epochs", str(args.sweep_finetune_epochs)]
     if args.sweep_round_to:
@@ -197,6 +197,8 @@ def main() -> int:
     ap.add_argument("--sim-seconds", type=float, default=0.25)
     ap.add_argument("--checkpoint", default=None, help="trained fashion-mt for the sweep (default: bench/common.py's)")
     ap.add_argument("--sweep-goals", default="0.9,0.7,0.5", help="FLOPs fractions to keep")
+    ap.add_argument("--sweep-precisions", default="fp32",
+                    help="fp32,int8 doubles the bundles: int8 accuracy control is most of a point's cost")
     ap.add_argument("--sweep-val-count", type=int, default=256,
                     help="oracle and quantization val images (128 moves accuracy in 0.8-point steps, near a 1-point bound)")
     ap.add_argument("--sweep-finetune-epochs", type=float, default=0.25, help="distilled recovery per pruned model")
