@@ -171,7 +171,7 @@ def runtime_check(path: Path) -> dict[str, Any]:
         out = rt.run(np.ascontiguousarray(x[:1]))
     except Exception as e:
         return {"status": "failed", "reason": f"{type(e).__name__}: {e}", "within_tolerance": False}
-    tol = Bundle.open(path).variant("int8")["tolerance"]
+    tol = Bundle.open(path).variant("int8").tolerance
     checks = {t: compare(t, out[t], golden[t][:1], tol[t]) for t in out}
     return {"status": "ran", "max_abs_error_vs_fp32_golden": {t: c.max_abs_err for t, c in checks.items()},
             "within_tolerance": all(c.passed for c in checks.values())}
