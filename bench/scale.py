@@ -10,7 +10,7 @@ oracle     a whole PAGCP run of fashion-mt (joint search, 2 prefixes per probe) 
 simulated  local Ray with 8 workers on an evaluation that sleeps a fixed time: measured speedup
            vs the schedule's ideal (items / ceil(items / workers))
 sweep      `mtedge sweep` of the trained fashion-mt over 3 FLOPs goals x 2 targets (fp32; relaxed
-           budgets, no recovery, channels in multiples of 16), then the same sweep
+           budgets, no recovery, the targets' channel multiples), then the same sweep
            again (served from the per-point cache); its table and plot are copied to
            bench/results/scale_sweep_pareto.{md,png}
 
@@ -203,7 +203,7 @@ def main() -> int:
                     help="oracle and quantization val images (128 moves accuracy in 0.8-point steps, near a 1-point bound)")
     ap.add_argument("--sweep-finetune-epochs", type=float, default=0.0,
                     help="distilled recovery per pruned model (0.25 took over 10 min a point on the loaded 2-core host)")
-    ap.add_argument("--sweep-round-to", type=int, default=16,
+    ap.add_argument("--sweep-round-to", type=int, default=0,
                     help="one channel multiple for both precisions (one pruned model per goal; 0: per-precision lcm)")
     # within its bounds PAGCP stops near 10 % removed on fashion-mt, so every goal would give the same point;
     # relaxed, the goals give a front and each point says whether its bounds held
