@@ -199,7 +199,7 @@ def main() -> int:
     ap.add_argument("--sweep-goals", default="0.9,0.7,0.5", help="FLOPs fractions to keep")
     ap.add_argument("--sweep-precisions", default="fp32",
                     help="fp32,int8 doubles the bundles: int8 accuracy control is most of a point's cost")
-    ap.add_argument("--sweep-val-count", type=int, default=256,
+    ap.add_argument("--sweep-val-count", type=int, default=128,
                     help="oracle and quantization val images (128 moves accuracy in 0.8-point steps, near a 1-point bound)")
     ap.add_argument("--sweep-finetune-epochs", type=float, default=0.0,
                     help="distilled recovery per pruned model (0.25 took over 10 min a point on the loaded 2-core host)")

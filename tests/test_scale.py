@@ -213,6 +213,10 @@ def test_pareto_table_and_plot_show_the_reference_its_bounds_and_chance(fashion_
     assert "| bound (allowed drop) | - | - | " + " | ".join(f"{ref[t] - allowed[t]:.2f} ({allowed[t]:g})" for t in tasks) in table
     assert "| chance (constant predictor) | - | - | 10.00 |" in table
     assert "| p0.1 (chosen) |" in table and "| p2.0 |" in table  # both on the front, the one within bounds chosen
+    assert "(at chance)" not in table
+    result.points[1]["metrics"][tasks[0]] = 10.5  # within the task's allowed drop of chance (10.0)
+    write_outputs(cfg, fashion_recipe, result, hib)
+    assert (tmp_path / "pareto.md").read_text().count("10.50 (at chance)") == 1
     assert json.loads((tmp_path / "sweep.json").read_text())["bound"] == {t: ref[t] - allowed[t] for t in tasks}
     assert os.path.getsize(files["plot"]) > 0
 

@@ -404,8 +404,11 @@ def write_outputs(cfg: SweepConfig, rec, result: SweepResult, hib: dict[str, boo
             md.append("| chance (constant predictor) | - | - | " + " | ".join(f"{chance[k]:.2f}" for k in tasks) + " | - |")
         for p in front:
             star = " (chosen)" if result.chosen.get(t) is p else ""
+            # a value within the task's allowed drop of chance is marked: the refusal's rule, per point
             md.append(f"| {p['id']}{star} | {p['flops_fraction']:.0%} | {p['latency_ms']:.3f} ({p['latency_source']}) | "
-                      + " | ".join(f"{p['metrics'][k]:.2f}" for k in tasks) + f" | {p['within_bounds']} |")
+                      + " | ".join(f"{p['metrics'][k]:.2f}" + (" (at chance)" if chance and (
+                          (p['metrics'][k] - chance[k]) if hib[k] else (chance[k] - p['metrics'][k]))
+                          <= rec.task(k).allowed_drop else "") for k in tasks) + f" | {p['within_bounds']} |")
         md.append("")
     write_bytes_atomic(out / "pareto.md", "\n".join(md).encode())
     plot = plot_pareto(result, tasks, hib, out / "pareto.png", bound)
