@@ -36,7 +36,7 @@ from toolchain.data.loaders import batches  # noqa: E402
 from toolchain.export import export_bundle  # noqa: E402
 from toolchain.model import load, save_checkpoint  # noqa: E402
 from toolchain.quantize import QuantizeOptions, quantize_bundle  # noqa: E402
-from toolchain.quantize.report import QuantizeReport  # noqa: E402
+from toolchain.quantize.report import QuantizeReport, executes  # noqa: E402
 from toolchain.recipe import parse_recipe  # noqa: E402
 from toolchain.verify import verify_bundle  # noqa: E402
 from support.magnitude_prune import magnitude_prune, output_layers  # noqa: E402
@@ -56,7 +56,8 @@ def summarize(report: QuantizeReport, split: str) -> dict[str, Any]:
     rec = report.recommendation
     out: dict[str, Any] = {"mode": report.mode, "split": split, "variants": {},
                            # fastest within bounds on this host: a recommendation, not applied to the bundle
-                           "recommended_default": rec.variant if rec else "fp32", "bf16": report.bf16}
+                           "recommended_default": rec.variant if rec else "fp32", "bf16": report.bf16,
+                           "recommendation": rec.explain() if rec else None}
     for v, r in report.variants.items():
         if not r.written:
             out["variants"][v] = {"written": False}
@@ -69,17 +70,34 @@ def summarize(report: QuantizeReport, split: str) -> dict[str, Any]:
                       for t, s in sc.items()},
             "within_bound": all(s["within_bound"] for s in sc.values()),
             "latency_ms": (r.latency or {}).get("latency_ms"),
+            "p90_ms": (r.latency or {}).get("p90_ms"),
+            # what the files hold, the hint they were compiled with, and what the CPU plugin then ran
+            "stores": (r.latency or {}).get("stores"), "hint": (r.latency or {}).get("hint"),
+            "executes": (r.latency or {}).get("executes"),
             "speedup_vs_fp32": r.speedup_vs_fp32,
+            # the same rounds, paired: median of fp32/variant per round, and how often the variant won
+            "paired_speedup_vs_fp32": (r.latency or {}).get("paired_speedup_vs_fp32"),
+            "faster_than_fp32_in_rounds": (r.latency or {}).get("faster_than_fp32_in_rounds"),
             "slower_than_fp32": r.slower_than_fp32,
             "bytes": r.bytes,
             "float_layers": r.float_layers,
         }
+    best = out["variants"].get(out["recommended_default"], {})
+    # the policy's promise, checked on the figures it was made from (one interleaved run)
+    out["recommended_not_slower_than_fp32"] = bool((best.get("speedup_vs_fp32") or 0) >= 1.0)
+    int8 = out["variants"].get("int8", {})
+    if report.bf16 and int8.get("latency_ms"):
+        bf = report.bf16["latency"]
+        out["int8_vs_bf16"] = {"int8_ms": int8["latency_ms"], "bf16_hint_ms": bf["latency_ms"],
+                               "bf16_hint_over_int8": bf["latency_ms"] / int8["latency_ms"],
+                               "bf16_hint_executes": bf["executes"], "int8_executes": int8["executes"]}
     return out
 
 
 def table(name: str, summary: dict[str, Any]) -> None:
     t = Table(title=f"{name} ({summary['mode']}, {summary['split']} split)")
-    for c in ("variant", "task", "metric", "value", "drop", "allowed", "ok", "latency ms", "speedup", "bytes"):
+    for c in ("variant", "task", "metric", "value", "drop", "allowed", "ok", "latency ms", "speedup", "bytes",
+              "hint: executes"):
         t.add_column(c)
     for v, r in summary["variants"].items():
         if not r["written"]:
@@ -92,12 +110,14 @@ def table(name: str, summary: dict[str, Any]) -> None:
                       f"{r['latency_ms']:.3f}" if first and r["latency_ms"] else "",
                       (f"{r['speedup_vs_fp32']:.2f}x" + (" [red]SLOWER" if r.get("slower_than_fp32") else ""))
                       if first and r["speedup_vs_fp32"] else "",
-                      str(r["bytes"]) if first else "")
+                      str(r["bytes"]) if first else "",
+                      f"{r['hint']}: {executes(r)}" if first and r.get("hint") else "")
     console.print(t)
     bf = summary.get("bf16")
-    console.print(f"recommended default variant (this host): {summary['recommended_default']}"
-                  + (f"; fp32 at the bf16 hint: {bf['latency']['latency_ms']:.3f} ms = {bf['speedup_vs_fp32']:.2f}x fp32 "
-                     f"(bf16 native on this CPU: {bf['native']})" if bf else ""))
+    console.print(f"recommended default variant (this host): {summary['recommended_default']} "
+                  f"(not slower than fp32: {summary['recommended_not_slower_than_fp32']})"
+                  + (f"; fp32 at the bf16 hint: {bf['latency']['latency_ms']:.3f} ms = {bf['speedup_vs_fp32']:.2f}x fp32, "
+                     f"executes {executes(bf['latency'])} (bf16 native on this CPU: {bf['native']})" if bf else ""))
 
 
 def fashion(work: Path, checkpoint: str | None, args) -> tuple[dict, dict]:
@@ -151,7 +171,7 @@ def runtime_check(path: Path) -> dict[str, Any]:
         out = rt.run(np.ascontiguousarray(x[:1]))
     except Exception as e:
         return {"status": "failed", "reason": f"{type(e).__name__}: {e}", "within_tolerance": False}
-    tol = Bundle.open(path).variant("int8")["tolerance"]
+    tol = Bundle.open(path).variant("int8").tolerance
     checks = {t: compare(t, out[t], golden[t][:1], tol[t]) for t in out}
     return {"status": "ran", "max_abs_error_vs_fp32_golden": {t: c.max_abs_err for t, c in checks.items()},
             "within_tolerance": all(c.passed for c in checks.values())}
@@ -196,7 +216,7 @@ def main() -> int:
                     help="re-estimate mobilenetv2-mt batch-norm statistics on photos before export")
     ap.add_argument("--recover-epochs", type=float, default=0.25, help="fine-tuning after pruning")
     ap.add_argument("--test-count", type=int, default=10000, help="fashion test images for the final check")
-    ap.add_argument("--runs", type=int, default=50, help="latency iterations per variant")
+    ap.add_argument("--runs", type=int, default=200, help="latency rounds (every variant once per round, interleaved)")
     ap.add_argument("--threads", type=int, default=2, help="threads for onnxruntime/OpenVINO, same for every variant")
     ap.add_argument("--only-mobilenet", action="store_true",
                     help="re-run only zoo:mobilenetv2-mt and update it in an existing --out file")
@@ -205,6 +225,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("MTEDGE_NO_PROGRESS", "0")
     t0 = time.perf_counter()
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-quant-") as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -221,6 +242,9 @@ def main() -> int:
     results = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpu": _cpu(), "threads": args.threads, "latency_runs": args.runs, "seconds": time.perf_counter() - t0,
+        "host": _host(),
+        # other processes on the same cores: the variants share it alike (interleaved rounds), absolute figures do not
+        "load_average_before_after": [list(load_before), list(os.getloadavg())],
         "models": {"fashion-mt": fash, "fashion-mt-pruned": pruned, "mobilenetv2-mt": mob},
         "acceptance": {
             "fashion_int8_within_tight_bounds": bool(fash["variants"].get("int8", {}).get("within_bound")),
@@ -229,12 +253,32 @@ def main() -> int:
             "pruned_int8_verifies": bool(pruned["verify_ok"]),
             "pruned_int8_runtime": pruned["runtime"]["status"],
             "pruned_int8_runtime_ok": bool(pruned["runtime"].get("within_tolerance")),
+            "recommended_default_not_slower_than_fp32_ok": all(
+                m.get("recommended_not_slower_than_fp32", False) for m in (fash, pruned, mob)),
         },
     }
     write_json_atomic(args.out, results)
     console.print(results["acceptance"])
     console.print(f"wrote {args.out} in {results['seconds']:.0f} s")
     return 0 if all(v for k, v in results["acceptance"].items() if k.endswith(("_ok", "_bounds", "_verifies"))) else 1
+
+
+def _host() -> dict[str, Any]:
+    """What decides int8/bf16/fp16 speed on this CPU: its low-precision instruction sets (from
+    /proc/cpuinfo) and what OpenVINO's CPU plugin says it can run."""
+    import openvino as ov
+
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx512_fp16")
+    return {"cpus": os.cpu_count(), "flags": {f: f in flags for f in wanted}, "openvino": ov.__version__,
+            "openvino_cpu_capabilities": list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))}
 
 
 def _cpu() -> str:

@@ -146,5 +146,7 @@ def test_sweep_refuses_a_reference_at_chance(tmp_path):
                       out=str(tmp_path / "sw"), val_count=32, test_count=500)
     with pytest.raises(ChanceLevel, match=r"performs at chance on its test split: garment accuracy [\d.]+ vs chance") as e:
         run_sweep(cfg)
-    assert "mtedge train" in str(e.value) and "allowed drop 1" in str(e.value)
+    assert "zoo:fashion-mt (no --checkpoint)" in str(e.value)  # names the reference
+    assert "mtedge train" in str(e.value) and "--checkpoint trained.pt" in str(e.value)  # and the fix
+    assert "allowed drop 1" in str(e.value)
     assert not list((tmp_path / "sw" / "cache").glob("prune-*"))  # refused before any pruning

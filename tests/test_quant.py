@@ -86,6 +86,22 @@ def test_int8_variant_is_symmetric_qdq_and_verifies(bundle, tmp_path):
     assert "Layers kept in float" in (tmp_path / "rep" / "quant.md").read_text()
 
 
+def test_latency_rows_name_what_the_host_executes(bundle):
+    from toolchain.quantize.latency import BF16_ROW, bf16_native, measure
+    from toolchain.quantize.report import executes
+
+    path, recipe = bundle
+    quantize_bundle(path, recipe, ("int8",), calibration_count=8, options=FAST)
+    lat = measure(Bundle.open(path), ["fp32", "int8"], runs=1, warmup=0, threads=1, bf16=True)
+    fp32, int8, bf16 = (lat[v]["executes"] for v in ("fp32", "int8", BF16_ROW))
+    assert fp32["inference_precision"] == "f32" and set(fp32["compute_layers"]) == {"f32"}
+    assert set(int8["compute_layers"]) & {"u8", "i8"}  # Q/DQ layers run as int8 kernels, not fp32 emulation
+    assert lat["int8"]["stores"].startswith("int8 weights and activations")
+    # a bf16 hint on a CPU without bf16 runs f32: the row must say so, not claim bf16
+    assert bf16["inference_precision"] == ("bf16" if bf16_native() else "f32")
+    assert executes(lat["int8"]).startswith("f32; compute layers ")
+
+
 def test_requantizing_replaces_the_variant_and_its_files(bundle):
     path, recipe = bundle
     quantize_bundle(path, recipe, ("int8",), calibration_count=4, options=FAST)
@@ -177,6 +193,7 @@ def test_cli_uses_the_recipe_recorded_in_the_bundle(bundle, tmp_path):
     assert rc == 0
     doc = json.loads((tmp_path / "r" / "quant.json").read_text())
     assert doc["variants"]["fp16"]["written"] and doc["variants"]["fp16"]["latency"]["latency_ms"] > 0
+    assert "| fp16 | yes | fp16 weights and activations" in (tmp_path / "r" / "quant.md").read_text()
     assert "fp16" in Bundle.open(path).variants
     # measured on this host: a recommendation in the report, never applied without --set-default
     assert doc["recommendation"]["current"] == "fp32" and doc["recommendation"]["variant"] in ("fp32", "fp16")
@@ -220,14 +237,39 @@ def test_fp16_keeps_resize_scales_float32_and_refuses_overflow():
         to_fp16(model)
 
 
+def _row(ms: float, inference: str, **layers: int) -> dict:
+    return {"latency_ms": ms, "hint": inference, "executes": {"inference_precision": inference, "compute_layers": layers}}
+
+
 def test_default_variant_is_the_fastest_that_pays_its_way():
     from toolchain.quantize.latency import fastest_within_bounds
 
-    lat = {"fp32": {"latency_ms": 10.0}, "int8": {"latency_ms": 15.9}, "fp16": {"latency_ms": 9.8}}
+    lat = {"fp32": _row(10.0, "f32", f32=9), "int8": _row(15.9, "f32", u8=8, f32=1), "fp16": _row(9.8, "f16", f16=9)}
     assert fastest_within_bounds(lat, ["fp32", "int8", "fp16"]) == "fp32"  # 2% faster: noise, fp32 stays
     lat["fp16"]["latency_ms"] = 6.0
     assert fastest_within_bounds(lat, ["fp32", "int8", "fp16"]) == "fp16"
-    assert fastest_within_bounds(lat, ["fp32", "int8"]) == "fp32"  # int8 slower than fp32: never the default
+    why: dict[str, str] = {}
+    assert fastest_within_bounds(lat, ["fp32", "int8"], why) == "fp32"  # int8 slower than fp32: never the default
+    assert "15.900 ms vs fp32 10.000 ms" in why["int8"]
+
+
+def test_a_variant_that_runs_fp32_kernels_is_never_the_default():
+    """Measured on this host (AVX2, no f16/bf16): an fp16 variant compiled at the f16 hint ran as f32
+    and came out 8 % 'faster' than fp32 under load, as did the fp32 files at the bf16 hint: noise."""
+    from toolchain.quantize.latency import fastest_within_bounds
+    from toolchain.quantize.report import DefaultRecommendation
+
+    lat = {"fp32": _row(23.2, "f32", f32=15), "fp16": _row(21.5, "f32", f32=15), "int8": _row(23.3, "f32", u8=11, i8=4)}
+    lat["fp16"]["hint"] = "f16"
+    why: dict[str, str] = {}
+    assert fastest_within_bounds(lat, ["fp32", "fp16", "int8"], why) == "fp32"
+    assert "runs the same f32 kernels as fp32" in why["fp16"] and "f16 hint" in why["fp16"]
+    assert "not faster by more than 5 %" in why["int8"]
+    assert "not fp16: runs the same f32 kernels" in DefaultRecommendation("fp32", "fp32", "this host", (), why).explain()
+    lat["int8"]["latency_ms"] = 12.0  # int8 kernels that pay their way
+    assert fastest_within_bounds(lat, ["fp32", "fp16", "int8"]) == "int8"
+    del lat["int8"]["executes"]  # what the host ran unknown: not recommended on a latency alone
+    assert fastest_within_bounds(lat, ["fp32", "fp16", "int8"]) == "fp32"
 
 
 def test_cli_set_default_applies_the_recommendation(tmp_path, monkeypatch):

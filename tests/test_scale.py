@@ -190,6 +190,37 @@ def test_pareto_front_keeps_undominated_points_and_chooses_the_fastest_within_bo
     assert choose([p("x", 1.0, 1, 1, ok=False)]) is None
 
 
+def test_pareto_table_and_plot_show_the_reference_its_bounds_and_chance(fashion_recipe, tmp_path):
+    import json
+
+    from toolchain.scale.sweep import SweepConfig, SweepResult, _hib, choose, pareto_front, parse_goals, write_outputs
+
+    tasks = list(fashion_recipe.tasks)
+    ref = {t: 80.0 + i for i, t in enumerate(tasks)}
+    points = [{"id": f"p{d}", "target": "host-cpu", "precision": "fp32", "latency_ms": 1.0 - d / 10,
+               "latency_source": "measured", "flops_fraction": 1.0 - d / 10, "metrics": {t: v - d for t, v in ref.items()},
+               "within_bounds": d <= min(fashion_recipe.task(t).allowed_drop for t in tasks)} for d in (0.1, 2.0)]
+    hib = {t: _hib(fashion_recipe, t) for t in tasks}
+    front = pareto_front(points, hib)
+    result = SweepResult(points, {"metrics": ref, "chance": {t: 10.0 for t in tasks}, "flops": 1.0},
+                         {"host-cpu": front}, {"host-cpu": choose(front)}, 0, 0)
+    cfg = SweepConfig(model="zoo:fashion-mt", goals=parse_goals("0.5"), targets=["host-cpu"], precisions=["fp32"],
+                      out=str(tmp_path))
+    files = write_outputs(cfg, fashion_recipe, result, hib)
+    table = (tmp_path / "pareto.md").read_text()
+    assert "| reference (unpruned fp32) | 100% | - | " + " | ".join(f"{ref[t]:.2f}" for t in tasks) in table
+    allowed = {t: fashion_recipe.task(t).allowed_drop for t in tasks}
+    assert "| bound (allowed drop) | - | - | " + " | ".join(f"{ref[t] - allowed[t]:.2f} ({allowed[t]:g})" for t in tasks) in table
+    assert "| chance (constant predictor) | - | - | 10.00 |" in table
+    assert "| p0.1 (chosen) |" in table and "| p2.0 |" in table  # both on the front, the one within bounds chosen
+    assert "(at chance)" not in table
+    result.points[1]["metrics"][tasks[0]] = 10.5  # within the task's allowed drop of chance (10.0)
+    write_outputs(cfg, fashion_recipe, result, hib)
+    assert (tmp_path / "pareto.md").read_text().count("10.50 (at chance)") == 1
+    assert json.loads((tmp_path / "sweep.json").read_text())["bound"] == {t: ref[t] - allowed[t] for t in tasks}
+    assert os.path.getsize(files["plot"]) > 0
+
+
 def test_sweep_goals_and_precisions_are_checked():
     from toolchain.errors import SpecError
     from toolchain.scale.sweep import Goal, parse_goals

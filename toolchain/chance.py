@@ -73,7 +73,8 @@ def refuse_chance_level(reference: dict[str, float], chance: dict[str, float], r
                        f"({BASELINE.get(kind, 'the mean target')}), not above it by more than its allowed drop {allowed:g}")
     if bad:
         raise ChanceLevel(f"{what} performs at chance on its test split: {'; '.join(bad)}. Its compression results would "
-                          "measure nothing; train the model first (mtedge train) and pass the trained checkpoint")
+                          "measure nothing; train the model first (`mtedge train MODEL -o trained.pt`) and pass the "
+                          "trained checkpoint (`--checkpoint trained.pt`)")
 
 
 __all__ = ["ChanceLevel", "chance_metrics", "refuse_chance_level"]

@@ -221,7 +221,9 @@ def quantize_bundle(
                                   "speedup_vs_fp32": lat["fp32"]["latency_ms"] / lat[BF16_ROW]["latency_ms"],
                                   "note": "the fp32 files at INFERENCE_PRECISION_HINT=bf16 (the CPU plugin's default "
                                           "where bf16 is native); compare with the int8 row"}
-            report.recommendation = _recommend_default(bundle, fastest_within_bounds(lat, present))
+            passed_over: dict[str, str] = {}
+            best = fastest_within_bounds(lat, present, passed_over)
+            report.recommendation = _recommend_default(bundle, best, passed_over)
             report.notes.append(report.recommendation.explain())
     report.ok = all(report.written(p) for p in wanted)
     report.seconds = time.perf_counter() - t_start
@@ -230,11 +232,12 @@ def quantize_bundle(
     return report
 
 
-def _recommend_default(bundle: Bundle, best: str) -> DefaultRecommendation:
+def _recommend_default(bundle: Bundle, best: str, passed_over: dict[str, str]) -> DefaultRecommendation:
     """The default-variant recommendation for machines like this host; the manifest is not touched."""
     m = bundle.manifest
     blocked = tuple(k for k, e in m.engines.items() if e.variant == m.default_variant) if best != m.default_variant else ()
-    return DefaultRecommendation(best, m.default_variant, "this host (OpenVINO CPU, median latency)", blocked)
+    return DefaultRecommendation(best, m.default_variant, "this host (OpenVINO CPU, median latency)", blocked,
+                                 passed_over)
 
 
 def _variant_bytes(bundle: Bundle, variant: str) -> int:

@@ -60,15 +60,17 @@ class DefaultRecommendation:
     current: str  # the manifest's default_variant when the report was made
     measured_on: str  # what the latency figures describe
     blocked_by_engines: tuple[str, ...] = ()  # engine entries keyed by the current default
+    passed_over: dict[str, str] = field(default_factory=dict)  # variant -> why it is not the recommendation
 
     @property
     def changes(self) -> bool:
         return self.variant != self.current
 
     def explain(self) -> str:
+        others = "".join(f"; not {v}: {why}" for v, why in self.passed_over.items())
         if not self.changes:
-            return f"default_variant stays {self.current} (fastest within every bound on {self.measured_on})"
-        why = f"{self.variant} is the fastest variant within every task's bound on {self.measured_on}"
+            return f"default_variant stays {self.current} (fastest within every bound on {self.measured_on}{others})"
+        why = f"{self.variant} is the fastest variant within every task's bound on {self.measured_on}{others}"
         if self.blocked_by_engines:
             return (f"{why}, but engines {', '.join(self.blocked_by_engines)} are built for {self.current!r}: "
                     f"pass --variant {self.variant} to run it")
@@ -116,6 +118,15 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return "–" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def executes(latency: dict[str, Any]) -> str:
+    """What the host ran for a latency row: "f32; compute layers u8 x7, f32 x2" ('–' when unknown)."""
+    ex = latency.get("executes")
+    if not ex:
+        return "–"
+    layers = ", ".join(f"{p} x{n}" for p, n in ex["compute_layers"].items())
+    return f"{ex['inference_precision']}; compute layers {layers or 'none'}"
+
+
 def markdown(report: QuantizeReport) -> str:
     """A readable summary of `report` (see quantize_bundle)."""
     results = report.variants
@@ -141,13 +152,15 @@ def markdown(report: QuantizeReport) -> str:
                     cells.append(f"{s['value']:.2f}" + (f" ({-s['drop']:+.2f})" if v != "fp32" else "") + mark)
             lines.append(f"| {t} | {info.metric} | {info.allowed_drop:g} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Size and OpenVINO CPU latency", "", "| variant | written | bytes on disk | latency ms (median) | speedup vs fp32 |",
-              "|---|---|---|---|---|"]
-    for v in variants:
-        r = results[v]
-        lat = r.latency or {}
-        lines.append(f"| {v} | {'yes' if r.written else 'no'} | {_fmt(r.bytes)} | "
-                     f"{_fmt(lat.get('latency_ms'), 3)} ({lat.get('hint', '–')}) | {_fmt(r.speedup_vs_fp32)} |")
+    lines += ["## Size and OpenVINO CPU latency", "",
+              "| variant | written | stored as | bytes on disk | latency ms (median) | hint: executes | speedup vs fp32 |",
+              "|---|---|---|---|---|---|---|"]
+    rows = [(v, results[v].written, results[v].bytes, results[v].latency or {}, results[v].speedup_vs_fp32) for v in variants]
+    if report.bf16:  # the fp32 files at the bf16 hint, measured in the same loop
+        rows.append(("fp32 @ bf16 hint", True, None, report.bf16["latency"], report.bf16["speedup_vs_fp32"]))
+    for v, written, size, lat, speedup in rows:
+        lines.append(f"| {v} | {'yes' if written else 'no'} | {lat.get('stores', '–')} | {_fmt(size)} | "
+                     f"{_fmt(lat.get('latency_ms'), 3)} | {lat.get('hint', '–')}: {executes(lat)} | {_fmt(speedup)} |")
     lines.append("")
     if report.recommendation is not None:
         lines += ["## Default variant", "", report.recommendation.explain() + ".", ""]

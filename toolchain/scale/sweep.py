@@ -365,10 +365,13 @@ def choose(front: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 def write_outputs(cfg: SweepConfig, rec, result: SweepResult, hib: dict[str, bool]) -> dict[str, str]:
     out = Path(cfg.out)
     tasks = list(rec.tasks)
+    ref = result.reference["metrics"]
+    # the worst value a task may reach and stay within its bound: the reference moved by its allowed drop
+    bound = {t: ref[t] - rec.task(t).allowed_drop if hib[t] else ref[t] + rec.task(t).allowed_drop for t in tasks}
     doc = {"model": cfg.model, "checkpoint": cfg.checkpoint,
            "config": {**asdict(cfg), "goals": [asdict(g) for g in cfg.goals]},
            "reference": result.reference, "points": result.points, "pareto": result.pareto, "chosen": result.chosen,
-           "allowed_drop": {t: rec.task(t).allowed_drop for t in tasks},
+           "allowed_drop": {t: rec.task(t).allowed_drop for t in tasks}, "bound": bound,
            "run": {"done_now": result.done_now, "cached": result.cached}}
     write_json_atomic(out / "sweep.json", doc)
     for t, c in result.chosen.items():
@@ -377,26 +380,33 @@ def write_outputs(cfg: SweepConfig, rec, result: SweepResult, hib: dict[str, boo
     md = [f"# sweep {cfg.model}: Pareto front per target (test metrics on {cfg.test_count} images)", "",
           f"Reference: {cfg.model}" + (f" with {cfg.checkpoint}" if cfg.checkpoint else "") + ", unpruned fp32; "
           "chance: a constant predictor (most frequent class, mean target) on the same images.", ""]
-    ref, chance = result.reference["metrics"], result.reference.get("chance") or {}
+    chance = result.reference.get("chance") or {}
     for t, front in result.pareto.items():
         md += [f"## {t}", "", "| point | FLOPs | latency ms | " + " | ".join(tasks) + " | within bounds |",
                "|---|---|---|" + "---|" * len(tasks) + "---|",
-               "| reference (unpruned fp32) | 100% | - | " + " | ".join(f"{ref[k]:.2f}" for k in tasks) + " | - |"]
+               "| reference (unpruned fp32) | 100% | - | " + " | ".join(f"{ref[k]:.2f}" for k in tasks) + " | - |",
+               "| bound (allowed drop) | - | - | "
+               + " | ".join(f"{bound[k]:.2f} ({rec.task(k).allowed_drop:g})" for k in tasks) + " | - |"]
         if chance:
             md.append("| chance (constant predictor) | - | - | " + " | ".join(f"{chance[k]:.2f}" for k in tasks) + " | - |")
         for p in front:
             star = " (chosen)" if result.chosen.get(t) is p else ""
+            # a value within the task's allowed drop of chance is marked: the refusal's rule, per point
             md.append(f"| {p['id']}{star} | {p['flops_fraction']:.0%} | {p['latency_ms']:.3f} ({p['latency_source']}) | "
-                      + " | ".join(f"{p['metrics'][k]:.2f}" for k in tasks) + f" | {p['within_bounds']} |")
+                      + " | ".join(f"{p['metrics'][k]:.2f}" + (" (at chance)" if chance and (
+                          (p['metrics'][k] - chance[k]) if hib[k] else (chance[k] - p['metrics'][k]))
+                          <= rec.task(k).allowed_drop else "") for k in tasks) + f" | {p['within_bounds']} |")
         md.append("")
     write_bytes_atomic(out / "pareto.md", "\n".join(md).encode())
-    plot = plot_pareto(result, tasks, hib, out / "pareto.png")
+    plot = plot_pareto(result, tasks, hib, out / "pareto.png", bound)
     return {"json": str(out / "sweep.json"), "table": str(out / "pareto.md"), "plot": str(plot),
             "chosen": str(out / "chosen")}
 
 
-def plot_pareto(result: SweepResult, tasks: list[str], hib: dict[str, bool], path: Path) -> Path:
-    """Metric per task (rows) vs latency, one column per target; the front joined, the chosen point starred."""
+def plot_pareto(result: SweepResult, tasks: list[str], hib: dict[str, bool], path: Path,
+                bound: dict[str, float]) -> Path:
+    """Metric per task (rows) vs latency, one column per target; the front joined, the chosen point starred,
+    the reference's metric, each task's bound and the chance level as horizontal lines."""
     from toolchain.plots import save_png, subplots
 
     targets = list(result.pareto)
@@ -415,10 +425,12 @@ def plot_pareto(result: SweepResult, tasks: list[str], hib: dict[str, bool], pat
             c = result.chosen.get(target)
             if c:
                 ax.scatter([c["latency_ms"]], [c["metrics"][task]], marker="*", s=160, c="red", label="chosen")
-            ax.axhline(result.reference["metrics"][task], color="grey", lw=0.6)  # the unpruned reference
-            if "chance" in result.reference:
-                ax.axhline(result.reference["chance"][task], color="grey", lw=0.6, ls=":")  # a constant predictor
-            ax.set_title(f"{target}: {task}" + ("" if hib[task] else " (lower is better)"), fontsize=9)
+            ax.axhline(result.reference["metrics"][task], color="green", lw=0.8, label="reference (fp32)")
+            ax.axhline(bound[task], color="red", lw=0.8, ls="--", label="bound")  # reference moved by its allowed drop
+            # chance as text, not a line: a line far below would squeeze the points into one row
+            chance = result.reference.get("chance", {}).get(task)
+            ax.set_title(f"{target}: {task}" + ("" if hib[task] else " (lower is better)")
+                         + ("" if chance is None else f", chance {chance:.2f}"), fontsize=9)
             ax.set_xlabel("latency ms" + (f" ({pts[0]['latency_source']})" if pts else ""), fontsize=8)
             if i == 0 and j == 0:
                 ax.legend(fontsize=7)
