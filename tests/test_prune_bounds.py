@@ -61,6 +61,42 @@ def test_pruning_on_from_a_pruned_model_spends_what_is_left_of_the_original_boun
     assert all(d <= TIGHT[t] + 1e-6 for t, d in drops.items()), drops
 
 
+def test_a_task_near_its_bound_does_not_refuse_steps_that_leave_it_unchanged(tiny_trained_fashion, fashion_recipe):
+    """Pruning on from a recovered model: denoise starts within its bound but not a confidence margin
+    inside it. A step that only touches the garment head leaves denoise as it was, so it is judged on
+    garment alone; a step that changes denoise is judged with denoise's margin and refused. (Charging
+    every task's margin at every step refused every step of the second pass on the fashion-mt bench.)"""
+    from toolchain.data.loaders import batches
+    from toolchain.prune.oracle import Oracle
+
+    _, loaded = tiny_trained_fashion
+    val = list(batches(fashion_recipe, "val", count=256, batch_size=128))
+    original = loaded.module.eval()
+    start = copy.deepcopy(original)
+    with torch.no_grad():
+        start.dn_out.weight.mul_(0.9)  # denoise a little worse: the recovered model's state
+    oracle = Oracle(original, fashion_recipe, val, {t: 5.0 for t in fashion_recipe.tasks}, False)
+    oracle.margin_z = 1.645
+    oracle.set_current(original)
+    first = oracle.confirm(start)  # the step original -> start, judged with denoise's margin
+    assert first.drops["denoise"] > 0 and first.margins["denoise"] > 0
+    oracle.budgets["denoise"] = first.drops["denoise"] + first.margins["denoise"] / 2  # within, margin not
+    oracle.set_current(start)  # where the second pass starts
+
+    garment_only = copy.deepcopy(start)
+    with torch.no_grad():
+        garment_only.garment_fc[2].weight.mul_(0.999)
+    v = oracle.confirm(garment_only)
+    assert v.metrics["denoise"] == first.metrics["denoise"] and v.margins["denoise"] == 0.0
+    assert v.ok, v.judged
+
+    denoise_too = copy.deepcopy(garment_only)
+    with torch.no_grad():
+        denoise_too.dn_out.weight.mul_(0.999)
+    v = oracle.confirm(denoise_too)
+    assert v.margins["denoise"] > 0 and not v.ok and oracle.over(v.judged, 1.0) == ["denoise"]
+
+
 def test_relaxed_compress_names_the_exceeded_bounds_and_exits_non_zero(tiny_trained_fashion, tmp_path, capsys):
     from toolchain import zoo
     from toolchain.cli import main

@@ -89,18 +89,6 @@ def onnxruntime_runners(bundle: Bundle, variant: str | None = None, *, threads: 
             for s in bundle.segments_for(tasks)}
 
 
-def openvino_runners(bundle: Bundle, variant: str, config: dict[str, Any], core: Any = None) -> dict[str, Runner]:
-    """Runners over a variant's ONNX files compiled on OpenVINO's CPU plugin with ``config``."""
-    import openvino as ov
-
-    core = core or ov.Core()
-    runners = {}
-    for name, seg in bundle.variant(variant).segments.items():
-        compiled = core.compile_model(str(bundle.path(seg)), "CPU", config)
-        runners[name] = request_runner(compiled)
-    return runners
-
-
 def request_runner(compiled: Any) -> Runner:
     """A runner over an OpenVINO compiled model (one infer request, outputs by tensor name)."""
     req, ports = compiled.create_infer_request(), compiled.outputs

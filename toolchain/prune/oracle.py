@@ -24,7 +24,8 @@ Keeping it cheap:
   (toolchain/workers.py: Ray, or in-process).
 
 Confidence margin (``margin_z``, set when the recipe's bounds are the contract): a confirmed
-verdict accepts a drop only when drop + z x its standard error is within the bound. The standard
+verdict accepts a drop only when drop + z x its standard error is within the bound, for each task
+whose metric the step changes (the others keep the current model's accepted drop). The standard
 error comes from the paired drops of chunks of ``CHUNK`` images (candidate vs unpruned model on the
 same images). Without it, the search ends exactly at the bound on its own subset and the largest
 cut found there is past it on other images (selection on noise): measured on fashion-mt, a 0.5-point
@@ -286,9 +287,13 @@ class Oracle:
         if self._before_chunks is None:
             self._before_chunks = _chunked_metrics(self._unpruned, self.data, self.metric_names)[1]
         d = self.drops(metrics)
+        # a task the step leaves as it was (its metric unchanged: the group does not feed it) is not
+        # judged again: its drop is the current model's, which was accepted (or given as the start).
+        # Charging its margin anew would let one task near its bound refuse every other task's step.
+        changed = [t for t in self.tasks if metrics[t] != self._current[t]]
         margins = {t: self.margin_z * _standard_error(self.drops({t: a}, {t: b})[t]
                                                       for a, b in zip(chunks[t], self._before_chunks[t]))
-                   for t in self.tasks}
+                   if t in changed else 0.0 for t in self.tasks}
         return Verdict(metrics, d, self.within({t: d[t] + margins[t] for t in d}, budget_scale), margins)
 
 

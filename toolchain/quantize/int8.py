@@ -23,6 +23,7 @@ from toolchain.bundle.executor import Samples
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+OVERFLOW_FIX = ("first_layer_only", "enable", "disable")  # nncf.OverflowFix values
 
 
 class QuantizationError(MtedgeError):
@@ -38,11 +39,21 @@ class Int8Settings:
     target_device: str = "ANY"
     per_channel_weights: bool = True  # NNCF's default for Conv/Gemm weights on the ONNX backend
     signed_activations: bool = True  # NNCF picks uint8 after ReLU; TensorRT's Q/DQ takes int8 only
+    # nncf.OverflowFix. x86 CPUs without VNNI (AVX2, AVX-512F) add u8 x s8 products in pairs into a
+    # saturating int16, so OpenVINO's int8 kernels clip full-range weights there while onnxruntime and
+    # TensorRT do not: "enable" quantizes every Conv/MatMul weight to half the range (7 bits) so every
+    # executor computes the same thing; "first_layer_only" (NNCF's default) fixes only the input
+    # layers (measured: docs/quantization.md, "The overflow fix")
+    overflow_fix: str = "enable"
+
+    def __post_init__(self) -> None:
+        if self.overflow_fix not in OVERFLOW_FIX:
+            raise QuantizationError(f"overflow_fix {self.overflow_fix!r}: expected one of {', '.join(OVERFLOW_FIX)}")
 
     def as_dict(self) -> dict[str, object]:
         return {"preset": self.preset, "fast_bias_correction": self.fast_bias_correction,
                 "target_device": self.target_device, "per_channel_weights": self.per_channel_weights,
-                "signed_activations": self.signed_activations}
+                "signed_activations": self.signed_activations, "overflow_fix": self.overflow_fix}
 
 
 def quantize_segment(model: onnx.ModelProto, samples: Samples, float_layers: Iterable[str] = (),
@@ -67,6 +78,7 @@ def quantize_segment(model: onnx.ModelProto, samples: Samples, float_layers: Ite
         preset=nncf.QuantizationPreset(settings.preset),
         fast_bias_correction=settings.fast_bias_correction,
         target_device=getattr(nncf.TargetDevice, settings.target_device),
+        advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(settings.overflow_fix)),
     )
     if names:
         kwargs["ignored_scope"] = nncf.IgnoredScope(names=names)

@@ -12,6 +12,7 @@ processes hits them alike; the figure is the median over `runs` iterations.
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -124,7 +125,8 @@ def runs_lower_precision(entry: dict[str, Any]) -> bool:
 def fastest_within_bounds(latency: dict[str, Any], written: list[str], passed_over: dict[str, str] | None = None) -> str:
     """The default variant for this host: the fastest written variant (every written variant is
     within every task's bound on val) that the host runs in a lower precision than fp32 and that
-    beats fp32 by more than measurement noise, else fp32; so the default is never slower than fp32
+    beats fp32 by more than measurement noise (median, and round by round when the rounds were
+    paired), else fp32; so the default is never slower than fp32
     as measured side by side. ``passed_over`` (when given) gets, per other variant, why not."""
     why = passed_over if passed_over is not None else {}
     timed = [v for v in written if v in latency]
@@ -142,6 +144,10 @@ def fastest_within_bounds(latency: dict[str, Any], written: list[str], passed_ov
                       f"precision at the {latency[v].get('hint')} hint)" if ex else "what the host executes is unknown")
         elif ms > PAYS * fp32_ms:
             why[v] = f"{ms:.3f} ms vs fp32 {fp32_ms:.3f} ms: not faster by more than {100 * (1 - PAYS):.0f} %"
+        elif latency[v].get("paired_speedup_vs_fp32", math.inf) <= 1.0:
+            # the medians of two drifting series can differ while the same rounds say "no faster"
+            why[v] = (f"{ms:.3f} ms vs fp32 {fp32_ms:.3f} ms, but round by round {latency[v]['paired_speedup_vs_fp32']:.2f}x "
+                      f"(faster in {100 * latency[v].get('faster_than_fp32_in_rounds', 0):.0f} % of rounds)")
         else:
             candidates.append(v)
     best = min(candidates, key=lambda v: latency[v]["latency_ms"], default="fp32")
