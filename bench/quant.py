@@ -4,10 +4,12 @@ fp32 / int8 / fp16 variants, written atomically to bench/results/quant.json.
 1. zoo:fashion-mt, trained (--checkpoint, else bench/common.py's cached checkpoint), bounds tightened to garment/group
    accuracy -0.5 point, silhouette mIoU -0.5 point, denoise PSNR -0.2 dB; int8 + fp16; the
    within-bound figures are on the full 10,000-image test split (control ran on val); the int8
-   variant run through the C++ runtime, and quantized again at NNCF's default overflow fix to
-   compare what OpenVINO's int8 kernels make of each (``overflow_fix``).
-2. the same model magnitude-pruned by 30 % (Torch-Pruning), briefly fine-tuned, exported, int8-quantized, verified
-   with verify_bundle and run through toolchain.runtime.Runtime(variant="int8").
+   variant run through the C++ runtime, and quantized again at NNCF's default overflow fix and with
+   uint8 activations to compare what OpenVINO's int8 kernels make of each (``overflow_fix``,
+   ``activations``).
+2. the same model magnitude-pruned by 30 % (Torch-Pruning), briefly fine-tuned, exported, int8-quantized with
+   uint8 activations (a bundle for this CPU), verified with verify_bundle and run through
+   toolchain.runtime.Runtime(variant="int8").
 3. zoo:mobilenetv2-mt at 224x224 (untrained: a latency model; its label-free fidelity figures
    are degenerate because its outputs barely depend on the input), int8 + fp16, latency side by
    side in one run.
@@ -38,6 +40,7 @@ from toolchain.data.loaders import batches  # noqa: E402
 from toolchain.export import export_bundle  # noqa: E402
 from toolchain.model import load, save_checkpoint  # noqa: E402
 from toolchain.quantize import QuantizeOptions, quantize_bundle  # noqa: E402
+from toolchain.quantize.int8 import Int8Settings  # noqa: E402
 from toolchain.quantize.report import QuantizeReport, executes  # noqa: E402
 from toolchain.recipe import parse_recipe  # noqa: E402
 from toolchain.verify import verify_bundle  # noqa: E402
@@ -137,7 +140,8 @@ def fashion(work: Path, checkpoint: str | None, args) -> tuple[dict, dict]:
     result["decisions"] = rep.variants["int8"].decisions
     result["verify_ok"] = verify_bundle(path).ok
     result["runtime"] = runtime_check(path)
-    result["overflow_fix"] = overflow_fix_comparison(loaded, recipe, work, rep, opts)
+    result["overflow_fix"] = setting_comparison(loaded, recipe, work, rep, opts, overflow_fix="first_layer_only")
+    result["activations"] = setting_comparison(loaded, recipe, work, rep, opts, signed_activations=False)
 
     # pruned + int8
     pruned = copy.deepcopy(loaded.module)
@@ -152,7 +156,8 @@ def fashion(work: Path, checkpoint: str | None, args) -> tuple[dict, dict]:
     ppath = work / "fashion-pruned.mtb"
     export_bundle(pruned_loaded, loaded.recipe, ppath, force=True)
     prep = quantize_bundle(ppath, loaded.recipe, ("int8",), report_dir=work / "pruned-report",
-                           options=QuantizeOptions(test_count=2000, latency_runs=args.runs, threads=args.threads))
+                           options=QuantizeOptions(test_count=2000, latency_runs=args.runs, threads=args.threads,
+                                                   int8=Int8Settings(signed_activations=False)))
     presult = summarize(prep, "test")
     presult["params"] = {"before": params_before, "after": sum(p.numel() for p in pruned.parameters())}
     presult["verify_ok"] = verify_bundle(ppath).ok
@@ -183,23 +188,32 @@ def runtime_check(path: Path) -> dict[str, Any]:
             "tolerance": tol, "within_tolerance": all(c.passed for c in checks.values())}
 
 
-def overflow_fix_comparison(loaded, recipe, work: Path, rep: QuantizeReport, opts: QuantizeOptions) -> dict[str, Any]:
-    """The same model quantized at NNCF's default overflow fix (input layers only) next to mtedge's
-    default (every weight at half range): what OpenVINO's int8 kernels (the runtime) and onnxruntime
-    (the verify reference) each make of the fp32 golden outputs, and the test-split drops."""
+def setting_comparison(loaded, recipe, work: Path, rep: QuantizeReport, opts: QuantizeOptions,
+                       **change: Any) -> dict[str, Any]:
+    """The same model quantized with one int8 setting changed (``change``: an Int8Settings field)
+    next to mtedge's defaults: what OpenVINO's int8 kernels (the runtime) and onnxruntime (the verify
+    reference) each make of the fp32 golden outputs, and the test-split drops. Keys: the setting's
+    value in each row (``overflow_fix``: enable / first_layer_only; ``signed_activations``:
+    int8 / uint8)."""
     import dataclasses
+
+    (name, value), = change.items()
+
+    def label(v: Any) -> str:
+        return ("int8" if v else "uint8") if name == "signed_activations" else str(v)
 
     def row(r: QuantizeReport, path: Path) -> dict[str, Any]:
         v = r.variants["int8"]
         return {"written": v.written, "runtime": runtime_check(path) if v.written else None,
                 "onnxruntime_golden_max_abs_error": v.golden_max_abs_error,
+                "openvino_agreement": v.openvino_agreement,
                 "test_drops": {t: s["drop"] for t, s in (v.scores.get("test") or v.scores["val"]).items()}}
 
-    path = work / "fashion-nncf-default-fix.mtb"
+    path = work / f"fashion-{name}-{label(value)}.mtb"
     export_bundle(loaded, recipe, path, force=True)
-    other = dataclasses.replace(opts, latency_runs=0, int8=dataclasses.replace(opts.int8, overflow_fix="first_layer_only"))
-    return {opts.int8.overflow_fix: row(rep, work / "fashion.mtb"),
-            "first_layer_only": row(quantize_bundle(path, recipe, ("int8",), options=other), path)}
+    other = dataclasses.replace(opts, latency_runs=0, int8=dataclasses.replace(opts.int8, **change))
+    return {label(getattr(opts.int8, name)): row(rep, work / "fashion.mtb"),
+            label(value): row(quantize_bundle(path, recipe, ("int8",), options=other), path)}
 
 
 def mobilenet(work: Path, args) -> dict:
@@ -279,6 +293,9 @@ def main() -> int:
             "pruned_int8_runtime": pruned["runtime"]["status"],
             "pruned_int8_runtime_ok": bool(pruned["runtime"].get("within_tolerance")),
             "fashion_int8_runtime_ok": bool(fash.get("runtime", {}).get("within_tolerance")),
+            # the same model with uint8 activations (mtedge quantize --activations uint8): a bundle for CPUs
+            "fashion_uint8_activations_runtime_ok": bool(
+                ((fash.get("activations", {}).get("uint8") or {}).get("runtime") or {}).get("within_tolerance")),
             "recommended_default_not_slower_than_fp32_ok": all(
                 m.get("recommended_not_slower_than_fp32", False) for m in (fash, pruned, mob)),
         },

@@ -133,3 +133,20 @@ def test_emit_script_text(manifest: dict) -> None:
     assert '"$MAJOR" -ne 10' in text and "build-record.json" in text and "--import-engines" in text
     with pytest.raises(TargetError, match="builds here directly"):
         emit_build_script(plan_build(manifest, load_profile("host-cpu")), "toy")
+
+
+def test_tensorrt_skips_or_refuses_uint8_activations(manifest: Manifest) -> None:
+    import copy
+
+    unsigned = copy.deepcopy(manifest)
+    v = unsigned.variants["int8"]
+    v.calibration = {**(v.calibration or {}), "signed_activations": False}  # mtedge quantize --activations uint8
+    jetson = PROFILES[JETSON10[0]]
+    plan = plan_build(unsigned, jetson)
+    assert [vp.variant for vp in plan.variants] == ["fp32", "fp16"]
+    assert any("uint8 activations" in n and "int8" in n for n in plan.notes)
+    with pytest.raises(TargetError, match=r"variant 'int8' stores uint8 activations.*--activations int8"):
+        plan_build(unsigned, jetson, BuildOptions(variants=("int8",)))
+    cpu = next(n for n in BUILDABLE if PROFILES[n].backend == "openvino")
+    assert "int8" in [vp.variant for vp in plan_build(unsigned, PROFILES[cpu]).variants]  # OpenVINO takes uint8
+    assert [vp.variant for vp in plan_build(manifest, jetson).variants] == ["fp32", "fp16", "int8"]

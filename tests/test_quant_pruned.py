@@ -14,6 +14,7 @@ from mtedge_runtime.tolerance import compare
 from toolchain.export import export_bundle
 from toolchain.model import load, save_checkpoint
 from toolchain.quantize import QuantizeOptions, quantize_bundle
+from toolchain.quantize.int8 import Int8Settings
 from support.architectures import HeadConcatenatesTwoStages, recipe_for
 from support.magnitude_prune import magnitude_prune, output_layers
 from toolchain.verify import verify_bundle
@@ -21,10 +22,10 @@ from toolchain.verify import verify_bundle
 os.environ["MTEDGE_NO_PROGRESS"] = "1"
 
 
-@pytest.fixture(scope="module")
-def pruned_bundle(tmp_path_factory) -> Path:
+def quantized_pruned_bundle(tmp: Path, int8: Int8Settings) -> tuple[Path, object]:
+    """HeadConcatenatesTwoStages narrowed by Torch-Pruning, saved as `mtedge compress` writes it,
+    exported and quantized to int8; returns the bundle and the quantize report."""
     torch.manual_seed(1)
-    tmp = tmp_path_factory.mktemp("pruned")
     model = HeadConcatenatesTwoStages().eval()
     example = torch.randn(1, 3, 37, 45)
     before = sum(p.numel() for p in model.parameters())
@@ -38,8 +39,16 @@ def pruned_bundle(tmp_path_factory) -> Path:
     path = tmp / "pruned.mtb"
     export_bundle(loaded, recipe, path, golden_samples=2)
     report = quantize_bundle(path, recipe, ("int8",), calibration_count=8,
-                             options=QuantizeOptions(latency_runs=0, test_count=0))
+                             options=QuantizeOptions(latency_runs=0, test_count=0, int8=int8))
     assert report.ok, report.notes
+    return path, report
+
+
+@pytest.fixture(scope="module")
+def pruned_bundle(tmp_path_factory) -> Path:
+    # uint8 activations: the bundle runs on this CPU with OpenVINO (see the test after the next)
+    path, report = quantized_pruned_bundle(tmp_path_factory.mktemp("pruned"), Int8Settings(signed_activations=False))
+    assert all(c["passed"] for c in report.variants["int8"].openvino_agreement.values())
     return path
 
 
@@ -61,3 +70,17 @@ def test_pruned_int8_bundle_runs_in_the_runtime(pruned_bundle):
     out = rt.run(x[:1])
     for t, y in out.items():
         assert compare(t, y, golden[t][:1], tol[t]).passed, t
+
+
+def test_the_report_says_when_openvino_computes_int8_activations_through_a_concat_wrongly(tmp_path, pruned_bundle):
+    # OpenVINO 2026.4's CPU plugin runs a Conv fed by a Concat of int8 (signed) Q/DQ tensors off
+    # onnxruntime's result (the seg head concatenates two stages); the same model at uint8 agrees.
+    # When OpenVINO fixes this, the first assertion fails: then drop the uint8 advice from the docs.
+    _, report = quantized_pruned_bundle(tmp_path, Int8Settings(signed_activations=True))
+    signed = report.variants["int8"].openvino_agreement
+    assert not signed["seg"]["passed"] and signed["seg"]["max_abs_err"] > signed["seg"]["tolerance"]
+    assert signed["cls"]["passed"]  # no Concat on the classifier's path
+    assert any("int8: OpenVINO on this host does not reproduce" in n and "--activations uint8" in n
+               for n in report.notes), report.notes
+    unsigned = Bundle.open(pruned_bundle).variant("int8")
+    assert unsigned.calibration["signed_activations"] is False

@@ -7,7 +7,7 @@ import sys
 import click
 
 from toolchain.commands.common import evaluator_from, scale_options
-from toolchain.quantize.int8 import OVERFLOW_FIX, Int8Settings
+from toolchain.quantize.int8 import ACTIVATIONS, OVERFLOW_FIX, Int8Settings
 
 
 @click.command()
@@ -27,12 +27,16 @@ from toolchain.quantize.int8 import OVERFLOW_FIX, Int8Settings
 @click.option("--overflow-fix", type=click.Choice(OVERFLOW_FIX), default=Int8Settings.overflow_fix, show_default=True,
               help="int8 weights at half range on every Conv/MatMul (enable), the input layers only, or none: "
                    "x86 CPUs without VNNI saturate full-range weights in OpenVINO (docs/quantization.md)")
+@click.option("--activations", type=click.Choice(list(ACTIVATIONS)), default="int8", show_default=True,
+              help="int8 activations run on TensorRT (Jetson); uint8 (NNCF's choice after ReLU) for a bundle that runs "
+                   "on CPUs with OpenVINO, whose CPU plugin computes int8 activations through a Concat wrongly "
+                   "(docs/quantization.md); TensorRT refuses uint8 variants")
 @click.option("--set-default", is_flag=True,
               help="make the variant that was fastest within every bound on THIS host the bundle's default_variant "
                    "(only for a bundle that will run on a machine like this one; never for a Jetson bundle)")
 @scale_options
 def quantize(bundle, recipe, precision, label_free, calibration, report_dir, margin, latency_runs, threads, overflow_fix,
-             set_default, workers, ray_address, worker_threads):
+             activations, set_default, workers, ray_address, worker_threads):
     """Quantize BUNDLE (NAME.mtb) in place: int8 (NNCF Q/DQ, per-task accuracy control) and/or fp16.
 
     Exit status 1 when a requested variant could not keep every task within its bound (it is
@@ -46,7 +50,8 @@ def quantize(bundle, recipe, precision, label_free, calibration, report_dir, mar
 
     rec = load_recipe(recipe) if recipe is not None else None  # None: the bundle's own recipe
     precisions = [p.strip() for p in precision.split(",") if p.strip()]
-    opts = QuantizeOptions(latency_runs=latency_runs, threads=threads, int8=Int8Settings(overflow_fix=overflow_fix),
+    int8 = Int8Settings(overflow_fix=overflow_fix, signed_activations=ACTIVATIONS[activations])
+    opts = QuantizeOptions(latency_runs=latency_runs, threads=threads, int8=int8,
                            **({"margin": margin} if margin is not None else {}))
     with evaluator_from(workers, ray_address, worker_threads) as ev:
         report = quantize_bundle(bundle, rec, precisions, label_free=label_free, calibration_count=calibration,

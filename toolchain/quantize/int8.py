@@ -24,6 +24,10 @@ from toolchain.bundle.executor import Samples
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 OVERFLOW_FIX = ("first_layer_only", "enable", "disable")  # nncf.OverflowFix values
+# activation storage: int8 for TensorRT (explicit quantization takes int8 Q/DQ only), uint8 (NNCF's
+# own choice after ReLU) for OpenVINO CPUs: OpenVINO 2026.4's CPU plugin computes a Conv fed by a
+# Concat of int8 Q/DQ tensors wrongly (docs/quantization.md, "Signed activations and OpenVINO")
+ACTIVATIONS = {"int8": True, "uint8": False}  # name -> Int8Settings.signed_activations
 
 
 class QuantizationError(MtedgeError):
@@ -38,7 +42,7 @@ class Int8Settings:
     fast_bias_correction: bool = True
     target_device: str = "ANY"
     per_channel_weights: bool = True  # NNCF's default for Conv/Gemm weights on the ONNX backend
-    signed_activations: bool = True  # NNCF picks uint8 after ReLU; TensorRT's Q/DQ takes int8 only
+    signed_activations: bool = True  # NNCF picks uint8 after ReLU; TensorRT's Q/DQ takes int8 only (ACTIVATIONS)
     # nncf.OverflowFix. x86 CPUs without VNNI (AVX2, AVX-512F) add u8 x s8 products in pairs into a
     # saturating int16, so OpenVINO's int8 kernels clip full-range weights there while onnxruntime and
     # TensorRT do not: "enable" quantizes every Conv/MatMul weight to half the range (7 bits) so every

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.bundle.executor import request_runner, run_dag
+from toolchain.bundle.executor import request_runner, run_dag, run_tasks
 from toolchain.bundle.manifest import Bundle
 from toolchain.host_latency import openvino_latency_config
 from toolchain.timing import interleaved_ms
@@ -60,6 +60,32 @@ def executed_precision(compiled: list[Any]) -> dict[str, Any]:
                 precision = info["runtimePrecision"].astype(str)
                 layers[precision] = layers.get(precision, 0) + 1
     return {"inference_precision": "/".join(effective), "compute_layers": dict(sorted(layers.items()))}
+
+
+def openvino_agreement(bundle: Bundle, variant: str, threads: int = 1) -> dict[str, dict[str, Any]]:
+    """The variant's golden samples through OpenVINO's CPU plugin (as the latency rows compile it),
+    per task: the largest error against the golden outputs, the variant's tolerance, and whether it
+    is within. onnxruntime defines the variant (its tolerance was measured there); this says whether
+    *this host's OpenVINO* computes the same thing (an int8 kernel can saturate or be wrong)."""
+    import openvino as ov
+
+    from mtedge_runtime.tolerance import compare
+
+    chain = _Chain(ov.Core(), bundle, variant, threads)
+    x, golden = bundle.golden()
+    got = run_tasks(bundle.manifest, variant, chain.runners, x)
+    tolerance = bundle.variant(variant).tolerance
+    out = {}
+    for t, y in got.items():
+        c = compare(t, y, golden[t], tolerance[t])
+        out[t] = {"max_abs_err": c.max_abs_err, "tolerance": c.tolerance, "passed": c.passed}
+    return out
+
+
+def disagreement(check: dict[str, dict[str, Any]]) -> str:
+    """'' when every task agreed, else which tasks did not and by how much."""
+    return "; ".join(f"{t} off by {c['max_abs_err']:.3g} > tolerance {c['tolerance']:.3g}"
+                     for t, c in check.items() if not c["passed"])
 
 
 BF16_ROW = "fp32@bf16"  # the fp32 files run at the CPU plugin's bf16 precision (its default where native)
@@ -126,7 +152,8 @@ def fastest_within_bounds(latency: dict[str, Any], written: list[str], passed_ov
     """The default variant for this host: the fastest written variant (every written variant is
     within every task's bound on val) that the host runs in a lower precision than fp32 and that
     beats fp32 by more than measurement noise (median, and round by round when the rounds were
-    paired), else fp32; so the default is never slower than fp32
+    paired) and whose outputs OpenVINO computes within the variant's tolerance (when
+    ``openvino_agreement`` was measured), else fp32; so the default is never slower than fp32
     as measured side by side. ``passed_over`` (when given) gets, per other variant, why not."""
     why = passed_over if passed_over is not None else {}
     timed = [v for v in written if v in latency]
@@ -142,6 +169,8 @@ def fastest_within_bounds(latency: dict[str, Any], written: list[str], passed_ov
             ex = latency[v].get("executes")
             why[v] = (f"runs the same f32 kernels as fp32 on this host ({ex['inference_precision']} inference "
                       f"precision at the {latency[v].get('hint')} hint)" if ex else "what the host executes is unknown")
+        elif disagreement(latency[v].get("openvino_agreement", {})):
+            why[v] = f"OpenVINO on this host computes it off the reference: {disagreement(latency[v]['openvino_agreement'])}"
         elif ms > PAYS * fp32_ms:
             why[v] = f"{ms:.3f} ms vs fp32 {fp32_ms:.3f} ms: not faster by more than {100 * (1 - PAYS):.0f} %"
         elif latency[v].get("paired_speedup_vs_fp32", math.inf) <= 1.0:

@@ -47,6 +47,8 @@ class VariantResult:
     latency: dict[str, Any] | None = None
     speedup_vs_fp32: float | None = None
     slower_than_fp32: bool | None = None
+    # per task: does this host's OpenVINO compute the written variant within its tolerance?
+    openvino_agreement: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,17 @@ def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions
                 f"JetPack 5.1 is the last release for Xavier. Options: `mtedge profile --target {target}` "
                 f"for latency estimates, or run the bundle on the device's CPU with the OpenVINO backend "
                 f"(see docs/targets.md, 'TensorRT versions')")
+        unsigned = [v for v in chosen if (variants[v].calibration or {}).get("signed_activations") is False]
+        if unsigned:
+            if options.variants:
+                raise TargetError(f"variant {unsigned[0]!r} stores uint8 activations (mtedge quantize --activations uint8, "
+                                  f"for OpenVINO CPUs); TensorRT's explicit quantization takes int8 Q/DQ only. "
+                                  f"Re-quantize with --activations int8 for {target!r}")
+            chosen = [v for v in chosen if v not in unsigned]
+            notes.append(f"skipped variants with uint8 activations (TensorRT takes int8 only): {', '.join(unsigned)}")
+            if not chosen:
+                raise TargetError(f"every variant of bundle {manifest.name!r} that {target!r} could build stores uint8 "
+                                  "activations; re-quantize with --activations int8")
         strongly_typed = major >= 11 or bool(options.strongly_typed)
         if major >= 11 and options.strongly_typed is False:
             raise TargetError(f"TensorRT {trt_version} builds strongly typed networks only; drop --no-strongly-typed "
