@@ -153,7 +153,9 @@ def run_method(method: str, net: Network, recipe, val: list, refused: dict[str, 
         for _ in range(max(1, s.pagcp_passes)):
             res = prune(m, recipe, config, example=example, data=val, reference=model)
             if res.flops_after >= res.flops_before and passes:
-                break  # nothing more fits: the previous pass's recovered model stands
+                # nothing more fits: the previous pass's recovered model stands; say why
+                passes[-1]["next_pass_found_nothing"] = [n for n in res.notes if "next cut" in n or "no group" in n]
+                break
             m, kept = _recover(res.model, model, recipe, judge, s)
             removed = 1 - cost.model_flops(m, example) / flops0
             passes.append({"flops_removed_pct": 100 * removed, "oracle_evaluations": res.oracle_evaluations,
