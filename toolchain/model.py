@@ -57,15 +57,11 @@ def state_sha256(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _torch_load(path: Path, trust_pickle: bool = False) -> Any:
-    return ckpt.torch_load(path, trust_pickle)
-
-
 def _is_mtedge(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
 
 
-def _from_mtedge(obj: dict, where: str, trust_pickle: bool) -> nn.Module:
+def _from_mtedge(obj: dict, where: str) -> nn.Module:
     if "model" in obj:  # format 1 pickled the module; weights_only loading only got here if trusted
         if not isinstance(obj["model"], nn.Module):
             raise SpecError(f"{where} is a damaged mtedge checkpoint (its model is a {type(obj['model']).__name__})")
@@ -74,9 +70,9 @@ def _from_mtedge(obj: dict, where: str, trust_pickle: bool) -> nn.Module:
 
 
 def _apply_checkpoint(module: nn.Module, checkpoint: str | Path, trust_pickle: bool = False) -> nn.Module:
-    obj = _torch_load(Path(checkpoint), trust_pickle)
+    obj = ckpt.torch_load(Path(checkpoint), trust_pickle)
     if _is_mtedge(obj):
-        return _from_mtedge(obj, str(checkpoint), trust_pickle)
+        return _from_mtedge(obj, str(checkpoint))
     if isinstance(obj, nn.Module):
         return obj
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
@@ -117,9 +113,9 @@ def load(spec: str, checkpoint: str | Path | None = None, *, trust_pickle: bool 
     meta: dict[str, Any] = {}
     origin = spec
     if os.path.exists(spec) and not spec.startswith("zoo:"):
-        obj = _torch_load(Path(spec), trust_pickle)
+        obj = ckpt.torch_load(Path(spec), trust_pickle)
         if _is_mtedge(obj):
-            module = _from_mtedge(obj, spec, trust_pickle)
+            module = _from_mtedge(obj, spec)
             origin = obj.get("origin", spec)
             meta = {k: v for k, v in obj.items()
                     if k not in ("model", "format", "state_dict", "plan", "probe")}
