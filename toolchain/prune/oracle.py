@@ -129,11 +129,9 @@ class Oracle:
 
     # -- plain evaluation ---------------------------------------------------------------------
 
-    def score(self, model: nn.Module, tasks: Sequence[str] | None = None,
-              data: Sequence[Batch] | None = None) -> dict[str, float]:
+    def score(self, model: nn.Module, data: Sequence[Batch] | None = None) -> dict[str, float]:
         """Metrics of `model` on the subset, or on `data` (full forwards)."""
-        names = {t: self.metric_names[t] for t in (tasks or self.tasks)}
-        return _metrics(model, self.data if data is None else data, names)
+        return _metrics(model, self.data if data is None else data, self.metric_names)
 
     def _score_outputs(self, data: Sequence[Batch]) -> dict[str, float]:
         ms = {t: make_metric(self.metric_names[t]) for t in self.tasks}
