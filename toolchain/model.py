@@ -152,20 +152,6 @@ def load_with_recipe(spec: str, checkpoint: str | Path | None = None, recipe: st
     return loaded, rec
 
 
-def check_outputs(module: nn.Module, example: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run one forward and check it returns a non-empty dict of task name -> tensor."""
-    with torch.no_grad():
-        out = module(example)
-    if not isinstance(out, dict) or not out:
-        raise SpecError(
-            f"model forward returned {type(out).__name__}; a multitask model must return a dict task-name -> tensor"
-        )
-    for k, v in out.items():
-        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
-            raise SpecError(f"model output {k!r} is {type(v).__name__}; expected str -> torch.Tensor")
-    return out
-
-
 def save_checkpoint(path: str | Path, model: nn.Module, origin: str, recipe: Recipe | None, *,
                     input_shape: tuple[int, ...] | None = None, **meta: Any) -> None:
     """Write an mtedge checkpoint atomically (temp file + rename): tensors, the origin spec, the
