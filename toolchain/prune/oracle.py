@@ -38,6 +38,7 @@ and ``images_evaluated`` (images pushed through a candidate, suffix-only runs in
 from __future__ import annotations
 
 import math
+import operator
 
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -368,10 +369,7 @@ def _run(gm: fx.GraphModule, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], 
         if n.op == "placeholder":
             env[n] = x
         elif n.op == "get_attr":
-            obj: Any = gm
-            for part in str(n.target).split("."):
-                obj = getattr(obj, part)
-            env[n] = obj
+            env[n] = operator.attrgetter(str(n.target))(gm)
         else:
             args = fx.node.map_arg(n.args, lambda a: env[a] if a in env else _value(gm, a, env, x))
             kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a] if a in env else _value(gm, a, env, x))
