@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from toolchain.errors import SpecError
-from toolchain.model import check_outputs, load, save_checkpoint
+from toolchain.model import load, save_checkpoint
 
 
 def test_zoo_models_return_a_dict_of_tasks():
     m = load("zoo:fashion-mt")
-    out = check_outputs(m.module, torch.zeros(2, 1, 28, 28))
+    with torch.no_grad():
+        out = m.module(torch.zeros(2, 1, 28, 28))
     assert set(out) == {"garment", "group", "silhouette", "denoise"}
     assert out["garment"].shape == (2, 10) and out["group"].shape == (2, 4)
     assert out["silhouette"].shape == (2, 2, 28, 28) and out["denoise"].shape == (2, 1, 28, 28)
@@ -70,8 +71,3 @@ def test_checkpoint_that_does_not_fit(tmp_path):
     (tmp_path / "garbage.pt").write_bytes(b"not a torch file")
     with pytest.raises(SpecError, match="cannot read .*garbage.pt as a torch file"):
         load(str(tmp_path / "garbage.pt"))
-
-
-def test_forward_must_return_a_dict():
-    with pytest.raises(SpecError, match="must return a dict task-name -> tensor"):
-        check_outputs(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 4, 4))

@@ -193,14 +193,15 @@ def test_pareto_front_keeps_undominated_points_and_chooses_the_fastest_within_bo
 def test_pareto_table_and_plot_show_the_reference_its_bounds_and_chance(fashion_recipe, tmp_path):
     import json
 
-    from toolchain.scale.sweep import SweepConfig, SweepResult, _hib, choose, pareto_front, parse_goals, write_outputs
+    from toolchain.evaluate import higher_is_better
+    from toolchain.scale.sweep import SweepConfig, SweepResult, choose, pareto_front, parse_goals, write_outputs
 
     tasks = list(fashion_recipe.tasks)
     ref = {t: 80.0 + i for i, t in enumerate(tasks)}
     points = [{"id": f"p{d}", "target": "host-cpu", "precision": "fp32", "latency_ms": 1.0 - d / 10,
                "latency_source": "measured", "flops_fraction": 1.0 - d / 10, "metrics": {t: v - d for t, v in ref.items()},
                "within_bounds": d <= min(fashion_recipe.task(t).allowed_drop for t in tasks)} for d in (0.1, 2.0)]
-    hib = {t: _hib(fashion_recipe, t) for t in tasks}
+    hib = {t: higher_is_better(fashion_recipe, t) for t in tasks}
     front = pareto_front(points, hib)
     result = SweepResult(points, {"metrics": ref, "chance": {t: 10.0 for t in tasks}, "flops": 1.0},
                          {"host-cpu": front}, {"host-cpu": choose(front)}, 0, 0)

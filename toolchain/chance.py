@@ -59,13 +59,11 @@ def _constant_output(kind: str, shape: torch.Size, targets: list[torch.Tensor]) 
 def refuse_chance_level(reference: dict[str, float], chance: dict[str, float], recipe: Recipe, what: str) -> None:
     """Raise ChanceLevel when a task of `reference` is not better than chance by more than its allowed
     drop: a compressed model within that bound could then be a constant predictor."""
-    from toolchain.evaluate import task_metric_name
-    from toolchain.metrics import make_metric
+    from toolchain.evaluate import higher_is_better
 
     bad = []
     for t, value in reference.items():
-        hib = make_metric(task_metric_name(recipe, t, False)).higher_is_better
-        margin = (value - chance[t]) if hib else (chance[t] - value)
+        margin = (value - chance[t]) if higher_is_better(recipe, t) else (chance[t] - value)
         allowed = recipe.task(t).allowed_drop
         if margin <= allowed:
             kind = recipe.task(t).kind

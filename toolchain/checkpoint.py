@@ -24,6 +24,7 @@ when the caller passes ``trust_pickle=True`` (CLI: ``--trust-pickle``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import pickle
 from pathlib import Path
@@ -123,18 +124,15 @@ def apply_plan(module: nn.Module, modules: dict[str, dict[str, Any]], state: dic
             owner._buffers[attr] = torch.empty_like(t)
 
 
-def probe_input(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
-    n = 1
-    for d in input_shape:
-        n *= int(d)
-    return torch.linspace(-1.0, 1.0, n).reshape(input_shape)
+def probe_input(input_shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.linspace(-1.0, 1.0, math.prod(int(d) for d in input_shape)).reshape(input_shape)
 
 
 def run_probe(module: nn.Module, input_shape: tuple[int, ...]) -> dict[str, torch.Tensor]:
     was_training = module.training
     module.eval()
     with torch.no_grad():
-        out = module(probe_input(module, input_shape))
+        out = module(probe_input(input_shape))
     module.train(was_training)
     return {k: v.detach().clone() for k, v in out.items()} if isinstance(out, dict) else {}
 

@@ -98,20 +98,17 @@ class CompressResult:
     def report(self, directory: str | Path, test_count: int | None = None, extra: dict | None = None) -> dict[str, Path]:
         """report.json, report.md and pruning_path.png: metrics before/after on the test split (fidelity
         to the unpruned model when label-free), FLOPs, params and host latency."""
-        from toolchain.data.loaders import batches, example_input
-        from toolchain.evaluate import evaluate
+        from toolchain.data.loaders import example_input
         from toolchain.prune import cost
         from toolchain.prune.report import prune_report, write_report
 
         if self.prune is None:
             raise SpecError("nothing was pruned, so there is no pruning report; pass method='pagcp' or 'l1'")
-        if self.bounds is not None and test_count in (None, self.bounds.images):  # measured already on this split
-            before = {t: b.before for t, b in self.bounds.tasks.items()}
-            after = {t: b.after for t, b in self.bounds.tasks.items()}
-        else:
-            test = list(batches(self.recipe, "test", count=test_count, batch_size=256))
-            reference = self.unpruned if self.label_free else None
-            before, after = (evaluate(m, self.recipe, test, reference=reference) for m in (self.unpruned, self.model))
+        bounds = self.bounds
+        if bounds is None or test_count not in (None, bounds.images):  # not measured on this split yet
+            bounds = held_out_bounds(self.unpruned, self.model, self.recipe, self.label_free, test_count)
+        before = {t: b.before for t, b in bounds.tasks.items()}
+        after = {t: b.after for t, b in bounds.tasks.items()}
         lat = cost.host_latency_ms({"before": self.unpruned, "after": self.model}, example_input(self.recipe))
         contract = {"lead": self.lead(), "relaxed": self.relaxed, "allow_exceed": self.allow_exceed, "ok": self.ok,
                     "bounds": self.bounds.as_dict() if self.bounds else None,

@@ -22,6 +22,11 @@ def task_metric_name(recipe: Recipe, task: str, label_free: bool) -> str:
     return f"rmse*{t.unit_scale:g}" if t.unit_scale is not None else FIDELITY_METRIC[t.kind]
 
 
+def higher_is_better(recipe: Recipe, task: str, label_free: bool = False) -> bool:
+    """Whether a larger value of the metric `task` is judged by (:func:`task_metric_name`) is better."""
+    return make_metric(task_metric_name(recipe, task, label_free)).higher_is_better
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -52,6 +57,5 @@ def drops(before: dict[str, float], after: dict[str, float], recipe: Recipe, lab
     """How much worse each task got, in its metric's unit (positive = worse)."""
     out = {}
     for t in after:
-        hib = make_metric(task_metric_name(recipe, t, label_free)).higher_is_better
-        out[t] = (before[t] - after[t]) if hib else (after[t] - before[t])
+        out[t] = (before[t] - after[t]) if higher_is_better(recipe, t, label_free) else (after[t] - before[t])
     return out

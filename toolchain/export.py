@@ -28,7 +28,7 @@ from toolchain.errors import SpecError, VerificationError
 from toolchain.graph.partition import INPUT_NAME, Partition, partition, segment_module
 from toolchain.graph.capture import multitask
 from toolchain.graph.tracing import trace
-from toolchain.model import LoadedModel
+from toolchain.model import LoadedModel, state_sha256
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
 from toolchain.torch_onnx import OPSET, TaskSubset, onnx_bytes  # noqa: F401  OPSET: the bundle's opset
@@ -94,13 +94,8 @@ def export_bundle(
     if tuple(example.shape) != shape:
         raise SpecError(f"recipe input.shape {list(shape)} does not match the data's sample shape {list(example.shape)}")
 
-    wrapped = TaskSubset(module, tasks)
-    with torch.no_grad():
-        model_out = module(example)
-    missing = [t for t in tasks if t not in model_out]
-    if missing:
-        raise SpecError(f"the model returns {sorted(model_out)}; recipe task(s) {', '.join(missing)} are not among them")
-    part = partition(trace(wrapped, example), strip_prefix="model.")
+    # every task is an output: multitask() refused the model otherwise
+    part = partition(trace(TaskSubset(module, tasks), example), strip_prefix="model.")
 
     with staged_directory(out, overwrite=force) as tmp, progress_bar(transient=True) as progress:
         job = progress.add_task(f"exporting {bundle_name}", total=len(part.segments) + (len(tasks) if task_models else 0) + 2)
@@ -171,7 +166,7 @@ def export_bundle(
             "engines": {},
             "golden": {"input": file_ref(tmp, tmp / "golden" / "input.npy"), "outputs": golden_refs,
                        "samples": len(golden_x), "source": golden_source},
-            "provenance": {"model": spec, "model_sha256": loaded.sha256 if loaded else _state_sha(module),
+            "provenance": {"model": spec, "model_sha256": loaded.sha256 if loaded else state_sha256(module),
                            "recipe": recipe.to_dict(),
                            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                            "tools": _tool_versions()},
@@ -192,12 +187,6 @@ def export_bundle(
             )
         progress.advance(job)
     return ExportResult(out, errors, part)
-
-
-def _state_sha(module: nn.Module) -> str:
-    from toolchain.model import state_sha256
-
-    return state_sha256(module)
 
 
 def _tool_versions() -> dict[str, str]:

@@ -57,15 +57,11 @@ def state_sha256(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _torch_load(path: Path, trust_pickle: bool = False) -> Any:
-    return ckpt.torch_load(path, trust_pickle)
-
-
 def _is_mtedge(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
 
 
-def _from_mtedge(obj: dict, where: str, trust_pickle: bool) -> nn.Module:
+def _from_mtedge(obj: dict, where: str) -> nn.Module:
     if "model" in obj:  # format 1 pickled the module; weights_only loading only got here if trusted
         if not isinstance(obj["model"], nn.Module):
             raise SpecError(f"{where} is a damaged mtedge checkpoint (its model is a {type(obj['model']).__name__})")
@@ -74,9 +70,9 @@ def _from_mtedge(obj: dict, where: str, trust_pickle: bool) -> nn.Module:
 
 
 def _apply_checkpoint(module: nn.Module, checkpoint: str | Path, trust_pickle: bool = False) -> nn.Module:
-    obj = _torch_load(Path(checkpoint), trust_pickle)
+    obj = ckpt.torch_load(Path(checkpoint), trust_pickle)
     if _is_mtedge(obj):
-        return _from_mtedge(obj, str(checkpoint), trust_pickle)
+        return _from_mtedge(obj, str(checkpoint))
     if isinstance(obj, nn.Module):
         return obj
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
@@ -117,9 +113,9 @@ def load(spec: str, checkpoint: str | Path | None = None, *, trust_pickle: bool 
     meta: dict[str, Any] = {}
     origin = spec
     if os.path.exists(spec) and not spec.startswith("zoo:"):
-        obj = _torch_load(Path(spec), trust_pickle)
+        obj = ckpt.torch_load(Path(spec), trust_pickle)
         if _is_mtedge(obj):
-            module = _from_mtedge(obj, spec, trust_pickle)
+            module = _from_mtedge(obj, spec)
             origin = obj.get("origin", spec)
             meta = {k: v for k, v in obj.items()
                     if k not in ("model", "format", "state_dict", "plan", "probe")}
@@ -154,20 +150,6 @@ def load_with_recipe(spec: str, checkpoint: str | Path | None = None, recipe: st
         rec = loaded.recipe
     loaded.module = multitask(loaded.module, rec)
     return loaded, rec
-
-
-def check_outputs(module: nn.Module, example: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run one forward and check it returns a non-empty dict of task name -> tensor."""
-    with torch.no_grad():
-        out = module(example)
-    if not isinstance(out, dict) or not out:
-        raise SpecError(
-            f"model forward returned {type(out).__name__}; a multitask model must return a dict task-name -> tensor"
-        )
-    for k, v in out.items():
-        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
-            raise SpecError(f"model output {k!r} is {type(v).__name__}; expected str -> torch.Tensor")
-    return out
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, origin: str, recipe: Recipe | None, *,

@@ -15,7 +15,7 @@ from torch import nn
 
 from toolchain.data.images import IMAGE_SUFFIXES, read_image
 from toolchain.errors import SpecError
-from toolchain.graph.capture import capture, default_output_names
+from toolchain.graph.capture import capture, task_outputs
 
 DEFAULT_DROPS = {"classification": 1.0, "segmentation": 1.0, "depth": 5.0, "regression": 5.0,
                  "keypoints": 5.0, "reconstruction": 0.3}
@@ -72,8 +72,8 @@ def draft_recipe(model: nn.Module, name: str, input_shape: Sequence[int] | None 
     input_shape = [int(v) for v in input_shape]
     if len(input_shape) != 4 or min(input_shape) <= 0:
         raise SpecError(f"input shape {input_shape} must be 4 positive ints: 1,C,H,W")
-    names = default_output_names(model)
     gm = capture(model, allow_default_names=True)
+    names = list(task_outputs(gm))  # in capture order, named by dict keys / namedtuple fields or out0...
     with torch.no_grad():
         out = gm(torch.zeros(input_shape))
     c = input_shape[1]

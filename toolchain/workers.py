@@ -145,10 +145,6 @@ class RayEvaluator(_ContextMixin):
         self._actors[index] = self._new_actor()
         self._actors[index].load.remote(self._token, self._state_ref)
 
-    def _report(self, message: str) -> None:
-        self.incidents.append(message)
-        console.print(f"[yellow]retry:[/yellow] {message}")
-
     def map(self, fn: EvalFn, items: Sequence[Any], state: Any = None, description: str = "evaluating") -> list[Any]:
         ray = self._ray
         items = list(items)
@@ -198,7 +194,8 @@ class RayEvaluator(_ContextMixin):
             self.incidents.append(message)
             raise MtedgeError(f"evaluation of item {i} ({_short(items[i])}) failed {attempts[i]} times; last: {message}. "
                               f"Fix the cause, or raise the retry limit if workers are being lost") from cause
-        self._report(f"{message}; attempt {attempts[i] + 1} of {self.retries + 1}")
+        self.incidents.append(f"{message}; attempt {attempts[i] + 1} of {self.retries + 1}")
+        console.print(f"[yellow]retry:[/yellow] {self.incidents[-1]}")
 
     def close(self) -> None:
         ray = self._ray

@@ -199,8 +199,8 @@ class DatasetRunner:
             out[t] = self.tensors(models, self.producer[tensor])[tensor]
         return out
 
-    def segment_inputs(self, models: dict[str, SegmentModel], segment: str, count: int | None = None) -> Samples:
+    def segment_inputs(self, models: dict[str, SegmentModel], segment: str) -> Samples:
         """Per-sample feed dicts of `segment` (its input tensors as the upstream chain produces them)."""
         cols = self._inputs(models, segment)
-        n = len(self.images) if count is None else min(count, len(self.images))
-        return [{t: np.ascontiguousarray(v[i : i + self.batch]) for t, v in cols.items()} for i in range(0, n, self.batch)]
+        return [{t: np.ascontiguousarray(v[i : i + self.batch]) for t, v in cols.items()}
+                for i in range(0, len(self.images), self.batch)]

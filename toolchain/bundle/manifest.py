@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from mtedge_runtime import manifest as model
@@ -25,8 +25,8 @@ from toolchain.errors import BundleError
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 FORMAT_VERSION = model.FORMAT_VERSION
 
-__all__ = ["Bundle", "FileRef", "Manifest", "ManifestError", "Variant", "validate_manifest", "segments_for",
-           "write_manifest", "schema", "SCHEMA_PATH"]
+__all__ = ["Bundle", "FileRef", "Manifest", "ManifestError", "Variant", "validate_manifest", "write_manifest",
+           "schema", "SCHEMA_PATH"]
 
 
 @lru_cache(maxsize=1)
@@ -41,11 +41,6 @@ def validate_manifest(doc: Any, where: str = "manifest.json") -> Manifest:
         return model.parse(doc)
     except ManifestError as e:
         raise e.located(where) from None
-
-
-def segments_for(manifest: Manifest, tasks: Iterable[str] | None = None) -> list[str]:
-    """Segments ``tasks`` need (all when None) in manifest order, which is topological."""
-    return manifest.segments_for(tasks)
 
 
 def write_manifest(root: str | Path, manifest: Manifest) -> Manifest:

@@ -235,7 +235,7 @@ def _is_int(v: str) -> bool:
 
 
 def _label_tensors(recipe: Recipe, chunk: list[_Item], size: tuple[int, int]) -> dict[str, torch.Tensor]:
-    labels = _image_labels(recipe)
+    labels = _image_splits(recipe)[1]  # the parsed labels file, or None
     out: dict[str, torch.Tensor] = {}
     tasks = [t for t, _ in chunk[0].labels]
     for j, task in enumerate(tasks):
@@ -247,10 +247,6 @@ def _label_tensors(recipe: Recipe, chunk: list[_Item], size: tuple[int, int]) ->
                             f"(e.g. {chunk[0].path.name}); every sample needs the same shape")
         out[task] = torch.from_numpy(np.stack(values))
     return out
-
-
-def _image_labels(recipe: Recipe) -> dict | None:
-    return _image_splits(recipe)[1]
 
 
 def _one_label(recipe: Recipe, kind: str, task: str, value: Any, item: _Item, labels: dict | None,

@@ -305,11 +305,6 @@ def reach(start: Iterable[fx.Node], keep: Callable[[fx.Node], bool],
     return found
 
 
-def default_output_names(model: nn.Module) -> list[str]:
-    """The model's outputs in capture order, named by dict keys / namedtuple fields or ``out0``..."""
-    return list(task_outputs(capture(model, allow_default_names=True)))
-
-
 def _default_args(model: nn.Module) -> dict[str, Any]:
     """forward()'s parameters after the first that have defaults: specialized to their defaults."""
     try:

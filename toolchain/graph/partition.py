@@ -12,6 +12,7 @@ those whose task set intersects it -- the union of the tasks' paths, each segmen
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 
 import torch
@@ -172,9 +173,7 @@ def _segment_parameters(gm: fx.GraphModule, seg: Segment) -> list[torch.nn.Param
                 seen[id(p)] = p
         for m in n.all_input_nodes:
             if m.op == "get_attr":
-                obj = gm
-                for part in str(m.target).split("."):
-                    obj = getattr(obj, part)
+                obj = operator.attrgetter(str(m.target))(gm)
                 if isinstance(obj, torch.nn.Parameter):
                     seen[id(obj)] = obj
     return list(seen.values())

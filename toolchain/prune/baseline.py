@@ -14,7 +14,6 @@ PAGCP's oracle has to beat. Criteria (``IMPORTANCES``):
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 
@@ -28,8 +27,9 @@ from toolchain.errors import SpecError
 
 from toolchain.graph.capture import capture
 from toolchain.prune import cost
-from toolchain.prune.groups import channel_groups, dependency_graph
-from toolchain.prune.importance import l1_scores, lowest
+from toolchain.prune.groups import channel_groups
+from toolchain.prune.importance import l1_scores
+from toolchain.prune.joint import pruned_copy
 from toolchain.prune.pagcp import PruneResult, exactness_refusals
 
 
@@ -106,14 +106,11 @@ def l1_prune(model: nn.Module, example: torch.Tensor, goal_flops: int, round_to:
     scores = importance_scores(model, groups, importance, recipe, data)
     flops0, params0 = cost.model_flops(model, example), cost.model_params(model)
 
+    byname = {g.name: g for g in groups}
+
     def build(threshold: float) -> tuple[nn.Module, dict[str, int]]:
-        cand = copy.deepcopy(model)
-        graph = dependency_graph(cand, example)
-        keeps = {}
-        for g in groups:
-            keeps[g.name] = _keep(scores[g.name], threshold, round_to)
-            g.prune(cand, lowest(scores[g.name], g.channels - keeps[g.name]), graph=graph)
-        return cand, keeps
+        keeps = {g.name: _keep(scores[g.name], threshold, round_to) for g in groups}
+        return pruned_copy(model, byname, keeps, scores, example), keeps
 
     lo, hi = 0.0, max(float(s.max()) for s in scores.values()) + 1.0  # lo: no pruning; hi: everything at its floor
     best, best_keeps = build(hi)

@@ -63,7 +63,6 @@ class Refusal:
     layer: str | None
     task: str | None
     max_abs_diff: float
-    dead_count: int
 
     def __str__(self) -> str:
         return self.reason
@@ -228,7 +227,7 @@ def check_groups(model: nn.Module, example: torch.Tensor, groups: Sequence[Chann
         for k in dead_counts(g.channels, dead_fractions):
             case = verify_exact(model, example, g, dead_set(g.channels, k, seed, g.name), atol=atol, onnx=onnx, seed=seed)
             if not case.ok:
-                result.refused[g.name] = Refusal(g.name, case.reason, case.layer, case.task, case.max_abs_diff, k)
+                result.refused[g.name] = Refusal(g.name, case.reason, case.layer, case.task, case.max_abs_diff)
                 break
             cases.append(case)
         else:

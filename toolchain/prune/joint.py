@@ -35,7 +35,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from toolchain.prune import cost
 from toolchain.prune.groups import ChannelGroup, dependency_graph
 from toolchain.prune.importance import joint_scores, lowest
 from toolchain.prune.oracle import Verdict
@@ -140,10 +139,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
         if st.out_of_time():
             return
         with st.timed("saliency"):
-            groups = st.groups()
-            scores = joint_scores(st.model, groups, st.recipe, st.taylor_data, st.label_free, config.use_taylor)
-            flops = cost.layer_flops(st.model, example)
-            per_flop = {g.name: cost.flops_per_channel(st.model, g, flops) for g in groups}
+            groups, scores, per_flop = st.saliency(joint_scores)
             unit = per_flop if config.order == "flops" else st.latency_per_channel
             blocks = plan([g for g in groups if g.name not in frozen], scores, unit, per_flop, config.round_to,
                           config.max_step)

@@ -38,6 +38,7 @@ and ``images_evaluated`` (images pushed through a candidate, suffix-only runs in
 from __future__ import annotations
 
 import math
+import operator
 
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -129,11 +130,9 @@ class Oracle:
 
     # -- plain evaluation ---------------------------------------------------------------------
 
-    def score(self, model: nn.Module, tasks: Sequence[str] | None = None,
-              data: Sequence[Batch] | None = None) -> dict[str, float]:
+    def score(self, model: nn.Module, data: Sequence[Batch] | None = None) -> dict[str, float]:
         """Metrics of `model` on the subset, or on `data` (full forwards)."""
-        names = {t: self.metric_names[t] for t in (tasks or self.tasks)}
-        return _metrics(model, self.data if data is None else data, names)
+        return _metrics(model, self.data if data is None else data, self.metric_names)
 
     def _score_outputs(self, data: Sequence[Batch]) -> dict[str, float]:
         ms = {t: make_metric(self.metric_names[t]) for t in self.tasks}
@@ -370,10 +369,7 @@ def _run(gm: fx.GraphModule, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], 
         if n.op == "placeholder":
             env[n] = x
         elif n.op == "get_attr":
-            obj: Any = gm
-            for part in str(n.target).split("."):
-                obj = getattr(obj, part)
-            env[n] = obj
+            env[n] = operator.attrgetter(str(n.target))(gm)
         else:
             args = fx.node.map_arg(n.args, lambda a: env[a] if a in env else _value(gm, a, env, x))
             kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a] if a in env else _value(gm, a, env, x))

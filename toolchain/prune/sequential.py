@@ -14,7 +14,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from toolchain.prune import cost
 from toolchain.prune.groups import ChannelGroup, channel_groups
 from toolchain.prune.importance import channel_scores, lowest
 from toolchain.prune.state import SearchState
@@ -56,11 +55,7 @@ def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float])
         if st.out_of_time():
             return
         with st.timed("saliency"):
-            groups = st.groups()
-            scores = channel_scores(st.model, groups, st.recipe, st.taylor_data, st.label_free,
-                                    config.use_taylor)
-            flops = cost.layer_flops(st.model, example)
-            per_channel = {g.name: cost.flops_per_channel(st.model, g, flops) for g in groups}
+            groups, scores, per_channel = st.saliency(channel_scores)
             order = [g.name for g in sorted(groups, key=lambda g: -_priority(config, g, per_channel[g.name],
                                                                              st.latency_per_channel))]
             current = {g.name: g for g in groups}

@@ -94,6 +94,14 @@ class SearchState:
         return [g for g in channel_groups(self.model, self.example, ignored=self.config.ignored)
                 if g.name not in self.refused]
 
+    def saliency(self, scores_of: Callable) -> tuple[list[ChannelGroup], dict[str, torch.Tensor], dict[str, float]]:
+        """A round's start in either search: the groups, their channel scores by `scores_of`
+        (importance.channel_scores or joint_scores) and each group's FLOPs per channel."""
+        groups = self.groups()
+        scores = scores_of(self.model, groups, self.recipe, self.taylor_data, self.label_free, self.config.use_taylor)
+        flops = cost.layer_flops(self.model, self.example)
+        return groups, scores, {g.name: cost.flops_per_channel(self.model, g, flops) for g in groups}
+
     def accept(self, model: nn.Module, rnd: int, label: str, channels: tuple[int, int], confirmed: Verdict,
                screen_metrics: dict[str, float] | None, widths: dict[str, tuple[int, int]] | None = None) -> None:
         """Make `model` (confirmed within every budget) the current model and record the step."""

@@ -270,7 +270,7 @@ class SweepResult:
 def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
     """Every point of the grid (cached units), the Pareto front and the chosen point per target;
     writes sweep.json, pareto.md, pareto.png and chosen/<target>.json under cfg.out."""
-    from toolchain.evaluate import drops as task_drops
+    from toolchain.evaluate import drops as task_drops, higher_is_better
     from toolchain.workers import SerialEvaluator
 
     cfg.check()
@@ -312,7 +312,7 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
                 "notes": ([] if bu["ok"] else [f"{p} could not keep every task within its bound; not built"])
                 + bu.get("notes", []),
             })
-    hib = {t: _hib(rec, t) for t in rec.tasks}
+    hib = {t: higher_is_better(rec, t) for t in rec.tasks}
     pareto = {t: pareto_front([p for p in points if p["target"] == t and p["latency_ms"] is not None], hib)
               for t in cfg.targets}
     chosen = {t: choose(pareto[t]) for t in cfg.targets}
@@ -331,13 +331,6 @@ def refuse_at_chance(reference: dict[str, Any], rec, cfg: SweepConfig) -> None:
 
     what = f"the sweep's reference {cfg.model}" + (f" ({cfg.checkpoint})" if cfg.checkpoint else " (no --checkpoint)")
     refuse_chance_level(reference["metrics"], reference["chance"], rec, what)
-
-
-def _hib(rec, task: str) -> bool:
-    from toolchain.evaluate import task_metric_name
-    from toolchain.metrics import make_metric
-
-    return make_metric(task_metric_name(rec, task, False)).higher_is_better
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any], hib: dict[str, bool]) -> bool:

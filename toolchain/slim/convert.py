@@ -54,12 +54,6 @@ from toolchain.slimmable import keep_channels, parse_config_name  # noqa: F401  
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def _module_tasks(model: nn.Module, tasks: Sequence[str]) -> tuple[dict[str, frozenset[str]], fx.GraphModule]:
-    """module name -> the tasks whose output depends on a call of that module, and the captured graph."""
-    gm = capture(model)
-    return module_tasks(gm, tasks), gm
-
-
 def _feature_points(gm: fx.GraphModule, depends: dict[str, frozenset[str]], groups: list[GroupInfo]) -> dict[str, str]:
     """Encoder outputs that decoders read (the trunk boundary): module name -> the group whose mask
     covers its channels, the nearest group producer upstream (walking back through parameter-free
@@ -185,7 +179,8 @@ def convert(model: nn.Module, tasks: Sequence[str], example: torch.Tensor,
     groups = channel_groups(model, example, ignored=ignored)
     if not groups:
         raise SpecError(f"{type(model).__name__} has no channel group that can be slimmed")
-    depends, gm = _module_tasks(model, tasks)
+    gm = capture(model)
+    depends = module_tasks(gm, tasks)  # module name -> the tasks whose output depends on a call of it
     infos: list[GroupInfo] = []
     for g in groups:
         users = depends.get(g.name, frozenset())

@@ -29,8 +29,7 @@ import torch
 
 from toolchain.data.loaders import Batch
 from toolchain.errors import SpecError
-from toolchain.evaluate import evaluate, task_metric_name
-from toolchain.metrics import make_metric
+from toolchain.evaluate import evaluate, higher_is_better
 from toolchain.prune.cost import layer_flops
 from toolchain.recipe import Recipe
 from toolchain.slim.convert import materialize
@@ -150,7 +149,7 @@ def evaluate_grid(slim: SlimmableModel, recipe: Recipe, data: Sequence[Batch], e
         metrics[_key(cfg, d)] = m
         enc_flops[cfg.encoder_key] = per_unit.get(ENCODER, 0)
         dec_flops[_key(cfg, d)] = {t: per_unit.get(t, 0) for t in tasks}
-    hib = {t: make_metric(task_metric_name(recipe, t, False)).higher_is_better for t in tasks}
+    hib = {t: higher_is_better(recipe, t) for t in tasks}
     n = sum(int(x.shape[0]) for x, _ in data)
     return SlimTable(widths, tasks, hib, metrics, enc_flops, dec_flops, split, n, stages=slim.spec.stages)
 

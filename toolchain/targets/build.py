@@ -130,16 +130,12 @@ def build_openvino(bundle: Path, manifest: Manifest, plan: BuildPlan, *, verify:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _trt_built_with(plan: BuildPlan, vp: VariantPlan, profile: TargetProfile, version: str, via: str,
-                    device_model: str | None = None) -> dict[str, Any]:
+def _trt_built_with(vp: VariantPlan, profile: TargetProfile, version: str, via: str) -> dict[str, Any]:
     s = vp.steps[0]
-    out = {"tensorrt": version, "via": via, "mtedge": __version__, "cuda": profile.software.get("cuda"),
-           "jetpack": profile.software.get("jetpack"), "compute_capability": profile.data["gpu"]["compute_capability"],
-           "strongly_typed": s.strongly_typed, "flags": list(s.builder_flags), "tf32": s.tf32,
-           "workspace_mb": s.workspace_mb, "dla_core": s.dla_core}
-    if device_model:
-        out["device_model"] = device_model
-    return out
+    return {"tensorrt": version, "via": via, "mtedge": __version__, "cuda": profile.software.get("cuda"),
+            "jetpack": profile.software.get("jetpack"), "compute_capability": profile.data["gpu"]["compute_capability"],
+            "strongly_typed": s.strongly_typed, "flags": list(s.builder_flags), "tf32": s.tf32,
+            "workspace_mb": s.workspace_mb, "dla_core": s.dla_core}
 
 
 def _trt_runners(trt: ModuleType, vp: VariantPlan, files: dict[str, Path]) -> dict[str, Runner] | None:
@@ -217,7 +213,7 @@ def build_tensorrt(bundle: Path, manifest: Manifest, profile: TargetProfile, opt
             _trt_runners(trt, vp, staged) if (trt is not None and verify) else None))
 
         def entries() -> dict[str, dict]:
-            return {vp.key: _entry(plan, vp, bundle, _trt_built_with(plan, vp, profile, version, via),
+            return {vp.key: _entry(plan, vp, bundle, _trt_built_with(vp, profile, version, via),
                                    verifications[vp.variant]) for vp in plan.variants}
 
         extra = [(staging / cache_rel, cache_rel)] if cache_rel else []

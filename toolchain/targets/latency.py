@@ -14,7 +14,6 @@ The pruner reads it with :func:`load_table` and asks :meth:`LatencyTable.layer_c
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
-from toolchain.bundle.files import read_document, write_bytes_atomic
+from toolchain.bundle.files import read_document, write_json_atomic
 from toolchain.bundle.manifest import Bundle, Manifest
 from toolchain.errors import SpecError
 from toolchain.flops import conv_flops, matmul_flops
@@ -198,9 +197,8 @@ class LatencyTable:
                 "ops": self.ops}
 
     def save(self, path: str | Path) -> Path:
-        p = Path(path)
-        write_bytes_atomic(p, (json.dumps(self.to_json(), indent=2) + "\n").encode())
-        return p
+        write_json_atomic(path, self.to_json())
+        return Path(path)
 
 
 _TABLE_FIELDS = ("target", "source", "segments", "layers")  # required, in LatencyTable's order

@@ -8,7 +8,7 @@ per target without TensorRT.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from mtedge_runtime.manifest import Manifest
@@ -57,9 +57,6 @@ class EngineBuildStep:
     timing_cache: str | None = None
     inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
     ov_config: tuple[tuple[str, Any], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,6 @@ class TargetProfile:
         return self.data["backend"]
 
     @property
-    def description(self) -> str:
-        return self.data["description"]
-
-    @property
     def software(self) -> dict[str, str]:
         return self.data["software"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from toolchain.targets.plan import BuildPlan, EngineBuildStep
-from toolchain.targets.profile import TargetError
+from toolchain.targets.profile import TargetError, tensorrt_major
 
 #: where JetPack installs trtexec (it is not on PATH by default)
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
@@ -81,7 +81,7 @@ def run_trtexec_plan(plan: BuildPlan, bundle: Path, trtexec: str, staging: Path,
     probe = subprocess.run([trtexec, "--help"], capture_output=True, text=True, cwd=bundle)
     major, minor, patch = parse_trtexec_version(probe.stdout + probe.stderr)
     version = f"{major}.{minor}.{patch}"
-    want = int((plan.tensorrt_version or "0").split(".")[0])
+    want = tensorrt_major(plan.tensorrt_version or "0")
     if major != want:
         raise TargetError(f"{trtexec} is TensorRT {version} but target {plan.target!r} expects TensorRT "
                           f"{plan.tensorrt_version}; use the matching JetPack or a profile that says {version}")
@@ -118,7 +118,7 @@ def emit_build_script(plan: BuildPlan, bundle_name: str) -> str:
         raise TargetError(f"--emit-script writes trtexec scripts for TensorRT targets; {plan.target!r} uses "
                           f"{plan.backend} and builds here directly")
     q = shlex.quote
-    want_major = int((plan.tensorrt_version or "0").split(".")[0])
+    want_major = tensorrt_major(plan.tensorrt_version or "0")
     record = f"engines/{plan.target}/{RECORD_NAME}"
     lines = [
         "#!/usr/bin/env bash",
