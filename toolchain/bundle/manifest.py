@@ -24,9 +24,25 @@ from toolchain.errors import BundleError
 
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 FORMAT_VERSION = model.FORMAT_VERSION
+# variant.metrics[OPENVINO_AGREEMENT]: quantize's run of the variant's golden samples through the
+# quantizing host's OpenVINO CPU plugin: {"openvino": version, "tasks": {task: {max_abs_err, tolerance, passed}}}
+OPENVINO_AGREEMENT = "openvino_agreement"
+
+
+def disagreement(check: dict[str, dict[str, Any]]) -> str:
+    """'' when every task of an agreement check passed, else which tasks did not and by how much."""
+    return "; ".join(f"{t} off by {c['max_abs_err']:.3g} > tolerance {c['tolerance']:.3g}"
+                     for t, c in check.items() if not c["passed"])
+
+
+def openvino_disagreement(variant: Variant) -> str:
+    """'' unless quantize recorded that OpenVINO computed `variant` off its tolerance; else what and where."""
+    rec = (variant.metrics or {}).get(OPENVINO_AGREEMENT)
+    off = disagreement(rec.get("tasks", {})) if isinstance(rec, dict) else ""
+    return f"{off} (OpenVINO {rec.get('openvino')}, recorded by mtedge quantize)" if off else ""
 
 __all__ = ["Bundle", "FileRef", "Manifest", "ManifestError", "Variant", "validate_manifest", "write_manifest",
-           "schema", "SCHEMA_PATH"]
+           "schema", "SCHEMA_PATH", "OPENVINO_AGREEMENT", "disagreement", "openvino_disagreement"]
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import nncf
 import onnx
 
-from toolchain.bundle.manifest import Bundle, Variant
+from toolchain.bundle.manifest import OPENVINO_AGREEMENT, Bundle, Variant, disagreement
 from toolchain.data.loaders import has_labels
 from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
@@ -202,15 +202,19 @@ def quantize_bundle(
         present = [v for v in ["fp32", *wanted] if v in bundle.manifest.variants and report.written(v)]
         for v in present:
             report.variants[v].bytes = _variant_bytes(bundle, v)
+        say("OpenVINO CPU: golden agreement")
+        from toolchain.quantize.latency import (BF16_ROW, bf16_native, compile_chains, fastest_within_bounds,
+                                                measure)
+
+        threads = max(opts.threads, 1)
+        chains = compile_chains(bundle, present[1:], threads)
         for v in present[1:]:
-            _check_openvino(bundle, v, report, opts.threads)
+            _check_openvino(bundle, chains[v], report)
+        if present[1:]:
+            bundle.save_manifest()  # each variant's metrics now record the host check
         if opts.latency_runs:
             say("OpenVINO CPU latency")
-            from toolchain.quantize.latency import measure
-
-            from toolchain.quantize.latency import BF16_ROW, bf16_native, fastest_within_bounds
-
-            lat = measure(bundle, present, runs=opts.latency_runs, threads=max(opts.threads, 1), bf16=True)
+            lat = measure(bundle, present, runs=opts.latency_runs, threads=threads, bf16=True, compiled=chains)
             for v in present:
                 r = lat[v]
                 result = report.variants[v]
@@ -223,10 +227,9 @@ def quantize_bundle(
                                   "speedup_vs_fp32": lat["fp32"]["latency_ms"] / lat[BF16_ROW]["latency_ms"],
                                   "note": "the fp32 files at INFERENCE_PRECISION_HINT=bf16 (the CPU plugin's default "
                                           "where bf16 is native); compare with the int8 row"}
-            for v in present[1:]:
-                lat[v]["openvino_agreement"] = report.variants[v].openvino_agreement
             passed_over: dict[str, str] = {}
-            best = fastest_within_bounds(lat, present, passed_over)
+            best = fastest_within_bounds(lat, present, passed_over,
+                                         {v: report.variants[v].openvino_agreement for v in present[1:]})
             report.recommendation = _recommend_default(bundle, best, passed_over)
             report.notes.append(report.recommendation.explain())
     report.ok = all(report.written(p) for p in wanted)
@@ -236,12 +239,19 @@ def quantize_bundle(
     return report
 
 
-def _check_openvino(bundle: Bundle, variant: str, report: QuantizeReport, threads: int) -> None:
-    """Record whether OpenVINO's CPU plugin computes `variant` within its tolerance; say so when not."""
-    from toolchain.quantize.latency import disagreement, openvino_agreement
+def _check_openvino(bundle: Bundle, chain: Any, report: QuantizeReport) -> None:
+    """Record whether OpenVINO's CPU plugin computes the chain's variant within its tolerance, in the
+    report and in the variant's manifest metrics (``openvino_agreement``, read by CPU build plans);
+    say so when not. The caller saves the manifest."""
+    from toolchain.quantize.latency import openvino_agreement
+    from toolchain.targets.openvino_builder import openvino_version
 
+    variant = chain.variant
     result = report.variants[variant]
-    result.openvino_agreement = openvino_agreement(bundle, variant, max(threads, 1))
+    result.openvino_agreement = openvino_agreement(bundle, chain)
+    recorded = bundle.manifest.variants[variant]
+    recorded.metrics = {**(recorded.metrics or {}),
+                        OPENVINO_AGREEMENT: {"openvino": openvino_version(), "tasks": result.openvino_agreement}}
     off = disagreement(result.openvino_agreement)
     if off:
         hint = (" (int8 activations through a Concat: OpenVINO's CPU plugin computes these wrongly; for a bundle "

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from toolchain.bundle.executor import request_runner, run_dag, run_tasks
-from toolchain.bundle.manifest import Bundle
+from toolchain.bundle.manifest import Bundle, disagreement
 from toolchain.host_latency import openvino_latency_config
 from toolchain.timing import interleaved_ms
 
@@ -62,16 +62,23 @@ def executed_precision(compiled: list[Any]) -> dict[str, Any]:
     return {"inference_precision": "/".join(effective), "compute_layers": dict(sorted(layers.items()))}
 
 
-def openvino_agreement(bundle: Bundle, variant: str, threads: int = 1) -> dict[str, dict[str, Any]]:
-    """The variant's golden samples through OpenVINO's CPU plugin (as the latency rows compile it),
+def compile_chains(bundle: Bundle, variants: list[str], threads: int) -> dict[str, _Chain]:
+    """Each variant's segments compiled as the latency rows run them: compile once, then hand the
+    chains to :func:`openvino_agreement` and :func:`measure`."""
+    import openvino as ov
+
+    core = ov.Core()
+    return {v: _Chain(core, bundle, v, threads) for v in variants}
+
+
+def openvino_agreement(bundle: Bundle, chain: _Chain) -> dict[str, dict[str, Any]]:
+    """The variant's golden samples through OpenVINO's CPU plugin (`chain`, from :func:`compile_chains`),
     per task: the largest error against the golden outputs, the variant's tolerance, and whether it
     is within. onnxruntime defines the variant (its tolerance was measured there); this says whether
     *this host's OpenVINO* computes the same thing (an int8 kernel can saturate or be wrong)."""
-    import openvino as ov
-
     from mtedge_runtime.tolerance import compare
 
-    chain = _Chain(ov.Core(), bundle, variant, threads)
+    variant = chain.variant
     x, golden = bundle.golden()
     got = run_tasks(bundle.manifest, variant, chain.runners, x)
     tolerance = bundle.variant(variant).tolerance
@@ -80,12 +87,6 @@ def openvino_agreement(bundle: Bundle, variant: str, threads: int = 1) -> dict[s
         c = compare(t, y, golden[t], tolerance[t])
         out[t] = {"max_abs_err": c.max_abs_err, "tolerance": c.tolerance, "passed": c.passed}
     return out
-
-
-def disagreement(check: dict[str, dict[str, Any]]) -> str:
-    """'' when every task agreed, else which tasks did not and by how much."""
-    return "; ".join(f"{t} off by {c['max_abs_err']:.3g} > tolerance {c['tolerance']:.3g}"
-                     for t, c in check.items() if not c["passed"])
 
 
 BF16_ROW = "fp32@bf16"  # the fp32 files run at the CPU plugin's bf16 precision (its default where native)
@@ -100,16 +101,17 @@ def bf16_native() -> bool:
 
 
 def measure(bundle: Bundle, variants: list[str], runs: int = 50, warmup: int = 5, threads: int = 2,
-            bf16: bool = False) -> dict[str, Any]:
+            bf16: bool = False, compiled: dict[str, _Chain] | None = None) -> dict[str, Any]:
     """Median whole-chain latency (ms) per variant, what it stores, its hint and what the host
     executes; with `bf16`, also the fp32 files at the bf16 hint (row ``fp32@bf16``), measured in the
     same loop. The variants take turns within each round and the order rotates between blocks of
     rounds (whoever runs first in a round pays for the others' cache footprint); against fp32, each
-    row also gets the median of its per-round ratios and the share of rounds it was faster in."""
+    row also gets the median of its per-round ratios and the share of rounds it was faster in.
+    `compiled`: chains already compiled at `threads` (:func:`compile_chains`), reused."""
     import openvino as ov
 
     core = ov.Core()
-    chains = {v: _Chain(core, bundle, v, threads) for v in variants}
+    chains = {v: (compiled or {}).get(v) or _Chain(core, bundle, v, threads) for v in variants}
     if bf16 and "fp32" in variants:
         chains[BF16_ROW] = _Chain(core, bundle, "fp32", threads, hint="bf16")
     x, _ = bundle.golden()
@@ -148,14 +150,16 @@ def runs_lower_precision(entry: dict[str, Any]) -> bool:
     return ex["inference_precision"] != "f32" or any(p != "f32" for p in ex["compute_layers"])
 
 
-def fastest_within_bounds(latency: dict[str, Any], written: list[str], passed_over: dict[str, str] | None = None) -> str:
+def fastest_within_bounds(latency: dict[str, Any], written: list[str], passed_over: dict[str, str] | None = None,
+                          agreement: dict[str, dict[str, Any]] | None = None) -> str:
     """The default variant for this host: the fastest written variant (every written variant is
     within every task's bound on val) that the host runs in a lower precision than fp32 and that
     beats fp32 by more than measurement noise (median, and round by round when the rounds were
-    paired) and whose outputs OpenVINO computes within the variant's tolerance (when
-    ``openvino_agreement`` was measured), else fp32; so the default is never slower than fp32
-    as measured side by side. ``passed_over`` (when given) gets, per other variant, why not."""
+    paired) and whose outputs OpenVINO computes within the variant's tolerance (``agreement[v]``:
+    :func:`openvino_agreement`, where measured), else fp32; so the default is never slower than
+    fp32 as measured side by side. ``passed_over`` (when given) gets, per other variant, why not."""
     why = passed_over if passed_over is not None else {}
+    agreement = agreement or {}
     timed = [v for v in written if v in latency]
     if "fp32" not in timed:
         return "fp32"
@@ -169,8 +173,8 @@ def fastest_within_bounds(latency: dict[str, Any], written: list[str], passed_ov
             ex = latency[v].get("executes")
             why[v] = (f"runs the same f32 kernels as fp32 on this host ({ex['inference_precision']} inference "
                       f"precision at the {latency[v].get('hint')} hint)" if ex else "what the host executes is unknown")
-        elif disagreement(latency[v].get("openvino_agreement", {})):
-            why[v] = f"OpenVINO on this host computes it off the reference: {disagreement(latency[v]['openvino_agreement'])}"
+        elif disagreement(agreement.get(v, {})):
+            why[v] = f"OpenVINO on this host computes it off the reference: {disagreement(agreement[v])}"
         elif ms > PAYS * fp32_ms:
             why[v] = f"{ms:.3f} ms vs fp32 {fp32_ms:.3f} ms: not faster by more than {100 * (1 - PAYS):.0f} %"
         elif latency[v].get("paired_speedup_vs_fp32", math.inf) <= 1.0:
