@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from toolchain.bundle import Bundle
+from toolchain.bundle.manifest import openvino_disagreement
 from mtedge_runtime.tolerance import compare
 from toolchain.export import export_bundle
 from toolchain.model import load, save_checkpoint
@@ -76,7 +77,7 @@ def test_the_report_says_when_openvino_computes_int8_activations_through_a_conca
     # OpenVINO 2026.4's CPU plugin runs a Conv fed by a Concat of int8 (signed) Q/DQ tensors off
     # onnxruntime's result (the seg head concatenates two stages); the same model at uint8 agrees.
     # When OpenVINO fixes this, the first assertion fails: then drop the uint8 advice from the docs.
-    _, report = quantized_pruned_bundle(tmp_path, Int8Settings(signed_activations=True))
+    path, report = quantized_pruned_bundle(tmp_path, Int8Settings(signed_activations=True))
     signed = report.variants["int8"].openvino_agreement
     assert not signed["seg"]["passed"] and signed["seg"]["max_abs_err"] > signed["seg"]["tolerance"]
     assert signed["cls"]["passed"]  # no Concat on the classifier's path
@@ -84,3 +85,16 @@ def test_the_report_says_when_openvino_computes_int8_activations_through_a_conca
                for n in report.notes), report.notes
     unsigned = Bundle.open(pruned_bundle).variant("int8")
     assert unsigned.calibration["signed_activations"] is False
+    # the manifest keeps the check: a CPU build leaves the variant out, and built by name it is refused
+    from toolchain.errors import VerificationError
+    from toolchain.targets.build import build
+    from toolchain.targets.plan import BuildOptions
+    from toolchain.targets.profile import load_profile
+
+    assert "seg off by" in openvino_disagreement(Bundle.open(path).variant("int8"))
+    assert openvino_disagreement(unsigned) == ""
+    result = build(path, load_profile("host-cpu"))
+    assert [vp.variant for vp in result.plan.variants] == ["fp32"]
+    assert any("skipped variants int8" in n for n in result.plan.notes)
+    with pytest.raises(VerificationError, match=r"variant 'int8'.*seg: max \|err\|.*--activations uint8"):
+        build(path, load_profile("host-cpu"), BuildOptions(variants=("int8",)))

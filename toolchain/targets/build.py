@@ -105,8 +105,11 @@ def _verify_engines(bundle: Path, manifest: Manifest, plan: BuildPlan, not_run: 
         rep = report(checks, manifest.golden.samples, reference_kind(manifest, vp.variant))
         if rep["status"] != "passed":
             bad = "; ".join(f"{c.task}: max |err| {c.max_abs_err:.3g} > {c.tolerance:.3g}" for c in checks if not c.passed)
+            hint = (" OpenVINO's CPU plugin computes int8 activations through a Concat wrongly: quantize with "
+                    "--activations uint8 for CPUs (docs/quantization.md)." if plan.backend == "openvino" and
+                    (manifest.variant(vp.variant).calibration or {}).get("signed_activations") else "")
             raise VerificationError(f"{plan.backend} engines of variant {vp.variant!r} for {plan.target!r} differ from "
-                                    f"the golden outputs: {bad}. Nothing was recorded.")
+                                    f"the golden outputs: {bad}. Nothing was recorded.{hint}")
         verifications[vp.variant] = rep
     return verifications
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from mtedge_runtime.manifest import Manifest
 
+from toolchain.bundle.manifest import openvino_disagreement
 from toolchain.host_latency import openvino_latency_config
 from toolchain.targets.profile import MIN_TENSORRT_MAJOR, TargetError, TargetProfile, tensorrt_major
 
@@ -97,6 +98,22 @@ def _trt_flags(precision: str, strongly_typed: bool, dla: bool) -> tuple[str, ..
     return tuple(flags)
 
 
+def _without(chosen: list[str], unwanted: list[str], named: bool, notes: list[str], *, refuse: str, skip: str,
+             none_left: str) -> list[str]:
+    """`chosen` less `unwanted`: a TargetError (`refuse`, ``{v}`` = the first) when the user named the
+    variants, else skipped with a note (`skip`, ``{vs}`` = all of them); a TargetError (`none_left`)
+    when nothing is left."""
+    if not unwanted:
+        return chosen
+    if named:
+        raise TargetError(refuse.format(v=unwanted[0]))
+    notes.append(skip.replace("{vs}", ", ".join(unwanted)))
+    left = [v for v in chosen if v not in unwanted]
+    if not left:
+        raise TargetError(none_left)
+    return left
+
+
 def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions = BuildOptions()) -> BuildPlan:
     """The engines to build for ``manifest`` on ``profile``; raises TargetError when impossible.
 
@@ -140,17 +157,14 @@ def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions
                 f"JetPack 5.1 is the last release for Xavier. Options: `mtedge profile --target {target}` "
                 f"for latency estimates, or run the bundle on the device's CPU with the OpenVINO backend "
                 f"(see docs/targets.md, 'TensorRT versions')")
-        unsigned = [v for v in chosen if (variants[v].calibration or {}).get("signed_activations") is False]
-        if unsigned:
-            if options.variants:
-                raise TargetError(f"variant {unsigned[0]!r} stores uint8 activations (mtedge quantize --activations uint8, "
-                                  f"for OpenVINO CPUs); TensorRT's explicit quantization takes int8 Q/DQ only. "
-                                  f"Re-quantize with --activations int8 for {target!r}")
-            chosen = [v for v in chosen if v not in unsigned]
-            notes.append(f"skipped variants with uint8 activations (TensorRT takes int8 only): {', '.join(unsigned)}")
-            if not chosen:
-                raise TargetError(f"every variant of bundle {manifest.name!r} that {target!r} could build stores uint8 "
-                                  "activations; re-quantize with --activations int8")
+        chosen = _without(chosen, [v for v in chosen if (variants[v].calibration or {}).get("signed_activations") is False],
+                          bool(options.variants), notes,
+                          refuse=("variant {v!r} stores uint8 activations (mtedge quantize --activations uint8, for "
+                                  "OpenVINO CPUs); TensorRT's explicit quantization takes int8 Q/DQ only. "
+                                  f"Re-quantize with --activations int8 for {target!r}"),
+                          skip="skipped variants with uint8 activations (TensorRT takes int8 only): {vs}",
+                          none_left=(f"every variant of bundle {manifest.name!r} that {target!r} could build stores "
+                                     "uint8 activations; re-quantize with --activations int8"))
         strongly_typed = major >= 11 or bool(options.strongly_typed)
         if major >= 11 and options.strongly_typed is False:
             raise TargetError(f"TensorRT {trt_version} builds strongly typed networks only; drop --no-strongly-typed "
@@ -165,17 +179,24 @@ def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions
             if major >= 11:
                 raise TargetError(f"TensorRT {trt_version} has no DLA support (absent in TensorRT 11.0-11.3); "
                                   "drop --dla or build with TensorRT 10 (JetPack 6)")
-            fp32_only = [v for v in chosen if variants[v].precision == "fp32"]
-            if fp32_only:
-                if options.variants:
-                    raise TargetError(f"DLA runs fp16/int8 only; variant {fp32_only[0]!r} is fp32. Pick an fp16 or "
-                                      f"int8 variant (--variant), or drop --dla")
-                chosen = [v for v in chosen if v not in fp32_only]
-                notes.append(f"--dla: skipped fp32 variants {', '.join(fp32_only)} (DLA runs fp16/int8 only)")
-                if not chosen:
-                    raise TargetError("DLA runs fp16/int8 only and this bundle has only fp32 variants; drop --dla")
+            chosen = _without(chosen, [v for v in chosen if variants[v].precision == "fp32"], bool(options.variants),
+                              notes, refuse=("DLA runs fp16/int8 only; variant {v!r} is fp32. Pick an fp16 or int8 "
+                                             "variant (--variant), or drop --dla"),
+                              skip="--dla: skipped fp32 variants {vs} (DLA runs fp16/int8 only)",
+                              none_left="DLA runs fp16/int8 only and this bundle has only fp32 variants; drop --dla")
     elif options.dla:
         raise TargetError(f"--dla applies to TensorRT targets; {target!r} uses {backend}")
+    else:
+        # a variant quantize saw OpenVINO compute off its tolerance is left out unless named: named,
+        # it is built and the golden check after the build decides (another OpenVINO may be right)
+        off = {v: openvino_disagreement(variants[v]) for v in chosen if v not in options.variants}
+        chosen = _without(chosen, [v for v in chosen if off.get(v)], False, notes, refuse="",
+                          skip=("skipped variants {vs}: OpenVINO computed them off their tolerance when quantized ("
+                                + "; ".join(f"{v}: {why}" for v, why in off.items() if why)
+                                + "). `mtedge quantize --activations uint8` makes int8 variants for OpenVINO CPUs; "
+                                  "--variant builds one anyway, checked against the golden outputs"),
+                          none_left=f"OpenVINO computed every variant of bundle {manifest.name!r} off its tolerance "
+                                    "when quantized; re-quantize with --activations uint8")
 
     workspace = options.workspace_mb or profile.default_workspace_mb
     if workspace > profile.memory_mb // 2:
