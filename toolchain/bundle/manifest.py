@@ -27,6 +27,9 @@ FORMAT_VERSION = model.FORMAT_VERSION
 # variant.metrics[OPENVINO_AGREEMENT]: quantize's run of the variant's golden samples through the
 # quantizing host's OpenVINO CPU plugin: {"openvino": version, "tasks": {task: {max_abs_err, tolerance, passed}}}
 OPENVINO_AGREEMENT = "openvino_agreement"
+# why a signed int8 variant disagrees there, and the fix (docs/quantization.md)
+SIGNED_INT8_ON_OPENVINO = ("OpenVINO's CPU plugin computes int8 (signed) activations through a Concat wrongly; "
+                           "for a bundle that runs on CPUs, quantize with --activations uint8 (docs/quantization.md)")
 
 
 def disagreement(check: dict[str, dict[str, Any]]) -> str:
@@ -42,7 +45,7 @@ def openvino_disagreement(variant: Variant) -> str:
     return f"{off} (OpenVINO {rec.get('openvino')}, recorded by mtedge quantize)" if off else ""
 
 __all__ = ["Bundle", "FileRef", "Manifest", "ManifestError", "Variant", "validate_manifest", "write_manifest",
-           "schema", "SCHEMA_PATH", "OPENVINO_AGREEMENT", "disagreement", "openvino_disagreement"]
+           "schema", "SCHEMA_PATH", "OPENVINO_AGREEMENT", "SIGNED_INT8_ON_OPENVINO", "disagreement", "openvino_disagreement"]
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import nncf
 import onnx
 
-from toolchain.bundle.manifest import OPENVINO_AGREEMENT, Bundle, Variant, disagreement
+from toolchain.bundle.manifest import OPENVINO_AGREEMENT, SIGNED_INT8_ON_OPENVINO, Bundle, Variant, disagreement
 from toolchain.data.loaders import has_labels
 from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
@@ -254,9 +254,7 @@ def _check_openvino(bundle: Bundle, chain: Any, report: QuantizeReport) -> None:
                         OPENVINO_AGREEMENT: {"openvino": openvino_version(), "tasks": result.openvino_agreement}}
     off = disagreement(result.openvino_agreement)
     if off:
-        hint = (" (int8 activations through a Concat: OpenVINO's CPU plugin computes these wrongly; for a bundle "
-                "that runs on CPUs, quantize with --activations uint8; docs/quantization.md)"
-                if (result.calibration or {}).get("signed_activations") else "")
+        hint = f" ({SIGNED_INT8_ON_OPENVINO})" if (result.calibration or {}).get("signed_activations") else ""
         report.notes.append(f"{variant}: OpenVINO on this host does not reproduce the variant on its golden samples: "
                             f"{off}{hint}. The variant is kept (it is defined and measured in onnxruntime); "
                             "do not run it with the OpenVINO backend here")
