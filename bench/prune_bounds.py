@@ -19,7 +19,10 @@ candidates; so that its search sees recovery too, it runs in passes: prune, reco
 the recovered model with the drops still measured against the original (``pagcp_passes``; the first
 pass alone is recorded as ``first_pass_flops_removed_pct``). Its confirmed steps keep a confidence
 margin (z = 1.645 standard errors) inside each bound; the baselines are judged by the plain val drop
-(leaning towards the baselines); the test-split check says which results held.
+(leaning towards the baselines); the test-split check says which results held. Two criteria, each
+applied to every method alike: plain (``pagcp-plain`` and the baselines) and margined (``pagcp`` and
+``<baseline>-margin``: the bisection accepts a goal only when drop + 1.645 standard errors of the
+recovered model is within every bound, measured as PAGCP's oracle measures it).
 
 Bound levels: the recipe's allowed drops x each of BENCH_BOUNDS_LEVELS (default 1,0.5,2: the recipe's
 own level first, so a stopped run has it), a curve of FLOPs removed vs bound per method.
@@ -52,8 +55,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # BENCH_BOUNDS_OUT: another file for a run beside another (each writes whole network entries)
 OUT = Path(os.environ.get("BENCH_BOUNDS_OUT", ROOT / "bench" / "results" / "prune.json"))
 # pagcp-plain: PAGCP judged by the baselines' criterion (plain val drop, no confidence margin)
-METHODS = ("pagcp", "pagcp-plain", "l1", "magnitude", "taylor", "lamp")
+# <baseline>-margin: the baseline judged by PAGCP's criterion (val drop + its confidence margin)
+BASELINES = ("l1", "magnitude", "taylor", "lamp")
+METHODS = ("pagcp", "pagcp-plain", *BASELINES, *(f"{b}-margin" for b in BASELINES))
 PAGCP = ("pagcp", "pagcp-plain")
+MARGIN = "-margin"
 
 
 @dataclass
@@ -168,8 +174,17 @@ def run_method(method: str, net: Network, recipe, val: list, refused: dict[str, 
                 "first_pass_flops_removed_pct": passes[0]["flops_removed_pct"], "kept": kept,
                 "val_after_recovery": judge(m).as_dict(), "test": test.as_dict(), "seconds": time.perf_counter() - t0}
 
+    importance = method.removesuffix(MARGIN)
+    accept = lambda m, check: check.within  # noqa: E731
+    if method.endswith(MARGIN):  # PAGCP's criterion: the oracle's confirmed verdict with its margin
+        from toolchain.prune.oracle import Oracle
+
+        oracle = Oracle(model, recipe, val, {t: spec.allowed_drop for t, spec in recipe.tasks.items()}, label_free)
+        oracle.margin_z = PruneConfig.confidence_z
+        accept = lambda m, check: check.within and oracle.confirm(m).ok  # noqa: E731
+
     def attempt(keep: float):
-        pruned = l1_prune(model, example, int(keep * flops0), round_to=s.round_to, importance=method, recipe=recipe,
+        pruned = l1_prune(model, example, int(keep * flops0), round_to=s.round_to, importance=importance, recipe=recipe,
                           data=val[:2], iterations=s.threshold_iterations, refused=refused)
         m, kept = _recover(pruned.model, model, recipe, judge, s)
         return m, judge(m), kept, pruned.flops_removed
@@ -179,8 +194,10 @@ def run_method(method: str, net: Network, recipe, val: list, refused: dict[str, 
     for _ in range(s.bisection_steps):
         mid = (lo + hi) / 2
         m, check, kept, removed = attempt(mid)
-        tried.append({"keep_goal": mid, "flops_removed_pct": 100 * removed, "within_val": check.within, "kept": kept})
-        if check.within:
+        ok = accept(m, check)
+        tried.append({"keep_goal": mid, "flops_removed_pct": 100 * removed, "within_val": check.within,
+                      "accepted": ok, "kept": kept})
+        if ok:
             lo, best = mid, (m, kept, removed, check)
         else:
             hi = mid
@@ -223,7 +240,8 @@ def equal_bounds(net: Network, save: Callable[[dict], None] = lambda entry: None
 def derived(curve: dict) -> dict:
     """What the table and the acceptance read off a curve: the recipe level's figures and ratios."""
     at_recipe = {m: v["1"]["flops_removed_pct"] for m, v in curve.items() if "1" in v}
-    baselines = {m: v for m, v in at_recipe.items() if m not in PAGCP}
+    baselines = {m: v for m, v in at_recipe.items() if m not in PAGCP and not m.endswith(MARGIN)}
+    margined = {m: v for m, v in at_recipe.items() if m.endswith(MARGIN)}
     return {"flops_removed_pct_at_recipe_bounds": at_recipe,
             "pagcp_over_l1": (at_recipe["pagcp"] / at_recipe["l1"]) if at_recipe.get("l1") else None,
             "pagcp_ge_every_baseline": (all(at_recipe["pagcp"] >= v for v in baselines.values())
@@ -233,6 +251,11 @@ def derived(curve: dict) -> dict:
                                    "pagcp-plain" in at_recipe else None,
             "pagcp_plain_ge_every_baseline": (all(at_recipe["pagcp-plain"] >= v for v in baselines.values())
                                               if "pagcp-plain" in at_recipe and baselines else None),
+            # both criteria alike: PAGCP (margined) against the baselines judged with the same margin
+            "pagcp_over_l1_margin": (at_recipe["pagcp"] / at_recipe["l1-margin"]) if at_recipe.get("l1-margin") and
+                                    "pagcp" in at_recipe else None,
+            "pagcp_ge_every_margined_baseline": (all(at_recipe["pagcp"] >= v for v in margined.values())
+                                                 if "pagcp" in at_recipe and margined else None),
             "median_seconds_per_cell": statistics.median(r["seconds"] for v in curve.values() for r in v.values()),
             "cells_run": [f"{m} x{lv}" for m, v in curve.items() for lv in v]}
 
@@ -245,6 +268,8 @@ def summary(net: Network, curve: dict, refused: dict, exactness_s: float) -> dic
                           "pagcp": "val drop + 1.645 standard errors <= bound (oracle margin) on unrecovered candidates; "
                                    "then recovery, and pruning on from the recovered model (pagcp_passes)",
                           "baselines": "val drop after recovery <= bound (no margin), bisection over the FLOPs goal",
+                          "<baseline>-margin": "as the baseline, a goal accepted only when the recovered model's val "
+                                               "drop + 1.645 standard errors (PAGCP's oracle margin) <= bound",
                           "reported": "FLOPs removed with every task within bounds on val; the test split checks it"},
             "exactness_refused": refused, "exactness_seconds": exactness_s,
             "torch_threads": torch.get_num_threads(), "precision": "fp32", "curve": curve, **derived(curve)}
@@ -342,7 +367,7 @@ def print_summary(entries: dict[str, dict]) -> None:
         table.add_row(name, *[f"{at[m]:.1f}" if m in at else "-" for m in METHODS],
                       "inf (L1 0)" if ratio is None and at.get("l1") == 0 and at.get("pagcp", 0) > 0 else
                       (f"{ratio:.2f}" if ratio is not None else "-"), "-" if ge is None else ("yes" if ge else "NO"))
-    Console(width=140).print(table)
+    Console(width=220).print(table)
 
 
 def save_entry(name: str, entry: dict) -> None:
