@@ -358,15 +358,18 @@ def print_summary(entries: dict[str, dict]) -> None:
     from rich.table import Table
 
     table = Table(title="Equal bounds, recipe level (x1): FLOPs removed (%) within every bound (val)")
-    for col in ("network", *METHODS, "PAGCP/L1", "PAGCP >= every baseline"):
+    verdicts = {"PAGCP >= plain baselines": "pagcp_ge_every_baseline",
+                "PAGCP >= margined baselines": "pagcp_ge_every_margined_baseline",
+                "PAGCP-plain >= plain baselines": "pagcp_plain_ge_every_baseline"}
+    for col in ("network", *METHODS, "PAGCP/L1", *verdicts):
         table.add_column(col)
+    yes_no = {None: "-", True: "yes", False: "NO"}
     for name, e in entries.items():
         at = e["flops_removed_pct_at_recipe_bounds"]
         ratio = e.get("pagcp_over_l1")
-        ge = e.get("pagcp_ge_every_baseline")
         table.add_row(name, *[f"{at[m]:.1f}" if m in at else "-" for m in METHODS],
                       "inf (L1 0)" if ratio is None and at.get("l1") == 0 and at.get("pagcp", 0) > 0 else
-                      (f"{ratio:.2f}" if ratio is not None else "-"), "-" if ge is None else ("yes" if ge else "NO"))
+                      (f"{ratio:.2f}" if ratio is not None else "-"), *[yes_no[e.get(k)] for k in verdicts.values()])
     Console(width=220).print(table)
 
 
