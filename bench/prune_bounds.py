@@ -243,7 +243,7 @@ def derived(curve: dict) -> dict:
     baselines = {m: v for m, v in at_recipe.items() if m not in PAGCP and not m.endswith(MARGIN)}
     margined = {m: v for m, v in at_recipe.items() if m.endswith(MARGIN)}
     return {"flops_removed_pct_at_recipe_bounds": at_recipe,
-            "pagcp_over_l1": (at_recipe["pagcp"] / at_recipe["l1"]) if at_recipe.get("l1") else None,
+            "pagcp_over_l1": (at_recipe["pagcp"] / at_recipe["l1"]) if at_recipe.get("l1") and "pagcp" in at_recipe else None,
             "pagcp_ge_every_baseline": (all(at_recipe["pagcp"] >= v for v in baselines.values())
                                         if "pagcp" in at_recipe and baselines else None),
             # the same comparison with PAGCP judged by the baselines' own criterion (no margin)
