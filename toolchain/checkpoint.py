@@ -157,18 +157,13 @@ def check_probe(module: nn.Module, probe: dict[str, Any], where: str, origin: st
 def payload(model: nn.Module, origin: str, recipe: dict | None, input_shape: tuple[int, ...] | None,
             meta: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint dict for `model` (see module docstring)."""
-    slim = None
-    inner = model
-    if isinstance(model, SlimmableModel):
-        inner = model.model
-        slim = model.checkpoint_plan()
+    inner, slim = (model.model, model.checkpoint_plan()) if isinstance(model, SlimmableModel) else (model, None)
     out = {"format": CHECKPOINT_FORMAT, "version": VERSION, "origin": origin,
            "plan": {"modules": structure(inner), "slim": plain(slim, "plan.slim"), "captured": is_captured(inner)},
            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
            "recipe": plain(recipe, "recipe"),
-           "probe": None}
-    if input_shape is not None:
-        out["probe"] = {"input_shape": list(input_shape), "outputs": run_probe(model, tuple(input_shape))}
+           "probe": None if input_shape is None else {"input_shape": list(input_shape),
+                                                      "outputs": run_probe(model, tuple(input_shape))}}
     for k, v in meta.items():
         if k in out:
             raise SpecError(f"checkpoint metadata key {k!r} is reserved; use another name")
@@ -193,9 +188,7 @@ def rebuild(obj: dict[str, Any], build: Callable[[str], nn.Module], where: str) 
     prefix = "model." if slim else ""
     inner_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     apply_plan(inner, modules, inner_state)
-    module: nn.Module = inner
-    if slim:
-        module = SlimmableModel.from_checkpoint_plan(inner, slim)
+    module = SlimmableModel.from_checkpoint_plan(inner, slim) if slim else inner
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:

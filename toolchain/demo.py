@@ -87,9 +87,8 @@ def run_demo(out: str | Path = "out", *, epochs: float = 4.0, limit: int | None 
     rt = Runtime(bundle, backend="openvino")
     test = fashion.load_split("test").subset(8)
     x_all, targets = fashion.make_batch(test.images, test.labels, seed=3)
-    table = Table(title=f"runtime ({rt.backend}): one image at a time, tasks switched every call")
-    for col in ("image", "true garment", "task", "segments run", "result"):
-        table.add_column(col)
+    table = Table("image", "true garment", "task", "segments run", "result",
+                  title=f"runtime ({rt.backend}): one image at a time, tasks switched every call")
     order = ["garment", "silhouette", "group", "denoise"]
     for i in range(len(test)):
         x = np.ascontiguousarray(x_all[i : i + 1].numpy())

@@ -55,7 +55,5 @@ def evaluate(
 
 def drops(before: dict[str, float], after: dict[str, float], recipe: Recipe, label_free: bool = False) -> dict[str, float]:
     """How much worse each task got, in its metric's unit (positive = worse)."""
-    out = {}
-    for t in after:
-        out[t] = (before[t] - after[t]) if higher_is_better(recipe, t, label_free) else (after[t] - before[t])
-    return out
+    return {t: (before[t] - after[t]) if higher_is_better(recipe, t, label_free) else (after[t] - before[t])
+            for t in after}

@@ -115,9 +115,7 @@ def render(report: InspectReport) -> None:
     table.add_row("[bold]total", "", "", "", f"[bold]{report.total_flops / 1e6:.2f}", f"[bold]{report.total_params:,}", "100.0")
     console.print(table)
 
-    tt = Table(title="tasks")
-    for col in ("task", "segments", "branches off at", "MFLOPs (whole task)", "MFLOPs (own branch)"):
-        tt.add_column(col)
+    tt = Table("task", "segments", "branches off at", "MFLOPs (whole task)", "MFLOPs (own branch)", title="tasks")
     for t, d in report.tasks.items():
         tt.add_row(t, " -> ".join(d.segments), ", ".join(d.taps), f"{d.flops / 1e6:.2f}", f"{d.branch_flops / 1e6:.2f}")
     console.print(tt)

@@ -39,9 +39,7 @@ def guess_kind(name: str, shape: Sequence[int], input_shape: Sequence[int]) -> s
     if len(shape) == 3 and shape[-1] in (2, 3):
         return "keypoints"
     if len(shape) == 4:
-        if shape[1] == 1:
-            return "depth"
-        return "segmentation"
+        return "depth" if shape[1] == 1 else "segmentation"
     return "regression"
 
 

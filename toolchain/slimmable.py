@@ -214,24 +214,17 @@ class SlimmableModel(nn.Module):
         """Select `config`: channel masks, and (eval) its recalibrated batch-norm statistics."""
         self.check_config(config)
         self.config = config
-        for g in self.spec.groups:
+        for g in self.spec.groups:  # a prefix mask: the first `keep` channels 1, the rest 0 (None: all kept)
             k = self.spec.keep(g, config)
-            if k >= g.channels:
-                self._masks[g.name] = None
-            else:
-                m = torch.zeros(g.channels)
-                m[:k] = 1.0
-                self._masks[g.name] = m
+            self._masks[g.name] = None if k >= g.channels else (torch.arange(g.channels) < k).float()
         if load_stats and self.bn_stats:
             self._load_stats(config)
 
     def stats_keys(self, config: WidthConfig) -> dict[str, str]:
         """unit -> key of the recalibrated statistics it uses under `config`: the encoder's depend on
         the encoder width only, a decoder's on (encoder width, its own width)."""
-        keys = {ENCODER: f"encoder@{config.encoder_key}"}
-        for t in self.spec.tasks:
-            keys[t] = f"{t}@{config.encoder_key}/{_pct(config.decoder(t))}"
-        return keys
+        return {ENCODER: f"encoder@{config.encoder_key}",
+                **{t: f"{t}@{config.encoder_key}/{_pct(config.decoder(t))}" for t in self.spec.tasks}}
 
     def _load_stats(self, config: WidthConfig) -> None:
         modules = dict(self.model.named_modules())

@@ -15,6 +15,7 @@ imported and nothing starts.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -138,10 +139,8 @@ class RayEvaluator(_ContextMixin):
         return self._actor_cls.remote(self.threads)
 
     def _replace(self, index: int) -> None:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             self._ray.kill(self._actors[index])
-        except Exception:  # already gone
-            pass
         self._actors[index] = self._new_actor()
         self._actors[index].load.remote(self._token, self._state_ref)
 
@@ -200,10 +199,8 @@ class RayEvaluator(_ContextMixin):
     def close(self) -> None:
         ray = self._ray
         for actor in self._actors:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 ray.kill(actor)
-            except Exception:
-                pass
         self._actors = []
         self._state_obj = self._state_ref = None
         if self._owns and ray.is_initialized():

@@ -193,11 +193,8 @@ class DatasetRunner:
 
     def task_outputs(self, models: dict[str, SegmentModel], tasks: Iterable[str]) -> dict[str, np.ndarray]:
         """Output of each task for every sample."""
-        out = {}
-        for t in tasks:
-            tensor = self.manifest.tasks[t].output
-            out[t] = self.tensors(models, self.producer[tensor])[tensor]
-        return out
+        outputs = {t: self.manifest.tasks[t].output for t in tasks}
+        return {t: self.tensors(models, self.producer[o])[o] for t, o in outputs.items()}
 
     def segment_inputs(self, models: dict[str, SegmentModel], segment: str) -> Samples:
         """Per-sample feed dicts of `segment` (its input tensors as the upstream chain produces them)."""

@@ -18,9 +18,7 @@ def doctor(as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="mtedge runtime self-check")
-    table.add_column("item")
-    table.add_column("value")
+    table = Table("item", "value", title="mtedge runtime self-check")
     for key, value in info.items():
         table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
     Console().print(table)

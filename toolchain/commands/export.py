@@ -28,9 +28,7 @@ def export(model, checkpoint, recipe, output, tasks, dynamic_batch, task_models,
     task_list = [t.strip() for t in tasks.split(",") if t.strip()] if tasks else None
     result = export_bundle(loaded, rec, output, tasks=task_list, dynamic_batch=dynamic_batch,
                            task_models=task_models, golden_samples=golden_samples, force=force)
-    table = Table(title=f"exported {output}")
-    for col in ("segment", "tasks", "inputs", "outputs", "MFLOPs"):
-        table.add_column(col)
+    table = Table("segment", "tasks", "inputs", "outputs", "MFLOPs", title=f"exported {output}")
     for name, seg in result.partition.segments.items():
         table.add_row(name, ", ".join(sorted(seg.tasks)), ", ".join(seg.inputs), ", ".join(seg.outputs), f"{seg.flops / 1e6:.2f}")
     Console().print(table)
@@ -52,9 +50,8 @@ def verify(bundle, variants, json_path):
     from toolchain.verify import verify_bundle
 
     report = verify_bundle(bundle, variants=list(variants) or None)
-    table = Table(title=f"verify {bundle} ({report.files_checked} files, checksums ok)")
-    for col in ("variant", "task", "max abs error", "tolerance", "status"):
-        table.add_column(col)
+    table = Table("variant", "task", "max abs error", "tolerance", "status",
+                  title=f"verify {bundle} ({report.files_checked} files, checksums ok)")
     for v, tasks in report.variants.items():
         for t, r in tasks.items():
             ok = "[green]ok" if r.ok else "[red]FAIL"

@@ -57,12 +57,7 @@ def quantize(bundle, recipe, precision, label_free, calibration, report_dir, mar
         report = quantize_bundle(bundle, rec, precisions, label_free=label_free, calibration_count=calibration,
                                  report_dir=report_dir, options=opts, evaluator=ev)
     variants = ["fp32"] + [p for p in precisions if p in report.variants]
-    table = Table(title=f"quantize {bundle} ({report.mode}, test split)")
-    table.add_column("task")
-    table.add_column("metric")
-    table.add_column("allowed drop")
-    for v in variants:
-        table.add_column(v)
+    table = Table("task", "metric", "allowed drop", *variants, title=f"quantize {bundle} ({report.mode}, test split)")
     split = "test" if "test" in report.variants["fp32"].scores else "val"
     for t, info in report.tasks.items():
         cells = []

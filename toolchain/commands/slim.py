@@ -55,10 +55,8 @@ def convert_cmd(model, checkpoint, recipe, output, widths, round_to, encoder_sta
                                   calib_images=calib_images, val_count=val_count, latency=latency, taylor=taylor,
                                   evaluator=ev)
     save_slimmable(output, s, loaded.origin, rec, table)
-    rows = []
-    for c in s.configs():
-        rows.append({"name": c.name, "config": c.to_dict(), "flops": table.flops(c), "latency_ms": table.latency_ms(c),
-                     "metrics": table.config_metrics(c)})
+    rows = [{"name": c.name, "config": c.to_dict(), "flops": table.flops(c), "latency_ms": table.latency_ms(c),
+             "metrics": table.config_metrics(c)} for c in s.configs()]
     table_render(rows, s.tasks, f"{Path(output).name}: uniform configurations (val, {table.samples} images)")
     console.print(f"wrote {output}")
 

@@ -87,10 +87,7 @@ def images_batches(recipe: Recipe, split: str, count: int | None, batch_size: in
         pix = np.stack([read_image(it.path, color, size, view) for it, view in zip(chunk, views[start:])])
         _check_channels(recipe, pix, chunk[0].path)
         x = torch.from_numpy(normalize_for(pix, recipe.input))
-        if chunk[0].labels is None:
-            yield x, None
-        else:
-            yield x, _label_tensors(recipe, chunk, size)
+        yield x, None if chunk[0].labels is None else _label_tensors(recipe, chunk, size)
 
 
 def _views(recipe: Recipe, items: list[_Item], seed: int) -> list[View]:
@@ -340,11 +337,9 @@ def _load_npz(path: str, tasks: tuple[str, ...], shape: tuple[int, ...]) -> tupl
         raise SpecError(f"{path} has no array 'x' (found: {', '.join(sorted(arrays)) or 'none'}); store the inputs as x")
     x = arrays["x"]
     _, c, h, w = shape
-    if x.ndim == 4 and x.dtype in (np.uint8, np.uint16) and x.shape[1:] == (h, w, c):
-        pass
-    elif x.ndim == 4 and x.dtype.kind == "f" and x.shape[1:] == (c, h, w):
-        pass
-    else:
+    images = x.dtype in (np.uint8, np.uint16) and x.shape[1:] == (h, w, c)  # shape[1:] of 3 dims: x is 4-D
+    inputs = x.dtype.kind == "f" and x.shape[1:] == (c, h, w)
+    if not (images or inputs):
         raise SpecError(f"{path}: x has shape {list(x.shape)} dtype {x.dtype}; expected [N, {h}, {w}, {c}] uint8 images "
                         f"(normalized by the recipe) or [N, {c}, {h}, {w}] float32 model inputs")
     targets = {t: arrays[t] for t in tasks if t in arrays}
@@ -363,7 +358,6 @@ def python_batches(recipe: Recipe, split: str, count: int | None) -> Iterator[Ba
     spec = recipe.data.options["source"]
     fn = import_callable(spec, "data.source", "'package.module:function'")
     seen = 0
-    empty = True
     for i, item in enumerate(fn(split)):
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise SpecError(f"{spec}({split!r}) batch {i} is {type(item).__name__}; expected (inputs, targets or None)")
@@ -377,12 +371,11 @@ def python_batches(recipe: Recipe, split: str, count: int | None) -> Iterator[Ba
             x = x[: count - seen]
             y = {t: v[: len(x)] for t, v in y.items()} if y is not None else None
         if len(x):
-            empty = False
             yield x, y
         seen += len(x)
         if count is not None and seen >= count:
             break
-    if empty:
+    if not seen:
         raise SpecError(f"split {split!r} from {spec} is empty; the function returned no batches")
 
 

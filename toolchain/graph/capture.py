@@ -253,15 +253,9 @@ def task_sets(gm: fx.GraphModule, tasks: Sequence[str] | None = None) -> dict[fx
     output once. Nodes no such task reads are absent. Partition and slimming both read this."""
     deps: dict[fx.Node, set[str]] = {}
     for task, out in task_outputs(gm).items():
-        if tasks is not None and task not in tasks:
-            continue
-        stack = [out]
-        while stack:
-            n = stack.pop()
-            s = deps.setdefault(n, set())
-            if task not in s:
-                s.add(task)
-                stack.extend(n.all_input_nodes)
+        if tasks is None or task in tasks:
+            for n in reach([out], keep=lambda n: True, through=lambda n: n.all_input_nodes, stop=False):
+                deps.setdefault(n, set()).add(task)
     return {n: frozenset(s) for n, s in deps.items()}
 
 
@@ -380,10 +374,8 @@ def _name_outputs(model_name: str, leaves: list[tuple[tuple[str, ...], Any]], na
 
 
 def _default_name(path: tuple[str, ...], index: int) -> str:
-    if not path or any(k.startswith("#") for k in path):
-        keys = [k for k in path if not k.startswith("#")]
-        return ".".join(keys) if keys and len(keys) == len(path) else f"out{index}"
-    return ".".join(path)
+    """The key path joined by dots (``a.b``); ``out<index>`` for a positional or top-level output."""
+    return ".".join(path) if path and not any(k.startswith("#") for k in path) else f"out{index}"
 
 
 def _describe(e: Exception) -> str:

@@ -62,10 +62,7 @@ class Partition:
         return [s for s, seg in self.segments.items() if seg.tasks & wanted]
 
     def producer(self, tensor: str) -> str | None:
-        for name, seg in self.segments.items():
-            if tensor in seg.outputs:
-                return name
-        return None
+        return next((name for name, seg in self.segments.items() if tensor in seg.outputs), None)
 
 
 def _segment_name(tasks: frozenset[str], all_tasks: list[str]) -> str:
@@ -100,9 +97,7 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
     #    assigned: they are recomputed inside each segment that uses them
     groups: dict[frozenset[str], list[fx.Node]] = {}
     for n in nodes:
-        if n.op == "placeholder" or n not in tasks_of:
-            continue
-        if not is_tensor_node(n) or n.op == "get_attr":
+        if n.op in ("placeholder", "get_attr") or n not in tasks_of or not is_tensor_node(n):
             continue
         groups.setdefault(tasks_of[n], []).append(n)
 

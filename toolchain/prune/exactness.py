@@ -183,9 +183,6 @@ def _kill_module(mod: nn.Module, ch: list[int], bias_value: float) -> bool:
             mod.weight[idx] = 0
         if getattr(mod, "running_mean", None) is not None:
             mod.running_mean[idx] = 0  # matters only without affine: (0 - 0) / sqrt(var + eps) = 0
-        if getattr(mod, "bias", None) is not None:
-            mod.bias[idx] = bias_value
-        return True
     else:
         return False  # PReLU (prelu(0) = 0), pooling, ...: nothing to zero
     if getattr(mod, "bias", None) is not None:
@@ -291,8 +288,7 @@ def _case(model: nn.Module, x: torch.Tensor, group: ChannelGroup, idxs: Sequence
         for t, d in onnx_diff.items():
             if d > _tolerance(ref[t], atol):
                 return failed(f"after pruning {name}, onnxruntime differs from torch on task '{t}' by {d:.3g}", d, t)
-        return CaseResult(name, idxs, True, diff, task, None, how, max(onnx_diff.values()), "")
-    return CaseResult(name, idxs, True, diff, task, None, how, None, "")
+    return CaseResult(name, idxs, True, diff, task, None, how, max(onnx_diff.values()) if onnx else None, "")
 
 
 def _forward(model: nn.Module, x: torch.Tensor, watch: Sequence[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -73,10 +73,8 @@ def plan(groups: list[ChannelGroup], scores: dict[str, torch.Tensor], unit_cost:
 
 def keeps_at(blocks: list[Block], prefix: int) -> dict[str, int]:
     """group -> channels kept when the first `prefix` blocks are removed."""
-    keeps: dict[str, int] = {}
-    for b in blocks[:prefix]:
-        keeps[b.group] = b.keep  # a group's blocks come in order: the last one is its smallest keep
-    return keeps
+    # a group's blocks come in order: the last one (which a dict keeps) is its smallest keep
+    return {b.group: b.keep for b in blocks[:prefix]}
 
 
 def pruned_copy(model: nn.Module, groups: dict[str, ChannelGroup], keeps: dict[str, int],

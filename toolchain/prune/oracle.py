@@ -215,15 +215,12 @@ class Oracle:
             stack.extend(n.all_input_nodes)
         nodes = [n for n in gm.graph.nodes if n in needed]
         frontier_nodes = list(dict.fromkeys(a for n in nodes for a in n.all_input_nodes if a not in needed))
-        suffix = _Suffix(gm, nodes, tasks, None, frontier_nodes, {t: self._out[t] for t in tasks})
-        if not tasks:
-            suffix.frontier = []
-            return suffix
-        want = set(frontier_nodes)
-        suffix.frontier = []
-        for x, _ in self.screen:
-            env = _run(gm, [n for n in gm.graph.nodes if n.op != "output"], {}, x, stop_when=want)
-            suffix.frontier.append([_detach(env[n]) for n in frontier_nodes])
+        suffix = _Suffix(gm, nodes, tasks, [], frontier_nodes, {t: self._out[t] for t in tasks})
+        if tasks:  # a group no task output reads has no frontier to cache
+            want = set(frontier_nodes)
+            for x, _ in self.screen:
+                env = _run(gm, [n for n in gm.graph.nodes if n.op != "output"], {}, x, stop_when=want)
+                suffix.frontier.append([_detach(env[n]) for n in frontier_nodes])
         return suffix
 
     @torch.no_grad()

@@ -131,10 +131,8 @@ def _reorder_module(mod: nn.Module, direction: str, by_root: dict[int, list[int]
         return
     size = tensors[0][0].shape[tensors[0][1]]
     src = torch.arange(size)
-    for j in range(len(order)):
-        dst_pos = by_root[j]
-        src_pos = by_root[int(order[j])]
-        for d, s in zip(dst_pos, src_pos):
+    for j in range(len(order)):  # root channel order[j]'s positions fill root channel j's
+        for d, s in zip(by_root[j], by_root[int(order[j])]):
             src[d] = s
     with torch.no_grad():
         for t, dim in tensors:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,10 +85,7 @@ def node_costs(model: onnx.ModelProto) -> list[NodeCost]:
     def nbytes(t: str) -> int:
         return numel(t) * _ELEM.get(shapes[t][1], 4) if t in shapes else 0
 
-    consumers: dict[str, int] = {}
-    for n in model.graph.node:
-        for t in n.input:
-            consumers[t] = consumers.get(t, 0) + 1
+    consumers = Counter(t for n in model.graph.node for t in n.input)
     costs = []
     for i, n in enumerate(model.graph.node):
         name = n.name or f"{n.op_type}_{i}"
@@ -265,12 +263,8 @@ def _match_onnx_node(ov_name: str, onnx_names: list[str], tensor_producer: dict[
     for cand in (ov_name, ov_name.split("/sink_port")[0], ov_name.rsplit(".", 1)[0]):
         if cand in tensor_producer:
             return tensor_producer[cand]
-    best = None
-    for n in onnx_names:
-        if ov_name == n or ov_name.startswith(n + "/"):
-            if best is None or len(n) > len(best):
-                best = n
-    return best
+    # else the longest node name it extends (the first of equal length)
+    return max((n for n in onnx_names if ov_name == n or ov_name.startswith(n + "/")), key=len, default=None)
 
 
 def measure_openvino(bundle: Path, manifest: Manifest, profile: TargetProfile, variant: str,

@@ -78,30 +78,21 @@ class TargetProfile:
 
     def peak_ops_per_s(self, precision: str) -> float:
         """Dense peak math throughput in ops/s for a precision (``mixed``: int8)."""
-        peak = self.data["peak"]
-        if precision == "fp32":
-            return float(peak["fp32_tflops"]) * 1e12
-        if precision == "fp16":
-            return float(peak["fp16_tflops"]) * 1e12
-        return float(peak["int8_tops"]) * 1e12
+        key = {"fp32": "fp32_tflops", "fp16": "fp16_tflops"}.get(precision, "int8_tops")
+        return float(self.data["peak"][key]) * 1e12
 
     @property
     def default_workspace_mb(self) -> int:
         """Builder workspace: the profile's ``build.workspace_mb``, else a quarter of memory in [256, 4096]."""
         explicit = self.data.get("build", {}).get("workspace_mb")
-        if explicit:
-            return int(explicit)
-        return max(256, min(4096, self.memory_mb // 4))
+        return int(explicit) if explicit else max(256, min(4096, self.memory_mb // 4))
 
     def buildable(self) -> tuple[bool, str]:
         """(True, "") when `mtedge build` can make engines for this target, else (False, why)."""
-        if self.backend != "tensorrt":
+        if self.backend != "tensorrt" or tensorrt_major(self.tensorrt_version or "0") >= MIN_TENSORRT_MAJOR:
             return True, ""
-        major = tensorrt_major(self.tensorrt_version or "0")
-        if major < MIN_TENSORRT_MAJOR:
-            return False, (f"TensorRT {self.tensorrt_version} (JetPack {self.software.get('jetpack')}); "
-                           f"mtedge needs TensorRT >= {MIN_TENSORRT_MAJOR}")
-        return True, ""
+        return False, (f"TensorRT {self.tensorrt_version} (JetPack {self.software.get('jetpack')}); "
+                       f"mtedge needs TensorRT >= {MIN_TENSORRT_MAJOR}")
 
 
 def tensorrt_major(version: str) -> int:
@@ -143,11 +134,8 @@ _TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "a strin
 
 def _schema_at(schema: dict[str, Any], path: list[Any]) -> dict[str, Any]:
     node = schema
-    for key in path:
-        if isinstance(key, int):
-            node = node.get("items", {})
-        else:
-            node = node.get("properties", {}).get(key, {})
+    for key in path:  # an int indexes an array's items, a str an object's properties
+        node = node.get("items", {}) if isinstance(key, int) else node.get("properties", {}).get(key, {})
     return node
 
 
