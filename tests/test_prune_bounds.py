@@ -30,12 +30,14 @@ def test_compress_stops_within_bounds_when_the_goal_needs_more(tiny_trained_fash
 
     _, loaded = tiny_trained_fashion
     recipe = tight(fashion_recipe)
-    result = compress(loaded.module, recipe, keep_flops=0.1, round_to=4, val_count=256, test_count=500, max_rounds=3)
+    # 2,000 test images: at 500, garment's 0.5-point bound is 2.5 images and the check is noisier than the
+    # bound (one fresh host ended 4 images down there, 0.8 points, where CI had passed; within at 2,000)
+    result = compress(loaded.module, recipe, keep_flops=0.1, round_to=4, val_count=256, test_count=2000, max_rounds=3)
     assert not result.goal_reached
     assert 0.0 < result.prune.flops_removed < 0.9  # something was cut, far from the goal
     for p in result.prune.path:  # no accepted step went past a bound on the oracle's val images
         assert all(d <= TIGHT[t] + 1e-6 for t, d in p.drops.items()), p
-    assert result.bounds.split == "test" and result.bounds.images == 500
+    assert result.bounds.split == "test" and result.bounds.images == 2000
     assert result.bounds.within and result.ok, result.bounds.describe_exceeded()
     assert result.lead()[0].startswith(f"goal not reached: {100 * result.prune.flops_removed:.1f} % removed within bounds")
     assert any("goal not reached" in n and "within bounds" in n for n in result.prune.notes)
