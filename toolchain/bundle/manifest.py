@@ -38,6 +38,12 @@ def disagreement(check: dict[str, dict[str, Any]]) -> str:
                      for t, c in check.items() if not c["passed"])
 
 
+def signed_activations(variant: Variant) -> bool | None:
+    """Whether an int8 variant's activations are int8 (True) or uint8 (False), as quantize recorded
+    in its calibration (``mtedge quantize --activations``); None for a variant without one."""
+    return (variant.calibration or {}).get("signed_activations")
+
+
 def openvino_disagreement(variant: Variant) -> str:
     """'' unless quantize recorded that OpenVINO computed `variant` off its tolerance; else what and where."""
     rec = (variant.metrics or {}).get(OPENVINO_AGREEMENT)
@@ -45,7 +51,8 @@ def openvino_disagreement(variant: Variant) -> str:
     return f"{off} (OpenVINO {rec.get('openvino')}, recorded by mtedge quantize)" if off else ""
 
 __all__ = ["Bundle", "FileRef", "Manifest", "ManifestError", "Variant", "validate_manifest", "write_manifest",
-           "schema", "SCHEMA_PATH", "OPENVINO_AGREEMENT", "SIGNED_INT8_ON_OPENVINO", "disagreement", "openvino_disagreement"]
+           "schema", "SCHEMA_PATH", "OPENVINO_AGREEMENT", "SIGNED_INT8_ON_OPENVINO", "disagreement", "openvino_disagreement",
+           "signed_activations"]
 
 
 @lru_cache(maxsize=1)

@@ -13,7 +13,7 @@ from typing import Any
 
 from mtedge_runtime.manifest import Manifest
 
-from toolchain.bundle.manifest import openvino_disagreement
+from toolchain.bundle.manifest import openvino_disagreement, signed_activations
 from toolchain.host_latency import openvino_latency_config
 from toolchain.targets.profile import MIN_TENSORRT_MAJOR, TargetError, TargetProfile, tensorrt_major
 
@@ -157,7 +157,7 @@ def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions
                 f"JetPack 5.1 is the last release for Xavier. Options: `mtedge profile --target {target}` "
                 f"for latency estimates, or run the bundle on the device's CPU with the OpenVINO backend "
                 f"(see docs/targets.md, 'TensorRT versions')")
-        chosen = _without(chosen, [v for v in chosen if (variants[v].calibration or {}).get("signed_activations") is False],
+        chosen = _without(chosen, [v for v in chosen if signed_activations(variants[v]) is False],
                           bool(options.variants), notes,
                           refuse=("variant {v!r} stores uint8 activations (mtedge quantize --activations uint8, for "
                                   "OpenVINO CPUs); TensorRT's explicit quantization takes int8 Q/DQ only. "
