@@ -172,3 +172,17 @@ def test_cpu_plans_skip_a_variant_quantize_saw_openvino_compute_wrongly(manifest
     assert "int8" in [vp.variant for vp in plan_build(off, PROFILES[JETSON10[0]]).variants]
     v.metrics[OPENVINO_AGREEMENT]["tasks"]["seg"]["passed"] = True
     assert "int8" in [vp.variant for vp in plan_build(off, cpu).variants]
+
+
+@pytest.mark.parametrize("record", [None, "off", {"tasks": ["seg"]}, {"tasks": {"seg": "off"}},
+                                    {"tasks": {"seg": {"passed": False, "max_abs_err": "big", "tolerance": 0.01}}},
+                                    {"tasks": {"seg": {"passed": True, "max_abs_err": 0.0, "tolerance": 0.01}}}])
+def test_a_recorded_agreement_of_another_shape_reads_as_no_disagreement(manifest: Manifest, record) -> None:
+    # metrics are free-form in the format: the runtime reads this record at load, so it never raises on it
+    import copy
+
+    from toolchain.bundle.manifest import OPENVINO_AGREEMENT, openvino_disagreement
+
+    v = copy.deepcopy(manifest).variants["int8"]
+    v.metrics = {OPENVINO_AGREEMENT: record}
+    assert openvino_disagreement(v) == ""

@@ -4,6 +4,7 @@ and (when the C++ runtime is built) runs its int8 variant."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,9 @@ def test_pruned_int8_bundle_verifies(pruned_bundle):
 def test_pruned_int8_bundle_runs_in_the_runtime(pruned_bundle):
     from toolchain.runtime import Runtime
 
-    rt = Runtime(pruned_bundle, backend="openvino", variant="int8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # quantize recorded agreement: nothing to warn about
+        rt = Runtime(pruned_bundle, backend="openvino", variant="int8")
     b = Bundle.open(pruned_bundle)
     x, golden = b.golden()
     tol = b.variant("int8").tolerance
@@ -96,5 +99,10 @@ def test_the_report_says_when_openvino_computes_int8_activations_through_a_conca
     result = build(path, load_profile("host-cpu"))
     assert [vp.variant for vp in result.plan.variants] == ["fp32"]
     assert any("skipped variants int8" in n for n in result.plan.notes)
-    with pytest.raises(VerificationError, match=r"variant 'int8'.*seg: max \|err\|.*--activations uint8"):
+    with pytest.raises(VerificationError, match=r"variant 'int8'.*seg off by .*--activations uint8"):
         build(path, load_profile("host-cpu"), BuildOptions(variants=("int8",)))
+    # and the runtime, loading it on OpenVINO by name, warns with the same record and advice
+    from toolchain.runtime import Runtime
+
+    with pytest.warns(RuntimeWarning, match=r"variant 'int8' .*seg off by .*OpenVINO 20.*--verify.*--activations uint8"):
+        Runtime(path, backend="openvino", variant="int8").close()

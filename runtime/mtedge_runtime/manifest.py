@@ -560,4 +560,34 @@ def parse(doc: Any) -> Manifest:
     return Manifest.parse(doc, "top level").check()
 
 
+# variant.metrics[OPENVINO_AGREEMENT]: quantize's run of the variant's golden samples through the
+# quantizing host's OpenVINO CPU plugin: {"openvino": version, "tasks": {task: {max_abs_err, tolerance, passed}}}
+OPENVINO_AGREEMENT = "openvino_agreement"
+# why a signed int8 variant disagrees there, and the fix (docs/quantization.md)
+SIGNED_INT8_ON_OPENVINO = ("OpenVINO's CPU plugin computes int8 (signed) activations through a Concat wrongly; "
+                           "for a bundle that runs on CPUs, quantize with --activations uint8 (docs/quantization.md)")
+
+
+def disagreement(check: Dict[str, Dict[str, Any]]) -> str:
+    """'' when every task of an agreement check passed, else which tasks did not and by how much."""
+    return "; ".join(f"{t} off by {c['max_abs_err']:.3g} > tolerance {c['tolerance']:.3g}"
+                     for t, c in check.items() if not c["passed"])
+
+
+def signed_activations(variant: Variant) -> Optional[bool]:
+    """Whether an int8 variant's activations are int8 (True) or uint8 (False), as quantize recorded
+    in its calibration (``mtedge quantize --activations``); None for a variant without one."""
+    return (variant.calibration or {}).get("signed_activations")
+
+
+def openvino_disagreement(variant: Variant) -> str:
+    """'' unless quantize recorded that OpenVINO computed `variant` off its tolerance; else what and where.
+    Metrics are free-form in the format, so a record of another shape counts as no record."""
+    rec = (variant.metrics or {}).get(OPENVINO_AGREEMENT)
+    tasks = rec.get("tasks") if isinstance(rec, dict) else None
+    off = disagreement({t: c for t, c in tasks.items() if isinstance(c, dict) and c.get("passed") is False and all(
+        isinstance(c.get(k), (int, float)) for k in ("max_abs_err", "tolerance"))}) if isinstance(tasks, dict) else ""
+    return f"{off} (OpenVINO {rec.get('openvino')}, recorded by mtedge quantize)" if off else ""
+
+
 from_dict = parse

@@ -41,11 +41,13 @@ Errors (all subclasses of ``mtedge_runtime.errors.MtedgeError``, from ``mtedge_r
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
 
-from mtedge_runtime import _runtime
+from mtedge_runtime import _runtime, manifest
+from mtedge_runtime.golden import read_manifest
 from mtedge_runtime._runtime import (  # noqa: F401  re-exported
     BackendError,
     BundleFileNotFoundError,
@@ -99,6 +101,8 @@ class Runtime:
                                     engine_target=engine_target or "",
                                     cache_dir=os.fspath(cache_dir) if cache_dir else "", verify=verify,
                                     callers=callers)
+        if self.backend == "openvino":
+            _warn_recorded_disagreement(self.bundle, self.variants)
 
     @property
     def name(self) -> str:
@@ -177,3 +181,16 @@ class Runtime:
             return f"Runtime({self.bundle!r}, closed)"
         return (f"Runtime({self.bundle!r}, backend={self.backend!r}, variants={self.variants}, "
                 f"tasks={self.tasks})")
+
+
+def _warn_recorded_disagreement(bundle: str, variants: list[str]) -> None:
+    """`mtedge quantize` records where its host's OpenVINO computed a variant off the golden outputs
+    (docs/quantization.md: a CPU plugin defect with signed int8 activations); loading such a
+    variant on OpenVINO says so, since this OpenVINO may or may not share the defect."""
+    m = read_manifest(bundle)
+    for v in variants:
+        off = manifest.openvino_disagreement(m.variants[v])
+        if off:
+            hint = f" {manifest.SIGNED_INT8_ON_OPENVINO}." if manifest.signed_activations(m.variants[v]) else ""
+            warnings.warn(f"variant {v!r} of {bundle}: OpenVINO computed it off its golden outputs: {off}; check it "
+                          f"here with `mtedge-run {bundle} --variant {v} --verify`.{hint}", RuntimeWarning, stacklevel=3)

@@ -17,39 +17,14 @@ from typing import Any
 
 import numpy as np
 from mtedge_runtime import manifest as model
-from mtedge_runtime.manifest import FileRef, Manifest, ManifestError, Variant
+from mtedge_runtime.manifest import (OPENVINO_AGREEMENT, SIGNED_INT8_ON_OPENVINO, FileRef, Manifest, ManifestError,
+                                     Variant, disagreement, openvino_disagreement, signed_activations)
 
 from toolchain.bundle.files import read_document, sha256_file, write_json_atomic
 from toolchain.errors import BundleError
 
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 FORMAT_VERSION = model.FORMAT_VERSION
-# variant.metrics[OPENVINO_AGREEMENT]: quantize's run of the variant's golden samples through the
-# quantizing host's OpenVINO CPU plugin: {"openvino": version, "tasks": {task: {max_abs_err, tolerance, passed}}}
-OPENVINO_AGREEMENT = "openvino_agreement"
-# why a signed int8 variant disagrees there, and the fix (docs/quantization.md)
-SIGNED_INT8_ON_OPENVINO = ("OpenVINO's CPU plugin computes int8 (signed) activations through a Concat wrongly; "
-                           "for a bundle that runs on CPUs, quantize with --activations uint8 (docs/quantization.md)")
-
-
-def disagreement(check: dict[str, dict[str, Any]]) -> str:
-    """'' when every task of an agreement check passed, else which tasks did not and by how much."""
-    return "; ".join(f"{t} off by {c['max_abs_err']:.3g} > tolerance {c['tolerance']:.3g}"
-                     for t, c in check.items() if not c["passed"])
-
-
-def signed_activations(variant: Variant) -> bool | None:
-    """Whether an int8 variant's activations are int8 (True) or uint8 (False), as quantize recorded
-    in its calibration (``mtedge quantize --activations``); None for a variant without one."""
-    return (variant.calibration or {}).get("signed_activations")
-
-
-def openvino_disagreement(variant: Variant) -> str:
-    """'' unless quantize recorded that OpenVINO computed `variant` off its tolerance; else what and where."""
-    rec = (variant.metrics or {}).get(OPENVINO_AGREEMENT)
-    off = disagreement(rec.get("tasks", {})) if isinstance(rec, dict) else ""
-    return f"{off} (OpenVINO {rec.get('openvino')}, recorded by mtedge quantize)" if off else ""
-
 __all__ = ["Bundle", "FileRef", "Manifest", "ManifestError", "Variant", "validate_manifest", "write_manifest",
            "schema", "SCHEMA_PATH", "OPENVINO_AGREEMENT", "SIGNED_INT8_ON_OPENVINO", "disagreement", "openvino_disagreement",
            "signed_activations"]
