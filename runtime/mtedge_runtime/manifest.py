@@ -585,8 +585,11 @@ def openvino_disagreement(variant: Variant) -> str:
     Metrics are free-form in the format, so a record of another shape counts as no record."""
     rec = (variant.metrics or {}).get(OPENVINO_AGREEMENT)
     tasks = rec.get("tasks") if isinstance(rec, dict) else None
-    off = disagreement({t: c for t, c in tasks.items() if isinstance(c, dict) and c.get("passed") is False and all(
-        isinstance(c.get(k), (int, float)) for k in ("max_abs_err", "tolerance"))}) if isinstance(tasks, dict) else ""
+    if not isinstance(tasks, dict):
+        return ""
+    failed = {t: c for t, c in tasks.items() if isinstance(c, dict) and c.get("passed") is False
+              and all(isinstance(c.get(k), (int, float)) for k in ("max_abs_err", "tolerance"))}
+    off = disagreement(failed)
     return f"{off} (OpenVINO {rec.get('openvino')}, recorded by mtedge quantize)" if off else ""
 
 
