@@ -580,6 +580,12 @@ def signed_activations(variant: Variant) -> Optional[bool]:
     return (variant.calibration or {}).get("signed_activations")
 
 
+def openvino_advice(variant: Variant) -> str:
+    """The fix for a variant OpenVINO computes off its golden outputs: the uint8 advice for signed
+    int8 activations (the known CPU plugin defect), else '' (no known cause)."""
+    return SIGNED_INT8_ON_OPENVINO if signed_activations(variant) else ""
+
+
 def openvino_disagreement(variant: Variant) -> str:
     """'' unless quantize recorded that OpenVINO computed `variant` off its tolerance; else what and where.
     Metrics are free-form in the format, so a record of another shape counts as no record."""

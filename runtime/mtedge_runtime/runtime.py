@@ -191,6 +191,7 @@ def _warn_recorded_disagreement(bundle: str, variants: list[str]) -> None:
     for v in variants:
         off = manifest.openvino_disagreement(m.variants[v])
         if off:
-            hint = f" {manifest.SIGNED_INT8_ON_OPENVINO}." if manifest.signed_activations(m.variants[v]) else ""
+            advice = manifest.openvino_advice(m.variants[v])
+            hint = f" {advice}." if advice else ""
             warnings.warn(f"variant {v!r} of {bundle}: OpenVINO computed it off its golden outputs: {off}; check it "
                           f"here with `mtedge-run {bundle} --variant {v} --verify`.{hint}", RuntimeWarning, stacklevel=3)

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from mtedge_runtime import manifest as model
 from mtedge_runtime.manifest import (OPENVINO_AGREEMENT, SIGNED_INT8_ON_OPENVINO, FileRef, Manifest, ManifestError,
-                                     Variant, disagreement, openvino_disagreement, signed_activations)
+                                     Variant, disagreement, openvino_advice, openvino_disagreement,
+                                     signed_activations)
 
 from toolchain.bundle.files import read_document, sha256_file, write_json_atomic
 from toolchain.errors import BundleError
@@ -26,8 +27,8 @@ from toolchain.errors import BundleError
 SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
 FORMAT_VERSION = model.FORMAT_VERSION
 __all__ = ["Bundle", "FileRef", "Manifest", "ManifestError", "Variant", "validate_manifest", "write_manifest",
-           "schema", "SCHEMA_PATH", "OPENVINO_AGREEMENT", "SIGNED_INT8_ON_OPENVINO", "disagreement", "openvino_disagreement",
-           "signed_activations"]
+           "schema", "SCHEMA_PATH", "OPENVINO_AGREEMENT", "SIGNED_INT8_ON_OPENVINO", "disagreement", "openvino_advice",
+           "openvino_disagreement", "signed_activations"]
 
 
 @lru_cache(maxsize=1)

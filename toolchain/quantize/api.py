@@ -13,8 +13,7 @@ from typing import Any, Sequence
 import nncf
 import onnx
 
-from toolchain.bundle.manifest import (OPENVINO_AGREEMENT, SIGNED_INT8_ON_OPENVINO, Bundle, Variant, disagreement,
-                                       signed_activations)
+from toolchain.bundle.manifest import OPENVINO_AGREEMENT, Bundle, Variant, disagreement, openvino_advice
 from toolchain.data.loaders import has_labels
 from toolchain.errors import SpecError
 from toolchain.progress import progress_bar
@@ -255,7 +254,8 @@ def _check_openvino(bundle: Bundle, chain: Any, report: QuantizeReport) -> None:
                         OPENVINO_AGREEMENT: {"openvino": openvino_version(), "tasks": result.openvino_agreement}}
     off = disagreement(result.openvino_agreement)
     if off:
-        hint = f" ({SIGNED_INT8_ON_OPENVINO})" if signed_activations(recorded) else ""
+        advice = openvino_advice(recorded)
+        hint = f" ({advice})" if advice else ""
         report.notes.append(f"{variant}: OpenVINO on this host does not reproduce the variant on its golden samples: "
                             f"{off}{hint}. The variant is kept (it is defined and measured in onnxruntime); "
                             "do not run it with the OpenVINO backend here")

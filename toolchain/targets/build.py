@@ -18,7 +18,7 @@ from toolchain.version import __version__
 from toolchain.errors import BundleError, VerificationError
 from toolchain.targets import openvino_builder, tensorrt_builder, trtexec as trtexec_mod
 from toolchain.bundle.files import file_ref, read_document, write_bytes_atomic
-from toolchain.bundle.manifest import SIGNED_INT8_ON_OPENVINO, Bundle, Manifest, disagreement, signed_activations
+from toolchain.bundle.manifest import Bundle, Manifest, disagreement, openvino_advice
 from mtedge_runtime.manifest import EngineSet, FileRef
 from toolchain.targets.plan import BuildOptions, BuildPlan, EngineBuildStep, VariantPlan, plan_build
 from toolchain.targets.profile import TargetError, TargetProfile, tensorrt_major
@@ -104,8 +104,8 @@ def _verify_engines(bundle: Path, manifest: Manifest, plan: BuildPlan, not_run: 
         checks = verify_variant(bundle, manifest, vp.variant, runners)
         rep = report(checks, manifest.golden.samples, reference_kind(manifest, vp.variant))
         if rep["status"] != "passed":
-            hint = (f" {SIGNED_INT8_ON_OPENVINO}." if plan.backend == "openvino" and
-                    signed_activations(manifest.variant(vp.variant)) else "")
+            advice = openvino_advice(manifest.variant(vp.variant)) if plan.backend == "openvino" else ""
+            hint = f" {advice}." if advice else ""
             raise VerificationError(f"{plan.backend} engines of variant {vp.variant!r} for {plan.target!r} differ from "
                                     f"the golden outputs: {disagreement(rep['tasks'])}. Nothing was recorded.{hint}")
         verifications[vp.variant] = rep
