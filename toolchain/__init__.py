@@ -14,16 +14,9 @@ stage, each returning a result object (every `mtedge` command is argument parsin
 from toolchain.version import __version__
 
 # name -> module that defines it; imported on first use so `import toolchain` stays light
-_API = {
-    "compress": "toolchain.compression",
-    "export_bundle": "toolchain.export",
-    "quantize_bundle": "toolchain.quantize",
-    "verify_bundle": "toolchain.verify",
-    "build": "toolchain.targets.build",
-    "load_profile": "toolchain.targets.profile",
-    "load_with_recipe": "toolchain.model",
-    "Runtime": "toolchain.runtime",
-}
+_API = {"compress": "toolchain.compression", "export_bundle": "toolchain.export",
+        "quantize_bundle": "toolchain.quantize", "verify_bundle": "toolchain.verify", "build": "toolchain.targets.build",
+        "load_profile": "toolchain.targets.profile", "load_with_recipe": "toolchain.model", "Runtime": "toolchain.runtime"}
 
 __all__ = [*_API, "__version__"]
 

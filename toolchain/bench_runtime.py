@@ -1,19 +1,6 @@
-"""`mtedge bench`: what the resident multitask runtime buys, measured side by side in one run.
-
-Everything runs on the same machine, the same input and the same OpenVINO settings
-(CPU, INFERENCE_PRECISION_HINT f32 unless asked otherwise, LATENCY hint, same thread count):
-
-- per-task latency of ``Runtime.run`` (median, p90);
-- switch overhead: cycling through the tasks vs repeating one task;
-- reload baseline: a per-task whole model (the task's segments merged into one ONNX file)
-  compiled again on every task switch, as a one-model-per-task deployment does;
-- multitask: all tasks in one ``run`` (trunk once) vs each task's whole model (trunk per task);
-- runtime overhead vs raw OpenVINO on the same compiled segments (Python API, intermediates
-  shared with ``set_tensor``: no copies between segments there either);
-- Python call overhead: wall time of ``run()`` minus the C++-measured time of the same call;
-- resident memory in clean subprocesses: all tasks loaded vs separate per-task whole models;
-- slimmable bundles (two or more variants with a width ``config``): configuration switching,
-  all configurations resident, alternating vs repeating (``config_switch_overhead_pct``).
+"""`mtedge bench`: what the resident multitask runtime buys, measured side by side in one run
+(same machine, input and OpenVINO settings). The measurements and how to read them: docs/runtime.md,
+"Measuring"; width-configuration switching: docs/slimmable.md, "Runtime".
 """
 
 from __future__ import annotations
@@ -74,9 +61,8 @@ class BenchReport:
     reload_speedup: float
     multitask_speedup: float
     runtime_overhead_pct: float
-    # wall time minus C++ time per call, for the task with the smallest output (per task under
-    # tasks.<t>.python_overhead_us). After a large model's inference most of it is the interpreter
-    # running on cold caches, not the binding's work (docs/runtime.md)
+    # wall minus C++ time per call, for the task with the smallest output (per task: tasks.<t>.python_overhead_us);
+    # mostly the interpreter on cold caches, not the binding (docs/runtime.md, "Reading python_call_overhead_us")
     python_call_overhead_us: float
     load_ms: float
     config_switch: dict[str, Any] | None = None  # slimmable bundles: bench_config_switch's document
@@ -117,8 +103,9 @@ class RunTotals:
         return read(**rt.stats())
 
 
-def _timeit(fn: Callable[[], object], n: int, advance: Callable[[], None] | None = None) -> list[float]:
-    return interleaved_ms({0: fn}, n, after_round=advance)[0]
+def _timeit(fn: Callable[[], object], n: int, bar: Any, description: str) -> list[float]:
+    job = bar.add_task(description, total=n)
+    return interleaved_ms({0: fn}, n, after_round=lambda: bar.advance(job))[0]
 
 
 def rss_mb() -> float:
@@ -142,7 +129,6 @@ def rss_probe(mode: str, bundle: str, model_dir: str, threads: int, precision: s
     if mode == "runtime":
         rt = Runtime(bundle, backend="openvino", threads=threads or None, variant=variant or None, precision=precision)
         rt.run(x)
-        keep = [rt]
     else:
         core = ov.Core()
         keep = [core]
@@ -214,8 +200,7 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
     cfg = openvino_latency_config(precision, threads)
     reload_iters = reload_iters or max(2 * len(tasks), min(40, iters // 2))
     bar = progress_bar(transient=True)
-    if not progress:
-        bar.disable = True
+    bar.disable = bar.disable or not progress
     with tempfile.TemporaryDirectory(prefix="mtedge-bench-") as tmp, bar:
         # Per-task whole models for the baselines, written once like N deployed single-task models.
         for t in tasks:
@@ -242,36 +227,29 @@ def bench_bundle(bundle: str | os.PathLike, iters: int = 200, warmup: int = 10, 
         alt_sum = sum(float(np.median(alt[t])) for t in tasks)
         alt_all = [v for t in tasks for v in alt[t]]
 
-        job = bar.add_task("runtime: all tasks per call", total=iters)
-        all_in_one = _timeit(lambda: rt.run(x), iters, lambda: bar.advance(job))
+        all_in_one = _timeit(lambda: rt.run(x), iters, bar, "runtime: all tasks per call")
 
         # Separate per-task whole models, each with its own copy of the trunk, all resident.
-        whole = {t: core.compile_model(str(Path(tmp) / f"{t}.onnx"), "CPU", cfg).create_infer_request()
-                 for t in tasks}
+        whole = {t: core.compile_model(str(Path(tmp) / f"{t}.onnx"), "CPU", cfg).create_infer_request() for t in tasks}
         for req in whole.values():
             req.infer({0: x})
-        job = bar.add_task("baseline: separate whole models", total=iters)
-        separate = _timeit(lambda: [np.array(req.infer({0: x})[0]) for req in whole.values()], iters,
-                           lambda: bar.advance(job))
+        separate = _timeit(lambda: [np.array(req.infer({0: x})[0]) for req in whole.values()], iters, bar,
+                           "baseline: separate whole models")
 
         # Reload baseline: every switch compiles the next task's whole model from its file.
-        job = bar.add_task("baseline: reload on every switch", total=reload_iters)
         switches = itertools.cycle(tasks)
 
         def reload_next() -> None:
             req = core.compile_model(str(Path(tmp) / f"{next(switches)}.onnx"), "CPU", cfg).create_infer_request()
             np.array(req.infer({0: x})[0])
 
-        reload = _timeit(reload_next, reload_iters, lambda: bar.advance(job))
+        reload = _timeit(reload_next, reload_iters, bar, "baseline: reload on every switch")
 
         # Raw OpenVINO on the same segments, wired like the runtime (shared tensors, no copies).
         raw_frame = raw_openvino_frame(core, cfg, bundle, m, var, rt.plan(tasks), x, tasks)
-
         raw_frame()
-        job = bar.add_task("baseline: raw OpenVINO segments", total=iters)
-        raw = _timeit(raw_frame, iters, lambda: bar.advance(job))
-        raw_check = raw_frame()
-        ours = rt.run(x)
+        raw = _timeit(raw_frame, iters, bar, "baseline: raw OpenVINO segments")
+        raw_check, ours = raw_frame(), rt.run(x)
         raw_diff = float(max(np.abs(a - ours[t]).max() for a, t in zip(raw_check, tasks)))
 
         if rss:
@@ -309,22 +287,9 @@ def width_config_variants(manifest: Manifest) -> list[str]:
 def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: int | None = None,
                         precision: str = "f32", variants: list[str] | None = None, rounds: int = 4,
                         warmup: int = 10, block: int = 1) -> dict:
-    """Configuration switching, measured like task switching (``switch_overhead_pct``).
-
-    Every width configuration is resident in one Runtime. Per configuration, all tasks repeated
-    (median) vs the configurations alternating call by call (median per configuration);
-    ``config_switch_overhead_pct = 100 * (sum of alternating medians / sum of repeated medians - 1)``.
-    Both styles run in `rounds` interleaved blocks of `iters` calls per configuration, so load
-    from other processes hits them alike. `block` > 1 switches configuration every `block` calls
-    instead of every call (a budget changes far less often than every frame); each configuration's
-    alternating figure is then the median of the first call after a switch and the median of the
-    block's other calls, weighted 1 : block - 1 (a plain median would hide the switch).
-    ``switch_cost_us``: what the first call after a switch costs over a repeated call.
-
-    The same schedule also drives raw OpenVINO (Python API) on the same segment files, wired like
-    the runtime, in the same rounds: ``raw_openvino_config_switch_overhead_pct`` is what alternating
-    between resident compiled networks costs OpenVINO and the CPU caches by themselves, and
-    ``runtime_added_switch_overhead_pct`` the ratio of the two (what the runtime adds on top)."""
+    """Configuration switching, measured like task switching (``switch_overhead_pct``), for the runtime
+    and raw OpenVINO in the same interleaved `rounds`; `block` > 1 switches every `block` calls.
+    The figures and formulas: docs/slimmable.md, "Runtime"."""
     import openvino as ov
 
     m = Bundle.open(bundle).manifest
@@ -333,15 +298,12 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
         raise ValueError(f"{bundle}: configuration switching needs two width variants, found {names}")
     rt = Runtime(str(bundle), backend="openvino", threads=threads, variant=names, precision=precision)
     shape = tuple(rt.input_spec()["shape"])
-    golden = np.load(Path(bundle) / m.golden.input.file).astype(np.float32)
-    x = np.ascontiguousarray(golden[: shape[0]].reshape(shape))
+    x = np.ascontiguousarray(np.load(Path(bundle) / m.golden.input.file).astype(np.float32)[: shape[0]].reshape(shape))
     tasks = rt.tasks
     core, cfg = ov.Core(), openvino_latency_config(precision, threads)
     raw_frames = {v: raw_openvino_frame(core, cfg, bundle, m, v, rt.plan(tasks), x, tasks) for v in names}
-    styles: dict[str, Callable[[str], object]] = {
-        "runtime": lambda v: rt.run(x, variant=v),
-        "raw_openvino": lambda v: raw_frames[v](),
-    }
+    styles: dict[str, Callable[[str], object]] = {"runtime": lambda v: rt.run(x, variant=v),
+                                                  "raw_openvino": lambda v: raw_frames[v]()}
     for _ in range(warmup):
         for v in names:
             for call in styles.values():
@@ -355,9 +317,7 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
 
     def account(phase: str) -> None:
         st = RunTotals.of(rt)
-        split[phase][0] += st.total_run_ms
-        split[phase][1] += st.segment_ms
-        split[phase][2] += st.runs
+        split[phase] = [a + b for a, b in zip(split[phase], (st.total_run_ms, st.segment_ms, st.runs))]
         rt.reset_stats()
 
     def timed(call: Callable[[str], object], v: str, into: dict[str, list[float]]) -> None:
@@ -419,20 +379,18 @@ def bench_config_switch(bundle: str | os.PathLike, iters: int = 200, threads: in
 def render_report(r: BenchReport, iters: int) -> None:
     """Print the bench report as two rich tables (per task; side by side comparisons)."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
+
+    def right(*names: str) -> list[Column]:
+        return [Column(n, justify="right") for n in names]
 
     console = Console()
-    t = Table(title=f"{r.name}: per-task latency ({r.backend}, {r.precision}, {iters} calls, medians)")
-    for col in ("task", "median ms", "p90 ms", "alternating median ms"):
-        t.add_column(col, justify="right" if col != "task" else "left")
+    t = Table("task", *right("median ms", "p90 ms", "alternating median ms"),
+              title=f"{r.name}: per-task latency ({r.backend}, {r.precision}, {iters} calls, medians)")
     for name, s in r.tasks.items():
         t.add_row(name, f"{s.median_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.alternating_median_ms:.3f}")
     console.print(t)
-    c = Table(title="side by side (medians)")
-    c.add_column("measurement")
-    c.add_column("runtime", justify="right")
-    c.add_column("baseline", justify="right")
-    c.add_column("result", justify="right")
+    c = Table("measurement", *right("runtime", "baseline", "result"), title="side by side (medians)")
     c.add_row("task switch: alternating vs repeating", f"{r.alternating['median_ms']:.3f} ms", "",
               f"{r.switch_overhead_pct:+.1f}%")
     c.add_row("switch vs reload-per-switch model", f"{r.alternating['median_ms']:.3f} ms",

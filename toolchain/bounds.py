@@ -13,6 +13,7 @@ from typing import Iterable
 from torch import nn
 
 from toolchain.data.loaders import Batch
+from toolchain.evaluate import drops, evaluate, task_metric_name
 from toolchain.recipe import Recipe
 
 # float noise allowed on a drop before a task counts as past its bound
@@ -89,8 +90,6 @@ class BoundsCheck:
 def bounds_from_metrics(before: dict[str, float], after: dict[str, float], recipe: Recipe, label_free: bool,
                         split: str, images: int) -> BoundsCheck:
     """The table from metrics already measured (`before`: the original, `after`: the result)."""
-    from toolchain.evaluate import drops, task_metric_name
-
     d = drops(before, after, recipe, label_free)
     tasks = {t: TaskBound(t, task_metric_name(recipe, t, label_free) + (" (fidelity)" if label_free else ""),
                           before[t], after[t], d[t], recipe.task(t).allowed_drop) for t in after}
@@ -100,8 +99,6 @@ def bounds_from_metrics(before: dict[str, float], after: dict[str, float], recip
 def check_bounds(original: nn.Module, result: nn.Module, recipe: Recipe, data: Iterable[Batch], label_free: bool,
                  split: str) -> BoundsCheck:
     """Measure `original` and `result` on `data` (labels, or fidelity to `original` when label-free)."""
-    from toolchain.evaluate import evaluate
-
     data = list(data)
     reference = original if label_free else None
     before = evaluate(original, recipe, data, reference=reference)

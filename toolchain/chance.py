@@ -2,11 +2,8 @@
 
 A compression study on a model that performs at chance measures nothing (every "result" is within
 its bounds of a constant), so the sweep refuses such a reference. The constant predictors, one per
-task kind, fitted on the same labels they are scored on (the strongest input-free baseline):
-
-- classification: always the most frequent class;
-- segmentation: every pixel the most frequent class;
-- reconstruction / depth / regression / keypoints: the mean target (per element).
+task kind, fitted on the same labels they are scored on (the strongest input-free baseline): the most
+frequent class (classification; on every pixel for segmentation), else the mean target per element.
 """
 
 from __future__ import annotations
@@ -18,6 +15,8 @@ from torch import nn
 
 from toolchain.data.loaders import Batch
 from toolchain.errors import SpecError
+from toolchain.evaluate import higher_is_better
+from toolchain.metrics import make_metric
 from toolchain.recipe import Recipe
 
 BASELINE = {"classification": "the most frequent class", "segmentation": "the most frequent class on every pixel"}
@@ -31,8 +30,6 @@ class ChanceLevel(SpecError):
 def chance_metrics(model: nn.Module, recipe: Recipe, data: Sequence[Batch]) -> dict[str, float]:
     """task -> the recipe metric of the best constant predictor on `data` (labeled batches).
     `model` only gives the output shapes (one forward of the first batch)."""
-    from toolchain.metrics import make_metric
-
     if not data or data[0][1] is None:
         raise SpecError("chance level needs labeled data: the recipe's test split has no labels")
     shapes = {t: v.shape[1:] for t, v in model.eval()(data[0][0][:1]).items()}
@@ -52,23 +49,20 @@ def _constant_output(kind: str, shape: torch.Size, targets: list[torch.Tensor]) 
         logits = torch.zeros((1, *shape))
         logits[:, int(counts.argmax())] = 1.0
         return logits
-    stacked = torch.cat(targets).float()
-    return stacked.mean(0, keepdim=True)
+    return torch.cat(targets).float().mean(0, keepdim=True)
 
 
 def refuse_chance_level(reference: dict[str, float], chance: dict[str, float], recipe: Recipe, what: str) -> None:
     """Raise ChanceLevel when a task of `reference` is not better than chance by more than its allowed
     drop: a compressed model within that bound could then be a constant predictor."""
-    from toolchain.evaluate import higher_is_better
-
     bad = []
     for t, value in reference.items():
         margin = (value - chance[t]) if higher_is_better(recipe, t) else (chance[t] - value)
-        allowed = recipe.task(t).allowed_drop
-        if margin <= allowed:
-            kind = recipe.task(t).kind
-            bad.append(f"{t} {recipe.task(t).metric} {value:.2f} vs chance {chance[t]:.2f} "
-                       f"({BASELINE.get(kind, 'the mean target')}), not above it by more than its allowed drop {allowed:g}")
+        spec = recipe.task(t)
+        if margin <= spec.allowed_drop:
+            bad.append(f"{t} {spec.metric} {value:.2f} vs chance {chance[t]:.2f} "
+                       f"({BASELINE.get(spec.kind, 'the mean target')}), not above it by more than its allowed drop "
+                       f"{spec.allowed_drop:g}")
     if bad:
         raise ChanceLevel(f"{what} performs at chance on its test split: {'; '.join(bad)}. Its compression results would "
                           "measure nothing; train the model first (`mtedge train MODEL -o trained.pt`) and pass the "

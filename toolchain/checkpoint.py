@@ -1,24 +1,9 @@
 """The mtedge checkpoint (format 2): tensors and plain data only, loadable without unpickling code.
 
-A checkpoint holds what is needed to rebuild the module rather than the module itself:
-
-- ``origin``: the spec the model was first built from (``zoo:NAME`` or ``package.module:factory``);
-- ``plan``: how the rebuilt module differs structurally from a fresh ``origin`` module:
-  ``modules`` maps every module name to its structural attributes (``in_channels``,
-  ``out_channels``, ``groups``, ``num_features``, ``in_features``, ...), so any pruning
-  (PAGCP, L1, Torch-Pruning in general) replays by module name on any ``nn.Module`` rebuilt from
-  the spec -- a torch.fx GraphModule with the same module names included; ``slim`` (or None)
-  holds a slimmable model's ``SlimSpec``, width configuration and per-width batch-norm statistics;
-- ``state_dict``: every parameter and buffer;
-- ``probe``: the model's outputs on a fixed input, recomputed after rebuilding: a rebuild that
-  does not reproduce the saved function (a structural change the plan does not describe) is an
-  error, never a silently different model;
-- ``recipe`` and provenance (``metrics``, ``pruning``, ...) as plain data.
-
-Loading is ``torch.load(weights_only=True)`` -> rebuild from ``origin`` -> apply the plan ->
-``load_state_dict(strict=True)`` -> check the probe. A whole pickled module (or a format-1
-checkpoint, which pickled the module) runs code from the file when loaded, so it is loaded only
-when the caller passes ``trust_pickle=True`` (CLI: ``--trust-pickle``).
+It holds what rebuilds the module, not the module: ``origin`` (the spec), a ``plan`` (structural
+attributes by module name, and a slimmable model's ``slim`` state), the ``state_dict``, a ``probe``
+(outputs on a fixed input, checked after rebuilding), the ``recipe`` and provenance. A pickled
+module loads only with ``trust_pickle=True``. In full: docs/reliability.md, "Safe loading".
 """
 
 from __future__ import annotations
@@ -183,8 +168,7 @@ def rebuild(obj: dict[str, Any], build: Callable[[str], nn.Module], where: str) 
     if plan.get("captured"):
         # saved from the captured graph (toolchain/graph/capture.py): capture the rebuilt model the
         # same way -- same output names, same folded layouts -- before the plan and the tensors
-        recipe = parse_recipe(obj["recipe"], f"{where}:recipe") if obj.get("recipe") else None
-        inner = multitask(inner, recipe)
+        inner = multitask(inner, parse_recipe(obj["recipe"], f"{where}:recipe") if obj.get("recipe") else None)
     prefix = "model." if slim else ""
     inner_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     apply_plan(inner, modules, inner_state)

@@ -9,35 +9,26 @@ import click
 
 from toolchain.errors import MtedgeError
 
-# (module, attribute) of every subcommand, in the order `mtedge --help` lists them.
-_COMMANDS = [
-    ("toolchain.commands.doctor", "doctor"),
-    ("toolchain.commands.train", "train"),
-    ("toolchain.commands.recipe", "recipe"),
-    ("toolchain.commands.inspect", "inspect"),
-    ("toolchain.commands.export", "export"),
-    ("toolchain.commands.export", "verify"),
-    ("toolchain.commands.quantize", "quantize"),
-    ("toolchain.commands.runtime", "run"),
-    ("toolchain.commands.runtime", "bench"),
-    ("toolchain.commands.demo", "demo"),
-    ("toolchain.commands.targets", "targets"),
-    ("toolchain.commands.targets", "build"),
-    ("toolchain.commands.targets", "profile"),
-    ("toolchain.commands.compress", "compress"),
-    ("toolchain.commands.slim", "slim"),
-    ("toolchain.commands.sweep", "sweep"),
-]
+# subcommand -> the module that defines it (under that name), in the order `mtedge --help` lists them
+_COMMANDS = {
+    "doctor": "toolchain.commands.doctor", "train": "toolchain.commands.train", "recipe": "toolchain.commands.recipe",
+    "inspect": "toolchain.commands.inspect", "export": "toolchain.commands.export",
+    "verify": "toolchain.commands.export", "quantize": "toolchain.commands.quantize",
+    "run": "toolchain.commands.runtime", "bench": "toolchain.commands.runtime", "demo": "toolchain.commands.demo",
+    "targets": "toolchain.commands.targets", "build": "toolchain.commands.targets",
+    "profile": "toolchain.commands.targets", "compress": "toolchain.commands.compress",
+    "slim": "toolchain.commands.slim", "sweep": "toolchain.commands.sweep",
+}
 
 
 class _LazyGroup(click.Group):
     """Imports a subcommand's module only when it runs: `mtedge --help` stays fast."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for _, name in _COMMANDS]
+        return list(_COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        module = next((m for m, attr in _COMMANDS if attr == name), None)
+        module = _COMMANDS.get(name)
         return getattr(importlib.import_module(module), name) if module else None
 
 
@@ -52,11 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         cli.main(args=argv, prog_name="mtedge", standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.UsageError as e:
-        if e.ctx is not None:
-            click.echo(f"{e.ctx.get_usage()}\nTry '{e.ctx.command_path} --help' for help.", err=True)
-        return _error(e.format_message(), e.exit_code)
     except click.ClickException as e:
+        if isinstance(e, click.UsageError) and e.ctx is not None:
+            click.echo(f"{e.ctx.get_usage()}\nTry '{e.ctx.command_path} --help' for help.", err=True)
         return _error(e.format_message(), e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
@@ -66,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as e:  # an output that is already there (bundle/files.staged_directory)
         return _error(str(e) if e.filename is None else f"{e.filename} exists; pass --force to replace it", 2)
     except SystemExit as e:  # a command chose its exit code
-        if isinstance(e.code, str):
-            return _error(e.code, 1)
-        return int(e.code or 0)
+        return _error(e.code, 1) if isinstance(e.code, str) else int(e.code or 0)
     return 0
 
 

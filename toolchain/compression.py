@@ -1,14 +1,9 @@
 """`toolchain.compress`: prune a model to a FLOPs or latency goal, recover, report (docs/pruning.md).
 
-The recipe's bounds are the contract: by default the search accepts no step past a task's allowed
-drop and stops short of the goal when the bounds demand it (``goal_reached=False``); recovery keeps
-the state that holds the bounds best on the val split; the result is measured on the held-out test
-split (``result.bounds``) and ``result.ok`` is False when a task is past its bound, unless the
-caller allowed it (``allow_exceed``). ``relax=True`` opts in to the budget relaxation.
-
-The policy `mtedge compress` used to hold lives here, callable from Python: the default channel
-rounding (the target's multiple, else 8), the L1 baseline's FLOPs goal, and how a latency table
-or the host's per-layer counters become a per-channel cost.
+The bounds contract (no step past a bound by default, recovery never worse, the result measured on
+the test split): docs/pruning.md, "The recipe's bounds are the contract". The policy around the
+search is here too: the default channel rounding (the target's multiple, else 8), the L1 baseline's
+FLOPs goal, how a latency table or the host's per-layer counters become a per-channel cost.
 """
 
 from __future__ import annotations
@@ -19,7 +14,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from toolchain.bounds import BoundsCheck
+from toolchain.bounds import BoundsCheck, check_bounds
+from toolchain.data.loaders import batches, example_input, has_labels
 from toolchain.errors import MtedgeError, SpecError
 from toolchain.recipe import Recipe, load_recipe
 
@@ -98,7 +94,6 @@ class CompressResult:
     def report(self, directory: str | Path, test_count: int | None = None, extra: dict | None = None) -> dict[str, Path]:
         """report.json, report.md and pruning_path.png: metrics before/after on the test split (fidelity
         to the unpruned model when label-free), FLOPs, params and host latency."""
-        from toolchain.data.loaders import example_input
         from toolchain.prune import cost
         from toolchain.prune.report import prune_report, write_report
 
@@ -147,13 +142,8 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
     (``toolchain.workers``; the result depends on ``points_per_probe`` only); ``relax_tasks``:
     whose budgets grow between rounds ("all", or "binding": only the tasks that stopped a step).
 
-    Bounds: without ``relax`` no step past a task's allowed drop (val split) is accepted and the
-    search stops at the largest cut the bounds allow (``result.goal_reached`` False, said in the
-    notes); ``relax=True`` grows the budgets (x2 a round, capped by each task's ``max_relax``).
-    Recovery keeps its best held-out epoch, or the unrecovered model. The result is measured on
-    the first ``test_count`` test images (all by default): ``result.bounds``; ``result.ok`` is
-    False when a task is past its bound unless ``allow_exceed``; ``result.check()`` raises then."""
-    from toolchain.data.loaders import example_input, has_labels
+    Bounds (``relax``, ``allow_exceed``, ``test_count``; ``result.bounds``, ``result.ok``,
+    ``result.check()``): docs/pruning.md, "The recipe's bounds are the contract"."""
     from toolchain.graph.capture import multitask
     from toolchain.model import load_with_recipe
     from toolchain.prune import cost
@@ -207,8 +197,6 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
         result = l1_prune(unpruned, example, int(goal), round_to=round_to, ignored=tuple(ignored))
     recovery = None
     if finetune_epochs > 0:
-        from toolchain.data.loaders import batches
-        from toolchain.bounds import check_bounds
         from toolchain.prune.recovery import recover
 
         val = list(batches(rec, "val", count=val_count, batch_size=128))
@@ -229,9 +217,6 @@ def compress(model: str | nn.Module, recipe: str | Path | Recipe | None = None, 
 def held_out_bounds(original: nn.Module, result: nn.Module, recipe: Recipe, label_free: bool,
                     test_count: int | None = None) -> BoundsCheck:
     """Every task's drop on the test split: data neither the search nor recovery chose anything on."""
-    from toolchain.bounds import check_bounds
-    from toolchain.data.loaders import batches
-
     return check_bounds(original, result, recipe, batches(recipe, "test", count=test_count, batch_size=256),
                         label_free, "test")
 

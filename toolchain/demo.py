@@ -87,6 +87,7 @@ def run_demo(out: str | Path = "out", *, epochs: float = 4.0, limit: int | None 
     rt = Runtime(bundle, backend="openvino")
     test = fashion.load_split("test").subset(8)
     x_all, targets = fashion.make_batch(test.images, test.labels, seed=3)
+    frame = np.ascontiguousarray(x_all[:1].numpy())
     table = Table("image", "true garment", "task", "segments run", "result",
                   title=f"runtime ({rt.backend}): one image at a time, tasks switched every call")
     order = ["garment", "silhouette", "group", "denoise"]
@@ -104,7 +105,7 @@ def run_demo(out: str | Path = "out", *, epochs: float = 4.0, limit: int | None 
             res = f"PSNR {_score(PSNR(), y[:, :1], targets['denoise'][i : i + 1, :1]).value():.2f} dB"
         table.add_row(str(i), fashion.GARMENTS[int(test.labels[i])], task, " -> ".join(rt.plan(task)), res)
     console.print(table)
-    both = rt.run(np.ascontiguousarray(x_all[:1].numpy()), tasks=["garment", "silhouette"])
+    both = rt.run(frame, tasks=["garment", "silhouette"])
     console.print(f"garment + silhouette in one call runs {' -> '.join(rt.plan(['garment', 'silhouette']))} "
                   f"(trunk once): shapes {[list(a.shape) for a in both.values()]}")
 
@@ -130,16 +131,15 @@ def run_demo(out: str | Path = "out", *, epochs: float = 4.0, limit: int | None 
         raise VerificationError(f"the int8 variant of {int8} was not written: {'; '.join(done.quantized.report.notes)}; "
                                 "allow larger drops in the recipe or quantize with more calibration images")
     rt8 = Runtime(int8, backend="openvino", variant="int8")
-    y = rt8.run(np.ascontiguousarray(x_all[:1].numpy()))
+    y = rt8.run(frame)
     console.print(f"int8 runtime: {rt8.variants[0]} variant, garment -> "
                   f"{fashion.GARMENTS[int(y['garment'].argmax())]} (true {fashion.GARMENTS[int(test.labels[0])]})")
 
     _step(console, "8. build: OpenVINO engines for host-cpu; a TensorRT build script for Jetson Orin Nano 8GB")
     built = build(bundle, load_profile("host-cpu"))
     console.print(f"host-cpu engines ({built.via}): {', '.join(built.entries)} verified against the golden I/O")
-    rt_eng = Runtime(bundle, backend="openvino", engine_target="host-cpu")
-    same = rt_eng.run(np.ascontiguousarray(x_all[:1].numpy()))
-    ref = rt.run(np.ascontiguousarray(x_all[:1].numpy()))
+    same = Runtime(bundle, backend="openvino", engine_target="host-cpu").run(frame)
+    ref = rt.run(frame)
     console.print("host-cpu engines in the runtime, max abs diff vs ONNX segments: "
                   + ", ".join(f"{t} {np.abs(same[t] - ref[t]).max():.1e}" for t in ref))
     script = out / "build-orin-nano-8gb.sh"
@@ -167,7 +167,6 @@ def run_demo(out: str | Path = "out", *, epochs: float = 4.0, limit: int | None 
                        latency=functools.partial(measure_variant_latency, threads=1))
     _verified(console, slim_bundle)
     rts = Runtime(slim_bundle, backend="openvino", variant=["c100", "c75", "c50"])
-    frame = np.ascontiguousarray(x_all[:1].numpy())
     for cfg in ("c100", "c50", "c75", "c100"):  # every configuration resident: switching reloads nothing
         y = rts.run(frame, tasks=["garment", "silhouette"], variant=cfg)
         console.print(f"config {cfg}: garment -> {fashion.GARMENTS[int(y['garment'].argmax())]}, "

@@ -28,13 +28,8 @@ def higher_is_better(recipe: Recipe, task: str, label_free: bool = False) -> boo
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    recipe: Recipe,
-    data: Iterable[Batch],
-    reference: nn.Module | None = None,
-    tasks: Iterable[str] | None = None,
-) -> dict[str, float]:
+def evaluate(model: nn.Module, recipe: Recipe, data: Iterable[Batch], reference: nn.Module | None = None,
+             tasks: Iterable[str] | None = None) -> dict[str, float]:
     """Metric per task. With `reference`, targets are the reference's outputs (fidelity mode);
     otherwise batches must carry labels."""
     model = multitask(model, recipe).eval()

@@ -31,7 +31,7 @@ from toolchain.graph.tracing import trace
 from toolchain.model import LoadedModel, state_sha256
 from toolchain.progress import progress_bar
 from toolchain.recipe import Recipe
-from toolchain.torch_onnx import OPSET, TaskSubset, onnx_bytes  # noqa: F401  OPSET: the bundle's opset
+from toolchain.torch_onnx import TaskSubset, onnx_bytes
 
 FP32_TOLERANCE = 1e-4
 
@@ -60,23 +60,12 @@ def _golden_samples(recipe: Recipe, n: int) -> tuple[np.ndarray, str]:
     return x.numpy().astype(np.float32), source
 
 
-def export_bundle(
-    model: LoadedModel | nn.Module,
-    recipe: Recipe,
-    out: str | Path,
-    tasks: Sequence[str] | None = None,
-    dynamic_batch: bool = False,
-    task_models: bool = False,
-    golden_samples: int = 4,
-    name: str | None = None,
-    force: bool = False,
-    tolerance: float = FP32_TOLERANCE,
-) -> ExportResult:
-    """Write bundle `out` (e.g. `fashion-mt.mtb`) for `model` under `recipe`.
-
-    Raises VerificationError if chaining the segments in onnxruntime differs from torch by more
-    than `tolerance` on any task; nothing is published then.
-    """
+def export_bundle(model: LoadedModel | nn.Module, recipe: Recipe, out: str | Path, tasks: Sequence[str] | None = None,
+                  dynamic_batch: bool = False, task_models: bool = False, golden_samples: int = 4,
+                  name: str | None = None, force: bool = False, tolerance: float = FP32_TOLERANCE) -> ExportResult:
+    """Write bundle `out` (e.g. `fashion-mt.mtb`) for `model` under `recipe`. Raises VerificationError
+    if chaining the segments in onnxruntime differs from torch by more than `tolerance` on any task;
+    nothing is published then."""
     loaded = model if isinstance(model, LoadedModel) else None
     module = multitask(loaded.module if loaded else model, recipe).eval()
     spec = loaded.spec if loaded else type(module).__name__
@@ -113,11 +102,9 @@ def export_bundle(
             write_bytes_atomic(path, data)
             seg_entries[seg_name] = {"inputs": inputs, "outputs": seg.outputs, "tasks": [t for t in tasks if t in seg.tasks],
                                      "shared": seg.shared, "flops": int(seg.flops), "params": int(seg.params)}
-            variant_segments[seg_name] = {
-                **file_ref(tmp, path),
-                "inputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in inputs],
-                "outputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in seg.outputs],
-            }
+            variant_segments[seg_name] = {**file_ref(tmp, path),
+                                          "inputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in inputs],
+                                          "outputs": [_tensor_spec(t, part.tensor_shapes[t]) for t in seg.outputs]}
             progress.advance(job)
 
         task_model_refs = {}
@@ -131,36 +118,26 @@ def export_bundle(
 
         # golden I/O: torch fp32 outputs on real samples
         with torch.no_grad():
-            golden_out = {t: [] for t in tasks}
-            for i in range(0, len(golden_x), shape[0]):
-                o = module(torch.from_numpy(golden_x[i : i + shape[0]].copy()))
-                for t in tasks:
-                    golden_out[t].append(o[t].numpy())
+            golden_out = [module(torch.from_numpy(golden_x[i : i + shape[0]].copy()))
+                          for i in range(0, len(golden_x), shape[0])]
         (tmp / "golden").mkdir()
         np.save(tmp / "golden" / "input.npy", golden_x)
         golden_refs = {}
         for t in tasks:
-            np.save(tmp / "golden" / f"{t}.npy", np.concatenate(golden_out[t]).astype(np.float32))
+            np.save(tmp / "golden" / f"{t}.npy", np.concatenate([o[t].numpy() for o in golden_out]).astype(np.float32))
             golden_refs[t] = file_ref(tmp, tmp / "golden" / f"{t}.npy")
         progress.advance(job)
 
-        task_entries = {}
-        for t in tasks:
-            ts = recipe.tasks[t]
-            task_entries[t] = {"kind": ts.kind, "metric": ts.metric, "higher_is_better": ts.higher_is_better,
-                               "allowed_drop": ts.allowed_drop, "output": part.task_outputs[t],
-                               "segments": part.task_segments[t]}
+        task_entries = {t: {"kind": ts.kind, "metric": ts.metric, "higher_is_better": ts.higher_is_better,
+                            "allowed_drop": ts.allowed_drop, "output": part.task_outputs[t],
+                            "segments": part.task_segments[t]} for t in tasks for ts in [recipe.tasks[t]]}
         norm = recipe.input
         manifest: dict[str, Any] = {
-            "format": "mtedge-bundle",
-            "format_version": 1,
-            "name": bundle_name,
+            "format": "mtedge-bundle", "format_version": 1, "name": bundle_name,
             "input": {"name": INPUT_NAME, "shape": list(shape), "dtype": "float32", "layout": "NCHW",
                       "dynamic_batch": dynamic_batch, "color": recipe.data.options.get("color", "gray" if shape[1] == 1 else "rgb"),
                       "normalization": {"scale": norm.scale, "mean": list(norm.mean), "std": list(norm.std)}},
-            "tasks": task_entries,
-            "segments": seg_entries,
-            "default_variant": "fp32",
+            "tasks": task_entries, "segments": seg_entries, "default_variant": "fp32",
             "variants": {"fp32": {"precision": "fp32", "config": None,
                                   "tolerance": {t: tolerance for t in tasks}, "segments": variant_segments}},
             "engines": {},
@@ -178,15 +155,12 @@ def export_bundle(
         # numerics before publication: the onnxruntime chain must reproduce torch, by the one rule
         got, expected = ReferenceExecutor(bundle, check_files=False).run_golden()  # just written
         checks = {t: tolerance_rule.compare(t, got[t], expected[t], tolerance) for t in tasks}
-        errors = {t: c.max_abs_err for t, c in checks.items()}
-        bad = {t: c.max_abs_err for t, c in checks.items() if not c.passed}
+        bad = [t for t, c in checks.items() if not c.passed]
         if bad:
-            raise VerificationError(
-                "onnxruntime output differs from torch beyond " f"{tolerance:g}: "
-                + ", ".join(f"{t}: max abs error {e:.3g}" for t, e in bad.items())
-            )
+            raise VerificationError(f"onnxruntime output differs from torch beyond {tolerance:g}: "
+                                    + ", ".join(f"{t}: max abs error {checks[t].max_abs_err:.3g}" for t in bad))
         progress.advance(job)
-    return ExportResult(out, errors, part)
+    return ExportResult(out, {t: c.max_abs_err for t, c in checks.items()}, part)
 
 
 def _tool_versions() -> dict[str, str]:

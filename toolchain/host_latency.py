@@ -10,7 +10,5 @@ from typing import Any
 def openvino_latency_config(precision: str = "f32", threads: int | None = None, **extra: Any) -> dict[str, Any]:
     """`compile_model` properties for a host latency measurement; `extra` adds or overrides
     properties (``NUM_STREAMS=1``, ``PERF_COUNT=True``)."""
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    return {**config, **extra}
+    return {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
+            **({"INFERENCE_NUM_THREADS": threads} if threads else {}), **extra}

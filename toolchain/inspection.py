@@ -54,12 +54,9 @@ class InspectReport:
 
 
 def inspect_model(module: nn.Module, example: torch.Tensor) -> tuple[InspectReport, Partition]:
-    """Which layers serve which tasks, and what each part costs.
-
-    `example` should have batch 1: FLOPs are per image.
-    """
+    """Which layers serve which tasks, and what each part costs. `example` should have batch 1:
+    FLOPs are per image."""
     part = partition(trace(capture(module), example))
-    gm = part.traced.gm
     segments = {}
     for name, seg in part.segments.items():
         layers = [str(n.target) for n in seg.nodes if n.op == "call_module"]
@@ -80,7 +77,7 @@ def inspect_model(module: nn.Module, example: torch.Tensor) -> tuple[InspectRepo
     report = InspectReport(
         model=type(module).__name__, input_shape=list(example.shape), tasks=tasks, segments=segments,
         total_flops=int(sum(s.flops for s in part.segments.values())),
-        total_params=int(sum(p.numel() for p in gm.parameters())),
+        total_params=int(sum(p.numel() for p in part.traced.gm.parameters())),
         shared_flops=int(sum(s.flops for s in part.segments.values() if s.shared)))
     return report, part
 
@@ -88,7 +85,7 @@ def inspect_model(module: nn.Module, example: torch.Tensor) -> tuple[InspectRepo
 def render(report: InspectReport) -> None:
     """Print the task tree and the per-segment table with rich."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
     from rich.tree import Tree
 
     console = Console()
@@ -105,9 +102,8 @@ def render(report: InspectReport) -> None:
         nodes[name] = parent.add(label)
     console.print(tree)
 
-    table = Table(title="segments")
-    for col in ("segment", "tasks", "inputs", "outputs", "MFLOPs", "params", "% FLOPs"):
-        table.add_column(col, justify="right" if col in ("MFLOPs", "params", "% FLOPs") else "left")
+    right = [Column(c, justify="right") for c in ("MFLOPs", "params", "% FLOPs")]
+    table = Table("segment", "tasks", "inputs", "outputs", *right, title="segments")
     total = max(report.total_flops, 1)
     for name, s in segs.items():
         table.add_row(name, ", ".join(s.tasks), ", ".join(s.inputs), ", ".join(s.outputs),

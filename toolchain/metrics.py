@@ -10,6 +10,7 @@ import math
 import torch
 
 from toolchain.errors import SpecError
+from toolchain.imports import import_callable
 
 
 class Metric:
@@ -58,8 +59,7 @@ class MeanIoU(Metric):
         area_p = torch.bincount(p, minlength=c)[:c].double()
         area_t = torch.bincount(t, minlength=c)[:c].double()
         if self._inter is None:
-            self._inter = torch.zeros(c, dtype=torch.float64)
-            self._union = torch.zeros(c, dtype=torch.float64)
+            self._inter, self._union = torch.zeros(c, dtype=torch.float64), torch.zeros(c, dtype=torch.float64)
         self._inter += inter
         self._union += area_p + area_t - inter
 
@@ -90,8 +90,7 @@ class PSNR(_SquaredError):
     name, higher_is_better, unit = "psnr", True, "dB"
 
     def value(self) -> float:
-        mse = self._num / max(self._den, 1)
-        return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+        return 10.0 * math.log10(1.0 / max(self._num / max(self._den, 1), 1e-12))
 
 
 class RelativeError(Metric):
@@ -122,14 +121,11 @@ class NormalizedRMSE(Metric):
 
     def __init__(self) -> None:
         super().__init__()
-        self._sq: torch.Tensor | None = None
-        self._sum: torch.Tensor | None = None
-        self._sum2: torch.Tensor | None = None
+        self._sq = self._sum = self._sum2 = None  # per channel: squared error, target sum, target sum of squares
         self._n = 0
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        p = _channels_last_2d(pred.double())
-        t = _channels_last_2d(target.double())
+        p, t = _channels_last_2d(pred.double()), _channels_last_2d(target.double())
         if self._sq is None:
             self._sq, self._sum, self._sum2 = (torch.zeros(t.shape[1], dtype=torch.float64) for _ in range(3))
         self._sq += ((p - t) ** 2).sum(0)
@@ -164,8 +160,7 @@ class UserMetric(Metric):
 
     def __init__(self, spec: str, fn, higher_is_better: bool) -> None:
         super().__init__()
-        self.name, self.higher_is_better = spec, higher_is_better
-        self.fn = fn
+        self.name, self.fn, self.higher_is_better = spec, fn, higher_is_better
         self._preds: list[torch.Tensor] = []
         self._targets: list[torch.Tensor] = []
 
@@ -184,22 +179,17 @@ class UserMetric(Metric):
 
 def _channels_last_2d(x: torch.Tensor) -> torch.Tensor:
     """[B, C, ...] -> [B * ..., C]: one column per output channel."""
-    if x.dim() == 1:
-        return x[:, None]
-    return x.movedim(1, -1).reshape(-1, x.shape[1])
+    return x[:, None] if x.dim() == 1 else x.movedim(1, -1).reshape(-1, x.shape[1])
 
 
 def metrics_table(recipe, metrics: dict[str, float], title: str):
     """A rich table of per-task metric values (`mtedge train`, the demo)."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table(title=title)
-    for col in ("task", "kind", "metric", "value"):
-        table.add_column(col, justify="right" if col == "value" else "left")
+    table = Table("task", "kind", "metric", Column("value", justify="right"), title=title)
     for t, v in metrics.items():
         spec = recipe.tasks[t]
-        unit = "dB" if spec.metric == "psnr" else "%"
-        table.add_row(t, spec.kind, spec.metric, f"{v:.2f} {unit}")
+        table.add_row(t, spec.kind, spec.metric, f"{v:.2f} {'dB' if spec.metric == 'psnr' else '%'}")
     return table
 
 
@@ -244,8 +234,6 @@ def make_metric(name: str) -> Metric:
 
 
 def _resolve(spec: str):
-    from toolchain.imports import import_callable
-
     return import_callable(spec, "metric", "'package.module:function' taking (predictions, targets) and returning a float")
 
 

@@ -1,15 +1,11 @@
 """Model intake: turn a user's model spec into an `nn.Module` whose forward returns {task: tensor}.
 
-Accepted specs:
-
-- ``zoo:NAME``                         a reference model (``--checkpoint`` loads trained weights),
-- ``package.module:factory``           a callable returning the module; ``--checkpoint`` gives weights,
-- ``path/to/file.pt``                  a checkpoint written by ``mtedge train`` / ``compress`` /
-                                        ``slim`` (toolchain/checkpoint.py: tensors + origin spec + plan,
-                                        loaded without unpickling code), or a whole pickled ``nn.Module``
-                                        (only with ``trust_pickle=True`` / ``--trust-pickle``).
-
-State dicts given with ``--checkpoint`` load with ``weights_only=True``.
+Accepted specs: ``zoo:NAME``, a reference model (``--checkpoint`` loads trained weights);
+``package.module:factory``, a callable returning the module (``--checkpoint`` gives weights);
+``path/to/file.pt``, a checkpoint written by ``mtedge train`` / ``compress`` / ``slim``
+(toolchain/checkpoint.py: tensors + origin spec + plan, loaded without unpickling code), or a whole
+pickled ``nn.Module`` (only with ``trust_pickle=True`` / ``--trust-pickle``). State dicts given with
+``--checkpoint`` load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -91,15 +87,12 @@ def _build(spec: str) -> tuple[nn.Module, Recipe | None]:
         entry = zoo.get(spec[4:])
         return entry.factory(), load_recipe(entry.recipe_path)
     if ":" in spec and not spec.endswith((".pt", ".pth")) and not os.path.exists(spec):
-        factory = import_callable(spec, "factory", "package.module:factory")
-        module = factory()
+        module = import_callable(spec, "factory", "package.module:factory")()
         if not isinstance(module, nn.Module):
             raise SpecError(f"factory {spec} returned {type(module).__name__}; expected a torch.nn.Module")
         return module, None
-    raise SpecError(
-        f"model spec {spec!r} is not zoo:NAME, package.module:factory, or an existing file; "
-        f"known zoo models: {', '.join('zoo:' + n for n in zoo.ZOO)}"
-    )
+    raise SpecError(f"model spec {spec!r} is not zoo:NAME, package.module:factory, or an existing file; "
+                    f"known zoo models: {', '.join('zoo:' + n for n in zoo.ZOO)}")
 
 
 def load(spec: str, checkpoint: str | Path | None = None, *, trust_pickle: bool = False) -> LoadedModel:
@@ -117,23 +110,19 @@ def load(spec: str, checkpoint: str | Path | None = None, *, trust_pickle: bool 
         if _is_mtedge(obj):
             module = _from_mtedge(obj, spec)
             origin = obj.get("origin", spec)
-            meta = {k: v for k, v in obj.items()
-                    if k not in ("model", "format", "state_dict", "plan", "probe")}
+            meta = {k: v for k, v in obj.items() if k not in ("model", "format", "state_dict", "plan", "probe")}
             if obj.get("recipe"):
                 recipe = parse_recipe(obj["recipe"], f"{spec}:recipe")
         elif isinstance(obj, nn.Module):
             module = obj
         else:
-            raise SpecError(
-                f"{spec} holds {type(obj).__name__}, not a model; a bare state dict needs its architecture: "
-                f"`mtedge ... package.module:factory --checkpoint {spec}`"
-            )
+            raise SpecError(f"{spec} holds {type(obj).__name__}, not a model; a bare state dict needs its architecture: "
+                            f"`mtedge ... package.module:factory --checkpoint {spec}`")
     else:
         module, recipe = _build(spec)
         if checkpoint is not None:
             module = _apply_checkpoint(module, checkpoint, trust_pickle)
-    module = module.cpu().eval()
-    return LoadedModel(module, spec, recipe, origin, meta)
+    return LoadedModel(module.cpu().eval(), spec, recipe, origin, meta)
 
 
 def load_with_recipe(spec: str, checkpoint: str | Path | None = None, recipe: str | Path | Recipe | None = None, *,
@@ -141,13 +130,10 @@ def load_with_recipe(spec: str, checkpoint: str | Path | None = None, recipe: st
     """The model captured as {task: tensor} (toolchain.graph.capture) with its recipe: ``recipe``
     (a file or a Recipe) or, for zoo models and mtedge checkpoints, their own."""
     loaded = load(spec, checkpoint, trust_pickle=trust_pickle)
-    if recipe is not None:
-        rec = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    elif loaded.recipe is None:
+    if recipe is None and loaded.recipe is None:
         raise SpecError(f"{spec} has no built-in recipe; pass --recipe FILE (see docs/byo.md; "
                         f"`mtedge recipe init {spec}` writes one)")
-    else:
-        rec = loaded.recipe
+    rec = loaded.recipe if recipe is None else recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     loaded.module = multitask(loaded.module, rec)
     return loaded, rec
 
@@ -159,7 +145,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, origin: str, recipe: Rec
 
     `origin` must rebuild the model (``zoo:NAME`` or ``package.module:factory``). The probe input
     is `input_shape`, else the recipe's input shape (batch 1); `meta` must be plain data."""
-    path = Path(path)
     if input_shape is None and recipe is not None:
         input_shape = (1, *tuple(recipe.input.shape)[1:])
     try:

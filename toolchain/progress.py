@@ -12,13 +12,6 @@ console = Console(stderr=True)
 
 def progress_bar(transient: bool = False) -> Progress:
     """A progress bar on stderr; MTEDGE_NO_PROGRESS=1 hides it (tests, logs)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=transient,
-        disable=os.environ.get("MTEDGE_NO_PROGRESS") == "1",
-    )
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=transient,
+                    disable=os.environ.get("MTEDGE_NO_PROGRESS") == "1")

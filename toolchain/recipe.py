@@ -1,30 +1,13 @@
 """Recipes: a YAML file that names each task, its kind, metric and allowed drop, and the data.
 
-```yaml
-name: fashion-mt
-model: zoo:fashion-mt            # optional: the model this recipe was written for
-input:
-  shape: [1, 1, 28, 28]          # export shape, NCHW
-  normalization: {scale: 0.00392156862745098, mean: [0.286], std: [0.353]}
-data:
-  kind: fashion-mnist            # fashion-mnist | photos | random | images | arrays | python
-  val_count: 2000                # held-out images for the pruning/quantization oracle
-  calibration_count: 300
-outputs: [garment, silhouette]   # optional: names of positional outputs (tuple/list/namedtuple); null drops one
-tasks:
-  garment:    {kind: classification, metric: accuracy, allowed_drop: 1.0}
-  silhouette: {kind: segmentation,   metric: miou,     allowed_drop: 1.0}
-recovery:                        # optional: fine-tuning after pruning (docs/pruning.md, "Recovery")
-  reestimate_bn: true            # recompute batch-norm statistics on the train images first
-  feature_weight: 0.0            # distill the unpruned trunk's features too (0: outputs only)
-  freeze_bn: auto                # keep batch-norm statistics during fine-tuning: auto | true | false
-```
+A full example: toolchain/zoo/recipes/fashion-mt.yaml; `outputs` and the user data kinds (`images`,
+`arrays`, `python`): docs/byo.md, "What the recipe can say about your data"; the optional `recovery`
+section: docs/pruning.md, "Algorithm as built", step 6.
 
 `allowed_drop` is in the metric's own unit (points for accuracy/mIoU, dB for PSNR); for a metric
 where lower is better it bounds the rise. A task's `metric` may be a user's function
 (`package.module:function`, with `higher_is_better`), and `unit_scale: S` makes the label-free
-fidelity of a depth/regression/keypoints output an RMSE in S times the raw unit (e.g. pixels). The
-user data kinds (`images`, `arrays`, `python`) are described in docs/byo.md.
+fidelity of a depth/regression/keypoints output an RMSE in S times the raw unit (e.g. pixels).
 """
 
 from __future__ import annotations
@@ -102,16 +85,13 @@ class Recipe:
         None when it names none. Hooks: ``finetune`` (pruning recovery), ``slim_train`` (slimmable
         training)."""
         spec = self.hooks.get(name)
-        if not spec:
-            return None
-        return import_callable(spec, f"recipe hook {name}", "'package.module:function'")
+        return import_callable(spec, f"recipe hook {name}", "'package.module:function'") if spec else None
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form: `parse_recipe(r.to_dict())` gives back an equal recipe."""
         i = self.input
         return {
-            "name": self.name,
-            "model": self.model,
+            "name": self.name, "model": self.model,
             "input": {"shape": list(i.shape), "layout": i.layout,
                       "normalization": {"scale": i.scale, "mean": list(i.mean), "std": list(i.std)}},
             "data": {"kind": self.data.kind, "val_count": self.data.val_count,
@@ -184,9 +164,8 @@ def _parse_recipe(doc: dict[str, Any], source: str | None = None) -> Recipe:
     mean = _numbers(norm.get("mean", [0.0] * shape[1]), "input.normalization.mean")
     std = _numbers(norm.get("std", [1.0] * shape[1]), "input.normalization.std")
     if len(mean) not in (1, shape[1]) or len(std) not in (1, shape[1]) or any(s <= 0 for s in std):
-        raise SpecError(
-            f"recipe: 'input.normalization' mean/std need 1 or {shape[1]} values (std > 0), got mean={mean} std={std}"
-        )
+        raise SpecError(f"recipe: 'input.normalization' mean/std need 1 or {shape[1]} values (std > 0), "
+                        f"got mean={mean} std={std}")
     layout = inp.get("layout", "NCHW")
     if not isinstance(layout, str):
         raise SpecError(f"recipe: 'input.layout' must be a string such as NCHW, got {layout!r}")

@@ -26,6 +26,7 @@ _NAME_HINTS = (("keypoints", ("landmark", "keypoint", "kpt", "pose", "joint")),
                ("regression", ("box", "bbox", "reg", "offset", "coord", "size")),
                ("depth", ("depth", "disp")),
                ("reconstruction", ("recon", "denois", "restor", "rgb", "image")))
+_LABELS_HINT = "  # labels: labels.csv  # a `file` column + one column per task; none = label-free"
 
 
 def guess_kind(name: str, shape: Sequence[int], input_shape: Sequence[int]) -> str:
@@ -93,19 +94,15 @@ def draft_recipe(model: nn.Module, name: str, input_shape: Sequence[int] | None 
     if data_dir is not None:
         root = Path(data_dir)
         labels = next((p for d in (root, root.parent) for p in (d / "labels.csv", d / "labels.json") if p.exists()), None)
-        lines += [f"  path: {root}",
-                  f"  labels: {labels}" if labels else "  # labels: labels.csv  # a `file` column + one column per task; none = label-free",
-                  ]
+        lines += [f"  path: {root}", f"  labels: {labels}" if labels else _LABELS_HINT]
     else:
-        lines += ["  path: images/      # CHECK: a folder of your images (png/jpg, searched recursively)",
-                  "  # labels: labels.csv  # a `file` column + one column per task; none = label-free"]
+        lines += ["  path: images/      # CHECK: a folder of your images (png/jpg, searched recursively)", _LABELS_HINT]
     lines += [f"  color: {color}",
               f"  resize: [{input_shape[2]}, {input_shape[3]}]",
               "  splits: {val: 0.2, test: 0.2, calib: 0.1}   # by file name; the rest is train",
               "  val_count: 256",
               "  calibration_count: 128"]
-    positional = any(n.startswith("out") and n[3:].isdigit() for n in names)
-    if positional:
+    if any(n.startswith("out") and n[3:].isdigit() for n in names):  # positional outputs
         lines += ["# the model returns positional outputs: CHECK their names (rename here and under tasks)",
                   f"outputs: [{', '.join(names)}]"]
     lines.append("tasks:")

@@ -47,9 +47,7 @@ class WidthConfig:
     def from_dict(cls, d: Mapping[str, Any]) -> "WidthConfig":
         """From the manifest form ``{"encoder": w or [w per stage], "decoders": {task: w}}``."""
         try:
-            enc = d["encoder"]
-            enc = [float(w) for w in enc] if isinstance(enc, (list, tuple)) else float(enc)
-            return cls.make(enc, {str(t): float(w) for t, w in d["decoders"].items()})
+            return cls.make(d["encoder"], {str(t): float(w) for t, w in d["decoders"].items()})
         except (KeyError, TypeError, ValueError, AttributeError, SpecError):
             raise SpecError(f"width config {d!r} must look like {{'encoder': 0.5, 'decoders': {{'task': 0.75}}}} "
                             "(or 'encoder': [1.0, 0.75, 0.5], one width per encoder stage)") from None
@@ -84,8 +82,7 @@ class WidthConfig:
 
 def encoder_assignments(widths: Iterable[float], stages: int) -> list[tuple[float, ...]]:
     """Every encoder width assignment, widest first: one width per stage (|widths|^stages)."""
-    ws = sorted(widths, reverse=True)
-    return [tuple(c) for c in itertools.product(ws, repeat=stages)]
+    return list(itertools.product(sorted(widths, reverse=True), repeat=stages))
 
 
 def _pct(w: float) -> int:
@@ -160,8 +157,7 @@ class _PrefixMask:
     """Forward hook: output * mask of the owner's current configuration (picklable)."""
 
     def __init__(self, owner: "SlimmableModel", group: str) -> None:
-        self.owner = owner
-        self.group = group
+        self.owner, self.group = owner, group
 
     def __call__(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         mask = self.owner._masks.get(self.group)
@@ -179,8 +175,7 @@ class SlimmableModel(nn.Module):
 
     def __init__(self, model: nn.Module, spec: SlimSpec) -> None:
         super().__init__()
-        self.model = model
-        self.spec = spec
+        self.model, self.spec = model, spec
         self._masks: dict[str, torch.Tensor | None] = {}
         self.bn_stats: dict[str, dict[str, dict[str, torch.Tensor]]] = {}  # stats key -> layer -> buffers
         self.config = WidthConfig.uniform(1.0, spec.tasks)

@@ -40,10 +40,8 @@ def onnx_bytes(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: l
     dynamic_axes = {n: {0: "batch"} for n in input_names + output_names} if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module, args, buf, opset_version=OPSET, input_names=input_names, output_names=output_names,
-            dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False,
-        )
+        torch.onnx.export(module, args, buf, opset_version=OPSET, input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
     data = buf.getvalue()
     onnx.checker.check_model(data, full_check=True)  # checks the bytes in C++: no Python-side parse
     return data

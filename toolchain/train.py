@@ -54,8 +54,7 @@ def distill_loss(kind: str, student: torch.Tensor, teacher: torch.Tensor, temper
         q = F.softmax(teacher / t, 1)
         return (q * (torch.log(q.clamp_min(1e-12)) - log_p)).sum(1).mean() * t * t
     if kind in REGRESSION_KINDS:
-        scale = teacher.detach().abs().mean().clamp_min(1e-6)
-        return F.l1_loss(student, teacher) / scale
+        return F.l1_loss(student, teacher) / teacher.detach().abs().mean().clamp_min(1e-6)
     raise SpecError(f"no distillation loss for task kind {kind!r}; expected one of classification, segmentation, "
                     f"{', '.join(REGRESSION_KINDS)}")
 
@@ -106,20 +105,12 @@ def fit_recipe(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Modu
                on_epoch=on_epoch)
 
 
-def train(
-    model: nn.Module,
-    recipe: Recipe,
-    config: TrainConfig = TrainConfig(),
-    teacher: nn.Module | None = None,
-    on_step: Callable[[int, float], None] | None = None,
-    description: str = "training",
-) -> nn.Module:
+def train(model: nn.Module, recipe: Recipe, config: TrainConfig = TrainConfig(), teacher: nn.Module | None = None,
+          on_step: Callable[[int, float], None] | None = None, description: str = "training") -> nn.Module:
     """Train `model` in place on the recipe's training split (needs labels)."""
     if recipe.data.kind != "fashion-mnist":
-        raise SpecError(
-            f"the built-in trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
-            f"data.kind={recipe.data.kind!r}: bring your own loop through the recipe hook"
-        )
+        raise SpecError(f"the built-in trainer needs labeled data (fashion-mnist); recipe {recipe.name!r} has "
+                        f"data.kind={recipe.data.kind!r}: bring your own loop through the recipe hook")
     return fit_recipe(model, recipe, config.epochs, teacher, config.distill_weight, config.limit, config.lr,
                       config.batch_size, weight_decay=config.weight_decay, seed=config.seed, description=description,
                       on_step=on_step)

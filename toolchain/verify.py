@@ -44,17 +44,13 @@ def verify_bundle(path: str | Path, variants: list[str] | None = None) -> Verify
     the golden outputs). Raises BundleError (naming the file) on a bad checksum or a shape mismatch."""
     bundle = Bundle.open(path)
     checked = bundle.verify_files()
-    names = variants or bundle.variants
     results: dict[str, dict[str, TaskResult]] = {}
-    for name in names:
+    for name in variants or bundle.variants:
         v = bundle.variant(name)
         got, expected = ReferenceExecutor(bundle, name, check_files=False).run_golden()  # verified above
         own = v.golden.outputs if v.golden else {}  # a width configuration's own golden outputs
         expected = {t: np.load(bundle.path(own[t], check=False)) if t in own else e for t, e in expected.items()}
-        per_task = {}
-        for t in expected:
-            c = compare(t, got[t], expected[t], tolerance_for(v, t, expected[t], name))
-            per_task[t] = TaskResult(c.max_abs_err, c.tolerance, c.passed)
-        results[name] = per_task
+        checks = {t: compare(t, got[t], e, tolerance_for(v, t, e, name)) for t, e in expected.items()}
+        results[name] = {t: TaskResult(c.max_abs_err, c.tolerance, c.passed) for t, c in checks.items()}
     ok = all(r.ok for tasks in results.values() for r in tasks.values())
     return VerifyReport(str(path), len(checked), results, ok)

@@ -3,14 +3,10 @@
     with make_evaluator(workers=2) as ev:            # or ray_address="ray://head:10001", or neither
         results = ev.map(score_one, candidates, state=(model, recipe, data))
 
-`fn(state, item)` must be a module-level function (Ray ships it by reference). `state` is what
-every evaluation reads (a model, the validation batches): the Ray evaluator puts it into the
-object store once per `map` and each worker deserializes it once, so a task carries only its
-item (and a `map` with the very same state object as the last one ships nothing). Results come back in the order of `items`, whatever order the workers finish in, so a
-reduction over them (argmax, first-best) is the same as the serial loop's.
-
-Without workers and without an address the evaluation stays in this process: Ray is not
-imported and nothing starts.
+`fn(state, item)` must be a module-level function (Ray ships it by reference); `state` is shipped
+once per worker per `map`; results come back in the order of `items`, so a reduction over them is
+the serial loop's. Without workers and without an address nothing starts and Ray is not imported.
+In full: docs/scale-out.md, "The interface".
 """
 
 from __future__ import annotations
@@ -55,14 +51,8 @@ class SerialEvaluator(_ContextMixin):
     incidents: list[str] = field(default_factory=list)
 
     def map(self, fn: EvalFn, items: Sequence[Any], state: Any = None, description: str = "evaluating") -> list[Any]:
-        items = list(items)
-        out = []
         with progress_bar(transient=True) as progress:
-            job = progress.add_task(description, total=len(items))
-            for item in items:
-                out.append(fn(state, item))
-                progress.update(job, advance=1)
-        return out
+            return [fn(state, item) for item in progress.track(items, description=description)]
 
     def close(self) -> None:
         pass
@@ -72,9 +62,7 @@ class _Worker:
     """A Ray actor: holds the current state (deserialized once per `map`) and evaluates items on it."""
 
     def __init__(self, threads: int | None) -> None:
-        self.threads = threads
-        self.token = None
-        self.state = None
+        self.threads, self.token, self.state = threads, None, None
 
     def load(self, token: int, state: Any) -> int:
         self.token, self.state = token, state
@@ -100,10 +88,8 @@ class RayEvaluator(_ContextMixin):
     """Evaluations as Ray actor tasks: a pool of `workers` actors, state shipped once per worker.
 
     `address` joins an existing cluster (``auto``, ``ray://host:10001``, ``host:6379``); without it a
-    local Ray instance with `workers` CPUs is started and shut down by :meth:`close`. A worker that
-    dies (process killed, node lost) is replaced and its item re-run; an evaluation that raises is
-    re-run too; each retry is reported on the console and kept in `incidents`. After `retries`
-    failed attempts of one item the map stops with an error naming it."""
+    local Ray instance with `workers` CPUs is started and shut down by :meth:`close`. Retries of lost
+    workers and failed evaluations (`retries`, `incidents`): docs/scale-out.md, "The interface"."""
 
     def __init__(self, workers: int | None = None, address: str | None = None, threads: int | None = 1,
                  retries: int = 2, object_store_mb: int | None = 512) -> None:
@@ -116,8 +102,7 @@ class RayEvaluator(_ContextMixin):
         self.incidents: list[str] = []
         self._owns = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": False}
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if address:
                 ray.init(address=address, **kwargs)
             else:
@@ -126,14 +111,12 @@ class RayEvaluator(_ContextMixin):
                 os.environ.setdefault("RAY_worker_niceness", "0")
                 ray.init(num_cpus=workers, object_store_memory=(object_store_mb or 0) * 2**20 or None, **kwargs)
             self._owns = True
-        cpus = int(ray.cluster_resources().get("CPU", 1))
-        self.workers = int(workers or cpus)
+        self.workers = int(workers or ray.cluster_resources().get("CPU", 1))
         self._actor_cls = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(_Worker)
         self._actors = [self._new_actor() for _ in range(self.workers)]
         self._tokens = itertools.count(1)
         self._token = 0
-        self._state_ref = None
-        self._state_obj: Any = None
+        self._state_ref = self._state_obj = None
 
     def _new_actor(self):
         return self._actor_cls.remote(self.threads)
@@ -156,8 +139,7 @@ class RayEvaluator(_ContextMixin):
                 actor.load.remote(self._token, self._state_ref)
         results: list[Any] = [None] * len(items)
         attempts = [0] * len(items)
-        queue = list(range(len(items)))
-        queue.reverse()  # pop() hands out items in order
+        queue = list(reversed(range(len(items))))  # pop() hands out items in order
         idle = list(range(len(self._actors)))
         pending: dict[Any, tuple[int, int]] = {}  # object ref -> (actor index, item index)
         with progress_bar(transient=True) as progress:
@@ -167,8 +149,7 @@ class RayEvaluator(_ContextMixin):
                     a, i = idle.pop(0), queue.pop()
                     pending[self._actors[a].run.remote(self._token, fn, items[i])] = (a, i)
                 progress.update(job, description=f"{description} [{len(pending)}/{self.workers} workers busy]")
-                done, _ = ray.wait(list(pending), num_returns=1)
-                ref = done[0]
+                ref = ray.wait(list(pending), num_returns=1)[0][0]
                 a, i = pending.pop(ref)
                 try:
                     results[i] = ray.get(ref)

@@ -1,18 +1,17 @@
 """The one executor of a bundle's segment DAG; the backend that runs each segment is injected.
 
-A *runner* runs one segment: ``{input name: array} -> {output name: array}``. Backends make runners:
-onnxruntime over a variant's files or in-memory models (the independent reference), OpenVINO
-(quantization latency, CPU engines in ``targets.openvino_builder``), TensorRT engines
-(``targets.build``). The C++ runtime walks the same DAG itself (runtime/csrc/core/runtime.cpp).
+A *runner* runs one segment: ``{input name: array} -> {output name: array}``. Backends make runners: onnxruntime
+over a variant's files or in-memory models (the independent reference), OpenVINO (quantization latency, CPU
+engines in ``targets.openvino_builder``), TensorRT engines (``targets.build``). The C++ runtime walks the same
+DAG itself (runtime/csrc/core/runtime.cpp).
 
-The walk: segments in manifest order (which is topological), only those the tasks need;
-each segment's inputs are cast to the dtype the variant declares (fp16 variants pass float16
-between segments), task outputs come back as float32, samples go through in the manifest's batch.
+The walk: segments in manifest order (which is topological), only those the tasks need; each segment's inputs
+are cast to the dtype the variant declares (fp16 variants pass float16 between segments), task outputs come back
+as float32, samples go through in the manifest's batch.
 
-:class:`DatasetRunner` walks the same DAG for quantization: a whole data set through in-memory
-segment models (many near-identical chains: fp32, int8, int8 with one layer kept in float...), each
-segment's outputs cached by the identity of its model *and of every model upstream of it*, so trying
-another head never re-runs the trunk.
+:class:`DatasetRunner` walks the same DAG for quantization: a whole data set through in-memory segment models
+(many near-identical chains: fp32, int8, int8 with one layer kept in float...), each segment's outputs cached by
+the identity of its model *and of every model upstream of it*, so trying another head never re-runs the trunk.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ def run_dag(manifest: Manifest, variant: str, runners: Mapping[str, Runner], x: 
     vsegs = manifest.variant(variant).segments
     for seg in manifest.segments_for(tasks):
         spec = vsegs[seg]
-        feeds = {t.name: np.ascontiguousarray(env[t.name], dtype=t.dtype) for t in spec.inputs}
-        outs = runners[seg](feeds)
+        outs = runners[seg]({t.name: np.ascontiguousarray(env[t.name], dtype=t.dtype) for t in spec.inputs})
         for t in spec.outputs:
             if t.name not in outs:
                 raise BundleError(f"segment {seg!r} of variant {variant!r} produced no tensor {t.name!r}; "
@@ -175,12 +173,9 @@ class DatasetRunner:
             return self._cache[key]
         feeds = self._inputs(models, segment)
         run = session_runner(ort_session(models[segment].model, self.threads))
-        outs: dict[str, list[np.ndarray]] = {t: [] for t in self.manifest.segments[segment].outputs}
-        for i in range(0, len(self.images), self.batch):
-            res = run({t: v[i : i + self.batch] for t, v in feeds.items()})
-            for t in outs:
-                outs[t].append(np.asarray(res[t]))  # float16 boundaries stay float16
-        result = {t: np.concatenate(v) for t, v in outs.items()}
+        outs = [run({t: v[i:i + self.batch] for t, v in feeds.items()}) for i in range(0, len(self.images), self.batch)]
+        # float16 boundaries stay float16
+        result = {t: np.concatenate([np.asarray(o[t]) for o in outs]) for t in self.manifest.segments[segment].outputs}
         self._cache[key] = result
         while len(self._cache) > 1 and sum(a.nbytes for v in self._cache.values() for a in v.values()) > self._cache_bytes:
             self._cache.popitem(last=False)

@@ -96,7 +96,7 @@ def _umask() -> int:
 
 
 def write_json_atomic(path: str | Path, doc: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(doc, indent=2) + "\n").encode())
 
 
 @contextlib.contextmanager
@@ -117,14 +117,11 @@ def staged_directory(final: str | Path, overwrite: bool = False) -> Iterator[Pat
     try:
         with named_output_errors(final):
             yield tmp
-        with named_output_errors(final):
+            old = final.with_name(f"{final.name}.old-{os.getpid()}")
             if final.exists():
-                old = final.with_name(f"{final.name}.old-{os.getpid()}")
                 os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -83,15 +83,13 @@ class Bundle:
 
     def path(self, ref: FileRef, check: bool = True) -> Path:
         """Absolute path of a file reference, its size and sha256 verified unless check=False."""
-        rel = ref.file
-        p = self.root / rel
+        rel, p = ref.file, self.root / ref.file
         if ".." in Path(rel).parts:
             raise BundleError(f"{self.root}: file path {rel!r} leaves the bundle")
         if not p.exists():
             raise BundleError(f"{self.root}: {rel} is missing")
         if check:
-            size = p.stat().st_size
-            if size != ref.bytes:
+            if (size := p.stat().st_size) != ref.bytes:
                 raise BundleError(f"{self.root}: {rel} has {size} bytes, manifest says {ref.bytes} (truncated or replaced)")
             if sha256_file(p) != ref.sha256:
                 raise BundleError(f"{self.root}: {rel} does not match its sha256 in the manifest (tampered or corrupt)")
@@ -99,11 +97,10 @@ class Bundle:
 
     def verify_files(self) -> list[str]:
         """Check every referenced file; return the relative paths checked."""
-        checked = []
-        for ref in self.file_refs():
+        refs = self.file_refs()
+        for ref in refs:
             self.path(ref)
-            checked.append(ref.file)
-        return checked
+        return [ref.file for ref in refs]
 
     def file_refs(self) -> list[FileRef]:
         return self.manifest.file_refs()
@@ -116,8 +113,7 @@ class Bundle:
 
     def golden(self, check: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         g = self.manifest.golden
-        x = np.load(self.path(g.input, check))
-        return x, {t: np.load(self.path(ref, check)) for t, ref in g.outputs.items()}
+        return np.load(self.path(g.input, check)), {t: np.load(self.path(ref, check)) for t, ref in g.outputs.items()}
 
     def save_manifest(self) -> None:
         """Check, then replace manifest.json atomically (:func:`write_manifest`)."""

@@ -43,12 +43,8 @@ def task_model(bundle: str | os.PathLike, task: str, variant: str | None = None)
         for vi in g.value_info:
             vi.name = rename.get(vi.name, vi.name)
             value_info.append(vi)
-        for vi in g.input:
-            if vi.name == m.input.name and graph_input is None:
-                graph_input = vi
-        for vi in g.output:
-            if vi.name == m.tasks[task].output:
-                graph_output = vi
+        graph_input = graph_input or next((vi for vi in g.input if vi.name == m.input.name), None)
+        graph_output = next((vi for vi in g.output if vi.name == m.tasks[task].output), graph_output)
     graph = onnx.helper.make_graph(nodes, f"{m.name}-{task}", [graph_input], [graph_output], inits,
                                    value_info=value_info)
     merged = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in opsets.items()])

@@ -37,13 +37,10 @@ def model_options(fn):
     return model_argument(checkpoint_option(recipe_option(fn)))
 
 
-def load_model_and_recipe(model: str, checkpoint: str | None, recipe: str | None,
-                          trust_pickle: bool | None = None) -> tuple[LoadedModel, Recipe]:
+def load_model_and_recipe(model: str, checkpoint: str | None, recipe: str | None) -> tuple[LoadedModel, Recipe]:
     """:func:`toolchain.model.load_with_recipe`, trusting pickles when --trust-pickle was given."""
-    if trust_pickle is None:
-        ctx = click.get_current_context(silent=True)
-        trust_pickle = bool(ctx and ctx.meta.get(_TRUST_KEY))
-    return load_with_recipe(model, checkpoint, recipe, trust_pickle=trust_pickle)
+    ctx = click.get_current_context(silent=True)
+    return load_with_recipe(model, checkpoint, recipe, trust_pickle=bool(ctx and ctx.meta.get(_TRUST_KEY)))
 
 
 def torch_threads(threads: int | None) -> None:

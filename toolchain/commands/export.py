@@ -54,8 +54,7 @@ def verify(bundle, variants, json_path):
                   title=f"verify {bundle} ({report.files_checked} files, checksums ok)")
     for v, tasks in report.variants.items():
         for t, r in tasks.items():
-            ok = "[green]ok" if r.ok else "[red]FAIL"
-            table.add_row(v, t, f"{r.max_abs_error:.3g}", f"{r.tolerance:.3g}", ok)
+            table.add_row(v, t, f"{r.max_abs_error:.3g}", f"{r.tolerance:.3g}", "[green]ok" if r.ok else "[red]FAIL")
     Console().print(table)
     write_json(json_path, report.to_dict())
     if not report.ok:

@@ -19,8 +19,7 @@ def inspect(model, checkpoint, recipe, as_json):
     from toolchain.inspection import inspect_model, render
 
     loaded, rec = load_model_and_recipe(model, checkpoint, recipe)
-    example = torch.zeros((1, *rec.input.shape[1:]))
-    report, _ = inspect_model(loaded.module, example)
+    report, _ = inspect_model(loaded.module, torch.zeros((1, *rec.input.shape[1:])))
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -35,12 +35,10 @@ def run(bundle, tasks, input_path, output, backend, variant, threads, precision)
     x = read_input(input_path, manifest.input)
     names = list(tasks) or rt.tasks
     out = rt.run(x, tasks=names)
-    us = rt.stats()["last_run_us"]
     click.echo(f"{rt.name}: {', '.join(names)} on {Path(input_path).name} ({rt.backend}, "
-               f"segments {' -> '.join(rt.plan(names))}, {us / 1e3:.3f} ms)")
+               f"segments {' -> '.join(rt.plan(names))}, {rt.stats()['last_run_us'] / 1e3:.3f} ms)")
     for t in names:
-        a = out[t]
-        click.echo(f"  {t:<14} {str(list(a.shape)):<18} {summarize_output(manifest.tasks[t].kind, a)}")
+        click.echo(f"  {t:<14} {str(list(out[t].shape)):<18} {summarize_output(manifest.tasks[t].kind, out[t])}")
     if output:
         if len(names) == 1:
             np.save(output, out[names[0]])

@@ -120,11 +120,10 @@ def export_cmd(model, output, configs, metrics_split, force, threads):
     torch_threads(threads)
     s, rec, table, _ = load_slimmable(model)
     cfgs = [parse_config_name(n.strip(), s.tasks) for n in configs.split(",") if n.strip()]
-    latency = functools.partial(measure_variant_latency, threads=threads)
-    metrics = variant_metrics(s, rec, cfgs, table, metrics_split)
-    res = export_slim_bundle(s, rec, output, cfgs, example_input(rec), metrics=metrics, force=force, latency=latency,
-                             spec=model)
-    table_render([{"name": n, **{k: v for k, v in d.items()}, "metrics": d.get("metrics") or {t: float("nan") for t in s.tasks}}
+    res = export_slim_bundle(s, rec, output, cfgs, example_input(rec), force=force, spec=model,
+                             metrics=variant_metrics(s, rec, cfgs, table, metrics_split),
+                             latency=functools.partial(measure_variant_latency, threads=threads))
+    table_render([{"name": n, **d, "metrics": d.get("metrics") or {t: float("nan") for t in s.tasks}}
                   for n, d in res.variants.items()], s.tasks, f"{output}: {res.files} segment files for {res.segment_refs} references")
     click.echo(f"wrote {output}", err=True)
 

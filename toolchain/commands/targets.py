@@ -29,21 +29,16 @@ def targets(as_json: bool, profile_dirs: tuple[str, ...]) -> None:
 
     profiles = list_profiles(profile_dirs)
     if as_json:
-        out = []
-        for p in profiles.values():
-            ok, why = p.buildable()
-            out.append({**p.data, "path": str(p.path), "builtin": p.builtin, "buildable": ok, "why_not": why or None})
+        out = [{**p.data, "path": str(p.path), "builtin": p.builtin, "buildable": ok, "why_not": why or None}
+               for p in profiles.values() for ok, why in [p.buildable()]]
         click.echo(json.dumps(out, indent=2))
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table(title="mtedge targets")
-    for col, kw in [("name", {"style": "bold"}), ("backend", {}), ("JetPack", {}), ("TensorRT", {}), ("CUDA", {}),
-                    ("SM", {"justify": "right"}), ("CUDA cores", {"justify": "right"}), ("DLA", {"justify": "right"}),
-                    ("memory", {"justify": "right"}), ("GB/s", {"justify": "right"}),
-                    ("fp16 TFLOPS", {"justify": "right"}), ("int8 TOPS", {"justify": "right"}),
-                    ("channels fp16/int8", {"justify": "right"}), ("power", {}), ("build", {})]:
-        table.add_column(col, **kw)
+    right = [Column(c, justify="right") for c in ("SM", "CUDA cores", "DLA", "memory", "GB/s", "fp16 TFLOPS",
+                                                   "int8 TOPS", "channels fp16/int8")]
+    table = Table(Column("name", style="bold"), "backend", "JetPack", "TensorRT", "CUDA", *right, "power", "build",
+                  title="mtedge targets")
     for p in profiles.values():
         sw, gpu, peak = p.software, p.data.get("gpu", {}), p.data["peak"]
         ok, why = p.buildable()
@@ -132,7 +127,7 @@ def build(bundle: str, target: str, variants: tuple[str, ...], dla: bool, dla_co
 def profile(bundle: str, target: str, variant: str | None, output: str | None, runs: int, estimate: bool,
             profile_dirs: tuple[str, ...]) -> None:
     """Per-segment and per-layer latency of BUNDLE on a target: measured where it runs, else estimated."""
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from toolchain.bundle import Bundle
     from toolchain.targets.latency import profile_bundle
@@ -145,10 +140,8 @@ def profile(bundle: str, target: str, variant: str | None, output: str | None, r
     table = profile_bundle(root, manifest, prof, variant, runs=runs, estimate=estimate)
     out = Path(output or f"{manifest.name}.{prof.name}.latency.json")
     table.save(out)
-    view = Table(title=f"{manifest.name} [{variant}] on {prof.name}: {table.source}")
-    view.add_column("segment")
-    view.add_column("median ms", justify="right")
-    view.add_column("top layers")
+    view = Table("segment", Column("median ms", justify="right"), "top layers",
+                 title=f"{manifest.name} [{variant}] on {prof.name}: {table.source}")
     for seg, ms in table.segments.items():
         top = sorted(((v, k) for k, v in table.layers.items() if table.layer_info.get(k, {}).get("segment") == seg),
                      reverse=True)[:3]

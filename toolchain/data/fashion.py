@@ -24,8 +24,7 @@ from toolchain.errors import SpecError
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
 GARMENTS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
 GROUPS = ("top", "full-length", "footwear", "bag")
-# garment label -> group label
-GROUP_OF = np.array([0, 1, 0, 1, 0, 2, 0, 2, 3, 2], dtype=np.int64)
+GROUP_OF = np.array([0, 1, 0, 1, 0, 2, 0, 2, 3, 2], dtype=np.int64)  # garment label -> group label
 SILHOUETTE_THRESHOLD = 0.1  # pixel intensity in [0, 1] above which a pixel belongs to the garment
 NOISE_SIGMA = 0.1  # std of the Gaussian noise added to the model input, in [0, 1] pixel units
 MEAN, STD = 0.2860, 0.3530  # training-split statistics of clean pixels
@@ -37,10 +36,8 @@ def data_dir() -> Path:
 
 def _read_idx(path: Path) -> np.ndarray:
     if not path.exists():
-        raise SpecError(
-            f"Fashion-MNIST file {path} not found; install Debian's dataset-fashion-mnist "
-            f"(`make system` or `apt-get install dataset-fashion-mnist`) or set MTEDGE_FASHION_DIR"
-        )
+        raise SpecError(f"Fashion-MNIST file {path} not found; install Debian's dataset-fashion-mnist "
+                        f"(`make system` or `apt-get install dataset-fashion-mnist`) or set MTEDGE_FASHION_DIR")
     with gzip.open(path, "rb") as f:
         raw = f.read()
     zero, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
@@ -72,18 +69,16 @@ def load_split(split: str) -> FashionSplit:
     if prefix is None:
         raise SpecError(f"unknown Fashion-MNIST split {split!r}; expected 'train' or 'test'")
     d = data_dir()
-    images = _read_idx(d / f"{prefix}-images-idx3-ubyte.gz")
-    labels = _read_idx(d / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
-    return FashionSplit(images, labels)
+    return FashionSplit(_read_idx(d / f"{prefix}-images-idx3-ubyte.gz"),
+                        _read_idx(d / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64))
 
 
 def normalize(clean: torch.Tensor) -> torch.Tensor:
     return (clean - MEAN) / STD
 
 
-def make_batch(
-    images: np.ndarray, labels: np.ndarray, generator: torch.Generator | None = None, seed: int | None = None
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def make_batch(images: np.ndarray, labels: np.ndarray, generator: torch.Generator | None = None,
+               seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Model input (noisy, normalized, [B,1,28,28]) and the targets of every task.
 
     Noise comes from `generator` (training) or from `seed` (evaluation: the same noise every run).
@@ -92,27 +87,15 @@ def make_batch(
     if generator is None:
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
     noisy = (clean + NOISE_SIGMA * torch.randn(clean.shape, generator=generator)).clamp_(0.0, 1.0)
-    lab = torch.from_numpy(labels)
-    targets = {
-        "garment": lab,
-        "group": torch.from_numpy(GROUP_OF[labels]),
-        "silhouette": (clean[:, 0] > SILHOUETTE_THRESHOLD).long(),
-        "denoise": clean,
-    }
-    return normalize(noisy), targets
+    return normalize(noisy), {"garment": torch.from_numpy(labels), "group": torch.from_numpy(GROUP_OF[labels]),
+                              "silhouette": (clean[:, 0] > SILHOUETTE_THRESHOLD).long(), "denoise": clean}
 
 
-def iterate(
-    split: FashionSplit, batch_size: int, shuffle: bool, seed: int = 0
-):
+def iterate(split: FashionSplit, batch_size: int, shuffle: bool, seed: int = 0):
     """Yield (input, targets) batches; evaluation batches get deterministic noise per batch index."""
-    order = np.arange(len(split))
+    order = np.random.default_rng(seed).permutation(len(split)) if shuffle else np.arange(len(split))
     gen = torch.Generator().manual_seed(seed)
-    if shuffle:
-        order = np.random.default_rng(seed).permutation(len(split))
     for b, start in enumerate(range(0, len(split), batch_size)):
         idx = order[start : start + batch_size]
-        if shuffle:
-            yield make_batch(split.images[idx], split.labels[idx], generator=gen)
-        else:
-            yield make_batch(split.images[idx], split.labels[idx], seed=seed * 100003 + b)
+        noise = {"generator": gen} if shuffle else {"seed": seed * 100003 + b}
+        yield make_batch(split.images[idx], split.labels[idx], **noise)

@@ -65,11 +65,8 @@ def _fashion(recipe: Recipe, split: str, count: int | None, batch_size: int, see
     if split in ("train", "val", "calib"):
         full = fashion.load_split("train")
         train_n = len(full) - val_n
-        part = {
-            "train": full.subset(train_n),
-            "val": full.subset(val_n, offset=train_n),
-            "calib": full.subset(recipe.data.calibration_count),
-        }[split]
+        part = {"train": full.subset(train_n), "val": full.subset(val_n, offset=train_n),
+                "calib": full.subset(recipe.data.calibration_count)}[split]
     elif split == "test":
         part = fashion.load_split("test")
     else:
@@ -95,9 +92,8 @@ def _photos(recipe: Recipe, split: str, count: int | None, batch_size: int, seed
         img = photos[i % len(photos)]
         crop = int(rng.integers(size, 2 * size + 1))
         y, x = rng.integers(0, 2 * size - crop + 1, size=2)
-        patch = img[y : y + crop, x : x + crop]
-        idx = (np.arange(size) * crop // size)
-        patch = patch[idx][:, idx]
+        idx = np.arange(size) * crop // size  # nearest-neighbour resize of the crop
+        patch = img[y + idx][:, x + idx]
         out[i] = patch[:, ::-1] if rng.random() < 0.5 else patch
     x_all = torch.from_numpy(normalize_for(out, recipe.input))
     for start in range(0, n, batch_size):
@@ -116,10 +112,9 @@ def split_length(recipe: Recipe, split: str, count: int | None = None) -> int:
         from toolchain.data.user import _array_split
 
         n = len(_array_split(recipe, split)[2])
-    elif kind == "fashion-mnist" and split == "calib":
-        n = recipe.data.calibration_count
     elif kind == "fashion-mnist":
-        n = {"val": recipe.data.val_count, "test": 10000}.get(split, 60000 - recipe.data.val_count)
+        n = {"val": recipe.data.val_count, "test": 10000, "calib": recipe.data.calibration_count}.get(
+            split, 60000 - recipe.data.val_count)
     elif kind in ("photos", "random"):
         n = count or (recipe.data.val_count if kind == "photos" else 64)
     else:

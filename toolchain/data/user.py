@@ -1,21 +1,15 @@
 """A user's own data, named by the recipe: a folder of images, an .npz of arrays, or Python.
 
-```yaml
-data: {kind: images, path: DIR, labels: labels.csv, resize: [H, W], color: rgb,
-       splits: {val: 0.2, test: 0.2, calib: 0.1},     # fractions, or folders: {val: DIR2}
-       augment: {crop: [0.35, 1.0], flip: true}}      # optional: random views of train images (training, recovery)
-data: {kind: arrays, path: data.npz}                 # x: [N,H,W,C] uint8 or [N,C,H,W] float32, + per-task targets
-data: {kind: python, source: package.module:function} # function(split) -> iterable of (inputs, targets | None)
-```
+Keys (``kind: images`` folders + labels, ``arrays`` .npz, ``python`` ``pkg.mod:fn(split)``, ``splits``, ``augment``):
+docs/byo.md, "What the recipe can say about your data".
 
-Paths are relative to the recipe file. Split assignment by fraction is a function of the file name
-(or the array index) alone, so it never changes when files are added elsewhere. Splits that the
-recipe leaves out: ``test`` falls back to ``val`` and ``calib`` to ``train``; the rest of the data is
-``train``. Labels (CSV or JSON, a ``file`` column plus one column per task): a class index or name
-for classification (names are numbered in sorted order; without a labels file a single
-classification task takes its class from the sub-folder name), a mask image for segmentation, a
-number, a list of numbers, an ``.npy`` file or an image for regression/keypoints/depth, an image for
-reconstruction.
+Paths are relative to the recipe file. Split assignment by fraction is a function of the file name (or the array
+index) alone, so it never changes when files are added elsewhere. Splits that the recipe leaves out: ``test``
+falls back to ``val`` and ``calib`` to ``train``; the rest of the data is ``train``. Labels (CSV or JSON, a
+``file`` column plus one column per task): a class index or name for classification (names are numbered in
+sorted order; without a labels file a single classification task takes its class from the sub-folder name), a
+mask image for segmentation, a number, a list of numbers, an ``.npy`` file or an image for
+regression/keypoints/depth, an image for reconstruction.
 """
 
 from __future__ import annotations
@@ -77,15 +71,17 @@ def images_batches(recipe: Recipe, split: str, count: int | None, batch_size: in
     items = _image_split(recipe, split)
     if shuffle:
         items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))]
-    items = items[:count] if count is not None else items
+    items = items[:count]
     opts = recipe.data.options
-    size = _input_size(recipe)
-    color = opts.get("color", "rgb")
+    size = tuple(opts["resize"]) if opts.get("resize") else tuple(recipe.input.shape[2:])
+    color, c = opts.get("color", "rgb"), recipe.input.shape[1]
     views = _views(recipe, items, seed) if augment and opts.get("augment") else [None] * len(items)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         pix = np.stack([read_image(it.path, color, size, view) for it, view in zip(chunk, views[start:])])
-        _check_channels(recipe, pix, chunk[0].path)
+        if pix.shape[-1] != c:
+            raise SpecError(f"{chunk[0].path} decodes to {pix.shape[-1]} channel(s) but the model input has {c}; "
+                            f"set data.color: {'gray' if c == 1 else 'rgb'}")
         x = torch.from_numpy(normalize_for(pix, recipe.input))
         yield x, None if chunk[0].labels is None else _label_tensors(recipe, chunk, size)
 
@@ -101,18 +97,6 @@ def _views(recipe: Recipe, items: list[_Item], seed: int) -> list[View]:
     aug = recipe.data.options["augment"]
     rng = np.random.default_rng([seed, 0xA06])
     return [random_view(rng, tuple(aug.get("crop", (1.0, 1.0))), aug.get("flip", False)) for _ in items]
-
-
-def _input_size(recipe: Recipe) -> tuple[int, int]:
-    resize = recipe.data.options.get("resize")
-    return tuple(resize) if resize else tuple(recipe.input.shape[2:])
-
-
-def _check_channels(recipe: Recipe, pix: np.ndarray, path: Path) -> None:
-    c = recipe.input.shape[1]
-    if pix.shape[-1] != c:
-        raise SpecError(f"{path} decodes to {pix.shape[-1]} channel(s) but the model input has {c}; "
-                        f"set data.color: {'gray' if c == 1 else 'rgb'}")
 
 
 def _image_split(recipe: Recipe, split: str) -> list[_Item]:
@@ -147,43 +131,32 @@ def _list_images(recipe: Recipe) -> tuple[dict[str, list[_Item]], dict | None]:
     folders = {s: data_path(recipe, v) for s, v in splits_opt.items() if isinstance(v, str)}
     fractions = {s: float(v) for s, v in splits_opt.items() if not isinstance(v, str)}
     labels = _read_labels(recipe, root) if opts.get("labels") else None
-    folder_task = _folder_class_task(recipe) if labels is None else None
-
-    def listing(folder: Path) -> list[Path]:
-        if not folder.is_dir():
-            raise SpecError(f"data folder {folder} does not exist")
-        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
+    cls = [t for t, spec in recipe.tasks.items() if spec.kind == "classification"]
+    folder_task = cls[0] if labels is None and len(cls) == 1 and len(recipe.tasks) == 1 else None
     out: dict[str, list[_Item]] = {s: [] for s in SPLITS}
     for split, folder in [("train", root), *folders.items()]:
-        for p in listing(folder):
+        if not folder.is_dir():
+            raise SpecError(f"data folder {folder} does not exist")
+        for p in sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
             rel = p.relative_to(folder).as_posix()
             name = split if split != "train" or not fractions else fraction_bucket(rel, fractions)
-            out[name].append(_Item(p, _labels_of(p, rel, labels, folder_task, folder)))
+            out[name].append(_Item(p, _labels_of(p, rel, labels, folder_task)))
     if labels is not None:
         listed = {it.path.resolve() for items in out.values() for it in items}
-        missing = [row for path, row in labels["rows"].items() if path not in listed]
-        if missing:
+        if missing := [row for path, row in labels["rows"].items() if path not in listed]:
             raise SpecError(f"labels file {labels['file']} row {missing[0]['_row']} names image "
                             f"{missing[0]['file']!r}, which is not under {root}")
     return out, labels
 
 
-def _folder_class_task(recipe: Recipe) -> str | None:
-    cls = [t for t, spec in recipe.tasks.items() if spec.kind == "classification"]
-    return cls[0] if len(cls) == 1 and len(recipe.tasks) == 1 else None
-
-
-def _labels_of(p: Path, rel: str, labels: dict | None, folder_task: str | None, folder: Path) -> tuple | None:
+def _labels_of(p: Path, rel: str, labels: dict | None, folder_task: str | None) -> tuple | None:
     if labels is not None:
         row = labels["rows"].get(p.resolve())
         if row is None:
             raise SpecError(f"image {p} has no row in labels file {labels['file']}; add a row with file={rel!r} "
                             "or move the image out of the data folder")
         return tuple((t, row[t]) for t in labels["task_columns"])
-    if folder_task is not None and "/" in rel:
-        return ((folder_task, rel.split("/")[0]),)
-    return None
+    return ((folder_task, rel.split("/")[0]),) if folder_task is not None and "/" in rel else None
 
 
 def _read_labels(recipe: Recipe, root: Path) -> dict:
@@ -234,10 +207,8 @@ def _is_int(v: str) -> bool:
 def _label_tensors(recipe: Recipe, chunk: list[_Item], size: tuple[int, int]) -> dict[str, torch.Tensor]:
     labels = _image_splits(recipe)[1]  # the parsed labels file, or None
     out: dict[str, torch.Tensor] = {}
-    tasks = [t for t, _ in chunk[0].labels]
-    for j, task in enumerate(tasks):
-        kind = recipe.tasks[task].kind
-        values = [_one_label(recipe, kind, task, it.labels[j][1], it, labels, size) for it in chunk]
+    for j, (task, _) in enumerate(chunk[0].labels):
+        values = [_one_label(recipe, recipe.tasks[task].kind, task, it.labels[j][1], it, labels, size) for it in chunk]
         shapes = {v.shape for v in values}
         if len(shapes) > 1:
             raise SpecError(f"task {task!r}: labels have different shapes {sorted(shapes)} within one batch "
@@ -298,11 +269,10 @@ def arrays_batches(recipe: Recipe, split: str, count: int | None, batch_size: in
     x, targets, idx = _array_split(recipe, split)
     if shuffle:
         idx = idx[np.random.default_rng(seed).permutation(len(idx))]
-    idx = idx[:count] if count is not None else idx
+    idx = idx[:count]
     for start in range(0, len(idx), batch_size):
         sel = idx[start : start + batch_size]
-        xb = x[sel]
-        xb = normalize_for(xb, recipe.input) if xb.dtype == np.uint8 or xb.dtype == np.uint16 else xb.astype(np.float32)
+        xb = normalize_for(x[sel], recipe.input) if x.dtype in (np.uint8, np.uint16) else x[sel].astype(np.float32)
         yield torch.from_numpy(np.ascontiguousarray(xb)), ({t: torch.from_numpy(np.ascontiguousarray(v[sel]))
                                                             for t, v in targets.items()} if targets else None)
 

@@ -1,25 +1,6 @@
-"""Capture a user's multitask network into the one graph every stage reads.
-
-Users write PyTorch the way torchvision and timm do: they slice an ``nn.Sequential`` to read an
-inner stage (``self.features[:7](x)``), call one module twice, return a tuple, a namedtuple, a list
-or a nested dict, resize with ``F.interpolate(x, size=y.shape[-2:])``, branch in Python on
-configuration flags. :func:`capture` turns any such model into a ``torch.fx.GraphModule`` that
-
-- calls the user's own layers by their real module paths (``features.3.conv.0``), so pruning
-  groups, latency tables and checkpoints name the same layers the user's ``state_dict`` does;
-- takes one image batch and returns a dict ``{task: tensor}``, with positional outputs named by
-  the recipe (``outputs: [face, box, landmarks]``);
-- has every Python decision (flags, loops over stages) specialized away.
-
-Why torch.fx and not ``torch.export`` as the stored graph: an ExportedProgram lowers every layer
-to ATen ops with the weights lifted to graph inputs, so "remove channels of this Conv2d" and
-"re-run the suffix after this layer" would have to be mapped back through ``nn_module_stack``
-metadata. An fx graph keeps ``call_module`` nodes, which is what pruning, slimming and partitioning
-edit. The one thing fx does worse -- modules that are not installed as submodules, such as the
-slice of a Sequential -- is handled here by tracing *through* them (their children are installed).
-
-Where capture truly fails (a Python branch on a tensor value), the error names the construct and
-the user's source line.
+"""Capture a user's multitask network (slices of a Sequential, tuple/dict/namedtuple outputs, config flags)
+into one ``torch.fx.GraphModule`` that calls the user's layers by their real paths and returns ``{task: tensor}``.
+Why fx and not torch.export, and what is refused: docs/architecture.md, "Capture: one graph from real PyTorch code".
 """
 
 from __future__ import annotations
@@ -45,12 +26,8 @@ _WEIGHTED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.Conv
 
 
 class _Tracer(fx.Tracer):
-    """fx tracer that traces through modules built on the fly from installed ones.
-
-    ``self.features[:7]`` builds a new ``nn.Sequential`` that is not an attribute of the model;
-    plain fx refuses it ("module is not installed as a submodule"). Its children are the model's
-    own layers, so calling its ``forward`` inline records each child under its real path.
-    """
+    """fx tracer that calls modules built on the fly (``self.features[:7]``, which plain fx refuses as "not
+    installed as a submodule") inline, so each child, one of the model's own layers, keeps its real path."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         # A user's subclass of a weighted layer (timm/EfficientNet's Conv2dStaticSamePadding, a
@@ -106,9 +83,8 @@ def capture(model: nn.Module, output_names: Sequence[str | None] | None = None,
         raise SpecError(f"{type(model).__name__}.forward takes {len(placeholders)} tensor inputs ({names}); "
                         "a multitask model takes one image batch (give other arguments defaults)")
     out_node = next(n for n in gm.graph.nodes if n.op == "output")
-    leaves = _flatten_outputs(out_node.args[0])
-    named = _name_outputs(type(model).__name__, leaves, output_names, allow_default_names)
-    out_node.args = (named,)
+    out_node.args = (_name_outputs(type(model).__name__, _flatten_outputs(out_node.args[0]), output_names,
+                                   allow_default_names),)
     for n in gm.graph.nodes:
         # forward()'s annotations are strings under `from __future__ import annotations`; fx would
         # put them among the generated code's globals, which then cannot be pickled
@@ -202,17 +178,15 @@ def fold_permute_flatten(gm: fx.GraphModule, example: torch.Tensor) -> list[str]
         if flat.target not in _FLATTENS or out_shape is None or len(out_shape) != 2 or len(flat.users) != 1:
             continue
         linear = next(iter(flat.users))
-        if linear.op != "call_module" or not isinstance(gm.get_submodule(str(linear.target)), nn.Linear):
+        layer = gm.get_submodule(str(linear.target)) if linear.op == "call_module" else None
+        if not isinstance(layer, nn.Linear):
             continue
-        layer = gm.get_submodule(str(linear.target))
         _, c, h, w = shape
         if out_shape[1] != c * h * w or layer.in_features != c * h * w:
             continue
         idx = torch.arange(c * h * w).reshape(1, c, h, w).permute(*dims).reshape(-1)
         with torch.no_grad():
-            weight = torch.empty_like(layer.weight)
-            weight[:, idx] = layer.weight
-            layer.weight.copy_(weight)
+            layer.weight[:, idx] = layer.weight.clone()
         # flatten the NCHW input instead of the permuted one
         flat.replace_input_with(node, src)
         for n in reversed(chain):
@@ -319,8 +293,7 @@ def _default_args(model: nn.Module) -> dict[str, Any]:
 def _drop_unused_placeholders(gm: fx.GraphModule) -> None:
     """Remove the placeholders of specialized forward() arguments and the guards fx adds for them
     (``torch._assert(flag == False)``): once specialized, nothing that reaches the output reads them."""
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    for ph in placeholders[1:]:
+    for ph in [n for n in gm.graph.nodes if n.op == "placeholder"][1:]:
         downstream = reach([ph], keep=lambda n: True, through=lambda n: n.users, stop=False)
         if any(n.op == "output" for n in downstream):
             continue  # a tensor argument the model really uses: reported by the caller
@@ -351,26 +324,21 @@ def _name_outputs(model_name: str, leaves: list[tuple[tuple[str, ...], Any]], na
     tensors = [(p, v) for p, v in leaves if isinstance(v, fx.Node)]
     if not tensors:
         raise SpecError(f"{model_name}.forward returns no tensor computed from its input")
+    found = ", ".join(_default_name(p, i) for i, (p, _) in enumerate(tensors))
     if names is not None:
         names = list(names)
         if len(names) != len(tensors):
-            found = ", ".join(_default_name(p, i) for i, (p, _) in enumerate(tensors))
             raise SpecError(f"recipe 'outputs' names {len(names)} output(s) but {model_name}.forward returns "
                             f"{len(tensors)} tensor(s) ({found}); list one name per tensor, null to drop one")
         chosen = {n: v for n, (_, v) in zip(names, tensors) if n is not None}
         if len(chosen) != sum(n is not None for n in names):
             raise SpecError(f"recipe 'outputs' repeats a name: {names}")
         return chosen
-    result: dict[str, fx.Node] = {}
-    for i, (p, v) in enumerate(tensors):
-        positional = any(k.startswith("#") for k in p) or not p
-        if positional and not allow_default:
-            shown = ", ".join(_default_name(q, j) for j, (q, _) in enumerate(tensors))
-            raise SpecError(f"{model_name}.forward returns positional outputs ({shown}); name them in the recipe, "
-                            f"e.g. outputs: [{', '.join(f'task{j}' for j in range(len(tensors)))}] "
-                            "(`mtedge recipe init MODEL` writes one)")
-        result[_default_name(p, i)] = v
-    return result
+    if not allow_default and any(not p or any(k.startswith("#") for k in p) for p, _ in tensors):
+        raise SpecError(f"{model_name}.forward returns positional outputs ({found}); name them in the recipe, "
+                        f"e.g. outputs: [{', '.join(f'task{j}' for j in range(len(tensors)))}] "
+                        "(`mtedge recipe init MODEL` writes one)")
+    return {_default_name(p, i): v for i, (p, v) in enumerate(tensors)}
 
 
 def _default_name(path: tuple[str, ...], index: int) -> str:
@@ -380,14 +348,13 @@ def _default_name(path: tuple[str, ...], index: int) -> str:
 
 def _describe(e: Exception) -> str:
     """The failing construct and the user's source line for a trace error."""
-    msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    where = _user_frame_text(e.__traceback__)
-    hint = ""
     text = str(e)
+    where = _user_frame_text(e.__traceback__)
+    msg = f"{type(e).__name__}: {text.splitlines()[0] if text else ''}" + (f" at {where}" if where else "")
     if "control flow" in text or "iteration" in text or "bool" in text.lower():
-        hint = ("; Python decides on a tensor's value or shape there: make the decision a configuration flag "
+        msg += ("; Python decides on a tensor's value or shape there: make the decision a configuration flag "
                 "(an attribute or a forward() argument with a default), or move it into a leaf module")
-    return f"{msg} at {where}{hint}" if where else f"{msg}{hint}"
+    return msg
 
 
 def _user_frame_text(tb: Any = None) -> str:

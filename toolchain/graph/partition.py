@@ -1,13 +1,8 @@
 """Partition a traced multitask model into a DAG of segments.
 
-Every node is labelled with the set of tasks whose output depends on it. Nodes with the same
-task set form one segment: the set of all tasks is the shared trunk, a set of one task is that
-task's branch, anything in between is a segment shared by some tasks. Values cross segment
-boundaries only as tensors (shape arithmetic and constants are recomputed where they are used).
-
-Why task sets: an edge A -> B between segments implies tasks(B) is a strict subset of tasks(A),
-so the segment graph is acyclic, and for any subset of tasks the segments to run are exactly
-those whose task set intersects it -- the union of the tasks' paths, each segment once.
+Nodes with the same task set (the tasks whose output depends on them) form one segment; values cross segment
+boundaries only as tensors. Why task sets (acyclic, each subset runs exactly its paths): docs/architecture.md,
+"Partition: why task sets".
 """
 
 from __future__ import annotations
@@ -97,14 +92,11 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
     #    assigned: they are recomputed inside each segment that uses them
     groups: dict[frozenset[str], list[fx.Node]] = {}
     for n in nodes:
-        if n.op in ("placeholder", "get_attr") or n not in tasks_of or not is_tensor_node(n):
-            continue
-        groups.setdefault(tasks_of[n], []).append(n)
+        if n.op not in ("placeholder", "get_attr") and n in tasks_of and is_tensor_node(n):
+            groups.setdefault(tasks_of[n], []).append(n)
 
     seg_of: dict[fx.Node, frozenset[str]] = {n: k for k, ns in groups.items() for n in ns}
-    segments: dict[frozenset[str], Segment] = {
-        k: Segment(_segment_name(k, all_tasks), k, ns) for k, ns in groups.items()
-    }
+    segments = {k: Segment(_segment_name(k, all_tasks), k, ns) for k, ns in groups.items()}
 
     # 4. boundaries: a tensor produced in one segment (or the input) and read in another
     def tensor_inputs(n: fx.Node) -> list[fx.Node]:
@@ -113,12 +105,7 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
                      lambda m: m.all_input_nodes)
 
     for key, seg in segments.items():
-        reads: list[fx.Node] = []
-        for n in seg.nodes:
-            for m in tensor_inputs(n):
-                if seg_of.get(m) != key and m not in reads:
-                    reads.append(m)
-        reads.sort(key=order.__getitem__)
+        reads = sorted({m for n in seg.nodes for m in tensor_inputs(n) if seg_of.get(m) != key}, key=order.__getitem__)
         for m in reads:
             tensor_of.setdefault(m, _tensor_name(m, tensor_of, strip_prefix))
             producer = seg_of.get(m)
@@ -139,10 +126,9 @@ def partition(traced: TracedModel, strip_prefix: str = "") -> Partition:
     ordered = sorted(segments.values(), key=lambda s: (-len(s.tasks), order[s.nodes[0]]))
     named = {s.name: s for s in ordered}
     _check_topological(named)
-    shapes = {t: node_shape(n) for n, t in tensor_of.items()}
-    task_outputs = {t: t for t in traced.task_outputs}
-    task_segments = {t: [s for s, seg in named.items() if t in seg.tasks] for t in all_tasks}
-    return Partition(traced, named, tensor_of, shapes, task_outputs, task_segments)
+    return Partition(traced, named, tensor_of, tensor_shapes={t: node_shape(n) for n, t in tensor_of.items()},
+                     task_outputs={t: t for t in traced.task_outputs},
+                     task_segments={t: [s for s, seg in named.items() if t in seg.tasks] for t in all_tasks})
 
 
 def _tensor_name(node: fx.Node, taken: dict[fx.Node, str], strip_prefix: str) -> str:
@@ -154,8 +140,7 @@ def _tensor_name(node: fx.Node, taken: dict[fx.Node, str], strip_prefix: str) ->
 def _check_topological(segments: dict[str, Segment]) -> None:
     available = {INPUT_NAME}
     for name, seg in segments.items():
-        missing = [t for t in seg.inputs if t not in available]
-        if missing:
+        if missing := [t for t in seg.inputs if t not in available]:
             raise SpecError(f"internal: segment {name!r} reads {missing} before they are produced")
         available.update(seg.outputs)
 
@@ -189,7 +174,7 @@ def segment_module(part: Partition, name: str) -> fx.GraphModule:
     def copy(n: fx.Node) -> fx.Node:
         if n in env:
             return env[n]
-        if n not in members and is_tensor_node(n) and n.op not in ("get_attr",):
+        if n not in members and is_tensor_node(n) and n.op != "get_attr":
             raise SpecError(f"internal: segment {name!r} reads {n.name} which is not one of its inputs")
         for m in n.all_input_nodes:
             copy(m)

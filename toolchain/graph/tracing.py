@@ -13,8 +13,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from toolchain.graph.capture import capture
-from toolchain.graph.capture import task_outputs as outputs_of
+from toolchain.graph.capture import capture, task_outputs as outputs_of
 
 
 @dataclass
@@ -32,11 +31,9 @@ class TracedModel:
 def trace(model: nn.Module, example: torch.Tensor) -> TracedModel:
     """Symbolically trace `model` and propagate shapes for `example` (batch of 1 for costs)."""
     gm = capture(model.eval())
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    task_outputs = outputs_of(gm)
     with torch.no_grad():
         ShapeProp(gm).propagate(example)
-    return TracedModel(gm, placeholders[0], task_outputs, example)
+    return TracedModel(gm, next(n for n in gm.graph.nodes if n.op == "placeholder"), outputs_of(gm), example)
 
 
 def forward_with_hooks(model: nn.Module, example: torch.Tensor, hooks: Mapping[nn.Module, Callable]) -> None:

@@ -1,9 +1,8 @@
 """The comparison baselines: global channel pruning to a FLOPs goal by one importance criterion.
 
-Every channel gets a score comparable across layers; one global threshold removes every channel
-below it, rounded like PAGCP (multiples of `round_to`, never below it). A bisection over the
-threshold finds the least pruning that meets the FLOPs goal. No task is consulted: this is what
-PAGCP's oracle has to beat. Criteria (``IMPORTANCES``):
+One global threshold on scores comparable across layers removes every channel below it, rounded like
+PAGCP; a bisection over it finds the least pruning that meets the goal. No task is consulted: this
+is what PAGCP's oracle has to beat. Criteria (``IMPORTANCES``):
 
 - ``l1``: each root filter's L1 norm over its layer's mean (Li et al. 2017);
 - ``magnitude``: Torch-Pruning's ``MagnitudeImportance(p=1)`` over every coupled layer, mean-normalized;
@@ -28,7 +27,7 @@ from toolchain.errors import SpecError
 from toolchain.graph.capture import capture
 from toolchain.prune import cost
 from toolchain.prune.groups import channel_groups
-from toolchain.prune.importance import l1_scores
+from toolchain.prune.importance import l1_scores, task_losses
 from toolchain.prune.joint import pruned_copy
 from toolchain.prune.pagcp import PruneResult, exactness_refusals
 
@@ -70,33 +69,20 @@ def importance_scores(model: nn.Module, groups: list, importance: str, recipe: A
 
 def _task_gradients(model: nn.Module, recipe: Any, data: list) -> None:
     """Gradients of the summed task losses (labels) or of PAGCP's sampled-Fisher losses (label-free)."""
-    from toolchain.prune.importance import _fisher_loss
-    from toolchain.train import task_loss
-
     model.eval()
-    x = torch.cat([b for b, _ in data])
-    labeled = all(y is not None for _, y in data)
-    gen = torch.Generator().manual_seed(0)
     for p in model.parameters():
         p.grad = None
     with torch.enable_grad():
-        preds = model(x)
-        loss = torch.zeros(())
-        for t, spec in recipe.tasks.items():
-            if labeled:
-                loss = loss + task_loss(spec.kind, preds[t], torch.cat([y[t] for _, y in data]))
-            else:
-                loss = loss + _fisher_loss(spec.kind, preds[t], gen)
-        loss.backward()
+        fisher = any(y is None for _, y in data)
+        sum(task_losses(model, recipe, data, fisher).values(), torch.zeros(())).backward()
 
 
 def l1_prune(model: nn.Module, example: torch.Tensor, goal_flops: int, round_to: int = 8,
              ignored: tuple[str, ...] = (), iterations: int = 24, importance: str = "l1", recipe: Any = None,
              data: list | None = None, refused: dict[str, str] | None = None) -> PruneResult:
-    """A pruned copy of `model` with at most `goal_flops` FLOPs (or as close as rounding allows),
-    by one global threshold on `importance` (``IMPORTANCES``; taylor needs `recipe` and val `data`).
-    `refused`: the exactness check's refusals for this `model`, when the caller already has them
-    (a bisection prunes the same model many times; the check is minutes on a large network)."""
+    """A pruned copy of `model` with at most `goal_flops` FLOPs (or as close as rounding allows), by one
+    global threshold on `importance` (``IMPORTANCES``; taylor needs `recipe` and val `data`). `refused`:
+    the exactness check's refusals for `model` when the caller has them (the check takes minutes)."""
     t0 = time.perf_counter()
     model = capture(model).eval()
     groups = channel_groups(model, example, ignored=ignored)

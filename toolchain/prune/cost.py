@@ -86,10 +86,8 @@ def compile_openvino(model: nn.Module, example: torch.Tensor, threads: int | Non
 
 def host_latency_ms(models: dict[str, nn.Module], example: torch.Tensor, runs: int = 30, warmup: int = 5,
                     threads: int | None = None) -> dict[str, float]:
-    """Median latency (ms) of each model on the host CPU with OpenVINO, measured side by side.
-
-    Runs are interleaved (A, B, A, B, ...) so that load from other processes hits every model
-    alike; returns {name: median ms}."""
+    """{name: median latency (ms)} of each model on the host CPU with OpenVINO, runs interleaved
+    (A, B, A, B, ...) so that load from other processes hits every model alike."""
     compiled = {n: compile_openvino(m, example, threads) for n, m in models.items()}
     requests = {n: c.create_infer_request() for n, c in compiled.items()}
     x = example.numpy()
@@ -118,9 +116,9 @@ def _module_of_ov_node(node: str, modules: set[str]) -> str | None:
 
 def host_layer_times(model: nn.Module, example: torch.Tensor, runs: int = 30, warmup: int = 5,
                      threads: int | None = None) -> tuple[dict[str, float], float]:
-    """Per-layer host latency from OpenVINO's profiling counters: ({module name: median ms}, median
-    wall ms of the whole model). Only Conv/Linear modules are named; fused BN and activations count
-    toward their layer, every other node (resize, concat, input reorder) toward the wall time only."""
+    """({module name: median ms}, median wall ms of the model) from OpenVINO's profiling counters. Only
+    Conv/Linear modules are named (fused BN and activations count toward their layer); other nodes
+    (resize, concat, input reorder) count toward the wall time only."""
     import openvino as ov
 
     compiled = compile_openvino(model, example, threads, {"PERF_COUNT": True})
@@ -137,10 +135,8 @@ def host_layer_times(model: nn.Module, example: torch.Tensor, runs: int = 30, wa
         wall.append((time.perf_counter() - t0) * 1e3)
         times: dict[str, float] = {}
         for info in request.profiling_info:
-            if info.status != ov.ProfilingInfo.Status.EXECUTED:
-                continue
             name = _module_of_ov_node(info.node_name, modules)
-            if name is not None:
+            if name is not None and info.status == ov.ProfilingInfo.Status.EXECUTED:
                 times[name] = times.get(name, 0.0) + info.real_time.total_seconds() * 1e3
         for name, ms in times.items():
             per_run.setdefault(name, []).append(ms)
@@ -158,29 +154,25 @@ def table_layer_names(table, module_names: list[str]) -> dict[str, str]:
         parts = node.split("/")
         if len(parts) >= 3:
             scopes.setdefault(parts[-2], node)
-    out = {}
-    for name in module_names:
+
+    def suffixes(name: str) -> list[str]:  # longest first
         pieces = name.split(".")
-        for i in range(len(pieces)):
-            if ".".join(pieces[i:]) in scopes:
-                out[name] = scopes[".".join(pieces[i:])]
-                break
-    return out
+        return [".".join(pieces[i:]) for i in range(len(pieces))]
+
+    found = {name: next((s for s in suffixes(name) if s in scopes), None) for name in module_names}
+    return {name: scopes[s] for name, s in found.items() if s is not None}
 
 
 class TableLatency:
-    """Latency of a model and of its channels, from per-layer times of the *unpruned* model: a
-    latency table (`mtedge profile`, any target) or OpenVINO's profiling counters on this host.
-
-    A prunable layer's time scales with its FLOPs (what pruning changes); everything else
-    (pooling, resizes, input reorders, non-prunable layers, per-segment overhead) stays fixed.
-    Layers the table does not name are priced at the table's time per FLOP of their op type."""
+    """Latency of a model and of its channels, from per-layer times of the *unpruned* model: a latency
+    table (`mtedge profile`, any target) or OpenVINO's profiling counters on this host. A prunable
+    layer's time scales with its FLOPs; everything else (pooling, resizes, reorders, other layers,
+    per-segment overhead) stays fixed. Layers the table does not name get its time per FLOP of their op."""
 
     def __init__(self, ms0: dict[str, float], total_ms: float, example: torch.Tensor, flops0: dict[str, int],
                  names: dict[str, str], table=None) -> None:
-        """`ms0`: unpruned time of each Conv/Linear layer; `total_ms`: the whole model's; `flops0`:
-        each layer's unpruned FLOPs; `names`: module -> the timed layer's name, for the layers that
-        were timed (the rest of `total_ms` is fixed); `table`: the latency table, if any."""
+        """`ms0`/`flops0`: each Conv/Linear layer's unpruned time/FLOPs; `total_ms`: the whole model's;
+        `names`: module -> timed layer name (the rest of `total_ms` is fixed); `table`: the table, if any."""
         self.table, self.names = table, names
         self.example, self.flops0, self.total_ms = example, flops0, total_ms
         self.ms0 = {n: ms0.get(n, 0.0) for n in flops0}
@@ -197,10 +189,9 @@ class TableLatency:
         layers_ms = sum(table.layers.values())
         total = sum(table.segments.values()) or layers_ms
         scale = total / layers_ms if layers_ms > 0 else 1.0
-        ms0 = {}
-        for name, f in flops0.items():
-            op = "Gemm" if isinstance(model.get_submodule(name), nn.Linear) else "Conv"
-            ms0[name] = scale * table.layer_cost(names.get(name, ""), op=op, flops=f)
+        ms0 = {name: scale * table.layer_cost(names.get(name, ""), flops=f,
+                                              op="Gemm" if isinstance(model.get_submodule(name), nn.Linear) else "Conv")
+               for name, f in flops0.items()}
         return cls(ms0, total, example, flops0, names, table)
 
     @classmethod

@@ -1,28 +1,16 @@
 """Exact pruning: dead-channel invariance through every layout-changing op (issue 8).
 
-The property. Pick a set ``S`` of a channel group's channels and make them provably dead (every
-producer of those channels in the group outputs exactly 0 for them, see :func:`kill_channels`).
-Removing ``S`` through the group (:meth:`ChannelGroup.prune`, i.e. Torch-Pruning's index
-mapping) must leave every task output unchanged: the dead model and the pruned dead model agree
-within ``atol`` (1e-5 in fp32, scaled by the output's magnitude when that exceeds 1). If the
-mapping removes the wrong input features of some consumer (a Linear after a permute-then-flatten,
-a conv after a channel shuffle, ...), live features disappear and the outputs move by far more.
-
-:func:`check_groups` runs the property for every group at a few dead-set sizes and returns the
-groups it proved and the groups it refused, with the reason (the layer whose inputs lost live
-channels, the task output that changed and by how much). The pruner (toolchain/prune/pagcp.py)
-calls it on the user's model before pruning and never prunes a refused group. Nothing here
-edits the caller's model: every case runs on a deep copy.
-
-Cost: per group and dead-set size, one deep copy, one dependency-graph trace and two forwards
-on a batch of at most two samples. docs/pruning-exactness.md has the details and the findings.
+Channels made provably dead (:func:`kill_channels`) and removed through the group's index mapping
+must leave every task output unchanged within ``atol``; :func:`check_groups` proves or refuses each
+group, and the pruner never prunes a refused one. The property, the costs and the findings:
+docs/pruning-exactness.md.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -86,48 +74,34 @@ def dead_counts(channels: int, fractions: Sequence[float] = DEFAULT_DEAD_FRACTIO
     (so 0.0 means one channel and 1.0 all but one), deduplicated, in the given order."""
     if channels < 2:
         return []
-    out: list[int] = []
-    for f in fractions:
-        k = min(max(int(round(f * channels)), 1), channels - 1)
-        if k not in out:
-            out.append(k)
-    return out
+    return list(dict.fromkeys(min(max(int(round(f * channels)), 1), channels - 1) for f in fractions))
 
 
 def dead_set(channels: int, count: int, seed: int, salt: str = "") -> list[int]:
-    """`count` distinct channels out of `channels`, scattered (not a contiguous range: a mapping
-    that is off by a block or a stride must hit a live channel), reproducible from (seed, salt)."""
+    """`count` distinct channels out of `channels`, scattered (a mapping off by a block or a stride
+    must hit a live channel), reproducible from (seed, salt)."""
     rng = np.random.default_rng([seed, _stable_hash(salt), count])
     return sorted(int(i) for i in rng.choice(channels, size=count, replace=False))
 
 
 def probe_input(example: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """A tiny batch shaped like `example` (at most two samples), drawn from N(0, 1).
-
-    The values are not the example's: a constant or all-zero example (a blank image, a random
-    recipe's placeholder) would make whole channels constant and hide a wrong mapping."""
+    """A tiny batch shaped like `example` (at most two samples), drawn from N(0, 1): a constant or
+    all-zero example would make whole channels constant and hide a wrong mapping."""
     shape = (min(int(example.shape[0]), PROBE_BATCH), *example.shape[1:])
     g = torch.Generator().manual_seed(seed)
     return torch.randn(shape, generator=g, dtype=torch.float32).to(device=example.device, dtype=example.dtype)
 
 
 def kill_channels(model: nn.Module, graph, group: ChannelGroup, idxs: Sequence[int], how: str = "zero") -> list[str]:
-    """Make root channels `idxs` of `group` dead in `model` (in place), at every producer.
-
-    Every layer of the Torch-Pruning group whose *output* channels are coupled (the root, its batch
-    norm, the other producers of a residual add, a depthwise conv, the layers behind a concat...)
-    gets its weights for those channels zeroed: conv/linear output rows and bias, norm gamma.
-    ``how="zero"``: biases/betas 0, so the channel is exactly 0 after any f with f(0) = 0 (ReLU,
-    ReLU6, hardswish, SiLU, GELU, PReLU, tanh) and after batch norm whatever its running stats.
-    ``how="saturate"``: biases/betas -SATURATION, so the channel is exactly 0 after sigmoid,
-    hardsigmoid or softplus (f(0) != 0) -- but not after an identity, so it is the second try.
-    Returns the names of the layers edited. `graph` is a dependency graph built on `model`."""
+    """Make root channels `idxs` of `group` dead in `model` (in place) at every layer whose output
+    channels are coupled: weights zeroed, biases/betas 0 (``how="zero"``) or -SATURATION
+    (``"saturate"``); docs/pruning-exactness.md, "How dead sets are made". `graph`: a dependency graph
+    built on `model`. Returns the names of the layers edited."""
     from torch_pruning._helpers import to_plain_idxs
 
     names = {m: n for n, m in model.named_modules()}
     root = model.get_submodule(group.name)
-    pruner = graph.get_pruner_of_module(root)
-    tp_group = graph.get_pruning_group(root, pruner.prune_out_channels, list(idxs))
+    tp_group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, list(idxs))
     bias_value = 0.0 if how == "zero" else -SATURATION
     edited: list[str] = []
     with torch.no_grad():
@@ -171,11 +145,10 @@ def _kill_module(mod: nn.Module, ch: list[int], bias_value: float) -> bool:
         return False
     idx = torch.tensor(ch, dtype=torch.long)
     if isinstance(mod, nn.ConvTranspose2d | nn.ConvTranspose1d):
-        per_group_out = mod.out_channels // mod.groups
-        per_group_in = mod.in_channels // mod.groups
+        per_out, per_in = mod.out_channels // mod.groups, mod.in_channels // mod.groups
         for o in ch:  # weight [in, out/groups, k...]: output o lives in group o // (out/groups)
-            g = o // per_group_out
-            mod.weight[g * per_group_in:(g + 1) * per_group_in, o % per_group_out] = 0
+            g = o // per_out
+            mod.weight[g * per_in:(g + 1) * per_in, o % per_out] = 0
     elif isinstance(mod, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.Linear):
         mod.weight[idx] = 0
     elif isinstance(mod, _NORMS):
@@ -193,12 +166,10 @@ def _kill_module(mod: nn.Module, ch: list[int], bias_value: float) -> bool:
 def verify_exact(model: nn.Module, example: torch.Tensor, group: ChannelGroup, idxs: Sequence[int], *,
                  atol: float = ATOL, onnx: bool = False, seed: int = 0) -> CaseResult:
     """Check the property for one case: kill root channels `idxs` of `group` on a copy of `model`,
-    prune them with ``group.prune``, and compare every task output (torch, and with `onnx` also the
-    pruned model exported to ONNX and run in onnxruntime) with the dead, unpruned copy.
-
-    Tries ``kill="zero"`` first and ``"saturate"`` only if that fails (an f(0) != 0 between a
-    producer and its consumer). `model` is not modified. Never raises for a bad mapping: a prune or
-    forward that fails is a failed case with the error in `reason`."""
+    prune them with ``group.prune``, and compare every task output (torch, and with `onnx` also
+    onnxruntime on the pruned model) with the dead, unpruned copy. Tries ``kill="zero"``, then
+    ``"saturate"`` (for an f(0) != 0 between producer and consumer). `model` is not modified. Never
+    raises for a bad mapping: a prune or forward that fails is a failed case, the error in `reason`."""
     x = probe_input(example, seed)
     first = _case(model, x, group, idxs, "zero", atol, onnx)
     if first.ok or math.isinf(first.max_abs_diff):
@@ -206,18 +177,16 @@ def verify_exact(model: nn.Module, example: torch.Tensor, group: ChannelGroup, i
     second = _case(model, x, group, idxs, "saturate", atol, onnx)
     if second.ok:
         return second
-    return CaseResult(first.group, first.dead, False, first.max_abs_diff, first.task, first.layer, first.kill,
-                      None, first.reason + "; saturated dead channels (for an f(0) != 0) fail too")
+    return replace(first, reason=first.reason + "; saturated dead channels (for an f(0) != 0) fail too")
 
 
 def check_groups(model: nn.Module, example: torch.Tensor, groups: Sequence[ChannelGroup],
                  dead_fractions: Sequence[float] = DEFAULT_DEAD_FRACTIONS, seed: int = 0, *,
                  atol: float = ATOL, onnx: bool = False) -> ExactnessResult:
-    """Prove or refuse every group in `groups` (from ``channel_groups(model, example)``).
-
-    For each group and each dead-set size from :func:`dead_counts`, a scattered dead set is
-    killed and pruned on a copy (:func:`verify_exact`); the group is proven when every size passes
-    and refused at the first failure. `model` is not modified; `example` gives only the shape."""
+    """Prove or refuse every group in `groups` (from ``channel_groups(model, example)``): a scattered
+    dead set of each size from :func:`dead_counts` is killed and pruned on a copy (:func:`verify_exact`);
+    a group is proven when every size passes, refused at the first failure. `model` is not modified;
+    `example` gives only the shape."""
     result = ExactnessResult()
     for g in groups:
         cases: list[CaseResult] = []
@@ -266,13 +235,10 @@ def _case(model: nn.Module, x: torch.Tensor, group: ChannelGroup, idxs: Sequence
                       f"({type(e).__name__}: {_short(e)}): the group's index mapping through "
                       f"{', '.join(consumers) or name} does not match the graph", layer=layer)
     task, diff = _worst(ref, out)
-    layer, layer_diff = None, 0.0
-    for n in ref_inner:  # execution order (hooks fill the dict as layers run): the first one fed live channels
-        if n in out_inner and ref_inner[n].shape == out_inner[n].shape:
-            d = (ref_inner[n] - out_inner[n]).abs().max().item()
-            if d > _tolerance(ref_inner[n], atol):
-                layer, layer_diff = n, d
-                break
+    # execution order (hooks fill the dict as layers run): the first one fed live channels
+    inner = ((n, (ref_inner[n] - out_inner[n]).abs().max().item()) for n in ref_inner
+             if n in out_inner and ref_inner[n].shape == out_inner[n].shape)
+    layer, layer_diff = next(((n, d) for n, d in inner if d > _tolerance(ref_inner[n], atol)), (None, 0.0))
     tol = _tolerance(ref[task], atol) if task is not None else atol
     if diff > tol:
         at = (f"layer {layer} lost live input channels (its output changed by {layer_diff:.3g})" if layer
@@ -316,9 +282,7 @@ def _failing_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, str | None]:
     running: list[str] = []
     done: list[str] = []
     handles = []
-    for n, mod in model.named_modules():
-        if not n:
-            continue
+    for n, mod in list(model.named_modules())[1:]:  # the model itself is not a layer
         def enter(_m, _a, n=n) -> None:
             running.append(n)
 
@@ -347,9 +311,9 @@ def _worst(ref: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> tuple[
         o = out.get(t)
         d = math.inf if o is None or o.shape != r.shape else (r - o).abs().max().item()
         if not math.isfinite(d) or d > worst:  # nan/inf outputs count as changed
-            worst_task, worst = t, (math.inf if not math.isfinite(d) else d)
-        if math.isinf(worst):
-            break
+            worst_task, worst = t, (d if math.isfinite(d) else math.inf)
+            if math.isinf(worst):
+                break
     return worst_task, max(worst, 0.0)
 
 

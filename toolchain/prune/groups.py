@@ -1,17 +1,9 @@
 """Channel groups: the units structured pruning removes channels from.
 
-A *channel group* is a set of layers whose channels are coupled: removing output channel ``i`` of
-the group's root layer forces removing the same channel from every layer in the group (its batch
-norm, the next layers' input channels, every other producer feeding the same residual add, the
-matching slice of a concatenation, a depthwise conv's channel, ...). The couplings come from
-Torch-Pruning's ``DependencyGraph``, so pruning any subset of a group's channels (all but at least
-one) leaves a valid, smaller, dense model.
-
-Task outputs (the last Conv/Linear before each task's output: class count, segmentation classes,
-the 1-channel depth map) are never pruned: :func:`output_layers` finds them and every group that
-would change them is left out.
-
-Contract used by the exactness checker (toolchain/prune/exactness.py) and by the pruner::
+A group's layers are coupled through Torch-Pruning's ``DependencyGraph`` (removing output channel
+``i`` of the root removes it everywhere in the group), so pruning any proper subset of its channels
+leaves a valid, smaller, dense model; task output layers (:func:`output_layers`) are never pruned.
+docs/pruning.md, "Algorithm as built" step 1. Contract used by the exactness checker and the pruner::
 
     groups = channel_groups(model, example)            # list[ChannelGroup], full channel range
     g.prune(model, idxs)                                # removes channels `idxs` of g's root, in place
@@ -37,12 +29,9 @@ _PRODUCERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Conv1d)
 
 @dataclass
 class ChannelGroup:
-    """One set of coupled channels, rooted at a producer layer (its output channels).
-
-    `tp_group` is Torch-Pruning's group over the full channel range of the root, bound to the
-    model the groups were built from; :meth:`prune` works on any model with the same module
-    names (a copy, a reloaded checkpoint), because it resolves the root by name.
-    """
+    """One set of coupled channels, rooted at a producer layer (its output channels). `tp_group` is
+    Torch-Pruning's group over the root's full channel range, bound to the model the groups were built
+    from; :meth:`prune` resolves the root by name, so it works on any model with the same module names."""
 
     name: str  # the root layer's module name, e.g. "encoder.stage1.0.0"
     root_module: nn.Module
@@ -70,8 +59,7 @@ class ChannelGroup:
             else:
                 graph = dependency_graph(model, example)
         root = _module(model, self.name)
-        pruner = graph.get_pruner_of_module(root)
-        group = graph.get_pruning_group(root, pruner.prune_out_channels, idxs)
+        group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, idxs)
         if not graph.check_pruning_group(group):
             raise SpecError(f"pruning {len(idxs)} channels of {self.name} would empty a coupled layer")
         group.prune()
@@ -99,10 +87,8 @@ def dependency_graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGr
 
 def _flatten_outputs(out: object) -> torch.Tensor:
     # a scalar touching every task output: Torch-Pruning traces the autograd graph from it
-    if isinstance(out, dict):
-        return sum(v.float().sum() for v in out.values())
-    if isinstance(out, (list, tuple)):
-        return sum(v.float().sum() for v in out)
+    if isinstance(out, (dict, list, tuple)):
+        return sum(v.float().sum() for v in (out.values() if isinstance(out, dict) else out))
     return out.sum()
 
 
@@ -126,10 +112,8 @@ def _producers_behind(node: object, modules: dict[str, nn.Module]) -> tuple[set[
         if n.op == "call_module" and isinstance(modules[str(n.target)], _PRODUCERS):
             producers.add(str(n.target))
             continue
-        if n.op == "placeholder":
-            reaches_input = True
-            continue
-        if n.op == "get_attr":
+        reaches_input |= n.op == "placeholder"
+        if n.op in ("placeholder", "get_attr"):
             continue
         # any other module (activation, norm, pooling, a user's parameter-free op) is read
         # through: its output channels are its input's channels
@@ -139,12 +123,9 @@ def _producers_behind(node: object, modules: dict[str, nn.Module]) -> tuple[set[
 
 def output_layers(model: nn.Module, example: torch.Tensor | None = None,
                   gm: fx.GraphModule | None = None) -> dict[str, list[str]]:
-    """Task name -> names of the layers whose output channels are that task's output channels.
-
-    Walks back from each task output through channel-preserving operations (activations, batch
-    norm, resizing, pooling, flatten, element-wise maths, concatenation) to the Conv/Linear layers
-    that produce the channels. These layers are never pruned: their width is the task's contract.
-    """
+    """Task name -> names of the layers whose output channels are that task's output channels: the
+    Conv/Linear layers behind it through channel-preserving operations (:func:`_producers_behind`).
+    These layers are never pruned: their width is the task's contract."""
     gm = gm or _trace(model)
     modules = dict(gm.named_modules())
     return {task: sorted(_producers_behind(node, modules)[0]) for task, node in task_outputs(gm).items()}
@@ -154,10 +135,9 @@ _ELEMENTWISE = {operator.add, operator.sub, operator.mul, torch.add, torch.sub, 
 
 
 def _unsafe_layers(gm: fx.GraphModule, traced: set[str]) -> dict[str, str]:
-    """Layers whose output channels Torch-Pruning cannot prune safely, with the reason: producers
-    meeting the network input in an element-wise op (the autograd trace does not see the input, so
-    the coupling is missing from its graph), and producers feeding a layer no task output depends
-    on (absent from the trace, so its input channels would not shrink with theirs)."""
+    """Layers whose output channels Torch-Pruning cannot prune safely, with the reason: producers meeting
+    the network input in an element-wise op (the autograd trace misses that coupling), and producers
+    feeding a layer no task output depends on (untraced, its inputs would not shrink with theirs)."""
     modules = dict(gm.named_modules())
     unsafe: dict[str, str] = {}
     for n in gm.graph.nodes:
@@ -174,22 +154,18 @@ def _unsafe_layers(gm: fx.GraphModule, traced: set[str]) -> dict[str, str]:
     return unsafe
 
 
-def channel_groups(
-    model: nn.Module,
-    example: torch.Tensor,
-    ignored: Iterable[str] = (),
-    graph: tp.DependencyGraph | None = None,
-    protect_outputs: bool = True,
-    skipped: dict[str, str] | None = None,
-) -> list[ChannelGroup]:
+def channel_groups(model: nn.Module, example: torch.Tensor, ignored: Iterable[str] = (),
+                   graph: tp.DependencyGraph | None = None, protect_outputs: bool = True,
+                   skipped: dict[str, str] | None = None) -> list[ChannelGroup]:
     """Every prunable channel group of `model` (a multitask module returning {task: tensor}).
 
-    `ignored`: layer names that must keep their output channels (a group touching one is left
-    out). Groups through a grouped (non-depthwise) convolution are left out too: removing single
-    channels would break its group structure; with `skipped`, they are recorded there with the reason. With `protect_outputs` (default) the task output layers from :func:`output_layers` are
-    added to `ignored`. Groups come in the graph's order; each covers its root's full channel range.
-    """
+    `ignored`: layer names that must keep their output channels (a group touching one is left out).
+    Groups through a grouped (non-depthwise) convolution are left out too (removing single channels
+    would break its group structure), recorded in `skipped` with the reason when given. With
+    `protect_outputs` (default) the task output layers (:func:`output_layers`) are added to `ignored`.
+    Groups come in the graph's order; each covers its root's full channel range."""
     ignored = set(ignored)
+    skipped = {} if skipped is None else skipped
     names = {m: n for n, m in model.named_modules()}
     unknown = [n for n in ignored if n not in dict(model.named_modules())]
     if unknown:
@@ -205,18 +181,11 @@ def channel_groups(
     groups: list[ChannelGroup] = []
     for g in graph.get_all_groups(ignored_layers=ignored_modules, root_module_types=(nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
         root = g[0].dep.target.module
-        out_layers: list[str] = []
-        in_layers: list[str] = []
-        for dep, _ in g:
-            mod = dep.target.module
-            if not isinstance(mod, nn.Module) or mod not in names:
-                continue
-            if graph.is_out_channel_pruning_fn(dep.handler):
-                out_layers.append(names[mod])
-            elif graph.is_in_channel_pruning_fn(dep.handler):
-                in_layers.append(names[mod])
-        out_layers = list(dict.fromkeys(out_layers))
-        in_layers = list(dict.fromkeys(in_layers))
+        deps = [(names[d.target.module], d.handler) for d, _ in g
+                if isinstance(d.target.module, nn.Module) and d.target.module in names]
+        out_layers = list(dict.fromkeys(n for n, h in deps if graph.is_out_channel_pruning_fn(h)))
+        in_layers = list(dict.fromkeys(n for n, h in deps if graph.is_in_channel_pruning_fn(h)
+                                       and not graph.is_out_channel_pruning_fn(h)))
         if any(n in ignored for n in out_layers):
             continue
         channels = graph.get_out_channels(root)
@@ -224,14 +193,12 @@ def channel_groups(
             continue
         bad = next((n for n in out_layers if n in unsafe), None)
         if bad is not None:
-            if skipped is not None:
-                skipped[names[root]] = f"layer {bad} cannot be pruned: {unsafe[bad]}"
+            skipped[names[root]] = f"layer {bad} cannot be pruned: {unsafe[bad]}"
             continue
         grouped = [names[m] for m in (dep.target.module for dep, _ in g)
                    if isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels and m in names]
         if grouped:
-            if skipped is not None:
-                skipped[names[root]] = f"couples grouped convolution {grouped[0]} (groups > 1, not depthwise)"
+            skipped[names[root]] = f"couples grouped convolution {grouped[0]} (groups > 1, not depthwise)"
             continue
         layers = list(dict.fromkeys([names[root], *out_layers, *in_layers]))
         groups.append(ChannelGroup(names[root], root, int(channels), g, layers, out_layers, in_layers))

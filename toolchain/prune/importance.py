@@ -5,25 +5,19 @@ Score of channel c of group g (higher = keep)::
     score[c] = max over tasks t of  taylor_t[c] / mean(taylor_t over g)     (what any task needs)
              + magnitude[c] / mean(magnitude over g)                        (joint weight size)
 
-- ``magnitude``: Torch-Pruning's group magnitude importance: the L2 norm of channel c's slice of
-  *every* coupled layer (producers' filters, consumers' input slices, batch-norm scale), averaged
-  over the layers -- the joint effect across layers, not the root filter alone.
-- ``taylor_t``: first-order Taylor |w * dL_t/dw| of task t's loss on the validation batches,
-  accumulated over every coupled layer of the group (Torch-Pruning's group Taylor importance).
-  Per-task normalization keeps a task with a large loss from dominating, and the max keeps a
-  channel that *any* task relies on (the PAGCP idea: filters needed by one task are not traded for
-  another task's).
+- ``magnitude``: Torch-Pruning's group magnitude: the L2 norm of channel c's slice of *every*
+  coupled layer (filters, consumers' input slices, batch-norm scale), averaged over the layers.
+- ``taylor_t``: first-order Taylor |w * dL_t/dw| of task t's loss on val batches, over every coupled
+  layer (Torch-Pruning's group Taylor). Per-task normalization keeps a task with a large loss from
+  dominating; the max keeps a channel *any* task relies on (PAGCP: one task's filters are not traded
+  for another's).
 
-Losses: labelled data uses the trainer's task losses (first order: the loss change of removing a
-channel). Label-free there is no loss to differentiate -- the distillation loss against the
-unpruned model has a zero gradient where the two agree, i.e. before the first cut -- so the score
-is the *sampled-Fisher sensitivity*: the squared Taylor term of a loss whose expected square is the
-second-order change of the outputs (KL of the class scores, squared change of the rest), see
-:func:`_fisher_loss`.
+Label-free there is no loss to differentiate (distillation against the unpruned model has a zero
+gradient before the first cut), so the score is the *sampled-Fisher sensitivity*: the squared Taylor
+term of a loss whose expected square is the second-order change of the outputs (:func:`_fisher_loss`).
 
 The sequential search compares channels within a group (:func:`channel_scores`); the joint search
-ranks every channel of the network at once and needs scores comparable across groups
-(:func:`joint_scores`: per-task Taylor over its network-wide total, max over tasks).
+needs scores comparable across groups (:func:`joint_scores`).
 """
 
 from __future__ import annotations
@@ -53,24 +47,18 @@ def taylor_per_task(model: nn.Module, groups: Sequence[ChannelGroup], recipe: Re
     """task -> group name -> Taylor importance per channel on `data` (see the module docstring):
     labelled, |w * dL_t/dw| of the task loss; label-free, the sampled-Fisher sensitivity."""
     model.eval()  # batch norm uses running statistics: we score the deployed function
-    kinds = {t: recipe.tasks[t].kind for t in recipe.tasks}
     fisher = label_free or any(y is None for _, y in data)
     # Fisher: the signed sum per channel (the whole channel is removed), squared; bias terms count
     # because removing a channel removes its bias too
     imp = tp.importance.GroupTaylorImportance(group_reduction="sum", normalizer=None, multivariable=fisher, bias=fisher)
-    x = torch.cat([b for b, _ in data])
-    targets = None if fisher else {t: torch.cat([y[t] for _, y in data]) for t in kinds}
-    gen = torch.Generator().manual_seed(seed)
     params = list(model.parameters())
     out: dict[str, dict[str, torch.Tensor]] = {}
     with torch.enable_grad():
-        preds = model(x)  # one forward; a backward per task
-        for i, task in enumerate(kinds):
+        losses = task_losses(model, recipe, data, fisher, seed)  # one forward; a backward per task
+        for i, (task, loss) in enumerate(losses.items()):
             for p in params:
                 p.grad = None
-            pred = preds[task]
-            loss = _fisher_loss(kinds[task], pred, gen) if fisher else task_loss(kinds[task], pred, targets[task])
-            loss.backward(retain_graph=i < len(kinds) - 1)
+            loss.backward(retain_graph=i < len(losses) - 1)
             for p in params:  # a layer this task never reaches has no gradient: it contributes zero
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
@@ -85,12 +73,21 @@ def taylor_per_task(model: nn.Module, groups: Sequence[ChannelGroup], recipe: Re
     return out
 
 
+def task_losses(model: nn.Module, recipe: Recipe, data: Sequence[Batch], fisher: bool,
+                seed: int = 0) -> dict[str, torch.Tensor]:
+    """task -> loss of `model` on all of `data` in one forward (run it with gradients enabled): the
+    trainer's task loss against the labels, or with `fisher` the sampled-Fisher loss (:func:`_fisher_loss`)."""
+    preds = model(torch.cat([b for b, _ in data]))
+    gen = torch.Generator().manual_seed(seed)
+    return {t: (_fisher_loss(s.kind, preds[t], gen) if fisher
+                else task_loss(s.kind, preds[t], torch.cat([y[t] for _, y in data]))) for t, s in recipe.tasks.items()}
+
+
 def _fisher_loss(kind: str, pred: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A loss whose squared Taylor term estimates, in expectation, how far removing a channel moves
-    the outputs in the metric that matters: for class scores the KL divergence of the softmax (at the
-    distillation temperature), labels sampled from the model's own prediction (sampled Fisher); for
-    other outputs the squared change, through a Gaussian random projection. Unlike a distillation
-    loss against the unpruned model, its gradient is not zero where the two models are equal."""
+    """A loss whose squared Taylor term estimates, in expectation, how far removing a channel moves the
+    outputs: for class scores the softmax KL (at the distillation temperature), labels sampled from the
+    model's own prediction (sampled Fisher); for other outputs the squared change, through a Gaussian
+    random projection. Unlike distillation, its gradient is not zero where the two models agree."""
     if kind in ("classification", "segmentation"):
         t = 2.0
         logits = (pred.float() / t).movedim(1, -1).reshape(-1, pred.shape[1])

@@ -1,26 +1,10 @@
 """PAGCP's joint search: every group's cut decided together, one search per round.
 
-The sequential search (toolchain/prune/sequential.py) bisects each group's keep count in turn, so
-a round costs a few oracle evaluations *per group*: on a 40-group network at 224x224 that is
-hundreds of full evaluations a round. The joint search spends its evaluations on one question a
-round -- how far down one global ranking of channels can the cut go -- so a round costs a handful,
-whatever the number of groups:
-
-1. saliency comparable across groups (toolchain/prune/importance.py:joint_scores): each task's
-   Taylor importance over that task's network-wide total, the max over tasks, so a channel any
-   task relies on ranks high;
-2. every group's removable channels cut into blocks (the same keep counts the sequential search
-   tries: multiples of round_to, at most max_step of the group a round), each block priced by the
-   saliency it loses per unit of cost (FLOPs, or ms for the latency orders); the blocks in one
-   global order, cheapest to lose first (a group's blocks never overtake each other);
-3. a galloping search over the prefix of that order: first a step about twice the last accepted
-   one (the carried step size) or the whole remaining goal, then doubling or quartering until the
-   oracle's verdict changes, then bisection to 1/8 of the step; screening verdicts as in the
-   sequential search, and the accepted prefix confirmed exactly on every oracle image (a failure
-   makes it the upper bound, and the rest of the round judges every point on all oracle images);
-4. the budget relaxes between rounds as in the sequential search -- or, with
-   ``relax_tasks="binding"``, only the budgets of the tasks that refused the round's next step
-   (:func:`relax_binding`): a task that never binds keeps its recipe's bound however deep the cut.
+The sequential search costs a few oracle evaluations *per group* a round (hundreds on a 40-group
+network at 224x224); the joint search asks one question a round -- how far down one global ranking
+of channels (:func:`plan`) the cut can go (:func:`gallop`) -- so a round costs a handful. With
+``relax_tasks="binding"`` only the tasks that refused the round's next step relax
+(:func:`relax_binding`). docs/pruning.md, "Algorithm as built" step 4 and the per-task budgets.
 """
 
 from __future__ import annotations
@@ -92,12 +76,11 @@ def gallop(judge: Callable[[list[int]], list[bool] | None], first: int, top: int
            hi: int | None = None) -> int:
     """The largest prefix in [1, top] the oracle accepts (0 for none), to 1/8 of itself.
 
-    Probes of `points` prefixes each (judged together, e.g. on parallel workers): first `first` (and
-    below it), then doubling while accepted, quartering while refused, then splitting the bracket
-    into ``points + 1`` parts. The verdicts are read in ascending order up to the first refusal (the
-    drops grow with the cut). `hi`: a prefix known refused. `judge` returns None to stop (out of
-    time): the best accepted so far is returned. The points probed depend only on `points` and the
-    verdicts, never on where they were judged."""
+    Probes of `points` prefixes each (judged together, e.g. on parallel workers): `first` (and below),
+    then doubling while accepted, quartering while refused, then the bracket split into ``points + 1``
+    parts; verdicts are read in ascending order up to the first refusal (drops grow with the cut).
+    `hi`: a prefix known refused. `judge` returns None to stop (out of time): the best accepted so far
+    is returned. The points probed depend only on `points` and the verdicts, not where they ran."""
     lo, hi = 0, (top + 1 if hi is None else hi)
     p = min(max(first, 1), hi - 1)
     probe = [max(1, p // 4**i) for i in range(points)]
@@ -127,9 +110,8 @@ def gallop(judge: Callable[[list[int]], list[bool] | None], first: int, top: int
 def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> None:
     config, oracle, example = st.config, st.oracle, st.example
     last_step = 0.0  # FLOPs the last accepted step removed (the carried step size)
-    # groups whose next block broke a bound no budget growth can lift (the recipe's bound, or a
-    # max_relax cap): the search goes on over the other groups instead of stopping at the first
-    # refused block of the global order -- one sensitive layer must not end the search for all
+    # groups whose next block broke a bound no budget growth can lift (the recipe's, or max_relax): the
+    # search goes on over the others -- one sensitive layer must not end the search for all
     frozen: dict[str, int] = {}
     rnd, counted = -1, 0
     while counted < config.rounds:
@@ -171,8 +153,7 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
                     accepted[p] = cand
             return [v.ok for v in found]
 
-        confirmed, lo, hi = None, 0, None
-        p = first
+        confirmed, hi, p = None, None, first
         while True:  # a prefix that fails confirmation becomes the upper bound
             lo = gallop(judge, p, top, config.points_per_probe, hi)
             if lo == 0 or st.stopped:
@@ -192,31 +173,27 @@ def joint_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> N
             exact = True
             hi, p = lo, max(1, lo // 2)
         if confirmed is not None:
-            keeps = keeps_at(blocks, lo)
-            widths = {n: (byname[n].channels, k) for n, k in keeps.items()}
-            channels = (sum(b for b, _ in widths.values()), sum(a for _, a in widths.values()))
+            widths = {n: (byname[n].channels, k) for n, k in keeps_at(blocks, lo).items()}
             before = st.flops_now
             screened = None if exact and oracle.screening else verdicts[lo].metrics
-            st.accept(accepted[lo], rnd, f"joint: {len(widths)} groups", channels, confirmed, screened, widths)
+            st.accept(accepted[lo], rnd, f"joint: {len(widths)} groups", tuple(map(sum, zip(*widths.values()))),
+                      confirmed, screened, widths)
             last_step = before - st.flops_now
         if st.stopped or st.round_done(rnd, latency_of):
             return
         if st.task_scales is not None:
-            if not relax_binding(st, rnd, verdicts, lo if confirmed is not None else 0):
-                if not freeze_first_refused(st, rnd, blocks, verdicts, frozen):
-                    return
-                counted -= 1  # a round that only set a group aside does not count against max_rounds
-            continue
-        st.scale *= config.relax
-        if confirmed is None and needed:
+            blocked = not relax_binding(st, rnd, verdicts, lo if confirmed is not None else 0)
+        else:
+            st.scale *= config.relax
             # even the smallest step tried needs more: go straight to the budget that accepts it
-            jump = needed[min(needed)]
-            if math.isinf(jump):
-                if not freeze_first_refused(st, rnd, blocks, verdicts, frozen):
-                    return
-                counted -= 1
-                continue
-            st.scale = max(st.scale, jump)
+            jump = needed[min(needed)] if confirmed is None and needed else 0.0
+            blocked = math.isinf(jump)
+            if not blocked:
+                st.scale = max(st.scale, jump)
+        if blocked:
+            if not freeze_first_refused(st, rnd, blocks, verdicts, frozen):
+                return
+            counted -= 1  # a round that only set a group aside does not count against max_rounds
 
 
 def freeze_first_refused(st: SearchState, rnd: int, blocks: list[Block], verdicts: dict[int, Verdict],

@@ -1,38 +1,9 @@
-"""The performance-aware oracle: how much each task loses when a candidate is pruned.
-
-For a candidate (a copy of the current model with some channels of one group removed) the oracle
-returns every task's metric drop on a *fixed* subset of the held-out ``val`` split, measured against
-the unpruned model (so drops accumulate along the pruning path), and says whether every drop is
-within that task's budget.
-
-Keeping it cheap:
-
-- the evaluation subset is drawn once and held in memory, with its labels or (label-free) the
-  unpruned model's outputs as targets;
-- **suffix re-execution**: the current model is traced with torch.fx once per accepted step; for a
-  group, every graph node that does not depend on a layer of the group is unchanged by pruning it,
-  so the values on the frontier (unchanged nodes read by changed ones) are cached over the whole
-  subset with one forward, and each candidate re-runs only the changed nodes that lead to the
-  tasks the group feeds. Tasks the group cannot reach keep their current metric without running.
-  When a group's layers cannot be found in the fx graph (a custom leaf module), the oracle falls
-  back to a full forward of the candidate: slower, same answer;
-- **screening**: with ``screen_count``, candidates are judged on ``screen_count`` images spread
-  evenly over the subset (``judge``); the step the search accepts is then **confirmed** on the whole subset
-  (``confirm``: exact, full forwards), so every accepted model is within its budgets on the full
-  subset, never on an estimate;
-- ``judge_all`` judges a list of candidates, on an evaluator's workers when one is given
-  (toolchain/workers.py: Ray, or in-process).
-
-Confidence margin (``margin_z``, set when the recipe's bounds are the contract): a confirmed
-verdict accepts a drop only when drop + z x its standard error is within the bound, for each task
-whose metric the step changes (the others keep the current model's accepted drop). The standard
-error comes from the paired drops of chunks of ``CHUNK`` images (candidate vs unpruned model on the
-same images). Without it, the search ends exactly at the bound on its own subset and the largest
-cut found there is past it on other images (selection on noise): measured on fashion-mt, a 0.5-point
-garment bound held on 256 val images was a 2.2-point drop on 1,000 test images.
-
-Cost counters: ``evaluations`` (candidates judged, screening and confirmation), ``confirmations``
-and ``images_evaluated`` (images pushed through a candidate, suffix-only runs included).
+"""The performance-aware oracle: each task's drop (against the unpruned model, on a fixed val subset)
+when a candidate is pruned, and whether every drop is within its budget. Suffix re-execution,
+screening + confirmation, the confidence margin (``margin_z``) and the cost counters (``evaluations``,
+``confirmations``, ``images_evaluated``): docs/pruning.md, "Algorithm as built" step 3 and "The
+recipe's bounds are the contract". Without the margin the search ends exactly at the bound on its own
+subset and the largest cut is past it on other images (selection on noise).
 """
 
 from __future__ import annotations
@@ -98,9 +69,7 @@ class Oracle:
         self.label_free = label_free
         self.budgets = dict(budgets)
         self.max_scale = dict(max_scale or {})
-        self.evaluations = 0
-        self.confirmations = 0
-        self.images_evaluated = 0
+        self.evaluations = self.confirmations = self.images_evaluated = 0
         self.tasks = list(recipe.tasks)
         self.metric_names = {t: task_metric_name(recipe, t, label_free) for t in self.tasks}
         self.hib = {t: make_metric(self.metric_names[t]).higher_is_better for t in self.tasks}
@@ -177,10 +146,8 @@ class Oracle:
         the whole subset and on the screening images (computed when not given)."""
         model.eval()
         self._current = dict(metrics) if metrics is not None else self.score(model)
-        if not self.screening:
-            self._current_screen = dict(self._current)
-        else:
-            self._current_screen = dict(screen_metrics) if screen_metrics is not None else self.score(model, data=self.screen)
+        screen = self._current if not self.screening else screen_metrics
+        self._current_screen = dict(screen) if screen is not None else self.score(model, data=self.screen)
         try:  # the captured graph (the model itself when it is captured already)
             self._gm = capture(model)
             self._out = task_outputs(self._gm)
@@ -331,14 +298,12 @@ def _standard_error(values: Any) -> float:
 
 def _screen_metrics(state: tuple, model: nn.Module) -> dict[str, float]:
     """Evaluator task: a candidate's metrics on the screening images (module level: Ray ships it by name)."""
-    screen, metric_names = state
-    return _metrics(model, screen, metric_names)
+    return _metrics(model, *state)
 
 
 def _spread(data: Sequence[Batch], count: int) -> list[Batch]:
-    """`count` samples spread evenly over `data` (every k-th), batched as `data` is. A folder is read
-    in name order, so its first images are often crops of one photo: the screening images must be
-    a sample of the whole subset, or their verdicts say little about the confirmation's."""
+    """`count` samples spread evenly over `data` (every k-th), batched as `data` is: a folder's first
+    images are often crops of one photo (docs/pruning.md, "Algorithm as built" step 3)."""
     total = sum(len(x) for x, _ in data)
     idx = torch.tensor([i * total // count for i in range(count)])
     xs = torch.cat([x for x, _ in data])[idx]
@@ -349,7 +314,7 @@ def _spread(data: Sequence[Batch], count: int) -> list[Batch]:
 
 
 def _has_weights(model: nn.Module, name: str) -> bool:
-    return any(True for _ in model.get_submodule(name).parameters(recurse=False))
+    return next(model.get_submodule(name).parameters(recurse=False), None) is not None
 
 
 def _detach(v: Any) -> Any:
@@ -360,6 +325,10 @@ def _run(gm: fx.GraphModule, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], 
          stop_when: set[fx.Node] | None = None) -> dict[fx.Node, Any]:
     """Execute `nodes` (graph order) of `gm` with values in `env` (modified, returned)."""
     remaining = set(stop_when) if stop_when else None
+
+    def read(a: fx.Node) -> Any:  # placeholders and constants a re-run node reads off the cached frontier
+        return env[a] if a in env else _run(gm, [a], env, x)[a]
+
     for n in nodes:
         if n in env:
             continue
@@ -368,8 +337,7 @@ def _run(gm: fx.GraphModule, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], 
         elif n.op == "get_attr":
             env[n] = operator.attrgetter(str(n.target))(gm)
         else:
-            args = fx.node.map_arg(n.args, lambda a: env[a] if a in env else _value(gm, a, env, x))
-            kwargs = fx.node.map_arg(n.kwargs, lambda a: env[a] if a in env else _value(gm, a, env, x))
+            args, kwargs = fx.node.map_arg(n.args, read), fx.node.map_arg(n.kwargs, read)
             if n.op == "call_module":
                 env[n] = gm.get_submodule(str(n.target))(*args, **kwargs)
             elif n.op == "call_function":
@@ -381,9 +349,3 @@ def _run(gm: fx.GraphModule, nodes: Sequence[fx.Node], env: dict[fx.Node, Any], 
             if not remaining:
                 break
     return env
-
-
-def _value(gm: fx.GraphModule, node: fx.Node, env: dict[fx.Node, Any], x: torch.Tensor) -> Any:
-    # placeholders and constants read by a re-run node without being on the cached frontier
-    _run(gm, [node], env, x)
-    return env[node]

@@ -1,30 +1,12 @@
 """PAGCP: performance-aware global channel pruning for multitask networks (Ye et al., TPAMI 2023),
-as built here (docs/pruning.md says what differs from the paper and why).
+as built here: docs/pruning.md, "Algorithm as built" (and "What differs from the paper, and why").
 
-In rounds, with an oracle that judges each candidate by every task's drop against the unpruned
-model (toolchain/prune/oracle.py)::
-
-    budget scale s = budget_fraction
-    repeat (at most max_rounds, or until the time budget is spent):
-        groups  <- Torch-Pruning channel groups of the current model, exactness-checked
-        scores  <- task-aware channel saliency (Taylor per task, max over tasks)
-        step    <- the largest cut for which the oracle says every task's drop (screening images)
-                   <= s x allowed_drop (never more than max_relax x allowed_drop where the recipe
-                   caps a task), confirmed exactly on every oracle image
-        s <- s x relax      (the cumulative budget grows slowly, so pruning spreads over layers);
-                            after a round with no step, s jumps to the least budget a step needs
-
-How a round finds its step (``PruneConfig.search``):
-
-- ``joint`` (default): every channel of the network in one ranking of saliency lost per FLOP (or
-  ms), a galloping search over how far down it the cut goes -- a handful of evaluations a round,
-  whatever the number of groups (toolchain/prune/joint.py);
-- ``sequential``: the paper's greedy, group by group in ``order``, a bisection over each group's
-  keep count, with carried brackets (toolchain/prune/sequential.py) -- a few evaluations per group.
-
-Both stop at the global goal (``keep_flops``, or ``target_latency_ms`` through a FLOPs proxy that
-is re-measured). The result is a dense, smaller ``nn.Module`` of the same class (Torch-Pruning edits
-layers in place).
+In rounds: exactness-checked channel groups of the current model, task-aware saliency, then the
+largest step every task's drop (judged by toolchain/prune/oracle.py) allows within the budget scale,
+which grows each round so pruning spreads over layers. The step search is ``joint`` (default,
+toolchain/prune/joint.py) or ``sequential`` (the paper's greedy, toolchain/prune/sequential.py);
+both stop at the global goal (``keep_flops`` or ``target_latency_ms``). The result is a dense,
+smaller ``nn.Module`` of the same class (Torch-Pruning edits layers in place).
 """
 from __future__ import annotations
 
@@ -63,61 +45,51 @@ class PruneConfig:
     keep_flops: float | None = 0.35  # global goal: keep this fraction of the FLOPs ...
     target_latency_ms: float | None = None  # ... or reach this host latency (OpenVINO CPU, f32)
     round_to: int = 8  # channel counts are multiples of this (and never below it)
-    # "flops": most FLOPs saved first; "latency": most ms saved first; "latency-per-flop": most ms
-    # saved per FLOP saved first (for a FLOPs goal: the budget buys the most time, cutting layers
-    # that are slow for their FLOPs -- memory-bound 1x1/depthwise at high resolution -- first)
+    # most FLOPs, most ms, or most ms per FLOP saved first; "latency-per-flop" spends a FLOPs goal on the
+    # layers slow for their FLOPs (memory-bound 1x1/depthwise at high resolution) first
     order: str = "flops"
     val_count: int = 512  # oracle subset of the val split (fixed for the whole run)
     batch_size: int = 128
     taylor_batches: int = 2  # val batches for the Taylor saliency
     budget_fraction: float = 1.0  # the oracle's first budget, as a multiple of each allowed drop
-    # the recipe's bounds are the contract: without relax_bounds no step past any task's allowed drop
-    # is accepted, and the search stops at the largest cut the bounds allow (goal_reached=False).
-    # relax_bounds=True is the opt-in to grow the budget by `relax` a round (capped by each task's
-    # max_relax) in the hope that fine-tuning wins the excess back; the final check says if it did
+    # the recipe's bounds are the contract: no step past any task's allowed drop, the search stops at
+    # the largest cut they allow (goal_reached=False). relax_bounds=True opts in to grow the budget by
+    # `relax` a round (capped by max_relax), hoping fine-tuning wins it back; the final check says
     relax_bounds: bool = False
-    # with the bounds as the contract, a confirmed step keeps this many standard errors of each drop
-    # (estimated on the oracle subset) inside the bound, so it holds on other images too (oracle.py)
+    # bounds as the contract: a confirmed step keeps this many standard errors of each drop (on the
+    # oracle subset) inside the bound, so it holds on other images too (oracle.py)
     confidence_z: float = 1.645
     relax: float = 2.0  # budget growth per round when relax_bounds (fine-tuning recovers what pruning costs beyond 1x)
-    # which budgets grow between rounds (joint search): "all" tasks' together, or only the "binding"
-    # ones -- the tasks the round's first rejected step failed on -- so a task that never stops the
-    # search keeps the budget its recipe gave it while another task's grows
+    # budgets grown between rounds (joint search): "all" tasks', or only the "binding" ones the round's
+    # first rejected step failed on, so a task that never stops the search keeps its recipe's budget
     relax_tasks: str = "all"
-    # rounds cap (None: 6 for the sequential search, whose round costs a bisection per group; 20 for
-    # the joint search, whose round costs a handful of evaluations and so can afford small steps)
+    # None: 6 for the sequential search (a bisection per group a round), 20 for the joint one (a handful
+    # of evaluations a round, so it can afford small steps)
     max_rounds: int | None = None
     max_step: float = 0.5  # at most this fraction of a group's channels per round
-    # "joint": one ranking of every channel, a handful of evaluations a round (toolchain/prune/joint.py);
-    # "sequential": the paper's group-by-group greedy, a bisection per group visit (prune/sequential.py)
-    search: str = "joint"
-    # prefixes the joint search judges per probe; with an evaluator they are judged in parallel. The
-    # result depends on this number only, not on where the points run (--workers N sets it to N)
+    search: str = "joint"  # "joint" or "sequential" (see the module docstring)
+    # prefixes the joint search judges per probe, in parallel with an evaluator; the result depends on
+    # this number only, not on where they run (--workers N sets it to N)
     points_per_probe: int = 1
     evaluator: Any = None  # toolchain.workers.Evaluator for the screening judgements (None: in-process)
     label_free: bool = False  # fidelity to the unpruned model instead of labels
     ignored: tuple[str, ...] = ()  # layers whose output channels must stay
     use_taylor: bool = True
     latency_cost: Callable[[nn.Module, ChannelGroup], float] | None = None  # ms per channel, for the latency orders
-    # how target_latency_ms is judged: None measures the host (OpenVINO CPU); a latency table's
-    # estimate (cost.TableLatency.estimate_ms) judges it for the table's target instead
+    # judges target_latency_ms: None measures the host (OpenVINO CPU); cost.TableLatency.estimate_ms a target's
     latency_of: Callable[[nn.Module], float] | None = None
-    # screening: judge candidates on the first screen_count oracle images, confirm the accepted step
-    # exactly on all val_count (None: every judgement on all of them)
+    # judge candidates on screen_count oracle images, confirm the accepted step on all (None: all, always)
     screen_count: int | None = None
     carry_brackets: bool = True  # skip keeps whose last verdict needed more budget than this round has
-    # dead-set sizes the exactness check proves per group (None: its default, one channel, half, all
-    # but one); each size costs a copy, a dependency-graph trace and two forwards per group; ()
-    # skips the check (noted in the result) for an architecture already proven
+    # dead-set sizes the exactness check proves per group (None: one channel, half, all but one), each a
+    # copy, a trace and two forwards per group; () skips it (noted) for an architecture already proven
     exactness_fractions: tuple[float, ...] | None = None
     time_budget_s: float | None = None  # stop cleanly at the last confirmed step after this long
     on_step: Callable[[str], None] | None = None  # one line per accepted step (rounds, FLOPs, evaluations, ETA)
 
     @property
     def rounds(self) -> int:
-        if self.max_rounds is not None:
-            return self.max_rounds
-        return 20 if self.search == "joint" else 6
+        return self.max_rounds if self.max_rounds is not None else (20 if self.search == "joint" else 6)
 
     def check(self) -> None:
         if (self.keep_flops is None) == (self.target_latency_ms is None):
@@ -176,10 +148,6 @@ class PruneResult:
         return 1.0 - self.flops_after / self.flops_before
 
 
-def oracle_data(recipe: Recipe, config: PruneConfig) -> list[Batch]:
-    return list(batches(recipe, "val", count=config.val_count, batch_size=config.batch_size))
-
-
 def oracle_caps(recipe: Recipe, config: PruneConfig) -> dict[str, float]:
     """task -> the largest budget scale its drop may reach: the recipe's max_relax when the bounds may be
     relaxed, else 1 for every task (the bound itself)."""
@@ -214,14 +182,11 @@ def _latency(config: PruneConfig, model: nn.Module, example: torch.Tensor) -> fl
 def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
           example: torch.Tensor | None = None, data: list[Batch] | None = None,
           reference: nn.Module | None = None) -> PruneResult:
-    """Prune a copy of `model` with PAGCP until the global goal (`model` itself is left as it was);
-    the pruned model is `result.model`.
-
-    `reference`: the model every task's drop is measured against (default: `model`). Pass the
-    original network when `model` is already a pruned and recovered one, so that pruning on from it
-    spends what is left of the bounds instead of a fresh allowance (prune, recover, prune on).
-    Raises SpecError for a bad goal. The goal may be missed (``goal_reached=False``) when every
-    round's budget is exhausted; the result is still valid, just larger."""
+    """Prune a copy of `model` with PAGCP until the global goal (`model` is left as it was); the pruned
+    model is `result.model`. `reference`: the model every task's drop is measured against (default:
+    `model`); pass the original network when `model` is already pruned and recovered, so pruning on
+    spends what is left of the bounds, not a fresh allowance. Raises SpecError for a bad goal. The goal
+    may be missed (``goal_reached=False``) when every budget is exhausted; the result is still valid."""
     config = config or PruneConfig()
     config.check()
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -229,7 +194,8 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
     example = example if example is not None else example_input(recipe)
     label_free = config.label_free or not has_labels(recipe)
     unpruned = copy.deepcopy(multitask(reference, recipe).eval() if reference is not None else model)
-    data = data if data is not None else oracle_data(recipe, config)
+    if data is None:
+        data = list(batches(recipe, "val", count=config.val_count, batch_size=config.batch_size))
     phases = {"setup": 0.0, "exactness": 0.0, "saliency": 0.0, "cache": 0.0, "screen": 0.0, "confirm": 0.0, "regroup": 0.0}
     oracle = Oracle(unpruned, recipe, data, {t: s.allowed_drop for t, s in recipe.tasks.items()}, label_free,
                     oracle_caps(recipe, config), config.screen_count)
@@ -278,19 +244,19 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
             description=f"pagcp {text} steps {st.step} FLOPs -{removed / flops0:.1%} evals {oracle.evaluations}")
         search = joint_search if config.search == "joint" else sequential_search
         search(st, lambda m: _latency(config, m, example))
-    model, scale, stopped, reached = st.model, st.scale, st.stopped, st.reached
+    model, stopped = st.model.eval(), st.stopped
+    flops1 = cost.model_flops(model, example)
     final = {g.name: g.channels for g in channel_groups(model, example, ignored=config.ignored)}
     channels = {n: (c, final.get(n, c)) for n, c in start_channels.items()}
     if st.task_scales is not None:
         notes.append("final oracle budgets (x allowed drop): " + ", ".join(f"{t} {v:.2f}" for t, v in st.task_scales.items()))
     else:
-        notes.append(f"final oracle budget: {scale:.2f} x allowed drop")
+        notes.append(f"final oracle budget: {st.scale:.2f} x allowed drop")
     if stopped:
         notes.append(f"stopped by the {stopped} ({config.time_budget_s:.0f} s) at the last confirmed step: "
                      "every task within its oracle budget, goal not reached")
-    elif not reached:
-        notes.append(goal_not_reached(flops0, cost.model_flops(model, example), config.relax_bounds))
-    model.eval()
+    elif not st.reached:
+        notes.append(goal_not_reached(flops0, flops1, config.relax_bounds))
     seconds = time.perf_counter() - t0
     phases["search"] = seconds - sum(phases.values())  # bisection bookkeeping, copies, progress
     oracle_cost = {"evaluations": oracle.evaluations, "confirmations": oracle.confirmations,
@@ -300,6 +266,6 @@ def prune(model: nn.Module, recipe: Recipe, config: PruneConfig | None = None,
                    # CPU seconds of this process (all threads): the load-independent cost on a shared host
                    "cpu_seconds": round(time.process_time() - cpu0, 3),
                    "phase_seconds": {k: round(v, 3) for k, v in phases.items()}}
-    return PruneResult(model, "pagcp", flops0, cost.model_flops(model, example), params0, cost.model_params(model),
-                       channels, layers_of, st.path, oracle.evaluations, refused, reached, label_free, oracle.before,
+    return PruneResult(model, "pagcp", flops0, flops1, params0, cost.model_params(model),
+                       channels, layers_of, st.path, oracle.evaluations, refused, st.reached, label_free, oracle.before,
                        oracle.current, seconds, notes, oracle_cost)

@@ -1,10 +1,9 @@
-"""Recovery after pruning: fine-tune the pruned model on the recipe's ``train`` split of any data kind
+"""Recovery after pruning: fine-tune the pruned model on the recipe's ``train`` split
 (``toolchain.train.fit_recipe``: task losses where there are labels, distillation from the unpruned
-model; unlabeled data needs the teacher), with the recipe's ``recovery`` options (docs/pruning.md),
-keeping the state that holds the bounds best on val (:func:`recover`). A user's own loop: the
-recipe's hook ``hooks: {finetune: "package.module:function"}``, called as ``function(model,
-recipe, teacher)`` (teacher None without distillation), trains `model` in place or returns it; it
-wins over the built-in loop.
+model; unlabeled data needs the teacher) with the recipe's ``recovery`` options (docs/pruning.md),
+keeping the state that holds the bounds best on val (:func:`recover`). The recipe hook
+``hooks: {finetune: "package.module:function"}``, called as ``function(model, recipe, teacher)``,
+replaces the built-in loop: it trains `model` in place or returns it.
 """
 
 from __future__ import annotations
@@ -39,14 +38,12 @@ def finetune(model: nn.Module, recipe: Recipe, epochs: float, teacher: nn.Module
              balance: bool = False, on_epoch: Callable[[int, nn.Module], None] | None = None,
              feature_weight: float | None = None, reestimate_bn: bool | None = None, seed: int = 0) -> nn.Module:
     """Fine-tune `model` (in place; also returned) for `epochs` passes over the recipe's train split
-    (at most `limit` samples per pass; a fractional last epoch runs that share of its batches);
-    toolchain.train.fit_recipe describes the losses and `on_epoch(epoch, model)`.
-
-    Options left None take the recipe's ``recovery`` section (docs/pruning.md, "Recovery"):
-    `reestimate_bn` first recomputes batch-norm statistics on those samples (then `on_epoch(0,
-    model)`); `freeze_bn` keeps them during fine-tuning ("auto": frozen for label-free distillation,
-    whose goal is the teacher's function; updated with labels); `feature_weight` > 0 also distills
-    the teacher's trunk features where the task branches read them."""
+    (at most `limit` samples a pass; a fractional last epoch runs that share of its batches);
+    toolchain.train.fit_recipe describes the losses and `on_epoch(epoch, model)`. Options left None
+    take the recipe's ``recovery`` section (docs/pruning.md): `reestimate_bn` first recomputes
+    batch-norm statistics (then `on_epoch(0, model)`); `freeze_bn` keeps them during fine-tuning
+    ("auto": frozen for label-free distillation, updated with labels); `feature_weight` > 0 also
+    distills the teacher's trunk features where the task branches read them."""
     hook = recipe.hook("finetune")
     if hook is not None:
         out = hook(model, recipe, teacher)
@@ -96,12 +93,11 @@ def recover(model: nn.Module, recipe: Recipe, epochs: float, judge: Callable[[nn
             teacher: nn.Module | None = None, **options) -> Recovery:
     """Fine-tune `model` in place, keeping the state that holds the bounds best on held-out data.
 
-    `judge(model)` measures a candidate (a toolchain.bounds.BoundsCheck on the val split); the
-    unrecovered model is candidate 0, the batch-norm re-estimated one (``reestimate_bn``; fine-tuning
-    starts from it only when it is the better) the next and each epoch's state another. The one kept
-    has the fewest tasks past their bound, then the smallest largest share of an allowed drop, then
-    the smallest sum (BoundsCheck.severity); ties keep the earlier state, so recovery that only hurts
-    (a learning rate that diverges) returns the unrecovered model unchanged. `options` go to `finetune`."""
+    `judge(model)` measures a candidate (a toolchain.bounds.BoundsCheck on val): the unrecovered model,
+    the batch-norm re-estimated one (fine-tuning starts from it only when it is the better) and each
+    epoch's state. The least BoundsCheck.severity is kept; ties keep the earlier state, so recovery that
+    only hurts (a diverging learning rate) returns the unrecovered model unchanged. `options` go to
+    `finetune`."""
     checks = [judge(model.eval())]
     best = (checks[0].severity(), "unrecovered", copy.deepcopy(model.state_dict()), 0)
 

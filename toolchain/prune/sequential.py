@@ -1,9 +1,6 @@
-"""PAGCP's sequential search (the paper's greedy): one group at a time, a bisection over its keep
-count per visit (see toolchain/prune/pagcp.py for the whole algorithm).
-
-Exact per group, so it finds the widest cut each group affords, but it costs a bisection (several
-oracle evaluations) per group visit: tens of groups x a few rounds. The joint search
-(toolchain/prune/joint.py) is the one for large networks."""
+"""PAGCP's sequential search (the paper's greedy; toolchain/prune/pagcp.py has the whole algorithm):
+one group at a time, a bisection over its keep count per visit. It finds the widest cut each group
+affords, at a few oracle evaluations per group visit; the joint search (joint.py) suits large networks."""
 
 from __future__ import annotations
 
@@ -46,10 +43,9 @@ def _priority(config: Any, group: ChannelGroup, flops_per_channel: float,
 
 def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float]) -> None:
     config, oracle, example = st.config, st.oracle, st.example
-    # carried brackets: group -> keep count -> the budget scale the last verdict at that keep needed.
-    # Drops are cumulative against the unpruned model and grow as other groups are pruned, so a keep
-    # that needed more than the current scale is taken as infeasible without evaluating it again (a
-    # ranking estimate only: every accepted step is still judged, and confirmed, exactly)
+    # carried brackets: group -> keep -> the budget scale its last verdict needed. Drops only grow as
+    # other groups are pruned, so a keep that needed more than the current scale is taken as infeasible
+    # without evaluating it again (an estimate only: every accepted step is still judged and confirmed)
     known: dict[str, dict[int, float]] = {}
     for rnd in range(config.rounds):
         if st.out_of_time():
@@ -100,19 +96,13 @@ def sequential_search(st: SearchState, latency_of: Callable[[nn.Module], float])
 
             confirmed = None
             while True:  # a keep that fails confirmation becomes the new upper bracket
-                lo = 0  # keeps[lo] feasible (keeps[0]: no pruning); find the last feasible index
-                if bracket is None:
-                    hi = len(keeps) - 1
-                    if feasible(keeps[hi]):
-                        lo = hi
-                else:
-                    hi = bracket
+                # keeps[lo] feasible (keeps[0]: no pruning); find the last feasible index
+                lo, hi = 0, (len(keeps) - 1 if bracket is None else bracket)
+                if bracket is None and feasible(keeps[hi]):
+                    lo = hi
                 while hi - lo > 1:
                     mid = (lo + hi) // 2
-                    if feasible(keeps[mid]):
-                        lo = mid
-                    else:
-                        hi = mid
+                    lo, hi = (mid, hi) if feasible(keeps[mid]) else (lo, mid)
                 if lo == 0:
                     break
                 if not oracle.screening and not oracle.margin_z:  # the verdict was the confirmation

@@ -1,14 +1,14 @@
-"""What a PAGCP search carries from step to step, shared by its two searches (sequential and joint):
-the current model, the goal, the oracle budget scale, the accepted path, the clock and the progress
-line. Each accepted step goes through :meth:`SearchState.accept`, so both searches report, count
-and re-prepare the oracle the same way."""
+"""What a PAGCP search (sequential or joint) carries from step to step: the current model, the goal,
+the oracle budget scale, the accepted path, the clock and the progress line. Every accepted step goes
+through :meth:`SearchState.accept`, so both searches report, count and re-prepare the oracle alike."""
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -69,10 +69,6 @@ class SearchState:
         """What the oracle judges against: the one scale, or the per-task scales."""
         return self.task_scales if self.task_scales is not None else self.scale
 
-    @property
-    def goal_total(self) -> float:
-        return (self.flops0 - self.goal_flops) if self.goal_flops is not None else float(self.flops0)
-
     def goal_met(self) -> bool:
         return self.goal_flops is not None and self.flops_now <= self.goal_flops
 
@@ -86,18 +82,21 @@ class SearchState:
             self.stopped = "time budget"
         return bool(self.stopped)
 
-    def timed(self, phase: str) -> "_Phase":
-        return _Phase(self.phases, phase)
-
-    def groups(self) -> list[ChannelGroup]:
-        """The current model's channel groups the search may prune."""
-        return [g for g in channel_groups(self.model, self.example, ignored=self.config.ignored)
-                if g.name not in self.refused]
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        """Adds the wall time of a `with` block to one phase of the cost report."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[phase] = self.phases.get(phase, 0.0) + time.perf_counter() - start
 
     def saliency(self, scores_of: Callable) -> tuple[list[ChannelGroup], dict[str, torch.Tensor], dict[str, float]]:
-        """A round's start in either search: the groups, their channel scores by `scores_of`
-        (importance.channel_scores or joint_scores) and each group's FLOPs per channel."""
-        groups = self.groups()
+        """A round's start in either search: the current model's groups the search may prune, their
+        channel scores by `scores_of` (importance.channel_scores or joint_scores) and each group's
+        FLOPs per channel."""
+        groups = [g for g in channel_groups(self.model, self.example, ignored=self.config.ignored)
+                  if g.name not in self.refused]
         scores = scores_of(self.model, groups, self.recipe, self.taylor_data, self.label_free, self.config.use_taylor)
         flops = cost.layer_flops(self.model, self.example)
         return groups, scores, {g.name: cost.flops_per_channel(self.model, g, flops) for g in groups}
@@ -113,16 +112,15 @@ class SearchState:
         self.path.append(PathPoint(self.step, rnd + 1, label, channels, self.flops_now, cost.model_params(model),
                                    confirmed.metrics, self.oracle.drops(confirmed.metrics), self.scale, widths or {}))
         if self.config.on_step is not None:
-            done = (self.flops0 - self.flops_now) / self.goal_total
+            done = (self.flops0 - self.flops_now) / (self.flops0 - (self.goal_flops or 0))
             self.config.on_step(f"pagcp step {self.step} (round {rnd + 1}, budget x{self.scale:.2f}): {label} "
                                 f"{channels[0]}->{channels[1]}, FLOPs -{1 - self.flops_now / self.flops0:.1%} "
                                 f"({min(done, 1):.0%} of the goal), evaluations {self.oracle.evaluations}, "
                                 f"{time.perf_counter() - self.t0:.0f} s, {self.eta(rnd, done)}")
 
     def eta(self, rnd: int, done: float) -> str:
-        """Time left: the FLOPs removed so far extrapolated, but never past what the rounds left (at
-        the mean round time so far) or the time budget allow. Early rounds run at a small budget and
-        remove little, so the extrapolation alone overstates by 10-100x; the caps keep it honest."""
+        """Time left: the FLOPs removed so far extrapolated, capped by the rounds left (at the mean round
+        time) and the time budget: early rounds remove little, so extrapolation alone overstates 10-100x."""
         if done >= 1:
             return "ETA 0 s"
         now = time.perf_counter()
@@ -148,16 +146,3 @@ class SearchState:
                 return False
         self.reached = True
         return True
-
-
-class _Phase:
-    """Adds the wall time of a `with` block to one phase of the cost report."""
-
-    def __init__(self, phases: dict[str, float], name: str) -> None:
-        self.phases, self.name = phases, name
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        self.phases[self.name] = self.phases.get(self.name, 0.0) + time.perf_counter() - self.start

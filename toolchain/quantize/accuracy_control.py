@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from toolchain.bundle.executor import DatasetRunner, Samples, SegmentModel
 from toolchain.quantize.evaluation import TaskEvaluator
-from toolchain.quantize.int8 import Int8Settings, layer_errors, quantize_segment, quantized_layers
+from toolchain.quantize.int8 import QDQ_OPS, Int8Settings, layer_errors, quantize_segment, quantized_layers
 from toolchain.workers import Evaluator, SerialEvaluator
 
 Progress = Callable[[str], None]
@@ -33,21 +33,14 @@ Progress = Callable[[str], None]
 
 @dataclass
 class ControlResult:
-    """The int8 models chosen per segment, what stayed float and why, and the final val scores."""
+    """The int8 models chosen per segment, what stayed float and why, the tasks still out of bounds
+    and the layers left quantized."""
 
     models: dict[str, SegmentModel]
     float_layers: dict[str, list[str]]
     decisions: list[dict[str, Any]]
-    values: dict[str, float]
-    drops: dict[str, float]
-    bounds: dict[str, float]
-    within_bound: dict[str, bool]
     unresolved: list[str] = field(default_factory=list)
     quantized: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(self.within_bound.values())
 
 
 class Int8Quantizer:
@@ -63,10 +56,9 @@ class Int8Quantizer:
         if key not in self._cache:
             self.calls += 1
             q = quantize_segment(self.fp32[segment].model, self.calibration[segment], float_layers, self.settings, segment)
-            if not any(n.op_type == "QuantizeLinear" or n.op_type == "DequantizeLinear" for n in q.graph.node):
-                self._cache[key] = self.fp32[segment]  # nothing to quantize: identical to fp32
-            else:
-                self._cache[key] = SegmentModel(q, "int8|" + ",".join(sorted(float_layers)))
+            # nothing to quantize: identical to fp32
+            self._cache[key] = (SegmentModel(q, "int8|" + ",".join(sorted(float_layers)))
+                                if any(n.op_type in QDQ_OPS for n in q.graph.node) else self.fp32[segment])
         return self._cache[key]
 
     def adopt(self, segment: str, float_layers: frozenset[str], model: SegmentModel) -> None:
@@ -107,14 +99,13 @@ def control(
     decisions: list[dict[str, Any]] = []
     stuck: list[str] = []
 
-    def score(ms: dict[str, SegmentModel], ts: list[str]) -> tuple[dict[str, float], dict[str, float]]:
-        values = evaluator.score(runner.task_outputs(ms, ts))
-        return values, evaluator.drops({t: baseline[t] for t in ts}, values)
+    def score() -> dict[str, float]:
+        """Every task's drop with the current models."""
+        return evaluator.drops(baseline, evaluator.score(runner.task_outputs(models, tasks)))
 
-    values, drops = score(models, tasks)
+    drops = score()
     for _ in range(max_rounds):
-        failing = [t for t in tasks if drops[t] > bounds[t] and t not in stuck]
-        if not failing:
+        if not (failing := [t for t in tasks if drops[t] > bounds[t] and t not in stuck]):
             break
         task = max(failing, key=lambda t: (drops[t] - bounds[t]) / max(bounds[t], 1e-6))
         candidates = [(s, name) for s in graph.tasks[task].segments
@@ -155,7 +146,7 @@ def control(
         (s, name), before = best[1], drops[task]
         ignored[s] = ignored[s] | {name}
         models[s] = best[2]
-        values, drops = score(models, tasks)
+        drops = score()
         decisions.append({
             "segment": s, "layer": name, "task": task, "shared": graph.segments[s].shared,
             "drop_before": before, "drop_after": drops[task], "bound": bounds[task],
@@ -164,15 +155,6 @@ def control(
                        f"tried, keeping {name} in float helped most ({drops[task]:.3f})"),
         })
         say(decisions[-1]["reason"])
-    within = {t: bool(drops[t] <= bounds[t]) for t in tasks}
-    return ControlResult(
-        models=models,
-        float_layers={s: sorted(v) for s, v in ignored.items() if v},
-        decisions=decisions,
-        values=values,
-        drops=drops,
-        bounds=bounds,
-        within_bound=within,
-        unresolved=[t for t in tasks if not within[t]],
-        quantized={s: quantized_layers(m.model) for s, m in models.items()},
-    )
+    return ControlResult(models=models, float_layers={s: sorted(v) for s, v in ignored.items() if v},
+                         decisions=decisions, unresolved=[t for t in tasks if not drops[t] <= bounds[t]],
+                         quantized={s: quantized_layers(m.model) for s, m in models.items()})

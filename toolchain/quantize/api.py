@@ -84,8 +84,7 @@ def quantize_bundle(
     if "fp32" not in m.variants:
         raise SpecError(f"{bundle_path} has no fp32 variant to quantize; re-export it with `mtedge export`")
     tasks = list(m.tasks)
-    missing = [t for t in tasks if t not in recipe.tasks]
-    if missing:
+    if missing := [t for t in tasks if t not in recipe.tasks]:
         raise SpecError(f"recipe {recipe.name!r} has no bound for task(s) {', '.join(missing)} of {bundle_path}; "
                         "pass the recipe the bundle was exported with (--recipe)")
     if list(recipe.input.shape[1:]) != list(m.input.shape[1:]):
@@ -113,13 +112,11 @@ def quantize_bundle(
         val = load_split(recipe, "val", opts.val_count or recipe.data.val_count, tasks, batch)
         test_n = opts.val_count or recipe.data.val_count if opts.test_count is None else opts.test_count
         test = load_split(recipe, "test", test_n, tasks, batch) if test_n else None
-        runners = {"val": DatasetRunner(m, val.images, opts.threads)}
-        if test is not None:
-            runners["test"] = DatasetRunner(m, test.images, opts.threads)
+        splits = {k: d for k, d in (("val", val), ("test", test)) if d is not None}
+        runners = {k: DatasetRunner(m, d.images, opts.threads) for k, d in splits.items()}
         say("fp32 reference on val/test")
         ref = {k: r.task_outputs(fp32, tasks) for k, r in runners.items()}
-        evaluators = {k: TaskEvaluator(recipe, tasks, d.targets, ref[k], label_free)
-                      for k, d in (("val", val), ("test", test)) if d is not None}
+        evaluators = {k: TaskEvaluator(recipe, tasks, d.targets, ref[k], label_free) for k, d in splits.items()}
         baseline = {k: e.baseline(ref[k]) for k, e in evaluators.items()}
         bounds = {t: recipe.tasks[t].allowed_drop * (1.0 - opts.margin) for t in tasks}
         for t in tasks:
@@ -130,7 +127,7 @@ def quantize_bundle(
 
         for precision in wanted:
             t0 = time.perf_counter()
-            entry: dict[str, Any] = {"precision": precision, "config": None}
+            calibration = None
             if precision == "int8":
                 say("calibration: fp32 chain on calib images")
                 calib_data = load_split(recipe, "calib", n_calib, None, batch)
@@ -143,10 +140,10 @@ def quantize_bundle(
                 models, float_layers = result.models, result.float_layers
                 seg_precision = {s: ("fp32" if sm.key == "fp32" else "mixed" if float_layers.get(s) else "int8")
                                  for s, sm in models.items()}
-                entry["calibration"] = {**calib.provenance, "method": "nncf.quantize (post-training, ONNX backend)",
-                                        "nncf": nncf.__version__, **opts.int8.as_dict(),
-                                        "accuracy_control": {"split": "val", "samples": len(val), "margin": opts.margin,
-                                                             "quantize_calls": quantizer.calls}}
+                calibration = {**calib.provenance, "method": "nncf.quantize (post-training, ONNX backend)",
+                               "nncf": nncf.__version__, **opts.int8.as_dict(),
+                               "accuracy_control": {"split": "val", "samples": len(val), "margin": opts.margin,
+                                                    "quantize_calls": quantizer.calls}}
                 info: dict[str, Any] = {"float_layers": float_layers, "decisions": result.decisions,
                                         "unresolved": result.unresolved,
                                         "quantized_layers": {s: len(v) for s, v in result.quantized.items()}}
@@ -167,34 +164,29 @@ def quantize_bundle(
                 scores[k] = {t: {"value": values[t], "drop": drops[t], "within_bound": bool(drops[t] <= limit[t])}
                              for t in tasks}
                 scores[k + "_max_abs_error"] = max_abs_errors(outs, ref[k])
-            golden_got = golden_runner.task_outputs(models, tasks)
-            golden_err = max_abs_errors(golden_got, golden_y)
+            golden_err = max_abs_errors(golden_runner.task_outputs(models, tasks), golden_y)
             ok = all(v["within_bound"] for v in scores["val"].values())
-            entry["tolerance"] = tolerances("int8" if precision == "int8" else precision, golden_err,
-                                            scores["val_max_abs_error"], golden_y)
-            entry["metrics"] = {"mode": report.mode, "val_samples": len(val),
-                                "test_samples": len(test) if test is not None else 0,
-                                "tasks": {t: {"metric": report.tasks[t].metric,
-                                              "fp32_val": baseline["val"][t], "val": scores["val"][t]["value"],
-                                              "val_drop": scores["val"][t]["drop"],
-                                              **({"fp32_test": baseline["test"][t], "test": scores["test"][t]["value"],
-                                                  "test_drop": scores["test"][t]["drop"]} if "test" in scores else {}),
-                                              "allowed_drop": recipe.tasks[t].allowed_drop,
-                                              "within_bound": scores["val"][t]["within_bound"]} for t in tasks}}
-            written = False
+            tolerance = tolerances(precision, golden_err, scores["val_max_abs_error"], golden_y)
+            metrics = {"mode": report.mode, "val_samples": len(val),
+                       "test_samples": len(test) if test is not None else 0,
+                       "tasks": {t: {"metric": report.tasks[t].metric, "fp32_val": baseline["val"][t],
+                                     "val": scores["val"][t]["value"], "val_drop": scores["val"][t]["drop"],
+                                     **({"fp32_test": baseline["test"][t], "test": scores["test"][t]["value"],
+                                         "test_drop": scores["test"][t]["drop"]} if "test" in scores else {}),
+                                     "allowed_drop": recipe.tasks[t].allowed_drop,
+                                     "within_bound": scores["val"][t]["within_bound"]} for t in tasks}}
             if ok:
                 say(f"{precision}: writing files and manifest")
                 segments = write_segment_files(bundle, precision, models, seg_precision, float_layers)
                 report.notes += publish_variant(bundle, Variant(
-                    name=precision, precision=precision, config=None, tolerance=entry["tolerance"],
-                    calibration=entry.get("calibration"), metrics=entry["metrics"], segments=segments))
-                written = True
+                    name=precision, precision=precision, config=None, tolerance=tolerance, calibration=calibration,
+                    metrics=metrics, segments=segments))
             else:
                 report.notes.append(f"{precision}: task(s) {', '.join(t for t, v in scores['val'].items() if not v['within_bound'])} "
                                        "stay out of bounds; the variant was not written (loosen allowed_drop or add calibration data)")
             report.variants[precision] = VariantResult(
-                written, seg_precision, scores, seconds=time.perf_counter() - t0, golden_max_abs_error=golden_err,
-                tolerance=entry["tolerance"], calibration=entry.get("calibration"), **info)
+                ok, seg_precision, scores, seconds=time.perf_counter() - t0, golden_max_abs_error=golden_err,
+                tolerance=tolerance, calibration=calibration, **info)
 
         report.variants["fp32"] = VariantResult(True, {s: "fp32" for s in fp32}, {
             k: {t: {"value": baseline[k][t], "drop": 0.0, "within_bound": True} for t in tasks} for k in baseline})
@@ -215,18 +207,18 @@ def quantize_bundle(
         if opts.latency_runs:
             say("OpenVINO CPU latency")
             lat = measure(bundle, present, runs=opts.latency_runs, threads=threads, bf16=True, compiled=chains)
+            fp32_ms = lat["fp32"]["latency_ms"]
             for v in present:
-                r = lat[v]
                 result = report.variants[v]
-                result.latency = r
-                result.speedup_vs_fp32 = lat["fp32"]["latency_ms"] / r["latency_ms"]
+                result.latency = lat[v]
+                result.speedup_vs_fp32 = fp32_ms / lat[v]["latency_ms"]
                 # a variant that does not pay its way on this host is marked, never recommended
-                result.slower_than_fp32 = r["latency_ms"] > lat["fp32"]["latency_ms"]
+                result.slower_than_fp32 = lat[v]["latency_ms"] > fp32_ms
             if BF16_ROW in lat:
                 report.bf16 = {"native": bf16_native(), "latency": lat[BF16_ROW],
-                                  "speedup_vs_fp32": lat["fp32"]["latency_ms"] / lat[BF16_ROW]["latency_ms"],
-                                  "note": "the fp32 files at INFERENCE_PRECISION_HINT=bf16 (the CPU plugin's default "
-                                          "where bf16 is native); compare with the int8 row"}
+                               "speedup_vs_fp32": fp32_ms / lat[BF16_ROW]["latency_ms"],
+                               "note": "the fp32 files at INFERENCE_PRECISION_HINT=bf16 (the CPU plugin's default "
+                                       "where bf16 is native); compare with the int8 row"}
             passed_over: dict[str, str] = {}
             best = fastest_within_bounds(lat, present, passed_over,
                                          {v: report.variants[v].openvino_agreement for v in present[1:]})
@@ -252,8 +244,7 @@ def _check_openvino(bundle: Bundle, chain: Any, report: QuantizeReport) -> None:
     recorded = bundle.manifest.variants[variant]
     recorded.metrics = {**(recorded.metrics or {}),
                         OPENVINO_AGREEMENT: {"openvino": openvino_version(), "tasks": result.openvino_agreement}}
-    off = disagreement(result.openvino_agreement)
-    if off:
+    if off := disagreement(result.openvino_agreement):
         advice = openvino_advice(recorded)
         hint = f" ({advice})" if advice else ""
         report.notes.append(f"{variant}: OpenVINO on this host does not reproduce the variant on its golden samples: "
@@ -270,7 +261,6 @@ def _recommend_default(bundle: Bundle, best: str, passed_over: dict[str, str]) -
 
 
 def _variant_bytes(bundle: Bundle, variant: str) -> int:
-    files = {seg.file: seg.bytes for seg in bundle.variant(variant).segments.values()}
-    return int(sum(files.values()))
+    return int(sum({seg.file: seg.bytes for seg in bundle.variant(variant).segments.values()}.values()))
 
 

@@ -24,12 +24,7 @@ class Calibration:
 
 def collect_calibration(runner: DatasetRunner, fp32: dict[str, SegmentModel], data: SplitData, source: str) -> Calibration:
     """Boundary tensors of the fp32 chain for every calibration image, grouped per segment."""
-    samples = {seg: runner.segment_inputs(fp32, seg) for seg in runner.manifest.segments}
-    provenance = {
-        "split": data.split,
-        "samples": len(data),
-        "source": source,
+    return Calibration({seg: runner.segment_inputs(fp32, seg) for seg in runner.manifest.segments}, {
+        "split": data.split, "samples": len(data), "source": source,
         "segment_inputs": "fp32 chain in onnxruntime (trunk: images; other segments: the fp32 boundary tensors)",
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    return Calibration(samples, provenance)
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})

@@ -33,13 +33,12 @@ def load_split(recipe: Recipe, split: str, count: int, tasks: list[str] | None =
     ys: dict[str, list[torch.Tensor]] | None = {} if has_labels(recipe) else None
     for x, y in batches(recipe, split, count=count, batch_size=256):
         xs.append(x)
-        if ys is not None:
-            if y is None:
-                ys = None
-            else:
-                for t, v in y.items():
-                    if tasks is None or t in tasks:
-                        ys.setdefault(t, []).append(v)
+        if y is None:
+            ys = None
+        elif ys is not None:
+            for t, v in y.items():
+                if tasks is None or t in tasks:
+                    ys.setdefault(t, []).append(v)
     if not xs:
         raise SpecError(f"recipe {recipe.name!r} data ({recipe.data.kind}) gave no {split} samples")
     images = torch.cat(xs).numpy().astype(np.float32)

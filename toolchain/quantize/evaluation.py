@@ -9,7 +9,6 @@ scored against LABEL_FREE_PSNR_DB (a variant must reach 40 dB - allowed_drop of 
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 

@@ -45,25 +45,17 @@ def to_fp16(model: onnx.ModelProto, name: str = "segment",
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
-    keep32: set[str] = set()
-    for node in g.node:
-        for idx, t in enumerate(node.input):
-            if (node.op_type, idx) in _FLOAT32_ONLY_INPUTS and t:
-                keep32.add(t)
-
+    keep32 = {t for node in g.node for idx, t in enumerate(node.input)
+              if t and (node.op_type, idx) in _FLOAT32_ONLY_INPUTS}
     for init in g.initializer:
         if init.data_type == TensorProto.FLOAT and init.name not in keep32:
-            arr = numpy_helper.to_array(init)
-            _check_range(arr, f"{name}: initializer {init.name}")
-            init.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), init.name))
+            _half(init, f"{name}: initializer {init.name}")
 
     for node in g.node:
         if node.op_type == "Constant" and node.output[0] not in keep32:
             for a in node.attribute:
                 if a.name == "value" and a.t.data_type == TensorProto.FLOAT:
-                    arr = numpy_helper.to_array(a.t)
-                    _check_range(arr, f"{name}: constant {node.output[0]}")
-                    a.t.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), a.t.name))
+                    _half(a.t, f"{name}: constant {node.output[0]}")
         elif node.op_type == "Cast":
             for a in node.attribute:
                 if a.name == "to" and a.i == TensorProto.FLOAT:
@@ -71,7 +63,7 @@ def to_fp16(model: onnx.ModelProto, name: str = "segment",
         elif node.op_type == "ConstantOfShape":
             for a in node.attribute:
                 if a.name == "value" and a.t.data_type == TensorProto.FLOAT:
-                    a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float16), a.t.name))
+                    _half(a.t)
 
     # boundaries: Cast after each float input, Cast before each float output
     new_nodes: list[onnx.NodeProto] = []
@@ -100,11 +92,8 @@ def to_fp16(model: onnx.ModelProto, name: str = "segment",
         for i, t in enumerate(node.input):  # an output tensor may also feed other nodes
             if t in out_renamed:
                 node.input[i] = out_renamed[t]
-    tail = []
-    for out in g.output:
-        if out.name in out_renamed:
-            src = renamed.get(out.name, out_renamed[out.name])  # an input passed straight through
-            tail.append(helper.make_node("Cast", [src], [out.name], name=f"cast_out_{out.name}", to=TensorProto.FLOAT))
+    tail = [helper.make_node("Cast", [renamed.get(o, out_renamed[o])], [o], name=f"cast_out_{o}", to=TensorProto.FLOAT)
+            for o in (out.name for out in g.output) if o in out_renamed]  # renamed.get: an input passed straight through
     nodes = new_nodes + list(g.node) + tail
     del g.node[:]
     g.node.extend(nodes)
@@ -117,10 +106,13 @@ def to_fp16(model: onnx.ModelProto, name: str = "segment",
     return m
 
 
-def _check_range(arr: np.ndarray, where: str) -> None:
-    if arr.size and float(np.max(np.abs(arr))) > _FLOAT16_MAX:
+def _half(t: onnx.TensorProto, where: str | None = None) -> None:
+    """Make float32 `t` float16 in place; with `where` (named in the error), check that its values fit."""
+    arr = numpy_helper.to_array(t)
+    if where is not None and arr.size and float(np.max(np.abs(arr))) > _FLOAT16_MAX:
         raise Fp16ConversionError(f"{where} holds values beyond float16's range (±65504); "
                                   "keep this model in fp32 or int8")
+    t.CopyFrom(numpy_helper.from_array(arr.astype(np.float16), t.name))
 
 
 def float16_ops(model: onnx.ModelProto) -> list[str]:

@@ -8,18 +8,18 @@ OpenVINO's low-precision transformations fuse into real int8 kernels.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from toolchain.errors import MtedgeError
-from toolchain.bundle.executor import ort_session
-from toolchain.bundle.executor import Samples
+from toolchain.bundle.executor import Samples, ort_session
 
 WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -55,9 +55,7 @@ class Int8Settings:
             raise QuantizationError(f"overflow_fix {self.overflow_fix!r}: expected one of {', '.join(OVERFLOW_FIX)}")
 
     def as_dict(self) -> dict[str, object]:
-        return {"preset": self.preset, "fast_bias_correction": self.fast_bias_correction,
-                "target_device": self.target_device, "per_channel_weights": self.per_channel_weights,
-                "signed_activations": self.signed_activations, "overflow_fix": self.overflow_fix}
+        return dataclasses.asdict(self)
 
 
 def quantize_segment(model: onnx.ModelProto, samples: Samples, float_layers: Iterable[str] = (),
@@ -71,21 +69,16 @@ def quantize_segment(model: onnx.ModelProto, samples: Samples, float_layers: Ite
     nncf.set_log_level(logging.ERROR)
     names = sorted(set(float_layers))
     known = {n.name for n in model.graph.node}
-    unknown = [n for n in names if n not in known]
-    if unknown:
+    if unknown := [n for n in names if n not in known]:
         raise QuantizationError(f"segment {segment!r} has no node(s) {', '.join(unknown)} to keep in float; "
                                 f"node names: {', '.join(sorted(known))}")
     if not samples:
         raise QuantizationError(f"segment {segment!r}: no calibration samples (raise --calibration)")
-    kwargs = dict(
-        subset_size=len(samples),
-        preset=nncf.QuantizationPreset(settings.preset),
-        fast_bias_correction=settings.fast_bias_correction,
-        target_device=getattr(nncf.TargetDevice, settings.target_device),
-        advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(settings.overflow_fix)),
-    )
-    if names:
-        kwargs["ignored_scope"] = nncf.IgnoredScope(names=names)
+    kwargs = dict(subset_size=len(samples), preset=nncf.QuantizationPreset(settings.preset),
+                  fast_bias_correction=settings.fast_bias_correction,
+                  target_device=getattr(nncf.TargetDevice, settings.target_device),
+                  advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=nncf.OverflowFix(settings.overflow_fix)),
+                  **({"ignored_scope": nncf.IgnoredScope(names=names)} if names else {}))
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             q = nncf.quantize(model, nncf.Dataset(samples), **kwargs)
@@ -108,22 +101,20 @@ def to_signed_activations(model: onnx.ModelProto, segment: str = "segment") -> o
     m = onnx.ModelProto()
     m.CopyFrom(model)
     inits = {i.name: i for i in m.graph.initializer}
-    scales: set[str] = set()
-    for node in m.graph.node:
-        if node.op_type in QDQ_OPS and len(node.input) > 2 and node.input[2] in inits:
-            zp = inits[node.input[2]]
-            if zp.data_type == onnx.TensorProto.UINT8:
-                if np.any(numpy_helper.to_array(zp) != 0):
-                    raise QuantizationError(f"segment {segment!r}: {node.name} is asymmetric (uint8 zero point != 0); "
-                                            "use preset 'performance'")
-                scales.add(node.input[1])
+    scales, zero_points = set(), set()
+    for node, zp in _zero_points(m):
+        if zp.data_type == onnx.TensorProto.UINT8:
+            if np.any(numpy_helper.to_array(zp) != 0):
+                raise QuantizationError(f"segment {segment!r}: {node.name} is asymmetric (uint8 zero point != 0); "
+                                        "use preset 'performance'")
+            scales.add(node.input[1])
+            zero_points.add(zp.name)
     for name in scales:
         s = inits[name]
         s.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(s) * (255.0 / 127.0)).astype(np.float32), name))
-    for zp in m.graph.initializer:
-        if zp.data_type == onnx.TensorProto.UINT8 and any(
-                n.op_type in QDQ_OPS and len(n.input) > 2 and n.input[2] == zp.name for n in m.graph.node):
-            zp.CopyFrom(numpy_helper.from_array(np.zeros(numpy_helper.to_array(zp).shape, np.int8), zp.name))
+    for name in zero_points:
+        zp = inits[name]
+        zp.CopyFrom(numpy_helper.from_array(np.zeros(numpy_helper.to_array(zp).shape, np.int8), name))
     for vi in m.graph.value_info:  # Q outputs recorded as uint8
         if vi.type.tensor_type.elem_type == onnx.TensorProto.UINT8:
             vi.type.tensor_type.elem_type = onnx.TensorProto.INT8
@@ -133,14 +124,17 @@ def to_signed_activations(model: onnx.ModelProto, segment: str = "segment") -> o
 def check_symmetric(model: onnx.ModelProto, segment: str = "segment", signed: bool = True) -> None:
     """Every Q/DQ zero point must be zeros, of type int8 when `signed` (TensorRT explicit
     quantization takes int8 only); raise otherwise."""
+    for node, zp in _zero_points(model):
+        if (signed and zp.data_type != onnx.TensorProto.INT8) or np.any(numpy_helper.to_array(zp) != 0):
+            raise QuantizationError(f"segment {segment!r}: {node.name} has a non-zero or uint8 zero point; "
+                                    "TensorRT needs symmetric int8 (use preset 'performance')")
+
+
+def _zero_points(model: onnx.ModelProto) -> Iterator[tuple[onnx.NodeProto, onnx.TensorProto]]:
+    """(Q/DQ node, its zero point) for every Q/DQ node whose zero point is an initializer."""
     inits = {i.name: i for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type in QDQ_OPS and len(node.input) > 2 and node.input[2] in inits:
-            zp = inits[node.input[2]]
-            wrong_type = signed and zp.data_type != onnx.TensorProto.INT8
-            if wrong_type or np.any(numpy_helper.to_array(zp) != 0):
-                raise QuantizationError(f"segment {segment!r}: {node.name} has a non-zero or uint8 zero point; "
-                                        "TensorRT needs symmetric int8 (use preset 'performance')")
+    return ((n, inits[n.input[2]]) for n in model.graph.node
+            if n.op_type in QDQ_OPS and len(n.input) > 2 and n.input[2] in inits)
 
 
 def quantized_layers(qmodel: onnx.ModelProto) -> list[str]:
@@ -156,10 +150,8 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     existing = {o.name for o in m.graph.output}
-    for n in names:
-        if n not in existing:
-            m.graph.output.append(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None))
-            existing.add(n)
+    m.graph.output.extend(helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                          for n in dict.fromkeys(names) if n not in existing)
     return m
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,6 @@ from toolchain.timing import interleaved_ms
 HINTS = {"fp32": "f32", "int8": "f32", "mixed": "f32", "fp16": "f16"}
 STORES = {"fp32": "fp32 weights and activations", "fp16": "fp16 weights and activations (fp32 at the boundaries)",
           "int8": "int8 weights and activations (Q/DQ; layers kept in float stay fp32)"}
-
-
 # the layers whose arithmetic decides the speed; their runtime precision is what the host executes
 COMPUTE_LAYERS = ("Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul")
 
@@ -52,13 +51,9 @@ def executed_precision(compiled: list[Any]) -> dict[str, Any]:
     f16 hint falls back to f32 on a CPU without those instructions) and how many compute layers run in
     each precision (u8/i8 = real int8 kernels), read from each model's execution graph."""
     effective = sorted({c.get_property("INFERENCE_PRECISION_HINT").get_type_name() for c in compiled})
-    layers: dict[str, int] = {}
-    for c in compiled:
-        for op in c.get_runtime_model().get_ordered_ops():
-            info = op.get_rt_info()
-            if "layerType" in info and info["layerType"].astype(str) in COMPUTE_LAYERS:
-                precision = info["runtimePrecision"].astype(str)
-                layers[precision] = layers.get(precision, 0) + 1
+    infos = [op.get_rt_info() for c in compiled for op in c.get_runtime_model().get_ordered_ops()]
+    layers = Counter(i["runtimePrecision"].astype(str) for i in infos
+                     if "layerType" in i and i["layerType"].astype(str) in COMPUTE_LAYERS)
     return {"inference_precision": "/".join(effective), "compute_layers": dict(sorted(layers.items()))}
 
 
@@ -82,11 +77,8 @@ def openvino_agreement(bundle: Bundle, chain: _Chain) -> dict[str, dict[str, Any
     x, golden = bundle.golden()
     got = run_tasks(bundle.manifest, variant, chain.runners, x)
     tolerance = bundle.variant(variant).tolerance
-    out = {}
-    for t, y in got.items():
-        c = compare(t, y, golden[t], tolerance[t])
-        out[t] = {"max_abs_err": c.max_abs_err, "tolerance": c.tolerance, "passed": c.passed}
-    return out
+    checks = [compare(t, y, golden[t], tolerance[t]) for t, y in got.items()]
+    return {c.task: {"max_abs_err": c.max_abs_err, "tolerance": c.tolerance, "passed": c.passed} for c in checks}
 
 
 BF16_ROW = "fp32@bf16"  # the fp32 files run at the CPU plugin's bf16 precision (its default where native)
@@ -144,8 +136,7 @@ def runs_lower_precision(entry: dict[str, Any]) -> bool:
     other than f32, or compute layers in another precision (int8 kernels). A variant that runs the
     same f32 kernels as fp32 (fp16 or bf16 on a CPU without them, int8 with every layer kept in
     float) cannot be faster; any difference measured is noise. Unknown (no ``executes``): False."""
-    ex = entry.get("executes")
-    if not ex:
+    if not (ex := entry.get("executes")):
         return False
     return ex["inference_precision"] != "f32" or any(p != "f32" for p in ex["compute_layers"])
 
@@ -165,9 +156,7 @@ def fastest_within_bounds(latency: dict[str, Any], written: list[str], passed_ov
         return "fp32"
     fp32_ms = latency["fp32"]["latency_ms"]
     candidates = []
-    for v in timed:
-        if v == "fp32":
-            continue
+    for v in [v for v in timed if v != "fp32"]:
         ms = latency[v]["latency_ms"]
         if not runs_lower_precision(latency[v]):
             ex = latency[v].get("executes")

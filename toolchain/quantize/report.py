@@ -120,10 +120,16 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return "–" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
+def _score_cell(s: dict[str, Any] | None, with_drop: bool) -> str:
+    if s is None:
+        return "–"
+    drop = f" ({-s['drop']:+.2f})" if with_drop else ""
+    return f"{s['value']:.2f}{drop}" + ("" if s["within_bound"] else " **over**")
+
+
 def executes(latency: dict[str, Any]) -> str:
     """What the host ran for a latency row: "f32; compute layers u8 x7, f32 x2" ('–' when unknown)."""
-    ex = latency.get("executes")
-    if not ex:
+    if not (ex := latency.get("executes")):
         return "–"
     layers = ", ".join(f"{p} x{n}" for p, n in ex["compute_layers"].items())
     return f"{ex['inference_precision']}; compute layers {layers or 'none'}"
@@ -144,14 +150,7 @@ def markdown(report: QuantizeReport) -> str:
                   "| task | metric | allowed drop | " + " | ".join(variants) + " |",
                   "|---|---|---|" + "---|" * len(variants)]
         for t, info in report.tasks.items():
-            cells = []
-            for v in variants:
-                s = results[v].scores.get(split, {}).get(t)
-                if s is None:
-                    cells.append("–")
-                else:
-                    mark = "" if s["within_bound"] else " **over**"
-                    cells.append(f"{s['value']:.2f}" + (f" ({-s['drop']:+.2f})" if v != "fp32" else "") + mark)
+            cells = [_score_cell(results[v].scores.get(split, {}).get(t), v != "fp32") for v in variants]
             lines.append(f"| {t} | {info.metric} | {info.allowed_drop:g} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Size and OpenVINO CPU latency", "",
@@ -166,8 +165,7 @@ def markdown(report: QuantizeReport) -> str:
     lines.append("")
     if report.recommendation is not None:
         lines += ["## Default variant", "", report.recommendation.explain() + ".", ""]
-    int8 = results.get("int8")
-    if int8 is not None:
+    if (int8 := results.get("int8")) is not None:
         lines += ["## Layers kept in float (int8)", ""]
         if not int8.decisions:
             lines.append("None: every task was within its bound with all layers quantized.")
@@ -179,8 +177,7 @@ def markdown(report: QuantizeReport) -> str:
         lines += ["", f"Calibration: {cal.get('samples')} `{cal.get('split')}` samples of {cal.get('source')}, "
                       f"NNCF {cal.get('nncf')} preset `{cal.get('preset')}`, fast bias correction "
                       f"{cal.get('fast_bias_correction')}.", ""]
-    fp16 = results.get("fp16")
-    if fp16 is not None:
+    if (fp16 := results.get("fp16")) is not None:
         lines += ["## fp16", "", f"Ops computing in float16: {', '.join(fp16.float16_ops)}. "
                   f"Boundaries: {fp16.boundaries}.", ""]
     if report.notes:

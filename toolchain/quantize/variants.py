@@ -85,8 +85,7 @@ def publish_variant(bundle: Bundle, variant: Variant) -> list[str]:
     if old is not None:
         live = {ref.file for ref in bundle.file_refs()}
         for seg_name, seg in old.segments.items():
-            f = seg.file
-            ours = re.fullmatch(rf"segments/{re.escape(seg_name)}\.{re.escape(name)}\.[0-9a-f]{{12}}\.onnx", f)
-            if ours and f not in live:
-                (bundle.root / f).unlink(missing_ok=True)
+            ours = re.fullmatch(rf"segments/{re.escape(seg_name)}\.{re.escape(name)}\.[0-9a-f]{{12}}\.onnx", seg.file)
+            if ours and seg.file not in live:
+                (bundle.root / seg.file).unlink(missing_ok=True)
     return notes

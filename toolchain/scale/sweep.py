@@ -1,22 +1,9 @@
 """`mtedge sweep`: goals x targets x precisions from one recipe, cached per unit, Pareto front per target.
 
-A point is (goal, target, precision). It is made of three cached units, so that work shared by
-points is done once:
-
-  prune   (goal, precision)          PAGCP to the goal with channel counts that are multiples of
-                                     every swept target's multiple for that precision (their lcm):
-                                     one pruned model serves every target of a precision
-  bundle  (goal, precision)          export, quantize (int8/fp16), test metrics of that precision
-  target  (goal, precision, target)  a copy of the bundle built for the target (OpenVINO engines
-                                     on the host; a trtexec script for a Jetson) and profiled
-                                     (measured on the host, roofline estimate for a Jetson)
-
-Each unit lives in ``OUT/cache/<unit>-<label>-<hash>/``, the hash covering everything that
-determines it (model and checkpoint bytes, recipe, goal, settings, mtedge version). A unit is
-built in a ``.partial`` sibling and renamed into place with its ``unit.json`` written last, so an
-interrupted sweep leaves no half unit: the next run redoes only the missing ones. The units of a
-stage are independent and go through one evaluator (toolchain.scale): in-process or on Ray
-workers (which must see OUT: a local instance, or a cluster with a shared file system).
+Each point (goal, target, precision) is made of three cached units (prune, bundle, target), so work shared by
+points is done once; the units, their cache keys and the atomic ``.partial`` publishing: docs/scale-out.md,
+"`mtedge sweep`". The units of a stage are independent and go through one evaluator (toolchain.scale): in-process
+or on Ray workers (which must see OUT: a local instance, or a shared file system).
 """
 
 from __future__ import annotations
@@ -51,9 +38,7 @@ class Goal:
 def parse_goals(text: str) -> list[Goal]:
     """``"0.7,0.5,2.5ms"`` -> FLOPs fractions (0 < f <= 1) and host latencies in ms."""
     goals = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
+    for part in (p.strip() for p in text.split(",") if p.strip()):
         ms = part.endswith("ms")
         try:
             value = float(part[:-2] if ms else part)
@@ -270,6 +255,7 @@ class SweepResult:
 def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
     """Every point of the grid (cached units), the Pareto front and the chosen point per target;
     writes sweep.json, pareto.md, pareto.png and chosen/<target>.json under cfg.out."""
+    from toolchain.chance import refuse_chance_level
     from toolchain.evaluate import drops as task_drops, higher_is_better
     from toolchain.workers import SerialEvaluator
 
@@ -281,29 +267,26 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
     rt = {p: round_to_for(cfg, p) for p in cfg.precisions}
     prune_items = list(dict.fromkeys((g, rt[p]) for g in cfg.goals for p in cfg.precisions))
     bundle_items = [(g, rt[p], p) for g in cfg.goals for p in cfg.precisions]
-    units: list[dict[str, Any]] = []
-    units += ev.map(_reference_unit, [None], state=cfg, description="sweep: unpruned reference")
-    # a reference at chance makes every point "within bounds" of a constant: refuse before pruning it
-    refuse_at_chance(units[0], rec, cfg)
-    units += ev.map(_prune_unit, prune_items, state=cfg, description="sweep: pruning")
+    reference = ev.map(_reference_unit, [None], state=cfg, description="sweep: unpruned reference")[0]
+    # a reference at chance makes every point "within bounds" of a constant: refuse before pruning it (the
+    # unpruned model must beat a constant predictor on every task by more than the task's allowed drop)
+    refuse_chance_level(reference["metrics"], reference["chance"], rec, f"the sweep's reference {cfg.model}"
+                        + (f" ({cfg.checkpoint})" if cfg.checkpoint else " (no --checkpoint)"))
+    prunes = ev.map(_prune_unit, prune_items, state=cfg, description="sweep: pruning")
     bundles = ev.map(_bundle_unit, bundle_items, state=cfg, description="sweep: export + quantize")
-    units += bundles
     target_items = [(g, r, p, t) for (g, r, p), bu in zip(bundle_items, bundles) if bu["ok"] for t in cfg.targets]
     targets = ev.map(_target_unit, target_items, state=cfg, description="sweep: build + profile")
-    units += targets
-    reference = units[0]
-    by_item = dict(zip(target_items, targets))
+    units = [reference, *prunes, *bundles, *targets]
+    pruned_of, by_item = dict(zip(prune_items, prunes)), dict(zip(target_items, targets))
     points = []
     for (g, r, p), bu in zip(bundle_items, bundles):
+        pruned, drops = pruned_of[(g, r)], task_drops(reference["metrics"], bu["metrics"], rec)
         for t in cfg.targets:
             tu = by_item.get((g, r, p, t))
-            pruned = next(u for u, it in zip(units[1 : 1 + len(prune_items)], prune_items) if it == (g, r))
-            drops = task_drops(reference["metrics"], bu["metrics"], rec)
             points.append({
                 "id": f"{g.label}-{p}-{t}", "goal": asdict(g), "precision": p, "target": t, "round_to": r,
                 "flops": pruned["flops_after"], "flops_fraction": pruned["flops_after"] / reference["flops"],
-                "goal_reached": pruned.get("goal_reached"),
-                "metrics": bu["metrics"], "drops": drops,
+                "goal_reached": pruned.get("goal_reached"), "metrics": bu["metrics"], "drops": drops,
                 "within_bounds": all(drops[k] <= rec.task(k).allowed_drop + 1e-9 for k in drops),
                 "quantized_within_bounds": bu["ok"],
                 "latency_ms": tu["latency_ms"] if tu else None, "latency_source": tu["latency_source"] if tu else None,
@@ -317,20 +300,10 @@ def run_sweep(cfg: SweepConfig, evaluator=None) -> SweepResult:
               for t in cfg.targets}
     chosen = {t: choose(pareto[t]) for t in cfg.targets}
     done_now = sum(1 for u in units if u["done_now"])
-    result = SweepResult(points, {"metrics": reference["metrics"], "chance": reference["chance"],
-                                  "flops": reference["flops"]}, pareto, chosen,
+    result = SweepResult(points, {k: reference[k] for k in ("metrics", "chance", "flops")}, pareto, chosen,
                          done_now, len(units) - done_now)
     result.files = write_outputs(cfg, rec, result, hib)
     return result
-
-
-def refuse_at_chance(reference: dict[str, Any], rec, cfg: SweepConfig) -> None:
-    """ChanceLevel unless the unpruned model beats a constant predictor on every task by more than
-    the task's allowed drop (its record's test metrics against its chance metrics)."""
-    from toolchain.chance import refuse_chance_level
-
-    what = f"the sweep's reference {cfg.model}" + (f" ({cfg.checkpoint})" if cfg.checkpoint else " (no --checkpoint)")
-    refuse_chance_level(reference["metrics"], reference["chance"], rec, what)
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any], hib: dict[str, bool]) -> bool:
@@ -415,8 +388,7 @@ def plot_pareto(result: SweepResult, tasks: list[str], hib: dict[str, bool], pat
                     ax.scatter([p["latency_ms"] for p in sel], [p["metrics"][task] for p in sel], marker=marker,
                                label=prec, alpha=0.7)
             ax.plot([p["latency_ms"] for p in front], [p["metrics"][task] for p in front], "k--", lw=0.8, label="front")
-            c = result.chosen.get(target)
-            if c:
+            if c := result.chosen.get(target):
                 ax.scatter([c["latency_ms"]], [c["metrics"][task]], marker="*", s=160, c="red", label="chosen")
             ax.axhline(result.reference["metrics"][task], color="green", lw=0.8, label="reference (fp32)")
             ax.axhline(bound[task], color="red", lw=0.8, ls="--", label="bound")  # reference moved by its allowed drop

@@ -41,10 +41,8 @@ def make_slimmable(model: Any, recipe: Any, *, widths: Sequence[float] = DEFAULT
 
     example = example_input(recipe)
     groups = channel_groups(model, example)
-    if taylor:
-        scores = channel_scores(model, groups, recipe, list(batches(recipe, "val", count=256, batch_size=128)))
-    else:
-        scores = {g.name: magnitude(g) for g in groups}
+    scores = (channel_scores(model, groups, recipe, list(batches(recipe, "val", count=256, batch_size=128))) if taylor
+              else {g.name: magnitude(g) for g in groups})
     s = convert(model, list(recipe.tasks), example, scores=scores, widths=list(widths), round_to=round_to,
                 encoder_stages=encoder_stages)
     if epochs > 0:

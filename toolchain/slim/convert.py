@@ -1,39 +1,13 @@
-"""Conversion of a trained multitask model into a slimmable one (docs/slimmable.md).
+"""Conversion of a trained multitask model into a slimmable one.
 
-    slim = convert(model, recipe, example)           # importance-ordered, function-preserving
+    slim = convert(model, recipe.tasks, example)     # importance-ordered, function-preserving
     slim.set_config(WidthConfig(0.5, {"garment": 1.0, ...}))
     slim(x)                                          # the 0.5-encoder configuration (channel masks)
     dense = materialize(slim, config, example)       # a plain, smaller nn.Module for export
 
-Units. Every channel group of the pruner (``toolchain.prune.groups.channel_groups``: coupled
-channels from Torch-Pruning's DependencyGraph) belongs to one *unit*: ``encoder`` when every
-task depends on its root layer (or more than one task: shared parts slim with the encoder), or
-the one task whose output depends on it (that task's decoder). A width configuration gives one
-multiplier to the encoder (or, with ``encoder_stages``, one per encoder stage: groups of one output
-resolution) and one per task decoder; a group of ``C`` channels in a unit of width
-``w`` keeps ``keep(C, w) = min(C, max(r, r * ceil(ceil(w * C) / r)))`` channels (``r`` = round_to).
-
-Ordering. The channels of each group are permuted once by importance (the pruner's
-magnitude + per-task Taylor score), most important first. The permutation moves every coupled
-slice together (producers' outputs, batch norms, consumers' inputs, concatenation offsets, via
-Torch-Pruning's root index mapping), so the permuted model computes the same function. A
-configuration then keeps the first ``keep(C, w)`` channels of every group.
-
-Slimming while training: a forward hook multiplies the output of every layer whose outputs shrink
-(convolution, its batch norm, linear) by a 0/1 prefix mask. Dropped channels are then exactly
-zero downstream, so the masked model equals the sliced dense model (batch norm in training mode
-computes per-channel statistics, so the kept channels' statistics are the dense model's too).
-Running statistics differ per configuration: :func:`toolchain.slim.train.recalibrate` estimates
-them per (encoder width) and per (encoder width, decoder width) and stores them in the model;
-``set_config`` loads them.
-
-The model type (SlimmableModel, WidthConfig, SlimSpec) is toolchain.slimmable.
-
-Materializing: a deep copy with the configuration's batch-norm statistics, then Torch-Pruning
-removes the suffix channels of every group: the result is an ordinary dense module that exports
-with :func:`toolchain.export.export_bundle`.
+Units, the keep(C, w) rounding, importance ordering, masks vs sliced weights and batch-norm recalibration:
+docs/slimmable.md, "Design". The model type (SlimmableModel, WidthConfig, SlimSpec) is toolchain.slimmable.
 """
-
 
 from __future__ import annotations
 
@@ -78,8 +52,7 @@ def _permute_group(group: ChannelGroup, order: torch.Tensor) -> None:
     layer, consistently: a function-preserving permutation."""
     handlers_done: set[tuple[int, str, tuple[int, ...]]] = set()
     for item in group.tp_group:
-        dep = item.dep
-        mod = dep.target.module
+        dep, mod = item.dep, item.dep.target.module
         if not isinstance(mod, nn.Module):
             continue
         graph = group.tp_group._DG
@@ -106,20 +79,16 @@ def _permute_group(group: ChannelGroup, order: torch.Tensor) -> None:
 
 def _reorder_module(mod: nn.Module, direction: str, by_root: dict[int, list[int]], order: torch.Tensor, group: str) -> None:
     tensors: list[tuple[torch.Tensor, int]] = []
+    bias = [(mod.bias, 0)] if getattr(mod, "bias", None) is not None else []
     if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         depthwise = mod.groups > 1
         if depthwise and mod.groups != mod.in_channels:
             raise SpecError(f"grouped convolution in group {group} cannot be slimmed (groups={mod.groups})")
-        if direction == "out" or depthwise:
-            tensors = [(mod.weight, 0)] + ([(mod.bias, 0)] if mod.bias is not None else [])
-        else:
-            tensors = [(mod.weight, 1)]
-    elif isinstance(mod, nn.ConvTranspose2d):
-        tensors = [(mod.weight, 1)] + ([(mod.bias, 0)] if mod.bias is not None else []) if direction == "out" \
-            else [(mod.weight, 0)]
-    elif isinstance(mod, nn.Linear):
-        tensors = [(mod.weight, 0)] + ([(mod.bias, 0)] if mod.bias is not None else []) if direction == "out" \
-            else [(mod.weight, 1)]
+        tensors = [(mod.weight, 0), *bias] if direction == "out" or depthwise else [(mod.weight, 1)]
+    elif isinstance(mod, (nn.ConvTranspose2d, nn.Linear)):
+        # a transposed convolution stores its weight [in, out, ...], a linear layer [out, in]
+        out_dim = 1 if isinstance(mod, nn.ConvTranspose2d) else 0
+        tensors = [(mod.weight, out_dim), *bias] if direction == "out" else [(mod.weight, 1 - out_dim)]
     elif isinstance(mod, _NORMS):
         tensors = [(t, 0) for t in (mod.weight, mod.bias, mod.running_mean, mod.running_var) if t is not None]
     elif isinstance(mod, nn.PReLU):

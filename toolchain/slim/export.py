@@ -1,19 +1,17 @@
 """Export several width configurations of a slimmable model into one bundle (docs/slimmable.md).
 
 Each configuration is materialized as a dense model and exported with the ordinary
-:func:`toolchain.export.export_bundle` (trace, partition, one ONNX per segment, onnxruntime parity
-against torch) into a scratch directory; the results are merged into one bundle whose variants
-are the configurations (``config: {"encoder": w, "decoders": {task: w}}``). A segment file
-whose sha256 another configuration already produced is stored once and both variants point at
-it (the trunk is shared by every configuration with the same encoder width; a decoder by every
-configuration with the same encoder and decoder widths).
+:func:`toolchain.export.export_bundle` (trace, partition, one ONNX per segment, onnxruntime parity against
+torch) into a scratch directory; the results are merged into one bundle whose variants are the
+configurations (``config: {"encoder": w, "decoders": {task: w}}``). A segment file whose sha256 another
+configuration already produced is stored once, both variants pointing at it (the trunk is shared by every
+configuration with the same encoder width; a decoder by every one with the same encoder and decoder widths).
 
-Per variant (additive manifest fields, docs/bundle-format.md): ``flops`` (Conv/Linear FLOPs of
-the whole configuration), ``latency_ms`` (median all-task ``Runtime.run`` of that variant,
-measured after loading every configuration), ``metrics`` (per task, from the caller) and
-``golden.outputs`` (that configuration's own torch outputs on the bundle's golden input, which
-``mtedge verify`` compares it with). The top-level golden outputs are the default (widest)
-configuration's.
+Per variant (additive manifest fields, docs/bundle-format.md): ``flops`` (Conv/Linear FLOPs of the whole
+configuration), ``latency_ms`` (median all-task ``Runtime.run`` of that variant, measured after loading
+every configuration), ``metrics`` (per task, from the caller) and ``golden.outputs`` (that configuration's
+own torch outputs on the bundle's golden input, which ``mtedge verify`` compares it with). The top-level
+golden outputs are the default (widest) configuration's.
 """
 
 from __future__ import annotations
@@ -114,8 +112,7 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
         (tmp / "golden").mkdir()
         for rel in [base.golden.input.file, *[r.file for r in base.golden.outputs.values()]]:
             shutil.copyfile(Path(scratch) / f"{default}.mtb" / rel, tmp / rel)
-        by_sha: dict[str, str] = {}
-        files = refs = 0
+        by_sha: dict[str, str] = {}  # segment file content -> where it is stored
         golden_input = np.load(tmp / base.golden.input.file)
         for n in order:
             m = parts[n]
@@ -129,16 +126,11 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
                 raise SpecError(f"configuration {n}: golden input differs from {default}'s (non-deterministic data?)")
             segs = {}
             for s, entry in m.variant("fp32").segments.items():
-                refs += 1
-                e = copy.deepcopy(entry)
-                if e.sha256 in by_sha:
-                    e.file = by_sha[e.sha256]
-                else:
-                    rel = f"segments/{n}/{s}.onnx"
-                    write_bytes_atomic(tmp / rel, (root / entry.file).read_bytes())
-                    by_sha[e.sha256] = e.file = rel
-                    files += 1
-                segs[s] = e
+                e = segs[s] = copy.deepcopy(entry)
+                if e.sha256 not in by_sha:
+                    by_sha[e.sha256] = f"segments/{n}/{s}.onnx"
+                    write_bytes_atomic(tmp / by_sha[e.sha256], (root / entry.file).read_bytes())
+                e.file = by_sha[e.sha256]
             if n == default:
                 golden_outs = copy.deepcopy(base.golden.outputs)
             else:
@@ -162,4 +154,5 @@ def export_slim_bundle(slim: SlimmableModel, recipe: Recipe, out: str | Path, co
             bundle.save_manifest()
         manifest = bundle.manifest
     variants = {n: {k: getattr(manifest.variants[n], k) for k in ("config", "flops", "latency_ms", "metrics")} for n in names}
-    return SlimExportResult(out, variants, files, refs, errors)
+    refs = sum(len(manifest.variants[n].segments) for n in names)
+    return SlimExportResult(out, variants, len(by_sha), refs, errors)

@@ -17,13 +17,12 @@ def plot_metric_vs_flops(points: Mapping[str, Mapping[str, Any]], baseline: Mapp
 
     names = list(points)
     tasks = list(next(iter(points.values()))["metrics"])
-    fig, axes = subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4))
-    axes = axes if len(tasks) > 1 else [axes]
-    for ax, t in zip(axes, tasks):
-        uniform = sorted([n for n in names if n.startswith("c")], key=lambda n: points[n]["flops"])
+    uniform = sorted([n for n in names if n.startswith("c")], key=lambda n: points[n]["flops"])
+    other = [n for n in names if not n.startswith("c")]
+    fig, axes = subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
         ax.plot([points[n]["flops"] / 1e6 for n in uniform], [points[n]["metrics"][t] for n in uniform], "o-",
                 label="uniform widths")
-        other = [n for n in names if not n.startswith("c")]
         if other:
             ax.plot([points[n]["flops"] / 1e6 for n in other], [points[n]["metrics"][t] for n in other], "s",
                     label="searched")
@@ -35,7 +34,7 @@ def plot_metric_vs_flops(points: Mapping[str, Mapping[str, Any]], baseline: Mapp
         ax.set_title(t)
         ax.set_xlabel("MFLOPs")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return save_png(fig, out)

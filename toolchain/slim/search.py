@@ -1,21 +1,7 @@
-"""From a compute budget and task preferences to a width configuration (docs/slimmable.md).
+"""From a compute budget and task preferences to a width configuration.
 
-The table. A task's output depends only on the encoder and that task's decoder, so its metric
-and its batch-norm statistics are functions of (encoder width, its decoder width) alone. One
-evaluation of the uniform-decoder configuration (e, d) on the val split gives every task's
-metric at (e, d); the |W|^2 evaluations of :func:`evaluate_grid` therefore give the *exact*
-metric of all |W|^(1+tasks) configurations, no predictor needed. FLOPs are exact too: the
-encoder's depend on e, each decoder's on (e, d) (layer FLOPs of the materialized model, summed
-per unit). Latency is predicted: ms = a + b * FLOPs, least squares over the uniform
-configurations measured on the host (OpenVINO CPU, f32) or estimated with a target profile's
-roofline model (``--target``).
-
-The objective. Each task's metric is normalized to [0, 1] over the table (0 = its worst entry,
-1 = its best; lower-is-better metrics flipped), and the search maximizes
-sum_t preference[t] * normalized[t] over every configuration within the budget (exhaustive:
-4 widths and 4 tasks are 1,024 configurations; with a width per encoder stage, 3 stages, 16,384).
-Ties go to fewer FLOPs. With a width per encoder stage the table's "encoder width" is the tuple of
-stage widths: the same argument holds, over |W|^stages encoders.
+A task depends only on (encoder width, its decoder width), so |W|^2 val evaluations give the exact metric of
+every configuration; the exhaustive search over range-normalized metrics: docs/slimmable.md, "Search".
 """
 
 from __future__ import annotations
@@ -74,9 +60,7 @@ class SlimTable:
                    + sum(self.decoder_flops[_key(config, config.decoder(t))][t] for t in self.tasks))
 
     def latency_ms(self, config: WidthConfig) -> float | None:
-        if not self.latency:
-            return None
-        return float(self.latency["a_ms"] + self.latency["b_ms_per_flop"] * self.flops(config))
+        return float(self.latency["a_ms"] + self.latency["b_ms_per_flop"] * self.flops(config)) if self.latency else None
 
     @property
     def full_flops(self) -> int:
@@ -180,8 +164,7 @@ def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, t
             ms = sum(estimate_layer_ms(profile, cost, "fp32") for cost in node_costs(model))
             points.append((table.flops(c), ms))
         source = f"estimate: roofline of target profile {target}, fp32"
-    x = np.array([p[0] for p in points], dtype=float)
-    y = np.array([p[1] for p in points], dtype=float)
+    x, y = np.array(points, dtype=float).T
     b, a = np.polyfit(x, y, 1) if len(set(x)) > 1 else (0.0, float(y.mean()))
     table.latency = {"source": source, "target": target or "host-cpu", "a_ms": float(a), "b_ms_per_flop": float(b),
                      "points": [[int(f), float(ms)] for f, ms in points]}
@@ -191,9 +174,7 @@ def fit_latency(table: SlimTable, slim: SlimmableModel, example: torch.Tensor, t
 def parse_task_values(text: str | None, tasks: Sequence[str], what: str = "preference") -> dict[str, float]:
     """``"seg=2,depth=1"`` -> {task: value >= 0}; errors name the bad part and the tasks."""
     out: dict[str, float] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
+    for part in (p for p in (text or "").split(",") if p.strip()):
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in tasks:
@@ -255,15 +236,13 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
         raise SpecError("the table has no latency model; run fit_latency (mtedge slim search fits it when asked for latency)")
     limit = budget_flops * table.full_flops if budget_flops is not None and budget_flops <= 1 else budget_flops
     max_drop = dict(max_drop or {})
-    unknown = [t for t in max_drop if t not in table.tasks]
-    if unknown:
+    if unknown := [t for t in max_drop if t not in table.tasks]:
         raise SpecError(f"max drop for unknown task(s) {', '.join(unknown)}; tasks: {', '.join(table.tasks)}")
     ws = sorted(widths or table.widths, reverse=True)
     full = table.config_metrics(WidthConfig.uniform(max(table.widths), table.tasks))
     ranges = table.metric_ranges()
     candidates: list[tuple[int, float, WidthConfig]] = []  # (FLOPs, score, config) within the budget and drops
-    cheapest = float("inf")
-    in_budget = 0
+    cheapest, in_budget = float("inf"), 0
     least_drop = {t: float("inf") for t in max_drop}  # within the budget: how close each bound came
     for e in table.encoders(ws):
         for ds in itertools.product(ws, repeat=len(table.tasks)):
@@ -295,7 +274,6 @@ def search(table: SlimTable, preferences: Mapping[str, float], budget_flops: flo
         unit = "FLOPs" if limit is not None else "ms"
         raise SpecError(f"no width configuration fits the budget ({limit if limit is not None else budget_latency_ms:,.6g} "
                         f"{unit}); the narrowest costs {cheapest:,.6g} {unit}: raise the budget")
-    # the best preference score; ties go to fewer FLOPs
     flops, score, cfg = max(candidates, key=lambda c: (round(c[1], 12), -c[0]))
     return SearchResult(cfg, flops, table.latency_ms(cfg), table.config_metrics(cfg), score,
                         {"flops": limit, "latency_ms": budget_latency_ms, "preferences": dict(preferences),

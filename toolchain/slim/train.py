@@ -158,11 +158,10 @@ def recalibrate(slim: SlimmableModel, recipe: Recipe, images: int = 512, data: I
                 slim.set_config(cfg, load_stats=False)
                 reestimate_bn(slim, batch_list)
                 for unit, key in slim.stats_keys(cfg).items():
-                    if key in slim.bn_stats:
-                        continue
-                    slim.bn_stats[key] = {n: {"running_mean": modules[n].running_mean.clone(),
-                                              "running_var": modules[n].running_var.clone()}
-                                          for n in norm_layers(slim, unit)}
+                    if key not in slim.bn_stats:
+                        slim.bn_stats[key] = {n: {"running_mean": modules[n].running_mean.clone(),
+                                                  "running_var": modules[n].running_var.clone()}
+                                              for n in norm_layers(slim, unit)}
                 progress.advance(job)
     slim.eval()
     slim.set_config(WidthConfig.uniform(1.0, slim.tasks))

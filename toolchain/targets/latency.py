@@ -1,14 +1,6 @@
 """Latency tables: measured (OpenVINO PERF_COUNT here, TensorRT on the device) or roofline estimates.
 
-Table format (JSON, ``format: "mtedge-latency"``, version 1; see docs/targets.md)::
-
-    {"format": "mtedge-latency", "format_version": 1, "target": "host-cpu", "source": "measured",
-     "bundle": "toy", "variant": "fp32", "precision": "fp32", "runs": 20, "unit": "ms",
-     "segments": {"trunk": 0.21, ...},            # median end-to-end time per segment
-     "layers": {"/trunk/conv1/Conv": 0.05, ...},   # median per ONNX node name
-     "layer_info": {"/trunk/conv1/Conv": {"segment": "trunk", "op": "Conv", "flops": 110592, "bytes": 9344}},
-     "ops": {"Conv": 0.06, ...}}                  # sum of layers per op type
-
+Table format (``format: "mtedge-latency"``, version 1): docs/targets.md, "Latency table format".
 The pruner reads it with :func:`load_table` and asks :meth:`LatencyTable.layer_cost`.
 """
 
@@ -128,13 +120,9 @@ def node_costs(model: onnx.ModelProto) -> list[NodeCost]:
 
 
 def estimate_layer_ms(profile: TargetProfile, cost: NodeCost, precision: str) -> float:
-    """Roofline time of one node on ``profile``: max(flops / peak, bytes / bandwidth) / efficiency + overhead.
-
-    Conv/Gemm/MatMul use the tensor peak of the precision (int8 when fed by DequantizeLinear, else the
-    variant's float precision); other ops use the fp32 (fp16 for fp16 variants) rate. Nodes that do
-    nothing on the device (Reshape, Flatten, ...) and nodes engines fuse into their producer (Q/DQ,
-    an activation right after Conv/Gemm/MatMul) cost 0.
-    """
+    """Roofline time of one node on ``profile``: max(flops / peak, bytes / bandwidth) / efficiency + overhead
+    (docs/targets.md, `mtedge profile`); other ops than Conv/Gemm/MatMul use the fp32 (fp16 for fp16
+    variants) rate, free and fused nodes cost 0."""
     if cost.fused or (cost.flops == 0 and cost.bytes == 0):
         return 0.0
     est = profile.data.get("estimate", {})
@@ -164,18 +152,14 @@ class LatencyTable:
 
     @property
     def ops(self) -> dict[str, float]:
-        out: dict[str, float] = {}
+        out: Counter[str] = Counter()
         for name, ms in self.layers.items():
-            op = self.layer_info.get(name, {}).get("op", "?")
-            out[op] = out.get(op, 0.0) + ms
+            out[self.layer_info.get(name, {}).get("op", "?")] += ms
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     def layer_cost(self, name: str, *, op: str | None = None, flops: int | None = None) -> float:
-        """Milliseconds of the ONNX node ``name``.
-
-        When the table has no such node (renamed by pruning, fused away in a measurement), and
-        ``op``/``flops`` are given, scale the table's time-per-flop of that op type; otherwise 0.
-        """
+        """Milliseconds of the ONNX node ``name``. When the table has no such node (renamed by pruning,
+        fused away) and ``op``/``flops`` are given, scale the table's time-per-flop of that op type; else 0."""
         if name in self.layers:
             return self.layers[name]
         if op is not None and flops:
@@ -210,8 +194,7 @@ def load_table(path: str | Path) -> LatencyTable:
     if d.get("format") != FORMAT or d.get("format_version") != 1:
         raise SpecError(f"{p} is not an mtedge latency table (format {d.get('format')!r} "
                         f"version {d.get('format_version')!r}; expected {FORMAT!r} 1)")
-    missing = [key for key in _TABLE_FIELDS if key not in d]
-    if missing:
+    if missing := [key for key in _TABLE_FIELDS if key not in d]:
         raise SpecError(f"{p}: missing field {missing[0]!r}")
     target, source, seg_ms, layer_ms = (d[key] for key in _TABLE_FIELDS)
     if source not in ("measured", "estimate"):
@@ -223,12 +206,9 @@ def load_table(path: str | Path) -> LatencyTable:
 
 
 def _segment_models(bundle: Path, manifest: Manifest, variant: str) -> dict[str, tuple[Path, onnx.ModelProto]]:
-    out = {}
-    for seg in manifest.segments:  # manifest order is topological
-        ref = manifest.variant(variant).segments[seg]
-        path = Bundle(bundle, manifest).path(ref)
-        out[seg] = (path, onnx.load(str(path)))
-    return out
+    b = Bundle(bundle, manifest)
+    paths = {seg: b.path(manifest.variant(variant).segments[seg]) for seg in manifest.segments}  # topological order
+    return {seg: (path, onnx.load(str(path))) for seg, path in paths.items()}
 
 
 def _meta(manifest: Manifest, variant: str, **extra: Any) -> dict[str, Any]:
@@ -240,19 +220,20 @@ def _unique(name: str, seg: str, taken: dict[str, Any]) -> str:
     return name if name not in taken else f"{seg}/{name}"
 
 
+def _info(seg: str, c: NodeCost) -> dict[str, Any]:
+    return {"segment": seg, "op": c.op, "flops": c.flops, "bytes": c.bytes}
+
+
 def estimate_table(bundle: Path, manifest: Manifest, profile: TargetProfile, variant: str) -> LatencyTable:
     """Roofline estimate of every node of every segment of ``variant`` on ``profile``."""
     precision = manifest.variant(variant).precision
     segments, layers, info = {}, {}, {}
     for seg, (_, model) in _segment_models(bundle, manifest, variant).items():
-        total = 0.0
-        for c in node_costs(model):
-            ms = estimate_layer_ms(profile, c, precision)
+        timed = [(c, estimate_layer_ms(profile, c, precision)) for c in node_costs(model)]
+        for c, ms in timed:
             key = _unique(c.name, seg, layers)
-            layers[key] = ms
-            info[key] = {"segment": seg, "op": c.op, "flops": c.flops, "bytes": c.bytes}
-            total += ms
-        segments[seg] = total
+            layers[key], info[key] = ms, _info(seg, c)
+        segments[seg] = sum((ms for _, ms in timed), 0.0)
     return LatencyTable(profile.name, "estimate", segments, layers, info,
                         _meta(manifest, variant, method="roofline", peak=profile.data["peak"],
                               bandwidth_gbs=profile.bandwidth_gbs))
@@ -269,11 +250,8 @@ def _match_onnx_node(ov_name: str, onnx_names: list[str], tensor_producer: dict[
 
 def measure_openvino(bundle: Path, manifest: Manifest, profile: TargetProfile, variant: str,
                      runs: int = 20, warmup: int = 3) -> LatencyTable:
-    """Per-segment (wall clock) and per-layer (PERF_COUNT) medians over ``runs`` on the CPU.
-
-    Executed OpenVINO primitives are attributed to the ONNX node they came from (fused ops go to
-    the node that absorbed them; layout reorders to the node they feed or leave, else ``<seg>/reorder``).
-    """
+    """Per-segment (wall clock) and per-layer (PERF_COUNT) medians over ``runs`` on the CPU, each
+    executed primitive attributed to its ONNX node (docs/targets.md, `mtedge profile`)."""
     import openvino as ov
 
     core = ov.Core()
@@ -296,13 +274,10 @@ def measure_openvino(bundle: Path, manifest: Manifest, profile: TargetProfile, v
             for p in request.profiling_info:
                 if str(p.status).endswith("NOT_RUN"):
                     continue
-                node = _match_onnx_node(p.node_name, names, producer)
-                if node is None:
-                    for part in p.node_name.split("_"):  # reorders are named "<src>_<layout>_<layout>_<dst>"
-                        node = _match_onnx_node(part, names, producer)
-                        if node:
-                            break
-                key = node or f"{seg}/reorder"
+                # else a reorder, named "<src>_<layout>_<layout>_<dst>": the first part that maps
+                parts = (_match_onnx_node(part, names, producer) for part in p.node_name.split("_"))
+                key = (_match_onnx_node(p.node_name, names, producer) or next(filter(None, parts), None)
+                       or f"{seg}/reorder")
                 this_run[key] = this_run.get(key, 0.0) + p.real_time.total_seconds() * 1e3
             for k, v in this_run.items():
                 per_layer.setdefault(k, []).append(v)
@@ -313,9 +288,7 @@ def measure_openvino(bundle: Path, manifest: Manifest, profile: TargetProfile, v
             key = _unique(name, seg, layers)
             samples = per_layer.get(name, [])
             layers[key] = statistics.median(samples) if samples else 0.0
-            c = costs.get(name)
-            info[key] = ({"segment": seg, "op": c.op, "flops": c.flops, "bytes": c.bytes} if c
-                         else {"segment": seg, "op": "Reorder", "flops": 0, "bytes": 0})
+            info[key] = _info(seg, costs.get(name, NodeCost(name, "Reorder", 0, 0)))
     return LatencyTable(profile.name, "measured", segments, layers, info,
                         _meta(manifest, variant, method="openvino PERF_COUNT", runs=runs, warmup=warmup,
                               openvino=ov.get_version().split("-")[0], inference_precision=hint))

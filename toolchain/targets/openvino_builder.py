@@ -11,7 +11,6 @@ import io
 from pathlib import Path
 from typing import Any, Callable
 
-
 from toolchain.bundle.executor import Runner, request_runner
 from toolchain.bundle.files import write_bytes_atomic
 from toolchain.bundle.manifest import Bundle, Manifest
@@ -32,12 +31,8 @@ def openvino_version() -> str:
 
 def build_blob(core: Any, step: EngineBuildStep, bundle: Path, out: Path) -> None:
     """Compile ``step.onnx`` for the CPU with the step's config and write the exported blob to ``out``."""
-    src = bundle / step.onnx
-    model = core.read_model(str(src))
-    compiled = core.compile_model(model, "CPU", dict(step.ov_config))
-    blob = compiled.export_model()
-    data = blob.getvalue() if isinstance(blob, io.BytesIO) else bytes(blob)
-    write_bytes_atomic(out, data)
+    blob = core.compile_model(core.read_model(str(bundle / step.onnx)), "CPU", dict(step.ov_config)).export_model()
+    write_bytes_atomic(out, blob.getvalue() if isinstance(blob, io.BytesIO) else bytes(blob))
 
 
 def build_steps(steps: list[EngineBuildStep], bundle: Path, manifest: Manifest, staging: Path,

@@ -18,6 +18,7 @@ from toolchain.host_latency import openvino_latency_config
 from toolchain.targets.profile import MIN_TENSORRT_MAJOR, TargetError, TargetProfile, tensorrt_major
 
 ENGINE_SUFFIX = {"tensorrt": ".plan", "openvino": ".blob"}
+_PRECISION_FLAGS = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8",), "mixed": ("FP16", "INT8")}  # TensorRT BuilderFlag
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,9 @@ def engines_key(target: str, variant: str, default_variant: str) -> str:
 
 
 def _trt_flags(precision: str, strongly_typed: bool, dla: bool) -> tuple[str, ...]:
-    if strongly_typed:  # precision comes from the ONNX (fp16 tensors, Q/DQ); no precision flags allowed
-        flags: list[str] = []
-    else:
-        flags = {"fp32": [], "fp16": ["FP16"], "int8": ["INT8"], "mixed": ["FP16", "INT8"]}[precision]
-    if dla:
-        flags.append("GPU_FALLBACK")
-    return tuple(flags)
+    # strongly typed: precision comes from the ONNX (fp16 tensors, Q/DQ); no precision flags allowed
+    flags = () if strongly_typed else _PRECISION_FLAGS[precision]
+    return (*flags, "GPU_FALLBACK") if dla else flags
 
 
 def _without(chosen: list[str], unwanted: list[str], named: bool, notes: list[str], *, refuse: str, skip: str,
@@ -108,8 +105,7 @@ def _without(chosen: list[str], unwanted: list[str], named: bool, notes: list[st
     if named:
         raise TargetError(refuse.format(v=unwanted[0]))
     notes.append(skip.replace("{vs}", ", ".join(unwanted)))
-    left = [v for v in chosen if v not in unwanted]
-    if not left:
+    if not (left := [v for v in chosen if v not in unwanted]):
         raise TargetError(none_left)
     return left
 
@@ -126,8 +122,7 @@ def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions
     notes: list[str] = []
 
     if options.variants:
-        unknown = [v for v in options.variants if v not in variants]
-        if unknown:
+        if unknown := [v for v in options.variants if v not in variants]:
             raise TargetError(f"variant {unknown[0]!r} is not in bundle {manifest.name!r}; "
                               f"variants: {', '.join(variants)}")
         chosen = list(dict.fromkeys(options.variants))
@@ -137,8 +132,7 @@ def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions
                                   f"of variant {v!r}; it supports {', '.join(profile.precisions)}")
     else:
         chosen = [v for v in variants if variants[v].precision in profile.precisions]
-        skipped = [v for v in variants if v not in chosen]
-        if skipped:
+        if skipped := [v for v in variants if v not in chosen]:
             notes.append(f"skipped variants with precisions {target} does not support: {', '.join(skipped)}")
         if not chosen:
             raise TargetError(f"no variant of bundle {manifest.name!r} has a precision {target!r} supports "
@@ -202,33 +196,29 @@ def plan_build(manifest: Manifest, profile: TargetProfile, options: BuildOptions
     if workspace > profile.memory_mb // 2:
         raise TargetError(f"workspace {workspace} MB is more than half of {target!r}'s {profile.memory_mb} MB "
                           f"(memory is shared with the CPU); use --workspace-mb <= {profile.memory_mb // 2}")
-    ov_precision = profile.data.get("build", {}).get("inference_precision", "f32")
     suffix = ENGINE_SUFFIX[backend]
-    static_batch = not manifest.input.dynamic_batch
-    if not static_batch:
+    if manifest.input.dynamic_batch:
         notes.append("dynamic_batch bundle: engines are built for batch 1 (the manifest's shapes)")
+    if backend == "tensorrt":
+        settings: dict[str, Any] = dict(device="DLA" if options.dla else "GPU", workspace_mb=workspace, tf32=False,
+                                        dla_core=options.dla_core if options.dla else None,
+                                        strongly_typed=strongly_typed, timing_cache=f"engines/{target}/timing.cache")
+    else:
+        ov_precision = profile.data.get("build", {}).get("inference_precision", "f32")
+        settings = dict(device="CPU", ov_config=tuple(openvino_latency_config(ov_precision).items()))
 
     vplans: list[VariantPlan] = []
     for v in chosen:
         vdata = variants[v]
-        precision = vdata.precision
+        flags = _trt_flags(vdata.precision, strongly_typed, options.dla) if backend == "tensorrt" else ()
         steps = []
         for seg in manifest.segments:  # a parsed manifest has a file for every segment in every variant
             sd = vdata.segments[seg]
-            common = dict(segment=seg, variant=v, precision=precision, onnx=sd.file, onnx_sha256=sd.sha256,
-                          engine_path=f"engines/{target}/{v}/{seg}{suffix}", backend=backend,
-                          inputs=tuple((t.name, tuple(t.shape)) for t in sd.inputs))
-            if backend == "tensorrt":
-                steps.append(EngineBuildStep(
-                    **common, device="DLA" if options.dla else "GPU",
-                    dla_core=options.dla_core if options.dla else None, workspace_mb=workspace,
-                    strongly_typed=strongly_typed, builder_flags=_trt_flags(precision, strongly_typed, options.dla),
-                    tf32=False, timing_cache=f"engines/{target}/timing.cache"))
-            else:
-                steps.append(EngineBuildStep(
-                    **common, device="CPU",
-                    ov_config=tuple(openvino_latency_config(ov_precision).items())))
-        vplans.append(VariantPlan(key=engines_key(target, v, default_variant), variant=v, precision=precision,
+            steps.append(EngineBuildStep(segment=seg, variant=v, precision=vdata.precision, onnx=sd.file,
+                                         onnx_sha256=sd.sha256, engine_path=f"engines/{target}/{v}/{seg}{suffix}",
+                                         backend=backend, inputs=tuple((t.name, tuple(t.shape)) for t in sd.inputs),
+                                         builder_flags=flags, **settings))
+        vplans.append(VariantPlan(key=engines_key(target, v, default_variant), variant=v, precision=vdata.precision,
                                   steps=tuple(steps)))
     return BuildPlan(target=target, backend=backend, tensorrt_version=trt_version, variants=tuple(vplans),
                      notes=tuple(notes))

@@ -180,8 +180,8 @@ def _describe(err: jsonschema.ValidationError, schema: dict[str, Any], file: Pat
 def validate_profile_data(data: dict[str, Any], file: Path) -> None:
     """Raise TargetError naming ``file``, the field and the expected type on the first problem."""
     schema = profile_schema()
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(data),
+                    key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
     if errors:
         raise TargetError(_describe(errors[0], schema, file))
     if data["name"] != file.stem:

@@ -27,9 +27,7 @@ def import_tensorrt() -> ModuleType | None:
 
 
 def _network_flags(trt: ModuleType, step: EngineBuildStep) -> int:
-    if tensorrt_major(trt.__version__) >= 11:
-        return 0  # always strongly typed
-    if step.strongly_typed:
+    if step.strongly_typed and tensorrt_major(trt.__version__) < 11:  # >= 11: always strongly typed, no flag
         return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return 0
 
@@ -44,8 +42,7 @@ def build_engine(trt: ModuleType, step: EngineBuildStep, bundle: Path, out: Path
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt, step))
     parser = trt.OnnxParser(network, logger)
-    onnx_path = bundle / step.onnx
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse_from_file(str(bundle / step.onnx)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise TargetError(f"TensorRT could not parse {step.onnx}: {errors or 'no details'}")
     config = builder.create_builder_config()
@@ -75,10 +72,8 @@ def build_plan_python_api(trt: ModuleType, plan: BuildPlan, bundle: Path, stagin
     in ``staging/<timing_cache>``. Returns {engine_path: built file}."""
     logger = trt.Logger(trt.Logger.WARNING)
     built: dict[str, Path] = {}
-    cache_blob = b""
     cache_rel = next((s.timing_cache for s in plan.steps if s.timing_cache), None)
-    if cache_rel and (bundle / cache_rel).is_file():
-        cache_blob = (bundle / cache_rel).read_bytes()
+    cache_blob = (bundle / cache_rel).read_bytes() if cache_rel and (bundle / cache_rel).is_file() else b""
     for step in plan.steps:
         out = staging / step.engine_path
         cache_blob = build_engine(trt, step, bundle, out, cache_blob, logger)

@@ -23,6 +23,7 @@ from toolchain.targets.profile import TargetError, tensorrt_major
 JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 RECORD_NAME = "build-record.json"
 _BANNER = re.compile(r"\[TensorRT v(\d+)\]")
+_NO_STEP = EngineBuildStep(*[""] * 7, device="GPU")  # what plan_digest records for a variant without steps
 
 
 def trtexec_args(step: EngineBuildStep, engine_out: str | None = None) -> list[str]:
@@ -54,8 +55,7 @@ def parse_trtexec_version(output: str) -> tuple[int, int, int]:
 
     TensorRT >= 10 encodes MMmmpp (100300 = 10.3.0); 8.x encodes Mmpp (8502 = 8.5.2).
     """
-    m = _BANNER.search(output)
-    if not m:
+    if not (m := _BANNER.search(output)):
         raise TargetError("could not read the TensorRT version from trtexec's output "
                           "(expected a line with '[TensorRT vNNNN]')")
     v = int(m.group(1))
@@ -81,17 +81,16 @@ def run_trtexec_plan(plan: BuildPlan, bundle: Path, trtexec: str, staging: Path,
     probe = subprocess.run([trtexec, "--help"], capture_output=True, text=True, cwd=bundle)
     major, minor, patch = parse_trtexec_version(probe.stdout + probe.stderr)
     version = f"{major}.{minor}.{patch}"
-    want = tensorrt_major(plan.tensorrt_version or "0")
-    if major != want:
+    if major != tensorrt_major(plan.tensorrt_version or "0"):
         raise TargetError(f"{trtexec} is TensorRT {version} but target {plan.target!r} expects TensorRT "
                           f"{plan.tensorrt_version}; use the matching JetPack or a profile that says {version}")
     built: dict[str, Path] = {}
     for step in plan.steps:
         out = staging / step.engine_path
         out.parent.mkdir(parents=True, exist_ok=True)
-        cache = staging / step.timing_cache if step.timing_cache else None
         args = trtexec_args(step, engine_out=str(out))
-        if cache is not None:
+        if step.timing_cache:
+            cache = staging / step.timing_cache
             cache.parent.mkdir(parents=True, exist_ok=True)
             args = [a if not a.startswith("--timingCacheFile=") else f"--timingCacheFile={cache}" for a in args]
         proc = subprocess.run([trtexec, *args], capture_output=True, text=True, cwd=bundle)
@@ -201,11 +200,8 @@ def emit_build_script(plan: BuildPlan, bundle_name: str) -> str:
 
 def plan_digest(plan: BuildPlan) -> dict:
     """The parts of a plan the import step re-checks (variants, keys, flags), as JSON-able data."""
+    firsts = {vp.variant: (vp, vp.steps[0] if vp.steps else _NO_STEP) for vp in plan.variants}
     return {"target": plan.target, "tensorrt": plan.tensorrt_version,
-            "variants": {vp.variant: {"key": vp.key, "precision": vp.precision,
-                                      "strongly_typed": vp.steps[0].strongly_typed if vp.steps else False,
-                                      "flags": list(vp.steps[0].builder_flags) if vp.steps else [],
-                                      "device": vp.steps[0].device if vp.steps else "GPU",
-                                      "dla_core": vp.steps[0].dla_core if vp.steps else None,
-                                      "workspace_mb": vp.steps[0].workspace_mb if vp.steps else None}
-                         for vp in plan.variants}}
+            "variants": {v: {"key": vp.key, "precision": vp.precision, "strongly_typed": s.strongly_typed,
+                             "flags": list(s.builder_flags), "device": s.device, "dla_core": s.dla_core,
+                             "workspace_mb": s.workspace_mb} for v, (vp, s) in firsts.items()}}

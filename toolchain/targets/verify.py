@@ -15,13 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from mtedge_runtime import tolerance
+from mtedge_runtime.tolerance import Check
 from toolchain.bundle.executor import Runner, onnxruntime_runners, run_tasks
 from toolchain.bundle.manifest import Bundle, Manifest
-from mtedge_runtime.tolerance import Check
-
-TaskCheck = Check  # one record type for every verification
 
 
 def reference_kind(manifest: Manifest, variant: str) -> str:
@@ -29,24 +26,18 @@ def reference_kind(manifest: Manifest, variant: str) -> str:
     return "onnxruntime" if manifest.variant(variant).config else "golden"
 
 
-def verify_variant(bundle: Path, manifest: Manifest, variant: str, runners: Mapping[str, Runner]) -> list[TaskCheck]:
+def verify_variant(bundle: Path, manifest: Manifest, variant: str, runners: Mapping[str, Runner]) -> list[Check]:
     """Run every golden sample through ``runners`` and compare each task's output with the reference
     (golden outputs, or onnxruntime on the variant's ONNX for width-configured variants)."""
-    b = Bundle(Path(bundle), manifest)
+    b, v = Bundle(Path(bundle), manifest), manifest.variant(variant)
     x, golden = b.golden()
-    if manifest.variant(variant).config:
+    if v.config:
         golden = run_tasks(manifest, variant, onnxruntime_runners(b, variant), x)
-    got_all = run_tasks(manifest, variant, runners, x)
-    checks = []
-    for task, got in got_all.items():
-        if task not in golden:
-            continue
-        ref = golden[task]
-        checks.append(tolerance.compare(task, got, ref, tolerance.tolerance_for(manifest.variant(variant), task, ref, variant)))
-    return checks
+    return [tolerance.compare(task, got, golden[task], tolerance.tolerance_for(v, task, golden[task], variant))
+            for task, got in run_tasks(manifest, variant, runners, x).items() if task in golden]
 
 
-def report(checks: list[TaskCheck], samples: int, reference: str = "golden") -> dict[str, Any]:
+def report(checks: list[Check], samples: int, reference: str = "golden") -> dict[str, Any]:
     """JSON-able verification record for the manifest's ``engines`` entry."""
     return {"status": "passed" if all(c.passed for c in checks) else "failed", "samples": samples,
             "reference": reference,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,32 +22,17 @@ class ZooEntry:
     recipe_path: Path
 
 
-def _fashion_mt(**kw) -> nn.Module:
-    from toolchain.zoo.fashion_mt import FashionMT
-
-    return FashionMT(**kw)
-
-
-def _mobilenetv2_mt(**kw) -> nn.Module:
-    from toolchain.zoo.mobilenetv2_mt import MobileNetV2MT
-
-    return MobileNetV2MT(**kw)
+def _lazy(module: str, cls: str) -> Callable[..., nn.Module]:
+    """A factory that imports the model's module only when a model is made."""
+    return lambda **kw: getattr(importlib.import_module(module), cls)(**kw)
 
 
-ZOO: dict[str, ZooEntry] = {
-    "fashion-mt": ZooEntry(
-        "fashion-mt",
-        "compact CNN on Fashion-MNIST 28x28: garment, group, silhouette, denoise",
-        _fashion_mt,
-        RECIPES / "fashion-mt.yaml",
-    ),
-    "mobilenetv2-mt": ZooEntry(
-        "mobilenetv2-mt",
-        "MobileNetV2 encoder at 224x224: cls, seg, depth (skip connections); untrained",
-        _mobilenetv2_mt,
-        RECIPES / "mobilenetv2-mt.yaml",
-    ),
-}
+ZOO: dict[str, ZooEntry] = {e.name: e for e in (
+    ZooEntry("fashion-mt", "compact CNN on Fashion-MNIST 28x28: garment, group, silhouette, denoise",
+             _lazy("toolchain.zoo.fashion_mt", "FashionMT"), RECIPES / "fashion-mt.yaml"),
+    ZooEntry("mobilenetv2-mt", "MobileNetV2 encoder at 224x224: cls, seg, depth (skip connections); untrained",
+             _lazy("toolchain.zoo.mobilenetv2_mt", "MobileNetV2MT"), RECIPES / "mobilenetv2-mt.yaml"),
+)}
 
 
 def get(name: str) -> ZooEntry:

@@ -16,11 +16,8 @@ from torch import nn
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
-        nn.BatchNorm2d(cout),
-        nn.ReLU(inplace=True),
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
 
 
 class FashionEncoder(nn.Module):
@@ -67,9 +64,4 @@ class FashionMT(nn.Module):
         # denoise: stage1 up to 28x28, fused with the stem
         dn = F.interpolate(self.dn_reduce(s1), scale_factor=2.0, mode="nearest")
         dn = torch.sigmoid(self.dn_out(self.dn_fuse(torch.cat([dn, s0], dim=1))))
-        return {
-            "garment": self.garment_fc(pooled),
-            "group": self.group_fc(pooled),
-            "silhouette": sil,
-            "denoise": dn,
-        }
+        return {"garment": self.garment_fc(pooled), "group": self.group_fc(pooled), "silhouette": sil, "denoise": dn}

@@ -17,13 +17,8 @@ from torch import nn
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(cout),
-    ]
-    if act:
-        layers.append(nn.ReLU6(inplace=True))
-    return nn.Sequential(*layers)
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout), *([nn.ReLU6(inplace=True)] if act else []))
 
 
 class InvertedResidual(nn.Module):
@@ -31,11 +26,9 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = cin * expand
         self.use_res = stride == 1 and cin == cout
-        layers: list[nn.Module] = []
-        if expand != 1:
-            layers.append(conv_bn(cin, hidden, k=1))
-        layers += [conv_bn(hidden, hidden, stride=stride, groups=hidden), conv_bn(hidden, cout, k=1, act=False)]
-        self.block = nn.Sequential(*layers)
+        self.block = nn.Sequential(*([conv_bn(cin, hidden, k=1)] if expand != 1 else []),
+                                   conv_bn(hidden, hidden, stride=stride, groups=hidden),
+                                   conv_bn(hidden, cout, k=1, act=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.block(x)
@@ -99,8 +92,5 @@ class MobileNetV2MT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         s8, s16, s32 = self.encoder(x)
-        return {
-            "cls": self.cls_head(s32),
-            "seg": self.seg_head(s32, s8, self.out_size),
-            "depth": F.softplus(self.depth_head(s32, s16, self.out_size)),
-        }
+        return {"cls": self.cls_head(s32), "seg": self.seg_head(s32, s8, self.out_size),
+                "depth": F.softplus(self.depth_head(s32, s16, self.out_size))}
