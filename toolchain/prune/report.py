@@ -1,8 +1,9 @@
 """The compression report: report.json, report.md and pruning_path.png (FLOPs vs each task's metric).
 
-Contents: channels per group, per-task metrics (test split; fidelity when label-free) and drops
-against the allowed drops, FLOPs, parameters and host latency (OpenVINO CPU, f32 hint, median of
-interleaved runs), all before/after; the pruning path, oracle evaluations and refused groups.
+Contents: channels before/after per group, per-task metrics before/after (test split; fidelity to
+the unpruned model when label-free) with drops against the allowed drops, FLOPs, parameters and
+measured host latency (OpenVINO CPU, f32 hint, median of interleaved runs) before/after, the
+pruning path, oracle evaluations, and groups the exactness check refused.
 """
 
 from __future__ import annotations
@@ -72,11 +73,14 @@ class PruneReport:
         if doc.get("format") != FORMAT:
             raise SpecError(f"not a prune report: format {doc.get('format')!r}, expected {FORMAT!r}; "
                             "pass the report.json `mtedge compress --report` wrote")
-        own = {f.name for f in fields(cls)} - {"extra", "tasks", "groups"}
-        return cls(**{k: v for k, v in doc.items() if k in own},
-                   tasks={t: TaskOutcome(**v) for t, v in doc["tasks"].items()},
-                   groups={n: GroupChannels(**g) for n, g in doc["groups"].items()},
-                   extra={k: v for k, v in doc.items() if k not in own | {"format", "format_version", "tasks", "groups"}})
+        own = {f.name for f in fields(cls)} - {"extra"}
+
+        def read(*, tasks: dict, groups: dict, **rest: Any) -> PruneReport:
+            return cls(**{k: v for k, v in rest.items() if k in own}, tasks={t: TaskOutcome(**v) for t, v in tasks.items()},
+                       groups={n: GroupChannels(**g) for n, g in groups.items()},
+                       extra={k: v for k, v in rest.items() if k not in own | {"format", "format_version"}})
+
+        return read(**doc)
 
 
 def prune_report(result: PruneResult, recipe: Recipe, before: dict[str, float], after: dict[str, float],
@@ -96,7 +100,9 @@ def prune_report(result: PruneResult, recipe: Recipe, before: dict[str, float], 
         refused_groups=result.refused, oracle_evaluations=result.oracle_evaluations, oracle_cost=result.cost,
         goal_reached=result.goal_reached, prune_seconds=result.seconds,
         val_metrics={"before": result.val_metrics_before, "after_pruning": result.val_metrics_after},
-        path=[{**{k: v for k, v in asdict(p).items() if k != "widths"}, "channels": list(p.channels)} for p in result.path],
+        path=[{"step": p.step, "round": p.round, "group": p.group, "channels": list(p.channels), "flops": p.flops,
+               "params": p.params, "metrics": p.metrics, "drops": p.drops, "budget_scale": p.budget_scale}
+              for p in result.path],
         notes=result.notes, extra=dict(extra or {}))
 
 
@@ -107,7 +113,8 @@ def markdown(doc: PruneReport) -> str:
     f, p = doc.flops, doc.params
     lines += [f"- FLOPs: {f['before']:,} -> {f['after']:,} ({f['removed_pct']:.1f}% removed)",
               f"- parameters: {p['before']:,} -> {p['after']:,} ({p['removed_pct']:.1f}% removed)"]
-    if lat := doc.latency_ms:
+    if doc.latency_ms:
+        lat = doc.latency_ms
         lines.append(f"- host latency (OpenVINO CPU, f32, median): {lat['before']:.3f} ms -> {lat['after']:.3f} ms "
                      f"({doc.latency_speedup:.2f}x)")
     c = doc.oracle_cost or {}
@@ -135,11 +142,14 @@ def plot_path(doc: PruneReport, path: Path) -> None:
     """FLOPs (x, fraction kept) vs each task's val metric along the pruning path, one panel per task."""
     from toolchain.plots import save_png, subplots
 
-    tasks, f0, before = list(doc.tasks), doc.flops["before"], doc.val_metrics["before"]
+    points = doc.path
+    tasks = list(doc.tasks)
+    f0 = doc.flops["before"]
+    before = doc.val_metrics["before"]
     fig, axes = subplots(1, len(tasks), figsize=(3.2 * len(tasks), 3.0), squeeze=False)
     for ax, t in zip(axes[0], tasks):
-        xs = [1.0] + [p["flops"] / f0 for p in doc.path]
-        ys = [before.get(t, float("nan"))] + [p["metrics"].get(t, float("nan")) for p in doc.path]
+        xs = [1.0] + [p["flops"] / f0 for p in points]
+        ys = [before.get(t, float("nan"))] + [p["metrics"].get(t, float("nan")) for p in points]
         ax.plot(xs, ys, marker="o", markersize=3)
         ax.invert_xaxis()
         ax.set_title(t)

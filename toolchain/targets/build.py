@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from toolchain.version import __version__
 from toolchain.errors import BundleError, VerificationError
@@ -61,14 +60,18 @@ def _entry(plan: BuildPlan, vp: VariantPlan, bundle: Path, built_with: dict[str,
             "verification": verification}
 
 
-def _commit(bundle: Path, manifest: Manifest, plan: BuildPlan, staged: dict[str, Path],
-            verifications: dict[str, dict[str, Any]], built_with: Callable[[VariantPlan], dict[str, Any]],
+def _commit(bundle: Path, manifest: Manifest, staged: dict[str, Path], entries_fn: Callable[[], dict[str, dict]],
             extra_files: list[tuple[Path, str]] = ()) -> dict[str, dict]:
-    """Move staged files into place, then rewrite the manifest with an entry per planned variant."""
-    for src, rel in [*((src, rel) for rel, src in staged.items()), *((s, r) for s, r in extra_files if s.is_file())]:
-        (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, bundle / rel)
-    entries = {vp.key: _entry(plan, vp, bundle, built_with(vp), verifications[vp.variant]) for vp in plan.variants}
+    """Move staged files into place, then rewrite the manifest with the new entries."""
+    for rel, src in staged.items():
+        dst = bundle / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)
+    for src, rel in extra_files:
+        if src.is_file():
+            (bundle / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, bundle / rel)
+    entries = entries_fn()
     _record(bundle, manifest, entries)
     return entries
 
@@ -80,15 +83,11 @@ def _record(bundle: Path, manifest: Manifest, entries: dict[str, dict[str, Any]]
     Bundle(bundle, manifest).save_manifest()
 
 
-@contextmanager
-def _staging(bundle: Path) -> Iterator[Path]:
+def _staging(bundle: Path) -> Path:
     d = bundle / "engines" / f".staging-{os.getpid()}"
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+    return d
 
 
 def _verify_engines(bundle: Path, manifest: Manifest, plan: BuildPlan, not_run: str,
@@ -115,22 +114,29 @@ def _verify_engines(bundle: Path, manifest: Manifest, plan: BuildPlan, not_run: 
 
 def build_openvino(bundle: Path, manifest: Manifest, plan: BuildPlan, *, verify: bool = True,
                    on_step: OnStep = lambda s: None) -> BuildResult:
-    with _staging(bundle) as staging:
+    staging = _staging(bundle)
+    try:
         staged = openvino_builder.build_steps(plan.steps, bundle, manifest, staging, on_step)
         verifications = _verify_engines(bundle, manifest, plan, "--no-verify", lambda vp: (
             openvino_builder.runners_for(list(vp.steps), staged) if verify else None))
         version = openvino_builder.openvino_version()
-        return BuildResult(plan, "openvino", _commit(bundle, manifest, plan, staged, verifications, lambda vp: {
-            "openvino": version, "mtedge": __version__, "device": "CPU", "config": dict(vp.steps[0].ov_config)}))
+
+        def entries() -> dict[str, dict]:
+            return {vp.key: _entry(plan, vp, bundle, {"openvino": version, "mtedge": __version__, "device": "CPU",
+                                                      "config": dict(vp.steps[0].ov_config)},
+                                   verifications[vp.variant]) for vp in plan.variants}
+
+        return BuildResult(plan, "openvino", _commit(bundle, manifest, staged, entries))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-def _trt_built_with(profile: TargetProfile, version: str, via: str, d: dict[str, Any], tf32: bool,
-                    **extra: Any) -> dict[str, Any]:
-    """``built_with`` of a TensorRT engines entry; ``d`` is the variant's part of `trtexec.plan_digest`."""
+def _trt_built_with(vp: VariantPlan, profile: TargetProfile, version: str, via: str) -> dict[str, Any]:
+    s = vp.steps[0]
     return {"tensorrt": version, "via": via, "mtedge": __version__, "cuda": profile.software.get("cuda"),
             "jetpack": profile.software.get("jetpack"), "compute_capability": profile.data["gpu"]["compute_capability"],
-            "strongly_typed": d["strongly_typed"], "flags": d["flags"], "tf32": tf32, "workspace_mb": d["workspace_mb"],
-            "dla_core": d["dla_core"], **extra}
+            "strongly_typed": s.strongly_typed, "flags": list(s.builder_flags), "tf32": s.tf32,
+            "workspace_mb": s.workspace_mb, "dla_core": s.dla_core}
 
 
 def _trt_runners(trt: ModuleType, vp: VariantPlan, files: dict[str, Path]) -> dict[str, Runner] | None:
@@ -189,7 +195,8 @@ def build_tensorrt(bundle: Path, manifest: Manifest, profile: TargetProfile, opt
     on_plan(plan)
     for step in plan.steps:
         Bundle(bundle, manifest).path(manifest.variant(step.variant).segments[step.segment])
-    with _staging(bundle) as staging:
+    staging = _staging(bundle)
+    try:
         cache_rel = next((s.timing_cache for s in plan.steps if s.timing_cache), None)
         if trt is not None:
             staged = tensorrt_builder.build_plan_python_api(trt, plan, bundle, staging, on_step)
@@ -205,19 +212,25 @@ def build_tensorrt(bundle: Path, manifest: Manifest, profile: TargetProfile, opt
                    "verify on the device with the mtedge runtime")
         verifications = _verify_engines(bundle, manifest, plan, not_run, lambda vp: (
             _trt_runners(trt, vp, staged) if (trt is not None and verify) else None))
-        digest = trtexec_mod.plan_digest(plan)["variants"]
+
+        def entries() -> dict[str, dict]:
+            return {vp.key: _entry(plan, vp, bundle, _trt_built_with(vp, profile, version, via),
+                                   verifications[vp.variant]) for vp in plan.variants}
+
         extra = [(staging / cache_rel, cache_rel)] if cache_rel else []
-        return BuildResult(plan, via, _commit(bundle, manifest, plan, staged, verifications, lambda vp: _trt_built_with(
-            profile, version, via, digest[vp.variant], vp.steps[0].tf32), extra))
+        return BuildResult(plan, via, _commit(bundle, manifest, staged, entries, extra))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def build(bundle_path: str | Path, profile: TargetProfile, options: BuildOptions = BuildOptions(), *,
           verify: bool = True, trtexec: str | None = None,
           on_plan: Callable[[BuildPlan], None] = lambda p: None, on_step: OnStep = lambda s: None) -> BuildResult:
     """Build, verify and record engines of every planned variant of a bundle for ``profile``."""
+    ok, why = profile.buildable()
     opened = Bundle.open(bundle_path)
     bundle, manifest = opened.root, opened.manifest
-    if not profile.buildable()[0] and options.tensorrt_version is None:
+    if not ok and options.tensorrt_version is None:
         plan_build(manifest, profile, options)  # raises the full explanation
     if profile.backend == "openvino":
         plan = plan_build(manifest, profile, options)
@@ -255,10 +268,7 @@ def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str 
     if tensorrt_major(version) != tensorrt_major(profile.tensorrt_version or "0"):
         raise BundleError(f"{rec_path}: engines were built with TensorRT {version}, target {profile.name!r} expects "
                           f"TensorRT {profile.tensorrt_version}")
-    digest, built = (rec.get("plan") or {}).get("variants"), rec.get("engines")
-    if not isinstance(digest, dict) or not isinstance(built, list):  # a truncated record must not KeyError
-        raise BundleError(f"{rec_path}: the build record has no plan.variants object or engines list; "
-                          "run the emitted build script again on the device")
+    digest, built = _record_parts(rec, rec_path)
     by_variant: dict[str, list[dict]] = {}
     for e in built:
         by_variant.setdefault(e["variant"], []).append(e)
@@ -267,7 +277,8 @@ def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str 
         if variant not in manifest.variants:
             raise BundleError(f"{rec_path}: variant {variant!r} is not in this bundle; wrong bundle?")
         vsegs = manifest.variant(variant).segments
-        if missing := set(manifest.segments) - {e["segment"] for e in engines}:
+        missing = set(manifest.segments) - {e["segment"] for e in engines}
+        if missing:
             raise BundleError(f"{rec_path}: variant {variant!r} has no engine for segment(s) {', '.join(sorted(missing))}")
         for e in engines:
             if e["onnx_sha256"] != vsegs[e["segment"]].sha256:
@@ -275,14 +286,29 @@ def import_engines(bundle_path: str | Path, profile: TargetProfile, record: str 
                                   "this bundle's; emit the script again and rebuild on the device")
             Bundle(bundle, manifest).path(FileRef(e["file"], e["sha256"], e["bytes"]))
         d = digest[variant]
+        built_with = {"tensorrt": version, "via": "trtexec", "mtedge": __version__,
+                      "cuda": profile.software.get("cuda"), "jetpack": profile.software.get("jetpack"),
+                      "compute_capability": profile.data["gpu"]["compute_capability"],
+                      "strongly_typed": d["strongly_typed"], "flags": d["flags"], "tf32": False,
+                      "workspace_mb": d["workspace_mb"], "dla_core": d["dla_core"],
+                      "device_model": rec.get("device_model", "")}
         entries[d["key"]] = {
             "backend": "tensorrt", "target": profile.name, "variant": variant, "precision": d["precision"],
-            "device": d["device"] if d["dla_core"] is None else f"DLA:{d['dla_core']}",
-            "built_with": _trt_built_with(profile, version, "trtexec", d, False, device_model=rec.get("device_model", "")),
-            "segments": {e["segment"]: {k: e[k] for k in ("file", "sha256", "bytes")} for e in engines},
+            "device": d["device"] if d["dla_core"] is None else f"DLA:{d['dla_core']}", "built_with": built_with,
+            "segments": {e["segment"]: {"file": e["file"], "sha256": e["sha256"], "bytes": e["bytes"]} for e in engines},
             "verification": {"status": "not-run",
                              "reason": "built on the device by trtexec; verify there with the mtedge runtime"}}
     _record(bundle, manifest, entries)
     plan = BuildPlan(target=profile.name, backend="tensorrt", tensorrt_version=version, variants=())
     return BuildResult(plan, "import", entries)
 
+
+def _record_parts(rec: dict[str, Any], path: Path) -> tuple[dict[str, dict], list[dict]]:
+    """The plan digest per variant and the engine rows of a device build record, or a named error
+    (the record is written by a shell script on the device: a truncated one must not KeyError)."""
+    digest = (rec.get("plan") or {}).get("variants")
+    built = rec.get("engines")
+    if not isinstance(digest, dict) or not isinstance(built, list):
+        raise BundleError(f"{path}: the build record has no plan.variants object or engines list; "
+                          "run the emitted build script again on the device")
+    return digest, built
