@@ -245,6 +245,11 @@ def equal_bounds(net: Network, save: Callable[[dict], None] = lambda entry: None
     return entry
 
 
+def plain_baseline(method: str) -> bool:
+    """A baseline judged by its own criterion: not PAGCP, not a margined variant."""
+    return method not in PAGCP and not method.endswith(MARGIN)
+
+
 def held_on_test(cell: dict) -> float | None:
     """A cell's FLOPs removed (%) when its cut also holds every bound on the test split, else None.
     Every method chose its cut on val, so only test is held out from the choice; a cut that removes
@@ -258,7 +263,7 @@ def held_out_verdict(cells: dict[str, dict]) -> bool | None:
     """PAGCP >= every plain baseline, all counted on held-out data: PAGCP's cut must hold on test, and a
     baseline whose cut is past a bound on test has no figure within bounds to compare (None when either
     side is missing)."""
-    baselines = [held_on_test(c) for m, c in cells.items() if m not in PAGCP and not m.endswith(MARGIN)]
+    baselines = [held_on_test(c) for m, c in cells.items() if plain_baseline(m)]
     if "pagcp" not in cells or not baselines:
         return None
     ours = held_on_test(cells["pagcp"])
@@ -268,16 +273,16 @@ def held_out_verdict(cells: dict[str, dict]) -> bool | None:
 def derived(curve: dict) -> dict:
     """What the table and the acceptance read off a curve: the recipe level's figures and ratios."""
     at_recipe = {m: v["1"]["flops_removed_pct"] for m, v in curve.items() if "1" in v}
-    baselines = {m: v for m, v in at_recipe.items() if m not in PAGCP and not m.endswith(MARGIN)}
+    baselines = {m: v for m, v in at_recipe.items() if plain_baseline(m)}
     margined = {m: v for m, v in at_recipe.items() if m.endswith(MARGIN)}
     levels = sorted({lv for v in curve.values() for lv in v}, key=float)
+    by_level = {lv: held_out_verdict({m: v[lv] for m, v in curve.items() if lv in v}) for lv in levels}
     return {"flops_removed_pct_at_recipe_bounds": at_recipe,
             # the contract read on held-out data: a cut past a bound on test counts for nothing
             "flops_removed_pct_held_on_test_at_recipe_bounds": {m: held_on_test(v["1"]) for m, v in curve.items()
                                                                 if "1" in v},
-            "pagcp_ge_every_baseline_held_out": held_out_verdict({m: v["1"] for m, v in curve.items() if "1" in v}),
-            "pagcp_ge_every_baseline_held_out_by_level": {
-                lv: held_out_verdict({m: v[lv] for m, v in curve.items() if lv in v}) for lv in levels},
+            "pagcp_ge_every_baseline_held_out": by_level.get("1"),
+            "pagcp_ge_every_baseline_held_out_by_level": by_level,
             "pagcp_over_l1": (at_recipe["pagcp"] / at_recipe["l1"]) if at_recipe.get("l1") and "pagcp" in at_recipe else None,
             "pagcp_ge_every_baseline": (all(at_recipe["pagcp"] >= v for v in baselines.values())
                                         if "pagcp" in at_recipe and baselines else None),
@@ -385,7 +390,7 @@ def print_table(name: str, entry: dict) -> None:
             if r is None:
                 cells.append("not run")
                 continue
-            held = "" if r["test"] is None else (" ok" if r["test"]["within"] else " (test: past)")
+            held = "" if r["test"] is None else (" ok" if held_on_test(r) is not None else " (test: past)")
             cells.append(f"{r['flops_removed_pct']:.1f}{held}")
         table.add_row(method, *cells)
     Console(width=120).print(table)
